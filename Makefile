@@ -1,0 +1,56 @@
+# referral — `make run` starts the service, `make test` runs the whole suite.
+
+PYTHON := $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	  $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { echo $$p; break; }; \
+	done)
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: run test reset lint openapi lock bench-redirect clean
+
+$(BIN)/python:
+	@test -n "$(PYTHON)" || { echo "referral needs Python 3.11 or newer on PATH (python3.11, python3.12 or python3.13); install one, e.g. 'apt-get install python3.11 python3.11-venv'"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) >/dev/null 2>&1 || { rm -rf $(VENV); echo "'$(PYTHON) -m venv' does not work: install the venv module, e.g. 'apt-get install python3-venv'"; exit 1; }
+	@$(BIN)/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+
+$(VENV)/.runtime: requirements.lock pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes -r requirements.lock
+	@$(BIN)/pip install -q --no-deps -e . >$(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
+	@touch $@
+
+$(VENV)/.dev: requirements-dev.lock pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes -r requirements-dev.lock
+	@$(BIN)/pip install -q --no-deps -e . >$(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
+	@touch $@ $(VENV)/.runtime
+
+run: $(VENV)/.runtime
+	$(BIN)/referral serve
+
+# pytest exits 5 when it collected no tests: that is a failure here, not a pass.
+test: $(VENV)/.dev
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected"; exit 1; fi; exit $$rc
+
+reset: $(VENV)/.runtime
+	$(BIN)/referral dev reset
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check referral tests bench
+	$(BIN)/ruff format --check referral tests bench
+
+# Rewrite openapi/openapi.json from the app (a test fails while the two differ).
+openapi: $(VENV)/.dev
+	$(BIN)/python -m referral.openapi > openapi/openapi.json
+
+# Re-resolve the locked dependencies (after changing pyproject.toml).
+lock: | $(BIN)/python
+	$(BIN)/pip install -q pip-tools
+	$(BIN)/pip-compile -q --generate-hashes --no-emit-index-url --no-emit-find-links --strip-extras --allow-unsafe -o requirements.lock pyproject.toml
+	$(BIN)/pip-compile -q --generate-hashes --no-emit-index-url --no-emit-find-links --strip-extras --allow-unsafe --extra dev -o requirements-dev.lock pyproject.toml
+
+bench-redirect: $(VENV)/.dev
+	$(BIN)/python bench/redirect.py
+
+clean:
+	rm -rf $(VENV)

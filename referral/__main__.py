@@ -1,0 +1,3 @@
+from referral.cli import main
+
+main()

@@ -1,0 +1,104 @@
+"""HTTP handlers for advocates and codes."""
+
+from __future__ import annotations
+
+from litestar import Controller, Response, get, post
+from litestar.params import FromPath, FromQuery, JSONBody
+
+from referral.advocates import service
+from referral.advocates.schemas import Advocate, AdvocateUpsert, CodeInfo, VanityCodeCreate
+from referral.lib.deps import CallerDep, Conn, RuntimeDep
+from referral.lib.errors import API_ERRORS
+from referral.lib.pagination import CreatedBefore, CreatedFrom, Limit, Page, StartingAfter
+
+
+class AdvocateController(Controller):
+    path = "/v1/advocates"
+    tags = ["advocates"]
+    security = [{"secretKey": []}]
+
+    @post(
+        operation_id="upsertAdvocate",
+        responses=API_ERRORS,
+        summary="Get or create a customer's advocate",
+        description="Idempotent by (program_id, customer_id): 201 when created, 200 after.",
+    )
+    async def upsert(
+        self, data: JSONBody[AdvocateUpsert], conn: Conn, caller: CallerDep, runtime: RuntimeDep
+    ) -> Response[Advocate]:
+        advocate, created = await service.upsert(conn, runtime, caller, data)
+        return Response(advocate, status_code=201 if created else 200)
+
+    @get(
+        "/{advocate_id:str}",
+        operation_id="getAdvocate",
+        responses=API_ERRORS,
+        summary="Read an advocate",
+    )
+    async def read(
+        self, advocate_id: FromPath[str], conn: Conn, caller: CallerDep, runtime: RuntimeDep
+    ) -> Advocate:
+        return await service.get(conn, runtime, caller, advocate_id)
+
+    @get(operation_id="listAdvocates", responses=API_ERRORS, summary="List advocates")
+    async def list(
+        self,
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+        program_id: FromQuery[str | None] = None,
+        starting_after: StartingAfter = None,
+        created_from: CreatedFrom = None,
+        created_before: CreatedBefore = None,
+        limit: Limit = 20,
+    ) -> Page[Advocate]:
+        advocates, more = await service.list_advocates(
+            conn,
+            runtime,
+            caller,
+            program_id=program_id,
+            starting_after=starting_after,
+            created_from=created_from,
+            created_before=created_before,
+            limit=limit,
+        )
+        return Page(data=advocates, has_more=more)
+
+    @post(
+        "/{advocate_id:str}/codes",
+        operation_id="addVanityCode",
+        responses=API_ERRORS,
+        summary="Give an advocate a vanity code",
+        description="4-20 letters or digits, unique deployment-wide (confusable characters "
+        "count as one), not a reserved word, not readable as a generated code.",
+    )
+    async def add_code(
+        self,
+        advocate_id: FromPath[str],
+        data: JSONBody[VanityCodeCreate],
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+    ) -> Response[Advocate]:
+        advocate, created = await service.add_vanity_code(
+            conn, runtime, caller, advocate_id, data.code
+        )
+        return Response(advocate, status_code=201 if created else 200)
+
+
+class CodeController(Controller):
+    path = "/v1/codes"
+    tags = ["codes"]
+    security = [{"secretKey": []}, {"publishableKey": []}]
+
+    @get(
+        "/{code:str}",
+        operation_id="getCode",
+        responses=API_ERRORS,
+        summary="Check a referral code",
+        description="Readable with a publishable key: codes are public.",
+    )
+    async def read(
+        self, code: FromPath[str], conn: Conn, reader: CallerDep, runtime: RuntimeDep
+    ) -> CodeInfo:
+        return await service.code_info(conn, runtime, reader, code)

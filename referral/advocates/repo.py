@@ -1,0 +1,110 @@
+"""SQL for advocates and their codes. Every statement is scoped by merchant_id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from referral.lib.pagination import CURSOR_CLAUSE
+
+UPSERT = """
+INSERT INTO advocates AS a (merchant_id, program_id, customer_id, email, name)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (program_id, customer_id) DO UPDATE
+SET email = coalesce(excluded.email, a.email), name = coalesce(excluded.name, a.name)
+RETURNING id, (xmax = 0) AS created
+"""
+
+INSERT_CODE = """
+INSERT INTO codes (lookup_key, code, merchant_id, program_id, advocate_id, kind)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (lookup_key) DO NOTHING
+RETURNING lookup_key
+"""
+
+CODE_OWNER = "SELECT merchant_id, advocate_id FROM codes WHERE lookup_key = $1"
+
+COLUMNS = """t.id, t.program_id, t.customer_id, t.email, t.name, t.created_at,
+  (SELECT coalesce(array_agg(c.code ORDER BY c.created_at, c.code), '{}') FROM codes c
+    WHERE c.merchant_id = t.merchant_id AND c.advocate_id = t.id AND c.kind = 'vanity'
+      AND c.status = 'active') AS vanity_codes,
+  (SELECT coalesce(sum(r.clicks), 0)::bigint FROM click_rollups r
+    WHERE r.merchant_id = t.merchant_id AND r.advocate_id = t.id) AS clicks"""
+
+GET = f"SELECT {COLUMNS} FROM advocates t WHERE t.merchant_id = $1 AND t.id = $2"
+
+LIST = f"""
+SELECT {COLUMNS} FROM advocates t
+WHERE t.merchant_id = $1 AND ($2::bigint IS NULL OR t.program_id = $2)
+{CURSOR_CLAUSE.format(table="advocates")}
+ORDER BY t.created_at, t.id
+LIMIT $6
+"""
+
+PROGRAM_STATUS = "SELECT status FROM programs WHERE merchant_id = $1 AND id = $2"
+
+CODE_INFO = """
+SELECT c.code, c.program_id, c.status = 'active' AND p.status = 'active' AS active
+FROM codes c JOIN programs p ON p.id = c.program_id
+WHERE c.lookup_key = $1 AND c.merchant_id = $2
+"""
+
+
+async def program_status(conn: asyncpg.Connection, merchant_id: int, program_id: int) -> str | None:
+    return await conn.fetchval(PROGRAM_STATUS, merchant_id, program_id)
+
+
+async def upsert(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    program_id: int,
+    customer_id: str,
+    email: str | None,
+    name: str | None,
+) -> asyncpg.Record:
+    return await conn.fetchrow(UPSERT, merchant_id, program_id, customer_id, email, name)
+
+
+async def insert_code(
+    conn: asyncpg.Connection,
+    key: str,
+    code: str,
+    merchant_id: int,
+    program_id: int,
+    advocate_id: int,
+    kind: str,
+) -> bool:
+    return (
+        await conn.fetchval(INSERT_CODE, key, code, merchant_id, program_id, advocate_id, kind)
+        is not None
+    )
+
+
+async def code_owner(conn: asyncpg.Connection, key: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(CODE_OWNER, key)
+
+
+async def get(
+    conn: asyncpg.Connection, merchant_id: int, advocate_id: int
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(GET, merchant_id, advocate_id)
+
+
+async def list_page(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    *,
+    program_id: int | None,
+    after_id: int | None,
+    created_from: datetime | None,
+    created_before: datetime | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        LIST, merchant_id, program_id, after_id, created_from, created_before, limit + 1
+    )
+
+
+async def code_info(conn: asyncpg.Connection, key: str, merchant_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(CODE_INFO, key, merchant_id)

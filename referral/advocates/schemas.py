@@ -1,0 +1,58 @@
+"""Request and response shapes for advocates and their codes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+CustomerId = Annotated[
+    str, Meta(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$", examples=["cus_1042"])
+]
+Email = Annotated[
+    str, Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$", examples=["anna@example.com"])
+]
+
+
+class AdvocateUpsert(msgspec.Struct, forbid_unknown_fields=True):
+    program_id: Annotated[str, Meta(examples=["prg_x7k2m9qa4b"])]
+    customer_id: CustomerId
+    email: Email | None = None
+    name: Annotated[str, Meta(max_length=200)] | None = None
+
+
+class VanityCodeCreate(msgspec.Struct, forbid_unknown_fields=True):
+    code: Annotated[str, Meta(min_length=1, max_length=40, examples=["ANNA10"])]
+
+
+class QrLinks(msgspec.Struct):
+    png: str
+    svg: str
+
+
+class Advocate(msgspec.Struct):
+    id: str
+    program_id: str
+    customer_id: str
+    email: str | None
+    name: str | None
+    code: str
+    vanity_codes: list[str]
+    link: str
+    share_links: dict[str, str]
+    qr: QrLinks
+    clicks: int
+    created_at: datetime
+    livemode: bool
+    object: str = "advocate"
+
+
+class CodeInfo(msgspec.Struct):
+    """What anyone holding the code may know: it is public."""
+
+    code: str
+    program_id: str
+    active: bool
+    object: str = "code"

@@ -1,0 +1,155 @@
+"""Advocates: a customer who refers, with their code, link, share links and QR codes.
+
+An advocate exists once per program and customer; asking for one creates it if needed, so
+a shop can call this on every page view of its "refer a friend" page.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import asyncpg
+
+from referral.advocates import repo
+from referral.advocates.schemas import Advocate, AdvocateUpsert, CodeInfo, QrLinks
+from referral.codes.codec import VanityCodeError, lookup_key
+from referral.lib.errors import Conflict, InvalidInput, NotFound
+from referral.lib.pagination import split_page
+from referral.merchants.service import Caller
+from referral.runtime import Runtime
+
+SHARE_CHANNELS = ("whatsapp", "email", "sms", "x", "facebook", "linkedin", "copy")
+
+
+def links_for(base_url: str, code: str) -> tuple[str, dict[str, str], QrLinks]:
+    link = f"{base_url}/r/{quote(code)}"
+    share = {channel: f"{link}?ch={channel}" for channel in SHARE_CHANNELS}
+    return link, share, QrLinks(png=f"{link}/qr.png", svg=f"{link}/qr.svg")
+
+
+def _to_advocate(runtime: Runtime, caller: Caller, row: asyncpg.Record) -> Advocate:
+    code = runtime.codec.generate(row["id"])
+    link, share, qr = links_for(runtime.settings.public_base_url, code)
+    return Advocate(
+        id=runtime.ids.encode("advocate", row["id"]),
+        program_id=runtime.ids.encode("program", row["program_id"]),
+        customer_id=row["customer_id"],
+        email=row["email"],
+        name=row["name"],
+        code=code,
+        vanity_codes=list(row["vanity_codes"]),
+        link=link,
+        share_links=share,
+        qr=qr,
+        clicks=row["clicks"],
+        created_at=row["created_at"],
+        livemode=caller.mode == "live",
+    )
+
+
+async def upsert(
+    conn: asyncpg.Connection, runtime: Runtime, caller: Caller, data: AdvocateUpsert
+) -> tuple[Advocate, bool]:
+    """(advocate, created). Concurrent calls for one customer all get the same advocate."""
+    program_id = runtime.ids.decode("program", data.program_id)
+    status = await repo.program_status(conn, caller.merchant_id, program_id)
+    if status is None:
+        raise NotFound(f"no program with id {data.program_id}", code="program_not_found")
+    if status == "archived":
+        raise Conflict(
+            "this program is archived and takes no new advocates", code="program_archived"
+        )
+    row = await repo.upsert(
+        conn,
+        caller.merchant_id,
+        program_id,
+        data.customer_id,
+        data.email.strip() if data.email else None,
+        data.name,
+    )
+    advocate_id = row["id"]
+    code = runtime.codec.generate(advocate_id)
+    await repo.insert_code(
+        conn, code, code, caller.merchant_id, program_id, advocate_id, "generated"
+    )
+    advocate = await repo.get(conn, caller.merchant_id, advocate_id)
+    return _to_advocate(runtime, caller, advocate), row["created"]
+
+
+async def get(
+    conn: asyncpg.Connection, runtime: Runtime, caller: Caller, advocate_id: str
+) -> Advocate:
+    row = await repo.get(conn, caller.merchant_id, runtime.ids.decode("advocate", advocate_id))
+    if row is None:
+        raise NotFound(f"no advocate with id {advocate_id}", code="advocate_not_found")
+    return _to_advocate(runtime, caller, row)
+
+
+async def add_vanity_code(
+    conn: asyncpg.Connection, runtime: Runtime, caller: Caller, advocate_id: str, raw_code: str
+) -> tuple[Advocate, bool]:
+    """(advocate, created). Adding a code the advocate already has changes nothing."""
+    advocate = await get(conn, runtime, caller, advocate_id)
+    try:
+        code = runtime.codec.check_vanity(raw_code)
+    except VanityCodeError as exc:
+        raise InvalidInput(str(exc), code=exc.code) from None
+    internal_id = runtime.ids.decode("advocate", advocate_id)
+    key = lookup_key(code)
+    created = await repo.insert_code(
+        conn,
+        key,
+        code,
+        caller.merchant_id,
+        runtime.ids.decode("program", advocate.program_id),
+        internal_id,
+        "vanity",
+    )
+    if not created:
+        owner = await repo.code_owner(conn, key)
+        if owner is None or (owner["merchant_id"], owner["advocate_id"]) != (
+            caller.merchant_id,
+            internal_id,
+        ):
+            raise Conflict(
+                f"the code {code} (or one that reads like it) is taken", code="code_taken"
+            )
+        return advocate, False
+    return await get(conn, runtime, caller, advocate_id), True
+
+
+async def list_advocates(
+    conn: asyncpg.Connection,
+    runtime: Runtime,
+    caller: Caller,
+    *,
+    program_id: str | None,
+    starting_after: str | None,
+    created_from,
+    created_before,
+    limit: int,
+) -> tuple[list[Advocate], bool]:
+    rows = await repo.list_page(
+        conn,
+        caller.merchant_id,
+        program_id=runtime.ids.decode("program", program_id) if program_id else None,
+        after_id=runtime.ids.decode("advocate", starting_after) if starting_after else None,
+        created_from=created_from,
+        created_before=created_before,
+        limit=limit,
+    )
+    rows, more = split_page(rows, limit)
+    return [_to_advocate(runtime, caller, r) for r in rows], more
+
+
+async def code_info(
+    conn: asyncpg.Connection, runtime: Runtime, caller: Caller, raw_code: str
+) -> CodeInfo:
+    row = await repo.code_info(conn, lookup_key(raw_code)[:40], caller.merchant_id)
+    if row is None:
+        raise NotFound("no such referral code", code="code_not_found")
+    return CodeInfo(
+        code=row["code"],
+        program_id=runtime.ids.encode("program", row["program_id"]),
+        active=row["active"],
+    )

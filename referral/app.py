@@ -1,0 +1,155 @@
+"""The application factory: `create_app(settings)` builds a Litestar app with its own runtime.
+
+`asgi()` is what the ASGI server loads: settings from the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from litestar import Litestar, Response, get
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme, Server
+from litestar.openapi.spec import Tag as OpenAPITag
+
+from referral import settings as settings_module
+from referral.advocates.api import AdvocateController, CodeController
+from referral.demo.api import demo_router
+from referral.lib.db import create_pool, migrate
+from referral.lib.deps import DEPENDENCIES
+from referral.lib.errors import EXCEPTION_HANDLERS
+from referral.lib.logging import configure_logging, request_id_middleware
+from referral.links.api import links_router
+from referral.programs.api import ProgramController
+from referral.runtime import Runtime
+from referral.settings import Settings
+
+log = structlog.get_logger("referral.app")
+VERSION = "0.1.0"
+
+
+@get(
+    "/healthz",
+    operation_id="health",
+    summary="Liveness",
+    tags=["operations"],
+    include_in_schema=True,
+)
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/readyz", operation_id="ready", summary="Readiness: database reachable", tags=["operations"])
+async def readyz(state: State) -> Response[dict[str, object]]:
+    runtime: Runtime = state.runtime
+    try:
+        async with runtime.pool.acquire(timeout=2) as conn:
+            await conn.fetchval("SELECT 1")
+    except (OSError, TimeoutError, Exception) as exc:  # any failure means "not ready"
+        return Response({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
+    return Response(
+        {
+            "status": "ready",
+            "clicks_pending": runtime.clicks.pending,
+            "click_writer_error": runtime.clicks.last_error,
+        }
+    )
+
+
+async def _maintain_partitions(runtime: Runtime) -> None:
+    while True:
+        await asyncio.sleep(6 * 3600)
+        try:
+            async with runtime.pool.acquire() as conn:
+                await conn.execute("SELECT ensure_click_partitions(now(), 2)")
+        except Exception as exc:  # retried in six hours; the default partition catches rows
+            log.warning("click_partition_maintenance_failed", error=type(exc).__name__)
+
+
+def create_app(settings: Settings) -> Litestar:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await migrate(settings.database_url)
+        pool = await create_pool(
+            settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        )
+        runtime = Runtime.build(settings, pool)
+        app.state.runtime = runtime
+        async with pool.acquire() as conn:
+            await conn.execute("SELECT ensure_click_partitions(now(), 2)")
+        runtime.clicks.start()
+        maintenance = asyncio.create_task(_maintain_partitions(runtime))
+        try:
+            yield
+        finally:
+            maintenance.cancel()
+            await runtime.clicks.stop()
+            await pool.close()
+
+    handlers: list = [
+        healthz,
+        readyz,
+        links_router,
+        ProgramController,
+        AdvocateController,
+        CodeController,
+    ]
+    if settings.demo_pages:
+        handlers.append(demo_router)
+    app = Litestar(
+        route_handlers=handlers,
+        lifespan=[lifespan],
+        dependencies=DEPENDENCIES,
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=openapi_config(),
+        request_max_body_size=1_000_000,
+        debug=False,
+        logging_config=None,
+    )
+    # Outside Litestar's routing, so unknown routes and errors get a request id too.
+    app.asgi_handler = request_id_middleware(app.asgi_handler)
+    return app
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="referral",
+        version=VERSION,
+        description="Self-hosted referral and word-of-mouth programs for online shops. "
+        "Server-to-server calls use a secret key (`Authorization: Bearer sk_…`); publishable "
+        "keys (`pk_…`) read public data only. Errors are RFC 9457 problem+json with a stable "
+        "`code`.",
+        path="/openapi",
+        servers=[Server(url="/")],
+        tags=[
+            OpenAPITag(name="programs", description="Referral campaigns and their settings"),
+            OpenAPITag(name="advocates", description="Customers who refer, with their codes"),
+            OpenAPITag(name="codes", description="Public referral code checks"),
+            OpenAPITag(name="links", description="Public redirect and QR images"),
+            OpenAPITag(name="operations", description="Health and readiness"),
+        ],
+        components=Components(
+            security_schemes={
+                "secretKey": SecurityScheme(
+                    type="http", scheme="bearer", description="Secret key: sk_test_… or sk_live_…"
+                ),
+                "publishableKey": SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    description="Publishable key: pk_test_… or pk_live_…",
+                ),
+            }
+        ),
+        use_handler_docstrings=False,
+    )
+
+
+def asgi() -> Litestar:
+    """Entry point for the ASGI server (`granian --factory referral.app:asgi`)."""
+    settings = settings_module.from_env()
+    configure_logging(settings.log_format, settings.log_level)
+    return create_app(settings)

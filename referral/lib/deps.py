@@ -1,0 +1,77 @@
+"""Request dependencies: the runtime, a transaction per request, and the caller's key.
+
+The request owns the transaction: it commits when the handler returns and rolls back when
+it raises, so services never commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import asyncpg
+from litestar import Request
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+
+from referral.lib.errors import Forbidden, Unauthorized
+from referral.merchants.service import Caller, authenticate, hash_key
+from referral.runtime import Runtime
+
+
+def runtime_of(state: State) -> Runtime:
+    return state.runtime
+
+
+async def provide_conn(state: State) -> AsyncGenerator[asyncpg.Connection, None]:
+    async with state.runtime.pool.acquire() as conn, conn.transaction():
+        yield conn
+
+
+async def _caller(request: Request, runtime: Runtime) -> Caller:
+    header = request.headers.get("authorization", "")
+    scheme, _, raw = header.partition(" ")
+    if scheme.lower() != "bearer" or not raw.strip():
+        raise Unauthorized(
+            "send your API key as `Authorization: Bearer <key>`", code="missing_api_key"
+        )
+    raw = raw.strip()
+    key_hash = hash_key(raw)
+    caller = runtime.keys.get(key_hash)
+    if caller is None:
+        async with runtime.pool.acquire() as conn:
+            caller = await authenticate(conn, raw)
+        if caller is None:
+            raise Unauthorized(
+                "this API key is not valid (unknown or revoked)", code="invalid_api_key"
+            )
+        runtime.keys.put(key_hash, caller)
+    return caller
+
+
+async def provide_secret_caller(request: Request, state: State) -> Caller:
+    """A secret key (`sk_…`): server-to-server calls that may read or change anything."""
+    caller = await _caller(request, state.runtime)
+    if caller.kind != "secret":
+        raise Forbidden(
+            "this call needs a secret key (sk_…); publishable keys only read public data",
+            code="secret_key_required",
+        )
+    return caller
+
+
+async def provide_any_caller(request: Request, state: State) -> Caller:
+    """A secret or publishable key: for public data a browser may read."""
+    return await _caller(request, state.runtime)
+
+
+# Handler parameter types: the parameter's name picks the dependency.
+Conn = NamedDependency[asyncpg.Connection]
+CallerDep = NamedDependency[Caller]  # as `caller` (secret key) or `reader` (any key)
+RuntimeDep = NamedDependency[Runtime]
+
+DEPENDENCIES = {
+    "runtime": Provide(runtime_of, sync_to_thread=False),
+    "conn": Provide(provide_conn),
+    "caller": Provide(provide_secret_caller),
+    "reader": Provide(provide_any_caller),
+}

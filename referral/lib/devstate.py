@@ -1,0 +1,46 @@
+"""Local development state under `.referral/`: secrets and the demo keys, made once.
+
+Reusing them keeps printed links, QR codes and keys working across restarts. Never used
+with an external DATABASE_URL or in production: there the secrets must be set explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+
+def home() -> Path:
+    return Path(os.environ.get("REFERRAL_HOME", ".referral")).resolve()
+
+
+def _load_or_create(path: Path, make: dict[str, str]) -> dict[str, str]:
+    if path.exists():
+        return json.loads(path.read_text())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(make, indent=2))
+    path.chmod(0o600)
+    return make
+
+
+def dev_secrets() -> dict[str, str]:
+    return _load_or_create(
+        home() / "secrets.json",
+        {
+            "hashids_salt": secrets.token_urlsafe(24),
+            "click_token_key": secrets.token_urlsafe(32),
+            "ip_hash_key": secrets.token_urlsafe(32),
+        },
+    )
+
+
+def demo_keys() -> dict[str, str]:
+    return _load_or_create(
+        home() / "demo.json",
+        {
+            "secret_key": f"sk_test_{secrets.token_urlsafe(24)}",
+            "publishable_key": f"pk_test_{secrets.token_urlsafe(24)}",
+        },
+    )

@@ -1,0 +1,43 @@
+"""Cursor pagination shared by every list: `limit` and `starting_after` (a public id),
+stable order by creation time then id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Generic, TypeVar
+
+import msgspec
+from litestar.params import QueryParameter
+
+T = TypeVar("T")
+
+Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Page size (1-100)")]
+StartingAfter = Annotated[
+    str | None,
+    QueryParameter(description="Return items after this id (the last id of the previous page)"),
+]
+CreatedFrom = Annotated[
+    datetime | None, QueryParameter(description="Only items created at or after this time")
+]
+CreatedBefore = Annotated[
+    datetime | None, QueryParameter(description="Only items created before this time")
+]
+
+
+class Page(msgspec.Struct, Generic[T]):
+    data: list[T]
+    has_more: bool
+    object: str = "list"
+
+
+def split_page(rows: list, limit: int) -> tuple[list, bool]:
+    """Rows were fetched with `limit + 1`: the extra row only says there is more."""
+    return rows[:limit], len(rows) > limit
+
+
+CURSOR_CLAUSE = """
+  AND ($3::bigint IS NULL OR (t.created_at, t.id) >
+       (SELECT c.created_at, c.id FROM {table} c WHERE c.merchant_id = $1 AND c.id = $3))
+  AND ($4::timestamptz IS NULL OR t.created_at >= $4)
+  AND ($5::timestamptz IS NULL OR t.created_at < $5)
+"""

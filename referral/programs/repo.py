@@ -1,0 +1,83 @@
+"""SQL for programs. Every statement is scoped by merchant_id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from referral.lib.pagination import CURSOR_CLAUSE
+
+COLUMNS = """id, name, status, landing_url, fallback_url, attribution_window_days, hold_days,
+rewards, fraud_policy, qr_foreground, qr_background, created_at, updated_at"""
+
+INSERT = f"""
+INSERT INTO programs (merchant_id, name, status, landing_url, fallback_url,
+                      attribution_window_days, hold_days, rewards, fraud_policy,
+                      qr_foreground, qr_background)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+RETURNING {COLUMNS}
+"""
+
+GET = f"SELECT {COLUMNS} FROM programs WHERE merchant_id = $1 AND id = $2"
+GET_FOR_UPDATE = GET + " FOR UPDATE"
+
+UPDATE = f"""
+UPDATE programs SET name = $3, status = $4, landing_url = $5, fallback_url = $6,
+       attribution_window_days = $7, hold_days = $8, rewards = $9, fraud_policy = $10,
+       qr_foreground = $11, qr_background = $12, updated_at = now()
+WHERE merchant_id = $1 AND id = $2
+RETURNING {COLUMNS}
+"""
+
+LIST = f"""
+SELECT {COLUMNS} FROM programs t
+WHERE t.merchant_id = $1 AND ($2::text IS NULL OR t.status = $2)
+{CURSOR_CLAUSE.format(table="programs")}
+ORDER BY t.created_at, t.id
+LIMIT $6
+"""
+
+WRITABLE = (
+    "name",
+    "status",
+    "landing_url",
+    "fallback_url",
+    "attribution_window_days",
+    "hold_days",
+    "rewards",
+    "fraud_policy",
+    "qr_foreground",
+    "qr_background",
+)
+
+
+async def insert(conn: asyncpg.Connection, merchant_id: int, values: dict) -> asyncpg.Record:
+    return await conn.fetchrow(INSERT, merchant_id, *(values[k] for k in WRITABLE))
+
+
+async def get(
+    conn: asyncpg.Connection, merchant_id: int, program_id: int, *, for_update: bool = False
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(GET_FOR_UPDATE if for_update else GET, merchant_id, program_id)
+
+
+async def update(
+    conn: asyncpg.Connection, merchant_id: int, program_id: int, values: dict
+) -> asyncpg.Record:
+    return await conn.fetchrow(UPDATE, merchant_id, program_id, *(values[k] for k in WRITABLE))
+
+
+async def list_page(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    *,
+    status: str | None,
+    after_id: int | None,
+    created_from: datetime | None,
+    created_before: datetime | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        LIST, merchant_id, status, after_id, created_from, created_before, limit + 1
+    )

@@ -1,0 +1,82 @@
+"""Request and response shapes for programs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+Url = Annotated[str, Meta(min_length=1, max_length=2048, examples=["https://shop.example/welcome"])]
+HexColour = Annotated[str, Meta(pattern=r"^#[0-9a-fA-F]{6}$", examples=["#1a7f37"])]
+MinorUnits = Annotated[int, Meta(ge=0, le=10**12)]
+CurrencyAmounts = Annotated[
+    dict[Annotated[str, Meta(pattern=r"^[A-Z]{3}$")], MinorUnits],
+    Meta(description="Amount in minor units per ISO 4217 currency", examples=[{"EUR": 1000}]),
+]
+ProgramStatus = Literal["draft", "active", "paused", "archived"]
+WindowDays = Annotated[int, Meta(ge=1, le=365)]
+HoldDays = Annotated[int, Meta(ge=0, le=365)]
+
+
+class RewardRule(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """What one party earns: a fixed amount per currency, or basis points of the subtotal."""
+
+    kind: Literal["cash", "store_credit", "coupon", "points"]
+    amounts: CurrencyAmounts | None = None
+    basis_points: Annotated[int, Meta(ge=1, le=10_000)] | None = None
+    points: Annotated[int, Meta(ge=1, le=10**9)] | None = None
+
+
+class RewardSettings(msgspec.Struct, forbid_unknown_fields=True):
+    advocate: RewardRule | None = None
+    friend: RewardRule | None = None
+    trigger: Literal["first_order", "signup"] = "first_order"
+    new_customers_only: bool = True
+    minimum_order: CurrencyAmounts = {}
+
+
+class ProgramCreate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    landing_url: Url
+    fallback_url: Url | None = None
+    status: ProgramStatus = "active"
+    attribution_window_days: WindowDays = 30
+    hold_days: HoldDays = 30
+    rewards: RewardSettings = msgspec.field(default_factory=RewardSettings)
+    fraud_policy: dict[str, Any] = {}
+    qr_foreground: HexColour = "#000000"
+    qr_background: HexColour = "#ffffff"
+
+
+class ProgramUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name | UnsetType = UNSET
+    landing_url: Url | UnsetType = UNSET
+    fallback_url: Url | None | UnsetType = UNSET
+    status: ProgramStatus | UnsetType = UNSET
+    attribution_window_days: WindowDays | UnsetType = UNSET
+    hold_days: HoldDays | UnsetType = UNSET
+    rewards: RewardSettings | UnsetType = UNSET
+    fraud_policy: dict[str, Any] | UnsetType = UNSET
+    qr_foreground: HexColour | UnsetType = UNSET
+    qr_background: HexColour | UnsetType = UNSET
+
+
+class Program(msgspec.Struct):
+    id: str
+    name: str
+    status: ProgramStatus
+    landing_url: str
+    fallback_url: str | None
+    attribution_window_days: int
+    hold_days: int
+    rewards: RewardSettings
+    fraud_policy: dict[str, Any]
+    qr_foreground: str
+    qr_background: str
+    created_at: datetime
+    updated_at: datetime
+    livemode: bool
+    object: str = "program"

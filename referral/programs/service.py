@@ -1,0 +1,149 @@
+"""Programs: a merchant's referral campaign and its settings."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import asyncpg
+import msgspec
+
+from referral.lib import money
+from referral.lib.errors import InvalidInput, NotFound
+from referral.lib.ids import PublicIds
+from referral.lib.pagination import split_page
+from referral.merchants.service import Caller
+from referral.programs import repo
+from referral.programs.schemas import (
+    Program,
+    ProgramCreate,
+    ProgramUpdate,
+    RewardRule,
+    RewardSettings,
+)
+
+
+def check_url(field: str, url: str) -> None:
+    """Only absolute http(s) URLs: a redirect target is never relative or a script."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(
+            f"{field} must be an absolute http(s) URL", code="invalid_url", field=field
+        )
+    if any(ch in url for ch in "\r\n\t "):
+        raise InvalidInput(f"{field} may not contain whitespace", code="invalid_url", field=field)
+
+
+def _check_rule(side: str, rule: RewardRule | None) -> None:
+    if rule is None:
+        return
+    given = {
+        name for name in ("amounts", "basis_points", "points") if getattr(rule, name) is not None
+    }
+    if rule.kind == "points":
+        allowed, wanted = [{"points"}], "points"
+    else:
+        allowed = [{"amounts"}, {"basis_points"}]
+        wanted = "either amounts (fixed, per currency) or basis_points (of the subtotal)"
+    if given not in allowed:
+        raise InvalidInput(
+            f"rewards.{side}: a {rule.kind} reward takes {wanted}", code="invalid_reward_rule"
+        )
+    for currency in rule.amounts or {}:
+        _check_currency(f"rewards.{side}.amounts", currency)
+
+
+def _check_currency(field: str, currency: str) -> None:
+    if not money.is_currency(currency):
+        raise InvalidInput(f"{field}: unknown currency {currency}", code="unknown_currency")
+
+
+def check_rewards(rewards: RewardSettings) -> None:
+    _check_rule("advocate", rewards.advocate)
+    _check_rule("friend", rewards.friend)
+    for currency in rewards.minimum_order:
+        _check_currency("rewards.minimum_order", currency)
+
+
+def to_program(ids: PublicIds, caller: Caller, row: asyncpg.Record) -> Program:
+    values = dict(row)
+    values["id"] = ids.encode("program", row["id"])
+    values["rewards"] = msgspec.convert(row["rewards"], RewardSettings)
+    return Program(**values, livemode=caller.mode == "live")
+
+
+async def create(
+    conn: asyncpg.Connection, ids: PublicIds, caller: Caller, data: ProgramCreate
+) -> Program:
+    check_url("landing_url", data.landing_url)
+    if data.fallback_url is not None:
+        check_url("fallback_url", data.fallback_url)
+    check_rewards(data.rewards)
+    values = {k: getattr(data, k) for k in repo.WRITABLE}
+    values["rewards"] = msgspec.to_builtins(data.rewards)
+    row = await repo.insert(conn, caller.merchant_id, values)
+    return to_program(ids, caller, row)
+
+
+async def get(conn: asyncpg.Connection, ids: PublicIds, caller: Caller, program_id: str) -> Program:
+    row = await _row(conn, ids, caller, program_id)
+    return to_program(ids, caller, row)
+
+
+async def _row(
+    conn: asyncpg.Connection,
+    ids: PublicIds,
+    caller: Caller,
+    program_id: str,
+    *,
+    for_update: bool = False,
+) -> asyncpg.Record:
+    row = await repo.get(
+        conn, caller.merchant_id, ids.decode("program", program_id), for_update=for_update
+    )
+    if row is None:
+        raise NotFound(f"no program with id {program_id}", code="program_not_found")
+    return row
+
+
+async def update(
+    conn: asyncpg.Connection, ids: PublicIds, caller: Caller, program_id: str, data: ProgramUpdate
+) -> Program:
+    row = await _row(conn, ids, caller, program_id, for_update=True)
+    values = {k: row[k] for k in repo.WRITABLE}
+    for field in repo.WRITABLE:
+        value = getattr(data, field)
+        if value is not msgspec.UNSET:
+            values[field] = value
+    check_url("landing_url", values["landing_url"])
+    if values["fallback_url"] is not None:
+        check_url("fallback_url", values["fallback_url"])
+    if isinstance(values["rewards"], RewardSettings):
+        check_rewards(values["rewards"])
+        values["rewards"] = msgspec.to_builtins(values["rewards"])
+    row = await repo.update(conn, caller.merchant_id, row["id"], values)
+    return to_program(ids, caller, row)
+
+
+async def list_programs(
+    conn: asyncpg.Connection,
+    ids: PublicIds,
+    caller: Caller,
+    *,
+    status: str | None,
+    starting_after: str | None,
+    created_from,
+    created_before,
+    limit: int,
+) -> tuple[list[Program], bool]:
+    after = ids.decode("program", starting_after) if starting_after else None
+    rows = await repo.list_page(
+        conn,
+        caller.merchant_id,
+        status=status,
+        after_id=after,
+        created_from=created_from,
+        created_before=created_before,
+        limit=limit,
+    )
+    rows, more = split_page(rows, limit)
+    return [to_program(ids, caller, r) for r in rows], more

@@ -1,0 +1,71 @@
+"""What a running app holds: settings, the pool and the in-process helpers built on them.
+
+Built once in the lifespan and reached by handlers through `app.state.runtime`, so the hot
+redirect needs no dependency injection.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from referral.codes.codec import CodeCodec
+from referral.lib.ids import PublicIds
+from referral.links.clicks import ClickWriter
+from referral.links.qr import QrCache
+from referral.links.service import CodeResolver
+from referral.links.token import ClickTokenSigner
+from referral.links.visitors import IpHasher
+from referral.merchants.service import Caller
+from referral.settings import Settings
+
+
+@dataclass
+class KeyCache:
+    """Authenticated keys for a few seconds: one query less on every checkout call.
+    A revoked key stops working within `ttl` seconds."""
+
+    ttl: float = 30.0
+    entries: dict[bytes, tuple[float, Caller]] = field(default_factory=dict)
+
+    def get(self, key_hash: bytes) -> Caller | None:
+        hit = self.entries.get(key_hash)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, key_hash: bytes, caller: Caller) -> None:
+        if len(self.entries) > 10_000:
+            self.entries.clear()
+        self.entries[key_hash] = (time.monotonic() + self.ttl, caller)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    pool: asyncpg.Pool
+    ids: PublicIds
+    codec: CodeCodec
+    codes: CodeResolver
+    clicks: ClickWriter
+    signer: ClickTokenSigner
+    ip_hasher: IpHasher
+    qr: QrCache
+    keys: KeyCache
+
+    @classmethod
+    def build(cls, settings: Settings, pool: asyncpg.Pool) -> Runtime:
+        return cls(
+            settings=settings,
+            pool=pool,
+            ids=PublicIds(settings.hashids_salt),
+            codec=CodeCodec(settings.hashids_salt),
+            codes=CodeResolver(pool, settings.code_cache_seconds),
+            clicks=ClickWriter(pool, interval=settings.click_flush_interval_ms / 1000),
+            signer=ClickTokenSigner(settings.click_token_key),
+            ip_hasher=IpHasher(settings.ip_hash_key),
+            qr=QrCache(),
+            keys=KeyCache(ttl=30.0 if settings.code_cache_seconds > 0 else 0.0),
+        )

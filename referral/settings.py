@@ -1,0 +1,84 @@
+"""Settings: one frozen struct read from the environment, passed into `create_app()`.
+
+Tests build apps with their own `Settings`, so nothing else in the package reads
+`os.environ`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+
+import msgspec
+
+
+class SettingsError(Exception):
+    """The environment does not describe a service that may start."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str
+    public_base_url: str = "http://127.0.0.1:8000"
+    # Secrets. Each one has its own job so that rotating one does not break the others.
+    hashids_salt: str
+    click_token_key: str
+    ip_hash_key: str
+    env: str = "dev"  # dev | production
+    log_format: str = "auto"  # auto (JSON unless a terminal) | json | console
+    log_level: str = "info"
+    trusted_proxies: tuple[str, ...] = ()
+    click_flush_interval_ms: int = 50
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    demo_pages: bool = False
+    code_cache_seconds: float = 10.0
+
+    @property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies)
+
+
+_SECRET_VARS = {
+    "hashids_salt": "REFERRAL_HASHIDS_SALT",
+    "click_token_key": "REFERRAL_CLICK_TOKEN_KEY",
+    "ip_hash_key": "REFERRAL_IP_HASH_KEY",
+}
+
+
+def from_env(
+    env: Mapping[str, str] | None = None, dev_secrets: Mapping[str, str] | None = None
+) -> Settings:
+    """Read settings; dev secrets fill gaps only where the caller allows them (embedded DB)."""
+    env = os.environ if env is None else env
+    database_url = env.get("DATABASE_URL", "")
+    if not database_url:
+        raise SettingsError("DATABASE_URL is not set (`referral serve` starts an embedded one)")
+    secrets: dict[str, str] = {}
+    for field, var in _SECRET_VARS.items():
+        value = env.get(var) or (dev_secrets or {}).get(field, "")
+        if not value:
+            raise SettingsError(
+                f"{var} must be set when using an external DATABASE_URL or in production"
+            )
+        if len(value) < 16:
+            raise SettingsError(f"{var} must be at least 16 characters")
+        secrets[field] = value
+    try:
+        return Settings(
+            database_url=database_url,
+            public_base_url=env.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
+            env=env.get("REFERRAL_ENV", "dev"),
+            log_format=env.get("LOG_FORMAT", "auto"),
+            log_level=env.get("LOG_LEVEL", "info").lower(),
+            trusted_proxies=tuple(
+                p.strip() for p in env.get("TRUSTED_PROXIES", "").split(",") if p.strip()
+            ),
+            click_flush_interval_ms=int(env.get("CLICK_FLUSH_INTERVAL_MS", "50")),
+            db_pool_min=int(env.get("DB_POOL_MIN", "2")),
+            db_pool_max=int(env.get("DB_POOL_MAX", "10")),
+            demo_pages=env.get("REFERRAL_DEMO_PAGES", "") == "1",
+            **secrets,
+        )
+    except ValueError as exc:
+        raise SettingsError(f"invalid setting: {exc}") from exc

@@ -1,0 +1,72 @@
+"""Builders for test data. Merchants and keys go through the service (there is no HTTP API
+for them); everything else through the HTTP API, as a shop would."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from referral.merchants import service as merchants
+
+
+@dataclass(frozen=True)
+class Tenant:
+    merchant_id: int
+    secret_key: str
+    publishable_key: str
+    live_secret_key: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret_key}"}
+
+    @property
+    def public_auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.publishable_key}"}
+
+
+async def make_tenant(conn: asyncpg.Connection, name: str) -> Tenant:
+    created = await merchants.create_merchant(conn, name)
+    test, live = created["test"], created["live"]
+    return Tenant(
+        merchant_id=test.id,
+        secret_key=await merchants.create_key(conn, test.id, "secret"),
+        publishable_key=await merchants.create_key(conn, test.id, "publishable"),
+        live_secret_key=await merchants.create_key(conn, live.id, "secret"),
+    )
+
+
+def program_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": "Give 10, get 10",
+        "landing_url": "https://shop.example/welcome?utm_source=referral",
+        "hold_days": 14,
+        "rewards": {
+            "advocate": {"kind": "cash", "amounts": {"EUR": 1000}},
+            "friend": {"kind": "coupon", "amounts": {"EUR": 1000}},
+        },
+    }
+    body.update(overrides)
+    return body
+
+
+async def create_program(client, tenant: Tenant, **overrides: Any) -> dict[str, Any]:
+    response = await client.post(
+        "/v1/programs", json=program_body(**overrides), headers=tenant.auth
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def create_advocate(
+    client, tenant: Tenant, program_id: str, customer_id: str = "cus_1"
+) -> dict[str, Any]:
+    response = await client.post(
+        "/v1/advocates",
+        json={"program_id": program_id, "customer_id": customer_id},
+        headers=tenant.auth,
+    )
+    assert response.status_code in (200, 201), response.text
+    return response.json()
