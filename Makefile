@@ -52,5 +52,8 @@ lock: | $(BIN)/python
 bench-redirect: $(VENV)/.dev
 	$(BIN)/python bench/redirect.py
 
+bench-checkout: $(VENV)/.dev
+	$(BIN)/python bench/checkout.py
+
 clean:
 	rm -rf $(VENV)

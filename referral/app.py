@@ -18,13 +18,18 @@ from litestar.openapi.spec import Tag as OpenAPITag
 
 from referral import settings as settings_module
 from referral.advocates.api import AdvocateController, CodeController
+from referral.attribution.api import CheckoutController, ReferralController
 from referral.demo.api import demo_router
+from referral.events.api import list_events
 from referral.lib.db import create_pool, migrate
 from referral.lib.deps import DEPENDENCIES
 from referral.lib.errors import EXCEPTION_HANDLERS
 from referral.lib.logging import configure_logging, request_id_middleware
 from referral.links.api import links_router
+from referral.payouts.api import PayoutController
 from referral.programs.api import ProgramController
+from referral.rewards import service as rewards
+from referral.rewards.api import RewardController
 from referral.runtime import Runtime
 from referral.settings import Settings
 
@@ -70,6 +75,20 @@ async def _maintain_partitions(runtime: Runtime) -> None:
             log.warning("click_partition_maintenance_failed", error=type(exc).__name__)
 
 
+async def _release_rewards(runtime: Runtime) -> None:
+    """Approve rewards whose hold has passed. Several instances may run this at once."""
+    interval = runtime.settings.release_interval_seconds
+    while True:
+        try:
+            released = await rewards.release_due(runtime.pool, runtime.ids)
+            expired = await rewards.expire_coupons(runtime.pool, runtime.ids)
+            if released or expired:
+                log.info("rewards_released", released=released, coupons_expired=expired)
+        except Exception as exc:  # the next turn tries again
+            log.warning("reward_release_failed", error=type(exc).__name__)
+        await asyncio.sleep(interval)
+
+
 def create_app(settings: Settings) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -82,11 +101,15 @@ def create_app(settings: Settings) -> Litestar:
         async with pool.acquire() as conn:
             await conn.execute("SELECT ensure_click_partitions(now(), 2)")
         runtime.clicks.start()
-        maintenance = asyncio.create_task(_maintain_partitions(runtime))
+        background = [asyncio.create_task(_maintain_partitions(runtime))]
+        if settings.release_interval_seconds > 0:
+            background.append(asyncio.create_task(_release_rewards(runtime)))
         try:
             yield
         finally:
-            maintenance.cancel()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await runtime.clicks.stop()
             await pool.close()
 
@@ -97,6 +120,11 @@ def create_app(settings: Settings) -> Litestar:
         ProgramController,
         AdvocateController,
         CodeController,
+        CheckoutController,
+        ReferralController,
+        RewardController,
+        PayoutController,
+        list_events,
     ]
     if settings.demo_pages:
         handlers.append(demo_router)
@@ -130,6 +158,12 @@ def openapi_config() -> OpenAPIConfig:
             OpenAPITag(name="advocates", description="Customers who refer, with their codes"),
             OpenAPITag(name="codes", description="Public referral code checks"),
             OpenAPITag(name="links", description="Public redirect and QR images"),
+            OpenAPITag(name="checkout", description="The shop's checkout: quote, signups, "
+                       "orders, refunds"),
+            OpenAPITag(name="referrals", description="Attributed friends, explained"),
+            OpenAPITag(name="rewards", description="Rewards and their ledger history"),
+            OpenAPITag(name="payouts", description="Payout batches and finance exports"),
+            OpenAPITag(name="events", description="The outbox of state changes"),
             OpenAPITag(name="operations", description="Health and readiness"),
         ],
         components=Components(

@@ -32,7 +32,8 @@ class CliError(Exception):
 
 @contextlib.contextmanager
 def _database() -> Iterator[tuple[Settings, EmbeddedPostgres | None]]:
-    """Settings with a reachable database: the given DATABASE_URL or the embedded one."""
+    """Settings with a reachable database: the given DATABASE_URL, or the embedded one,
+    which is stopped again when the block ends."""
     if os.environ.get("DATABASE_URL"):
         yield settings_module.from_env(), None
         return
@@ -41,9 +42,12 @@ def _database() -> Iterator[tuple[Settings, EmbeddedPostgres | None]]:
     embedded = EmbeddedPostgres(devstate.home() / "pgdata")
     print(f"starting embedded PostgreSQL in {embedded.data_dir} …", file=sys.stderr)
     embedded.start()
-    asyncio.run(ensure_database(embedded.uri(), DEV_DATABASE))
-    env = dict(os.environ, DATABASE_URL=embedded.uri(DEV_DATABASE))
-    yield settings_module.from_env(env, dev_secrets=devstate.dev_secrets()), embedded
+    try:
+        asyncio.run(ensure_database(embedded.uri(), DEV_DATABASE))
+        env = dict(os.environ, DATABASE_URL=embedded.uri(DEV_DATABASE))
+        yield settings_module.from_env(env, dev_secrets=devstate.dev_secrets()), embedded
+    finally:
+        embedded.stop()
 
 
 def _export(settings: Settings) -> None:
@@ -62,6 +66,9 @@ def _export(settings: Settings) -> None:
 def _check_port_free(host: str, port: int) -> None:
     # Granian binds with SO_REUSEPORT, so a stale instance would silently share the port.
     probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # SO_REUSEADDR: connections of a server stopped a moment ago (TIME_WAIT) do not make the
+    # port busy; a socket still listening on it does.
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         probe.bind((host, port))
     except OSError as exc:
@@ -93,54 +100,42 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     _check_port_free(args.host, args.port)
     with _database() as (settings, embedded):
-        try:
-            if embedded is not None:
-                from referral.demo.seed import banner
+        if embedded is not None:
+            from referral.demo.seed import banner
 
-                demo = asyncio.run(_seed(settings))
-                os.environ["REFERRAL_DEMO_PAGES"] = "1"
-                print(banner(demo, settings.public_base_url), flush=True)
-            else:
-                asyncio.run(migrate(settings.database_url))
-            _export(settings)
-            Granian(
-                "referral.app:asgi",
-                factory=True,
-                address=args.host,
-                port=args.port,
-                interface=Interfaces.ASGI,
-                workers=args.workers,
-                loop=Loops.uvloop,
-                log_access=False,
-                workers_kill_timeout=30,
-            ).serve()
-        finally:
-            if embedded is not None:
-                embedded.stop()
+            demo = asyncio.run(_seed(settings))
+            os.environ["REFERRAL_DEMO_PAGES"] = "1"
+            print(banner(demo, settings.public_base_url), flush=True)
+        else:
+            asyncio.run(migrate(settings.database_url))
+        _export(settings)
+        Granian(
+            "referral.app:asgi",
+            factory=True,
+            address=args.host,
+            port=args.port,
+            interface=Interfaces.ASGI,
+            workers=args.workers,
+            loop=Loops.uvloop,
+            log_access=False,
+            workers_kill_timeout=30,
+        ).serve()
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
     with _database() as (settings, embedded):
-        try:
-            applied = asyncio.run(migrate(settings.database_url))
-            print(
-                f"applied {len(applied)} migration(s)"
-                + (f": {', '.join(applied)}" if applied else "")
-            )
-        finally:
-            if embedded is not None:
-                embedded.stop()
+        applied = asyncio.run(migrate(settings.database_url))
+        print(
+            f"applied {len(applied)} migration(s)"
+            + (f": {', '.join(applied)}" if applied else "")
+        )
 
 
 def cmd_seed_demo(args: argparse.Namespace) -> None:
     from referral.demo.seed import banner
 
     with _database() as (settings, embedded):
-        try:
-            print(banner(asyncio.run(_seed(settings)), settings.public_base_url))
-        finally:
-            if embedded is not None:
-                embedded.stop()
+        print(banner(asyncio.run(_seed(settings)), settings.public_base_url))
 
 
 async def _merchants_create(settings: Settings, name: str) -> None:
@@ -163,11 +158,7 @@ async def _merchants_create(settings: Settings, name: str) -> None:
 
 def cmd_merchants_create(args: argparse.Namespace) -> None:
     with _database() as (settings, embedded):
-        try:
-            asyncio.run(_merchants_create(settings, args.name))
-        finally:
-            if embedded is not None:
-                embedded.stop()
+        asyncio.run(_merchants_create(settings, args.name))
 
 
 async def _keys_create(settings: Settings, merchant: str, kind: str, label: str) -> None:
@@ -194,11 +185,48 @@ async def _keys_create(settings: Settings, merchant: str, kind: str, label: str)
 
 def cmd_keys_create(args: argparse.Namespace) -> None:
     with _database() as (settings, embedded):
+        asyncio.run(_keys_create(settings, args.merchant, args.kind, args.label))
+
+
+async def _release_due(settings: Settings) -> int:
+    from referral.lib.ids import PublicIds
+    from referral.rewards.service import release_due
+
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        return await release_due(pool, PublicIds(settings.hashids_salt))
+    finally:
+        await pool.close()
+
+
+def cmd_rewards_release_due(args: argparse.Namespace) -> None:
+    """For cron: approve every reward whose hold has passed (the app also does this)."""
+    with _database() as (settings, embedded):
+        print(f"released {asyncio.run(_release_due(settings))} reward(s)")
+
+
+def cmd_payouts(args: argparse.Namespace) -> None:
+    from datetime import datetime
+    from pathlib import Path
+
+    from referral.lib.errors import AppError
+    from referral.payouts import cli as payouts
+
+    with _database() as (settings, _):
         try:
-            asyncio.run(_keys_create(settings, args.merchant, args.kind, args.label))
-        finally:
-            if embedded is not None:
-                embedded.stop()
+            if args.action == "create":
+                cutoff = datetime.fromisoformat(args.cutoff) if args.cutoff else None
+                asyncio.run(payouts.create(settings, args.merchant, args.currency, args.kind,
+                                           cutoff))
+            elif args.action == "export":
+                asyncio.run(payouts.export_csv(settings, args.batch, Path(args.output),
+                                               args.format, args.part, args.rewards, args.bom))
+            else:
+                asyncio.run(payouts.mark_paid(settings, args.batch, args.actor))
+        except AppError as exc:
+            raise CliError(f"{exc.detail} ({exc.code})") from None
+        except (LookupError, ValueError) as exc:
+            raise CliError(str(exc)) from None
 
 
 def cmd_dev_reset(args: argparse.Namespace) -> None:
@@ -243,6 +271,32 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--kind", choices=["secret", "publishable"], default="secret")
     key.add_argument("--label", default="")
     key.set_defaults(func=cmd_keys_create)
+
+    rewards = sub.add_parser("rewards", help="reward operations").add_subparsers(
+        dest="action", required=True)
+    rewards.add_parser("release-due", help="approve rewards whose hold has passed (cron)"
+                       ).set_defaults(func=cmd_rewards_release_due)
+
+    payouts = sub.add_parser("payouts", help="payout batches for finance").add_subparsers(
+        dest="action", required=True)
+    create_batch = payouts.add_parser("create", help="collect approved rewards into a batch")
+    create_batch.add_argument("--merchant", required=True, help="merchant id (mer_…)")
+    create_batch.add_argument("--currency", required=True)
+    create_batch.add_argument("--kind", choices=["cash", "store_credit"], default="cash")
+    create_batch.add_argument("--cutoff", help="ISO 8601 time: rewards approved up to then")
+    create_batch.set_defaults(func=cmd_payouts)
+    export_batch = payouts.add_parser("export", help="write a batch's CSV")
+    export_batch.add_argument("batch", help="payout batch id (pay_…)")
+    export_batch.add_argument("-o", "--output", required=True)
+    export_batch.add_argument("--format", choices=["standard", "paypal"], default="standard")
+    export_batch.add_argument("--part", type=int, default=1, help="PayPal part (5,000 rows each)")
+    export_batch.add_argument("--rewards", action="store_true", help="the per-reward CSV")
+    export_batch.add_argument("--bom", action="store_true", help="start with a UTF-8 BOM")
+    export_batch.set_defaults(func=cmd_payouts)
+    paid = payouts.add_parser("mark-paid", help="mark a batch paid (idempotent)")
+    paid.add_argument("batch", help="payout batch id (pay_…)")
+    paid.add_argument("--actor", default="cli")
+    paid.set_defaults(func=cmd_payouts)
 
     dev = sub.add_parser("dev", help="local development").add_subparsers(
         dest="action", required=True

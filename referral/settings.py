@@ -33,6 +33,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_max: int = 10
     demo_pages: bool = False
     code_cache_seconds: float = 10.0
+    release_interval_seconds: float = 30.0
 
     @property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -78,6 +79,7 @@ def from_env(
             db_pool_min=int(env.get("DB_POOL_MIN", "2")),
             db_pool_max=int(env.get("DB_POOL_MAX", "10")),
             demo_pages=env.get("REFERRAL_DEMO_PAGES", "") == "1",
+            release_interval_seconds=float(env.get("RELEASE_INTERVAL_SECONDS", "30")),
             **secrets,
         )
     except ValueError as exc:

@@ -92,6 +92,7 @@ def make_settings(database_url: str, **overrides) -> Settings:
         ip_hash_key="test-ip-key-0123456789",
         click_flush_interval_ms=10,
         code_cache_seconds=0,
+        release_interval_seconds=0,  # tests release rewards explicitly
         db_pool_min=1,
         db_pool_max=20,
     )
@@ -132,3 +133,22 @@ async def tenant(db: asyncpg.Connection) -> Tenant:
 @pytest.fixture
 async def other_tenant(db: asyncpg.Connection) -> Tenant:
     return await make_tenant(db, "Shop B")
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the test's event loop (the app's own pool lives on the test client's loop)."""
+    from referral.lib.db import create_pool
+
+    pool = await create_pool(database_url, min_size=1, max_size=10)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+def ids(settings: Settings):
+    from referral.lib.ids import PublicIds
+
+    return PublicIds(settings.hashids_salt)

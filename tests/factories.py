@@ -70,3 +70,20 @@ async def create_advocate(
     )
     assert response.status_code in (200, 201), response.text
     return response.json()
+
+
+async def on_app_loop(client, send, *, peer: tuple[str, int] = ("203.0.113.10", 40000)):
+    """Run `await send(http)` on the app's own event loop, where `http` is an httpx client
+    whose requests reach the app from `peer`. The test client serialises requests and
+    reports its peer as "testclient"; this gives truly concurrent requests (each with its own
+    database connection) and a real client address."""
+    import asyncio
+
+    import httpx
+
+    async def run():
+        transport = httpx.ASGITransport(app=client.app, client=peer)
+        async with httpx.AsyncClient(transport=transport, base_url=str(client.base_url)) as http:
+            return await send(http)
+
+    return await asyncio.to_thread(client.blocking_portal.call, run)

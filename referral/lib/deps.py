@@ -22,7 +22,25 @@ def runtime_of(state: State) -> Runtime:
     return state.runtime
 
 
-async def provide_conn(state: State) -> AsyncGenerator[asyncpg.Connection, None]:
+async def provide_auth(request: Request, state: State) -> Caller | None:
+    """Check the key the handler asks for (`caller`: secret, `reader`: any) before anything else.
+
+    `conn` depends on this, so a refused key never opens a transaction: Litestar resolves
+    sibling dependencies concurrently, and when one raises, the cleanup of a generator
+    sibling that already ran is dropped - its pooled connection stayed checked out, idle in
+    transaction, for good.
+    """
+    wants = request.route_handler.parsed_fn_signature.parameters
+    if "caller" in wants:
+        return _require_secret(await _caller(request, state.runtime))
+    if "reader" in wants:
+        return await _caller(request, state.runtime)
+    return None
+
+
+async def provide_conn(
+    state: State, auth: NamedDependency[Caller | None]
+) -> AsyncGenerator[asyncpg.Connection, None]:
     async with state.runtime.pool.acquire() as conn, conn.transaction():
         yield conn
 
@@ -48,9 +66,7 @@ async def _caller(request: Request, runtime: Runtime) -> Caller:
     return caller
 
 
-async def provide_secret_caller(request: Request, state: State) -> Caller:
-    """A secret key (`sk_…`): server-to-server calls that may read or change anything."""
-    caller = await _caller(request, state.runtime)
+def _require_secret(caller: Caller) -> Caller:
     if caller.kind != "secret":
         raise Forbidden(
             "this call needs a secret key (sk_…); publishable keys only read public data",
@@ -59,9 +75,18 @@ async def provide_secret_caller(request: Request, state: State) -> Caller:
     return caller
 
 
-async def provide_any_caller(request: Request, state: State) -> Caller:
+async def provide_secret_caller(
+    request: Request, state: State, auth: NamedDependency[Caller | None]
+) -> Caller:
+    """A secret key (`sk_…`): server-to-server calls that may read or change anything."""
+    return _require_secret(auth or await _caller(request, state.runtime))
+
+
+async def provide_any_caller(
+    request: Request, state: State, auth: NamedDependency[Caller | None]
+) -> Caller:
     """A secret or publishable key: for public data a browser may read."""
-    return await _caller(request, state.runtime)
+    return auth or await _caller(request, state.runtime)
 
 
 # Handler parameter types: the parameter's name picks the dependency.
@@ -71,6 +96,7 @@ RuntimeDep = NamedDependency[Runtime]
 
 DEPENDENCIES = {
     "runtime": Provide(runtime_of, sync_to_thread=False),
+    "auth": Provide(provide_auth),
     "conn": Provide(provide_conn),
     "caller": Provide(provide_secret_caller),
     "reader": Provide(provide_any_caller),

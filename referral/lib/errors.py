@@ -7,10 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import msgspec
 import structlog
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.exceptions import (
+    HTTPException,
+    NotFoundException,
+    SerializationException,
+    ValidationException,
+)
 from litestar.openapi.datastructures import ResponseSpec
 
 PROBLEM_BASE = "https://referral.dev/problems/"
@@ -61,7 +67,14 @@ class Conflict(AppError):
 
 
 def problem(
-    status: int, code: str, title: str, detail: str, request: Request | None, **extra: Any
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    request: Request | None,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> Response[dict[str, Any]]:
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + code,
@@ -73,7 +86,9 @@ def problem(
     if request is not None:
         body["instance"] = request.url.path
     body.update(extra)
-    return Response(body, status_code=status, media_type="application/problem+json")
+    return Response(
+        body, status_code=status, media_type="application/problem+json", headers=headers
+    )
 
 
 def _app_error(request: Request, exc: AppError) -> Response[dict[str, Any]]:
@@ -84,7 +99,11 @@ def _validation_error(request: Request, exc: ValidationException) -> Response[di
     errors = []
     for item in exc.extra or []:
         if isinstance(item, dict):
-            errors.append({k: item[k] for k in ("key", "message", "source") if k in item})
+            error = {k: item[k] for k in ("key", "message", "source") if k in item}
+            if error.get("source") == "body" and error.get("message") == "'data'":
+                # Litestar's words for "no body at all" are a bare KeyError.
+                error["message"] = "The request body is missing: send a JSON object"
+            errors.append(error)
     detail = exc.detail if exc.detail and exc.detail != "Bad Request" else "Request is invalid"
     if errors and "message" in errors[0]:
         first = errors[0]
@@ -114,7 +133,38 @@ def _http_error(request: Request, exc: HTTPException) -> Response[dict[str, Any]
     detail = exc.detail or title
     if isinstance(exc, NotFoundException) and detail == "Not Found":
         detail = f"No route for {request.method} {request.url.path}"
-    return problem(status, code, title, detail, request)
+    if isinstance(exc.__cause__, SerializationException) and not detail.startswith("JSON"):
+        # msgspec alone says e.g. "Input data was truncated": name what was wrong.
+        detail = f"JSON is malformed: {detail}"
+    if status == 405 and detail == "Method Not Allowed":
+        detail = f"{request.url.path} does not take {request.method}"
+    # Keep the exception's headers: a 405 must name the allowed methods in `Allow`.
+    return problem(status, code, title, detail, request, headers=dict(exc.headers or {}))
+
+
+def _nul_in_text(request: Request, exc: asyncpg.PostgresError) -> Response[dict[str, Any]]:
+    """PostgreSQL refuses NUL characters in text and JSON: the input's fault, never a 500."""
+    return problem(
+        422,
+        "invalid_text",
+        "Invalid input",
+        "text may not contain NUL characters (\\u0000)",
+        request,
+    )
+
+
+def _unstorable_value(request: Request, exc: asyncpg.exceptions._base.DataError) -> Response:
+    """A number the database cannot hold (asyncpg refuses it before sending the query)."""
+    if "out of" not in str(exc):  # another encoding failure is a bug in the service
+        return _internal_error(request, exc)
+    return problem(
+        422, "value_out_of_range", "Invalid input", "a number in the request is too large", request
+    )
+
+
+def _too_deep(request: Request, exc: RecursionError) -> Response[dict[str, Any]]:
+    log.warning("request_too_deep", path=request.url.path)
+    return problem(400, "bad_request", "Bad request", "the JSON body is nested too deeply", request)
 
 
 def _internal_error(request: Request, exc: Exception) -> Response[dict[str, Any]]:
@@ -171,5 +221,9 @@ EXCEPTION_HANDLERS = {
     AppError: _app_error,
     ValidationException: _validation_error,
     HTTPException: _http_error,
+    asyncpg.exceptions.CharacterNotInRepertoireError: _nul_in_text,
+    asyncpg.exceptions.UntranslatableCharacterError: _nul_in_text,
+    asyncpg.exceptions._base.DataError: _unstorable_value,
+    RecursionError: _too_deep,
     Exception: _internal_error,
 }

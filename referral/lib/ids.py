@@ -19,6 +19,9 @@ PREFIXES = {
     "payout": "pay",
     "story": "sty",
     "key": "key",
+    "event": "evt",
+    "payout_line": "pol",
+    "order": "ord",
 }
 
 _ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"

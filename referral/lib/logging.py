@@ -8,8 +8,8 @@ when it looks safe, else generated, and always echoed back.
 from __future__ import annotations
 
 import logging
+import os
 import re
-import secrets
 import sys
 import time
 
@@ -58,7 +58,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
                     request_id = value
                 break
         if not request_id:
-            request_id = secrets.token_hex(8).encode()
+            request_id = os.urandom(8).hex().encode()  # as secrets.token_hex(8), cheaper
         rid = request_id.decode()
         scope.setdefault("state", {})["request_id"] = rid
         structlog.contextvars.clear_contextvars()

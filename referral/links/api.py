@@ -1,19 +1,25 @@
 """Public link handlers: the `/r/{code}` redirect and the QR images.
 
-The redirect is the hottest path: no dependency injection, no per-request log line, one
-cached lookup, a buffered click.
+The redirect is the hottest path. Litestar routes it and documents it (`follow_link`,
+`head_link`), but a route middleware answers it as a plain ASGI app, `serve_referral_link`:
+no Request or Response objects, no parameter parsing, no signature model — for a redirect
+that machinery costs more than the redirect's own work. No dependency injection, no
+per-request log line, one cached lookup, a buffered click.
 """
 
 from __future__ import annotations
 
+import functools
 import html
+import ipaddress
 import re
 import secrets
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from litestar import Request, Response, Router, get, head
 from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.types import ASGIApp, HTTPScope, Receive, Send
 
 from referral.lib.errors import PUBLIC_ERRORS, InvalidInput, NotFound
 from referral.links import qr as qr_images
@@ -25,18 +31,22 @@ VISITOR_COOKIE = "rv"
 _VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{16,43}$")
 _COOKIE = re.compile(r"(?:^|;\s*)rv=([^;]*)")
 _ONE_YEAR = 365 * 24 * 3600
+_COOKIE_ATTRIBUTES = f"; Max-Age={_ONE_YEAR}; Path=/; HttpOnly; SameSite=Lax"
+
+_NO_STORE = (b"cache-control", b"no-store")
+_REFERRER_POLICY = (b"referrer-policy", b"strict-origin-when-cross-origin")
+_EMPTY_TEXT = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"0")]
 
 
-def _visitor_id(request: Request) -> tuple[str, bool]:
+def _visitor_id(cookie: str | None) -> tuple[str, bool]:
     """(visitor id, is new). A malformed cookie is replaced, never trusted."""
-    match = _COOKIE.search(request.headers.get("cookie", ""))
+    match = _COOKIE.search(cookie) if cookie else None
     if match and _VISITOR_ID.match(match.group(1)):
         return match.group(1), False
     return secrets.token_urlsafe(12), True
 
 
-def _referer_host(request: Request) -> str | None:
-    referer = request.headers.get("referer")
+def _referer_host(referer: str | None) -> str | None:
     if not referer:
         return None
     try:
@@ -55,64 +65,134 @@ def _story(runtime: Runtime, raw: str | None) -> tuple[str, int] | None:
         return None
 
 
-def _unknown_link_page(status: int) -> Response[str]:
-    body = _PAGE.format(
+def _channel_and_story(query: bytes) -> tuple[str | None, str | None]:
+    """`ch` and `s` from the query string: the last of each wins and blank ones are ignored,
+    as for Litestar's query parameters (`parse_qsl`)."""
+    channel = story = None
+    if not query:
+        return channel, story
+    text = query.decode("latin-1")
+    if "%" in text or "+" in text:
+        pairs = parse_qsl(text)
+    else:  # nothing to decode: what parse_qsl does, without its overhead
+        pairs = []
+        for part in text.split("&"):
+            key, has_value, value = part.partition("=")
+            if has_value and value:
+                pairs.append((key, value))
+    for key, value in pairs:
+        if key == "ch":
+            channel = value
+        elif key == "s":
+            story = value
+    return channel, story
+
+
+@functools.lru_cache(maxsize=8)
+def _trusted_networks(
+    proxies: tuple[str, ...],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
+
+
+def _unknown_link_page() -> bytes:
+    return _PAGE.format(
         title="This referral link does not work any more",
         text="The code in this link is unknown or no longer active. "
         "Ask your friend for a new link, or visit the shop directly.",
-    )
-    return Response(
-        body,
-        status_code=status,
-        media_type="text/html; charset=utf-8",
-        headers={"cache-control": "no-store"},
-    )
+    ).encode()
 
 
-async def _follow(request: Request, code: FromPath[str], ch: str | None, s: str | None) -> Response:
-    runtime: Runtime = request.app.state.runtime
-    target = await runtime.codes.resolve(code)
-    if target is None:
-        return _unknown_link_page(404)
-    if not target.active:
-        if target.fallback_url:
-            return Response(
-                b"",
-                status_code=302,
-                headers={"location": target.fallback_url, "cache-control": "no-store"},
+async def _respond(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def serve_referral_link(scope: HTTPScope, receive: Receive, send: Send) -> None:
+    """`GET|HEAD /r/{code}` as a plain ASGI app, behind Litestar's routing.
+
+    302 to the landing URL with `ref` and a signed `ref_token`, the click buffered; the
+    visitor cookie set when absent or malformed; HEAD and bots redirected but flagged. An
+    unknown or inactive code: the program's fallback URL, else a friendly 404 page.
+    """
+    runtime: Runtime = scope["app"].state.runtime
+    method = scope["method"]
+    target = await runtime.codes.resolve(scope["path_params"]["code"])
+    if target is None or not target.active:
+        if target is not None and target.fallback_url:
+            location = (b"location", target.fallback_url.encode("latin-1"))
+            await _respond(send, 302, [location, _NO_STORE, *_EMPTY_TEXT], b"")
+        elif method == "HEAD":
+            await _respond(send, 404, [*_PAGE_HEADERS[:2], (b"content-length", b"0")], b"")
+        else:
+            await _respond(send, 404, list(_PAGE_HEADERS), _UNKNOWN_PAGE)
+        return
+
+    # The first of each header, as Litestar's `request.headers.get` (latin-1); cookies
+    # from all `cookie` headers (HTTP/2 may split them).
+    cookie = user_agent = referer = forwarded_for = None
+    for name, value in scope["headers"]:
+        if name == b"cookie":
+            cookie = (
+                value.decode("latin-1")
+                if cookie is None
+                else f"{cookie}; {value.decode('latin-1')}"
             )
-        return _unknown_link_page(404)
-    visitor_id, new_visitor = _visitor_id(request)
-    user_agent = request.headers.get("user-agent", "")
+        elif name == b"user-agent":
+            if user_agent is None:
+                user_agent = value.decode("latin-1")
+        elif name == b"referer":
+            if referer is None:
+                referer = value.decode("latin-1")
+        elif name == b"x-forwarded-for" and forwarded_for is None:
+            forwarded_for = value.decode("latin-1")
+    channel, story = _channel_and_story(scope["query_string"])
+
+    settings = runtime.settings
+    visitor_id, new_visitor = _visitor_id(cookie)
+    peer = scope.get("client")
     address = client_ip(
-        request.client.host if request.client else None,
-        request.headers.get("x-forwarded-for"),
-        runtime.settings.trusted_networks,
+        peer[0] if peer else None,
+        forwarded_for,
+        _trusted_networks(settings.trusted_proxies) if forwarded_for else (),
     )
+    user_agent = user_agent or ""
     token = service.record_click(
         runtime.clicks,
         runtime.signer,
         target,
-        channel=service.channel_of(ch),
+        channel=service.channel_of(channel),
         visitor_id=visitor_id,
         ip_hashes=runtime.ip_hasher.hashes(address),
         user_agent=user_agent,
-        referer_host=_referer_host(request),
-        story=_story(runtime, s),
-        bot=is_bot(user_agent, request.method),
+        referer_host=_referer_host(referer),
+        story=_story(runtime, story),
+        bot=is_bot(user_agent, method),
     )
-    headers = {
-        "location": service.landing_url_for(target, token),
-        "cache-control": "no-store",
-        "referrer-policy": "strict-origin-when-cross-origin",
-    }
+    headers = [
+        (b"location", service.landing_url_for(target, token).encode("latin-1")),
+        _NO_STORE,
+        _REFERRER_POLICY,
+        *_EMPTY_TEXT,
+    ]
     if new_visitor:
-        secure = "; Secure" if runtime.settings.public_base_url.startswith("https") else ""
-        headers["set-cookie"] = (
-            f"{VISITOR_COOKIE}={visitor_id}; Max-Age={_ONE_YEAR}; Path=/; "
-            f"HttpOnly; SameSite=Lax{secure}"
-        )
-    return Response(b"", status_code=302, headers=headers, media_type="text/plain")
+        secure = "; Secure" if settings.public_base_url.startswith("https") else ""
+        cookie_value = f"{VISITOR_COOKIE}={visitor_id}{_COOKIE_ATTRIBUTES}{secure}"
+        headers.append((b"set-cookie", cookie_value.encode("latin-1")))
+    await _respond(send, 302, headers, b"")
+
+
+def _answered_by_serve_referral_link(app: ASGIApp) -> ASGIApp:
+    """Route middleware of `follow_link` and `head_link`: Litestar has routed the request
+    (path parameters in the scope); `serve_referral_link` answers it and the handler
+    functions below never run.
+
+    App- and router-level middleware still run first (Litestar puts them outside this
+    one); what Litestar builds inside it — `allowed_hosts`, compression, CSRF, response
+    caching, none of them configured here — does not apply to the redirect."""
+    return serve_referral_link
 
 
 _FOLLOW_DOC = (
@@ -129,6 +209,7 @@ _FOLLOW_DOC = (
     summary="Follow a referral link",
     tags=["links"],
     description=_FOLLOW_DOC,
+    middleware=[_answered_by_serve_referral_link],
 )
 async def follow_link(
     request: Request,
@@ -136,7 +217,8 @@ async def follow_link(
     ch: FromQuery[str | None] = None,
     s: FromQuery[str | None] = None,
 ) -> Response:
-    return await _follow(request, code, ch, s)
+    """The route's documentation; `serve_referral_link` answers it."""
+    raise NotImplementedError("served by serve_referral_link")
 
 
 @head(
@@ -145,6 +227,7 @@ async def follow_link(
     summary="Preview a referral link",
     tags=["links"],
     description="Same redirect as GET; the click is flagged, not counted.",
+    middleware=[_answered_by_serve_referral_link],
 )
 async def head_link(
     request: Request,
@@ -152,9 +235,8 @@ async def head_link(
     ch: FromQuery[str | None] = None,
     s: FromQuery[str | None] = None,
 ) -> Response[None]:
-    response = await _follow(request, code, ch, s)
-    response.content = None
-    return response
+    """The route's documentation; `serve_referral_link` answers it."""
+    raise NotImplementedError("served by serve_referral_link")
 
 
 QrSize = Annotated[
@@ -225,3 +307,11 @@ color:#222}}h1{{font-size:1.4rem}}</style></head>
 def page(title: str, text_html: str) -> str:
     """A small friendly HTML page; `title` is escaped, `text_html` must already be safe."""
     return _PAGE.format(title=html.escape(title), text=text_html)
+
+
+_UNKNOWN_PAGE = _unknown_link_page()
+_PAGE_HEADERS = (
+    (b"content-type", b"text/html; charset=utf-8"),
+    _NO_STORE,
+    (b"content-length", str(len(_UNKNOWN_PAGE)).encode()),
+)

@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import structlog
 
 log = structlog.get_logger("referral.clicks")
+_HOUR = timedelta(hours=1)
 
 CLICK_COLUMNS = (
     "id",
@@ -39,7 +39,7 @@ CLICK_COLUMNS = (
 )
 
 Click = tuple[
-    uuid.UUID,
+    uuid.UUID | str,  # a UUID or its 32 hex digits
     datetime,
     int,
     int,
@@ -56,7 +56,8 @@ Click = tuple[
 ]
 
 ADD_ROLLUPS = """
-INSERT INTO click_rollups AS r (merchant_id, program_id, advocate_id, channel, hour, clicks, bot_hits)
+INSERT INTO click_rollups AS r
+    (merchant_id, program_id, advocate_id, channel, hour, clicks, bot_hits)
 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[],
                      $6::bigint[], $7::bigint[])
 ORDER BY 1, 3, 4, 5  -- a fixed lock order: concurrent writers never deadlock
@@ -102,9 +103,15 @@ class ClickWriter:
             log.error("clicks_lost_on_shutdown", count=len(self._buffer))
 
     async def _run(self) -> None:
+        # Turns start every `interval` (not `interval` after the previous write ended), so a
+        # click waits at most one interval plus one write.
+        loop = asyncio.get_running_loop()
+        turn = loop.time()
         while not self._stopping.is_set():
+            turn += self._interval
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval)
+                await asyncio.wait_for(self._stopping.wait(), max(turn - loop.time(), 0.0))
+            turn = max(turn, loop.time() - self._interval)  # after a slow write: no burst
             await self.flush()
 
     async def flush(self) -> int:
@@ -132,18 +139,29 @@ class ClickWriter:
 
 
 def _rollup_columns(batch: list[Click]) -> tuple[list, ...]:
-    clicks: Counter[tuple] = Counter()
-    bots: Counter[tuple] = Counter()
+    """The batch counted per (merchant, program, advocate, channel, hour): clicks and bot
+    hits, as the columns `ADD_ROLLUPS` takes."""
+    counts: dict[tuple, list[int]] = {}
+    utc_hour = utc_hour_end = None  # clicks are in UTC and a batch mostly shares one hour
     for c in batch:
-        key = (c[2], c[3], c[4], c[6], c[1].replace(minute=0, second=0, microsecond=0))
-        (bots if c[13] else clicks)[key] += 1
-    keys = list(clicks.keys() | bots.keys())
+        at = c[1]
+        if utc_hour is not None and at.tzinfo is UTC and utc_hour <= at < utc_hour_end:
+            hour = utc_hour
+        else:
+            hour = at.replace(minute=0, second=0, microsecond=0)
+            if at.tzinfo is UTC:
+                utc_hour, utc_hour_end = hour, hour + _HOUR
+        key = (c[2], c[3], c[4], c[6], hour)
+        n = counts.get(key)
+        if n is None:
+            counts[key] = n = [0, 0]
+        n[1 if c[13] else 0] += 1
     return (
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-        [k[2] for k in keys],
-        [k[3] for k in keys],
-        [k[4] for k in keys],
-        [clicks[k] for k in keys],
-        [bots[k] for k in keys],
+        [k[0] for k in counts],
+        [k[1] for k in counts],
+        [k[2] for k in counts],
+        [k[3] for k in counts],
+        [k[4] for k in counts],
+        [n[0] for n in counts.values()],
+        [n[1] for n in counts.values()],
     )

@@ -7,8 +7,8 @@ within `code_cache_seconds`), and the click goes to the buffered writer.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -39,6 +39,9 @@ CHANNELS = frozenset(
     }
 )
 _MAX_CACHE = 100_000
+# Stands in for the token while the redirect URL is prepared: base64url characters only, as
+# a real token, so URL-encoding leaves it (and later the token) exactly as it is.
+_TOKEN_SLOT = "REFTOKENSLOTq7Xw3Z"
 
 
 class CodeTarget(msgspec.Struct, frozen=True):
@@ -51,6 +54,17 @@ class CodeTarget(msgspec.Struct, frozen=True):
     fallback_url: str | None
     qr_foreground: str
     qr_background: str
+    # The redirect URL before and after its `ref_token` value, prepared once per code so a
+    # redirect only joins three strings (see `landing_url_for`).
+    redirect_parts: tuple[str, str] | None = None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> CodeTarget:
+        target = cls(**dict(row))
+        parts = _landing_url(target, _TOKEN_SLOT).split(_TOKEN_SLOT)
+        if len(parts) != 2:  # the landing URL itself contains the slot marker
+            return target
+        return msgspec.structs.replace(target, redirect_parts=(parts[0], parts[1]))
 
 
 class CodeResolver:
@@ -68,7 +82,7 @@ class CodeResolver:
         if hit is not None and hit[0] > now:
             return hit[1]
         row = await repo.resolve_code(self._pool, key)
-        target = CodeTarget(**dict(row)) if row is not None else None
+        target = CodeTarget.from_row(row) if row is not None else None
         if self._ttl > 0:
             if len(self._cache) >= _MAX_CACHE:
                 self._cache.clear()
@@ -83,7 +97,15 @@ def landing_url_for(target: CodeTarget, token: str) -> str:
     """The program's landing URL with `ref` and `ref_token` added, its own query kept.
 
     The target comes only from the program, never from the request: no open redirect.
+    `token` is base64url (what the signer makes), which URL-encoding leaves unchanged.
     """
+    if target.redirect_parts is not None:
+        head, tail = target.redirect_parts
+        return f"{head}{token}{tail}"
+    return _landing_url(target, token)
+
+
+def _landing_url(target: CodeTarget, token: str) -> str:
     parts = urlsplit(target.landing_url)
     query = [
         (k, v)
@@ -101,6 +123,15 @@ def channel_of(raw: str | None) -> str:
     return raw if raw in CHANNELS else "other"
 
 
+def new_click_id() -> str:
+    """A random (version 4) UUID as 32 hex digits: what `uuid.uuid4().hex` gives, at a
+    third of the cost. The clicks table's uuid column takes the hex string as it is."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    return raw.hex()
+
+
 def record_click(
     writer: ClickWriter,
     signer: ClickTokenSigner,
@@ -115,7 +146,7 @@ def record_click(
     bot: bool,
 ) -> str:
     """Buffer the click and return the signed token for the landing URL."""
-    click_id = uuid.uuid4()
+    click_id = new_click_id()
     now = datetime.now(UTC)
     writer.record(
         (
@@ -138,7 +169,7 @@ def record_click(
     return signer.sign(
         ClickToken(
             code=target.code,
-            click_id=click_id.hex,
+            click_id=click_id,
             channel=channel,
             visitor_id=visitor_id,
             issued_at=int(now.timestamp()),

@@ -30,12 +30,40 @@ class RewardRule(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     points: Annotated[int, Meta(ge=1, le=10**9)] | None = None
 
 
+class Tier(msgspec.Struct, forbid_unknown_fields=True):
+    """From the advocate's `from_referral`-th successful referral on, pay `advocate`."""
+
+    from_referral: Annotated[int, Meta(ge=2, le=100_000)]
+    advocate: RewardRule
+
+
+class Milestone(msgspec.Struct, forbid_unknown_fields=True):
+    """A one-off bonus when the advocate reaches `referrals` approved referrals."""
+
+    referrals: Annotated[int, Meta(ge=1, le=100_000)]
+    reward: RewardRule
+
+
+class Caps(msgspec.Struct, forbid_unknown_fields=True):
+    """Limits on what one advocate earns; periods follow the merchant's time zone.
+    A capped advocate never cancels the friend's reward."""
+
+    period: Literal["day", "week", "month", "year"] = "month"
+    max_rewards_per_period: Annotated[int, Meta(ge=0)] | None = None
+    max_amount_per_period: CurrencyAmounts = {}
+    max_rewards_total: Annotated[int, Meta(ge=0)] | None = None
+
+
 class RewardSettings(msgspec.Struct, forbid_unknown_fields=True):
     advocate: RewardRule | None = None
     friend: RewardRule | None = None
     trigger: Literal["first_order", "signup"] = "first_order"
     new_customers_only: bool = True
     minimum_order: CurrencyAmounts = {}
+    tiers: list[Tier] = []
+    milestones: list[Milestone] = []
+    caps: Caps = msgspec.field(default_factory=Caps)
+    friend_coupon_days: Annotated[int, Meta(ge=1, le=3650)] = 30
 
 
 class ProgramCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -24,11 +24,19 @@ from referral.programs.schemas import (
 
 def check_url(field: str, url: str) -> None:
     """Only absolute http(s) URLs: a redirect target is never relative or a script."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number 0-65535
+    except ValueError:  # e.g. "https://[::1" or "https://shop.example:99999/"
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput(
             f"{field} must be an absolute http(s) URL", code="invalid_url", field=field
         )
+    if not url.isascii():
+        raise InvalidInput(f"{field} must be ASCII: percent-encode other characters "
+                           "(and use the punycode form of the host)", code="invalid_url",
+                           field=field)
     if any(ch in url for ch in "\r\n\t "):
         raise InvalidInput(f"{field} may not contain whitespace", code="invalid_url", field=field)
 
@@ -60,8 +68,20 @@ def _check_currency(field: str, currency: str) -> None:
 def check_rewards(rewards: RewardSettings) -> None:
     _check_rule("advocate", rewards.advocate)
     _check_rule("friend", rewards.friend)
-    for currency in rewards.minimum_order:
-        _check_currency("rewards.minimum_order", currency)
+    for tier in rewards.tiers:
+        _check_rule(f"tiers[{tier.from_referral}].advocate", tier.advocate)
+    for milestone in rewards.milestones:
+        _check_rule(f"milestones[{milestone.referrals}].reward", milestone.reward)
+    for field, amounts in (("minimum_order", rewards.minimum_order),
+                           ("caps.max_amount_per_period", rewards.caps.max_amount_per_period)):
+        for currency in amounts:
+            _check_currency(f"rewards.{field}", currency)
+    for name, items, key in (("tiers", rewards.tiers, "from_referral"),
+                             ("milestones", rewards.milestones, "referrals")):
+        values = [getattr(item, key) for item in items]
+        if len(values) != len(set(values)):
+            raise InvalidInput(f"rewards.{name}: each {key} may appear once",
+                               code="invalid_reward_rule")
 
 
 def to_program(ids: PublicIds, caller: Caller, row: asyncpg.Record) -> Program:

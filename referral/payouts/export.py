@@ -1,0 +1,115 @@
+"""CSV exports of a payout batch, streamed straight from PostgreSQL with COPY.
+
+Constant memory: COPY writes into a small bounded queue that the HTTP response drains, so a
+slow client slows the COPY down instead of filling memory; a client that stops reading for
+`STALL_SECONDS` ends the COPY (it would otherwise run on in the server). Lines are frozen at
+batch creation, so every export of a batch is byte-identical.
+
+Columns (stable; new ones are only ever appended):
+- payouts.csv: batch_id, payee_customer_id, payee_email, amount, amount_minor, currency,
+  reward_count, first_reward_at, last_reward_at, reference
+- rewards.csv: batch_id, payee_customer_id, reward_id, referral_id, order_id, side,
+  line_type (reward | clawback), gross_minor, reversed_minor, net_minor, net, currency,
+  earned_at, reference
+- payouts.csv?format=paypal: PayPal Payouts' upload layout, no header: email, amount,
+  currency, customer id (30 characters, no spaces), note, PAYPAL; 5,000 rows per part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Literal
+
+import asyncpg
+
+from referral.lib import money
+from referral.lib.errors import InvalidInput
+from referral.payouts import repo
+
+Format = Literal["standard", "paypal"]
+PAYPAL_ROWS_PER_PART = 5000
+PAYPAL_WHOLE_UNITS = frozenset({"HUF", "JPY", "TWD"})
+STALL_SECONDS = 60.0
+_BOM = "\ufeff".encode()
+
+
+class ExportQuery:
+    """A COPY query with its arguments, checked before the response starts."""
+
+    def __init__(self, sql: str, args: tuple, header: bool) -> None:
+        self.sql, self.args, self.header = sql, args, header
+
+
+def payouts_query(batch: asyncpg.Record, batch_public_id: str, fmt: Format,
+                  part: int) -> ExportQuery:
+    currency = batch["currency"].strip()
+    exponent = money.exponent(currency)
+    if fmt == "paypal":
+        whole = currency in PAYPAL_WHOLE_UNITS
+        parts = max(1, -(-batch["line_count"] // PAYPAL_ROWS_PER_PART))
+        if not 1 <= part <= parts:
+            raise InvalidInput(f"this batch has {parts} PayPal part(s); ask for part 1-{parts}",
+                               code="invalid_part")
+        decimals, divisor = (0, 10**exponent) if whole else (exponent, 1)
+        return ExportQuery(repo.PAYOUTS_PAYPAL,
+                           (batch["merchant_id"], batch["id"], batch_public_id, decimals, divisor,
+                            (part - 1) * PAYPAL_ROWS_PER_PART), header=False)
+    return ExportQuery(repo.PAYOUTS_CSV,
+                       (batch["merchant_id"], batch["id"], batch_public_id, exponent),
+                       header=True)
+
+
+def rewards_query(batch: asyncpg.Record, batch_public_id: str) -> ExportQuery:
+    exponent = money.exponent(batch["currency"].strip())
+    return ExportQuery(repo.REWARDS_CSV,
+                       (batch["merchant_id"], batch["id"], batch_public_id, exponent),
+                       header=True)
+
+
+async def check_paypal(conn: asyncpg.Connection, batch: asyncpg.Record) -> None:
+    """PayPal pays to an email and takes HUF, JPY and TWD in whole units only: refuse a file
+    PayPal would reject (or pay wrongly) rather than drop rows or round money."""
+    missing = await repo.lines_without_email(conn, batch["merchant_id"], batch["id"])
+    if missing:
+        raise InvalidInput(f"{missing} payee(s) in this batch have no email; PayPal pays to an "
+                           "email address", code="paypal_missing_email")
+    currency = batch["currency"].strip()
+    if currency in PAYPAL_WHOLE_UNITS and money.exponent(currency) > 0:
+        uneven = await repo.uneven_paypal_amounts(conn, batch["merchant_id"], batch["id"],
+                                                  10 ** money.exponent(currency))
+        if uneven:
+            raise InvalidInput(f"{uneven} line(s) are not whole {currency}; PayPal takes "
+                               f"{currency} without decimals", code="paypal_uneven_amount")
+
+
+async def stream(pool: asyncpg.Pool, query: ExportQuery, *, bom: bool = False,
+                 chunks_in_flight: int = 8) -> AsyncIterator[bytes]:
+    """Yield the CSV in chunks as COPY produces them."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=chunks_in_flight)
+
+    async def sink(chunk: bytes | bytearray | memoryview) -> None:
+        await asyncio.wait_for(queue.put(bytes(chunk)), STALL_SECONDS)
+
+    async def produce() -> None:
+        try:
+            async with pool.acquire() as conn:
+                await conn.copy_from_query(query.sql, *query.args, output=sink, format="csv",
+                                           header=query.header)
+        finally:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(queue.put(None), STALL_SECONDS)
+
+    producer = asyncio.create_task(produce())
+    try:
+        if bom:
+            yield _BOM
+        while (chunk := await queue.get()) is not None:
+            yield chunk
+        await producer  # surface a COPY error instead of a silently short file
+    finally:
+        if not producer.done():
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await producer

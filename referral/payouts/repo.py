@@ -1,0 +1,282 @@
+"""SQL for payout batches, their lines and items, and the CSV exports (COPY)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from referral.lib.pagination import CURSOR_CLAUSE
+
+BATCH_COLUMNS = """id, merchant_id, currency, kind, status, cutoff, minimum, total, line_count,
+reward_count, created_at, exported_at, paid_at, cancelled_at"""
+
+INSERT_BATCH = f"""
+INSERT INTO payout_batches (merchant_id, currency, kind, cutoff, minimum)
+VALUES ($1, $2, $3, $4, $5)
+RETURNING {BATCH_COLUMNS}
+"""
+
+MINIMUM = "SELECT (payout_minimums ->> $2)::bigint FROM merchants WHERE id = $1"
+
+# One statement, one snapshot: the rewards are locked, summed per payee, and linked to the
+# lines they were summed into, so a reward approved meanwhile can never be linked without
+# being counted. Receivables not yet netted are netted into the same lines.
+# $1 merchant, $2 batch, $3 currency, $4 kind, $5 cutoff, $6 minimum, $7 reference prefix
+FILL_BATCH = """
+WITH due AS (
+    SELECT r.id, r.payee_key, r.amount, r.original_amount, r.earned_at, r.public_id,
+           r.referral_public_id, r.side, r.order_pk
+    FROM rewards r
+    WHERE r.merchant_id = $1 AND r.status = 'approved' AND r.kind = $4 AND r.currency = $3
+      AND r.approved_at <= $5
+      AND NOT EXISTS (SELECT 1 FROM payout_items i
+                      WHERE i.reward_id = r.id AND i.active AND i.ledger_entry_id IS NULL)
+    FOR UPDATE OF r
+),
+receivable AS (
+    SELECT e.id, e.payee_key, e.amount, e.reward_id, r.public_id, r.referral_public_id,
+           r.side, r.order_pk, r.earned_at
+    FROM ledger_entries e
+    JOIN rewards r ON r.merchant_id = e.merchant_id AND r.id = e.reward_id
+    WHERE e.merchant_id = $1 AND e.account = 'receivable' AND e.currency = $3
+      AND r.kind = $4 AND e.created_at <= $5
+      AND NOT EXISTS (SELECT 1 FROM payout_items i WHERE i.ledger_entry_id = e.id AND i.active)
+),
+payees AS (
+    SELECT d.payee_key, sum(d.amount) AS gross, count(*) AS reward_count,
+           min(d.earned_at) AS first_at, max(d.earned_at) AS last_at,
+           coalesce((SELECT sum(x.amount) FROM receivable x WHERE x.payee_key = d.payee_key), 0)
+               AS netted
+    FROM due d GROUP BY d.payee_key
+),
+lines AS (
+    INSERT INTO payout_lines (merchant_id, batch_id, payee_key, payee_email, gross, netted,
+                              amount, reward_count, first_reward_at, last_reward_at, reference)
+    SELECT $1, $2, p.payee_key,
+           coalesce(
+             (SELECT a.email FROM advocates a
+               WHERE a.merchant_id = $1 AND a.customer_id = p.payee_key AND a.email IS NOT NULL
+               ORDER BY a.created_at DESC LIMIT 1),
+             (SELECT o.email_normalised FROM orders o
+               WHERE o.merchant_id = $1 AND o.customer_id = p.payee_key
+                 AND o.email_normalised IS NOT NULL
+               ORDER BY o.occurred_at DESC LIMIT 1),
+             CASE WHEN position('@' IN p.payee_key) > 0 THEN p.payee_key END),
+           p.gross, p.netted, p.gross + p.netted, p.reward_count, p.first_at, p.last_at,
+           $7 || '-' || lpad((row_number() OVER (ORDER BY p.payee_key))::text, 6, '0')
+    FROM payees p
+    WHERE p.gross + p.netted >= greatest($6, 1)
+    RETURNING id, payee_key, amount, reward_count
+),
+reward_items AS (
+    INSERT INTO payout_items (merchant_id, batch_id, line_id, reward_id, amount,
+                              reward_public_id, referral_public_id, order_id, side, gross,
+                              reversed, earned_at)
+    SELECT $1, $2, l.id, d.id, d.amount, d.public_id, d.referral_public_id, o.order_id, d.side,
+           d.original_amount, d.amount - d.original_amount, d.earned_at
+    FROM due d
+    JOIN lines l ON l.payee_key = d.payee_key
+    LEFT JOIN orders o ON o.merchant_id = $1 AND o.id = d.order_pk
+    RETURNING 1
+),
+receivable_items AS (
+    INSERT INTO payout_items (merchant_id, batch_id, line_id, reward_id, ledger_entry_id, amount,
+                              reward_public_id, referral_public_id, order_id, side, gross,
+                              reversed, earned_at)
+    SELECT $1, $2, l.id, x.reward_id, x.id, x.amount, x.public_id, x.referral_public_id,
+           o.order_id, x.side, 0, x.amount, x.earned_at
+    FROM receivable x
+    JOIN lines l ON l.payee_key = x.payee_key
+    LEFT JOIN orders o ON o.merchant_id = $1 AND o.id = x.order_pk
+    RETURNING 1
+)
+SELECT coalesce(sum(amount), 0)::bigint AS total, count(*)::int AS line_count,
+       coalesce(sum(reward_count), 0)::int AS reward_count,
+       (SELECT count(*) FROM reward_items) + (SELECT count(*) FROM receivable_items) AS items
+FROM lines
+"""
+
+SET_TOTALS = f"""
+UPDATE payout_batches SET total = $3, line_count = $4, reward_count = $5
+WHERE merchant_id = $1 AND id = $2
+RETURNING {BATCH_COLUMNS}
+"""
+
+GET = f"SELECT {BATCH_COLUMNS} FROM payout_batches WHERE merchant_id = $1 AND id = $2"
+
+SET_STATUS = f"""
+UPDATE payout_batches SET status = $3,
+    exported_at = CASE WHEN $3 = 'exported' THEN now() ELSE exported_at END,
+    paid_at = CASE WHEN $3 = 'paid' THEN now() ELSE paid_at END,
+    cancelled_at = CASE WHEN $3 = 'cancelled' THEN now() ELSE cancelled_at END
+WHERE merchant_id = $1 AND id = $2
+RETURNING {BATCH_COLUMNS}
+"""
+
+LINES = """
+SELECT id, payee_key, payee_email, gross, netted, amount, reward_count, status, failure_reason,
+       reference
+FROM payout_lines WHERE merchant_id = $1 AND batch_id = $2 ORDER BY payee_key
+"""
+
+LINE = """
+SELECT id, batch_id, payee_key, amount, status FROM payout_lines
+WHERE merchant_id = $1 AND batch_id = $2 AND id = $3 FOR UPDATE
+"""
+
+SET_LINES_PAID = """
+UPDATE payout_lines SET status = 'paid' WHERE merchant_id = $1 AND batch_id = $2 AND status = 'open'
+"""
+
+FAIL_LINE = """
+UPDATE payout_lines SET status = 'failed', failure_reason = $3 WHERE merchant_id = $1 AND id = $2
+"""
+
+# Rewards (not receivables) of the batch, or of one line, with what the line pays for each.
+REWARDS_OF_LINES = """
+SELECT i.reward_id, i.amount FROM payout_items i JOIN payout_lines l ON l.id = i.line_id
+WHERE i.merchant_id = $1 AND i.batch_id = $2 AND i.active AND i.ledger_entry_id IS NULL
+  AND ($3::bigint IS NULL OR i.line_id = $3)
+ORDER BY i.reward_id
+"""
+
+DEACTIVATE_ITEMS = """
+UPDATE payout_items SET active = false
+WHERE merchant_id = $1 AND batch_id = $2 AND ($3::bigint IS NULL OR line_id = $3) AND active
+"""
+
+LIST = f"""
+SELECT {BATCH_COLUMNS} FROM payout_batches t
+WHERE t.merchant_id = $1 AND ($2::text IS NULL OR t.status = $2)
+{CURSOR_CLAUSE.format(table="payout_batches")}
+ORDER BY t.created_at, t.id
+LIMIT $6
+"""
+
+# --- exports: plain SELECTs fed to COPY ... TO STDOUT; $1 merchant, $2 batch ----------------
+
+PAYOUTS_CSV = """
+SELECT $3::text AS batch_id, csv_safe(l.payee_key) AS payee_customer_id,
+       csv_safe(l.payee_email) AS payee_email,
+       minor_to_decimal(l.amount, $4) AS amount, l.amount AS amount_minor,
+       b.currency, l.reward_count, utc_iso(l.first_reward_at) AS first_reward_at,
+       utc_iso(l.last_reward_at) AS last_reward_at, l.reference
+FROM payout_lines l JOIN payout_batches b ON b.id = l.batch_id
+WHERE l.merchant_id = $1 AND l.batch_id = $2
+ORDER BY l.payee_key
+"""
+
+# PayPal Payouts web upload: no header, one currency, at most 5,000 rows per file.
+# $4 decimals to print, $5 divisor (100 for HUF and TWD, which PayPal takes in whole units).
+# Escape first, then crop: the quote a formula cell gains counts towards PayPal's limits.
+PAYOUTS_PAYPAL = """
+SELECT csv_safe(l.payee_email), minor_to_decimal(l.amount / $5::bigint, $4::int),
+       b.currency, left(csv_safe(regexp_replace(l.payee_key, '[[:space:]]', '_', 'g')), 30),
+       left(csv_safe($3::text || ' referral rewards ' || l.reference), 400), 'PAYPAL'
+FROM payout_lines l JOIN payout_batches b ON b.id = l.batch_id
+WHERE l.merchant_id = $1 AND l.batch_id = $2
+ORDER BY l.payee_key
+OFFSET $6 LIMIT 5000
+"""
+
+REWARDS_CSV = """
+SELECT $3::text AS batch_id, csv_safe(l.payee_key) AS payee_customer_id,
+       i.reward_public_id AS reward_id, i.referral_public_id AS referral_id,
+       csv_safe(i.order_id) AS order_id, i.side,
+       CASE WHEN i.ledger_entry_id IS NULL THEN 'reward' ELSE 'clawback' END AS line_type,
+       i.gross AS gross_minor, i.reversed AS reversed_minor, i.amount AS net_minor,
+       minor_to_decimal(i.amount, $4) AS net, b.currency, utc_iso(i.earned_at) AS earned_at,
+       l.reference
+FROM payout_items i
+JOIN payout_lines l ON l.id = i.line_id
+JOIN payout_batches b ON b.id = i.batch_id
+WHERE i.merchant_id = $1 AND i.batch_id = $2
+ORDER BY l.payee_key, i.id
+"""
+
+LINES_WITHOUT_EMAIL = """
+SELECT count(*) FROM payout_lines WHERE merchant_id = $1 AND batch_id = $2 AND payee_email IS NULL
+"""
+
+UNEVEN_PAYPAL_AMOUNTS = """
+SELECT count(*) FROM payout_lines WHERE merchant_id = $1 AND batch_id = $2
+  AND amount % $3::bigint <> 0
+"""
+
+
+async def insert_batch(conn: asyncpg.Connection, merchant_id: int, currency: str, kind: str,
+                       cutoff: datetime, minimum: int) -> asyncpg.Record:
+    return await conn.fetchrow(INSERT_BATCH, merchant_id, currency, kind, cutoff, minimum)
+
+
+async def merchant_minimum(conn: asyncpg.Connection, merchant_id: int, currency: str) -> int:
+    return await conn.fetchval(MINIMUM, merchant_id, currency) or 0
+
+
+async def fill_batch(conn: asyncpg.Connection, merchant_id: int, batch_id: int, currency: str,
+                     kind: str, cutoff: datetime, minimum: int,
+                     reference: str) -> asyncpg.Record:
+    return await conn.fetchrow(FILL_BATCH, merchant_id, batch_id, currency, kind, cutoff,
+                               minimum, reference)
+
+
+async def set_totals(conn: asyncpg.Connection, merchant_id: int, batch_id: int, total: int,
+                     line_count: int, reward_count: int) -> asyncpg.Record:
+    return await conn.fetchrow(SET_TOTALS, merchant_id, batch_id, total, line_count,
+                               reward_count)
+
+
+async def get(conn: asyncpg.Connection, merchant_id: int, batch_id: int,
+              *, lock: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow(GET + (" FOR UPDATE" if lock else ""), merchant_id, batch_id)
+
+
+async def set_status(conn: asyncpg.Connection, merchant_id: int, batch_id: int,
+                     status: str) -> asyncpg.Record:
+    return await conn.fetchrow(SET_STATUS, merchant_id, batch_id, status)
+
+
+async def lines(conn: asyncpg.Connection, merchant_id: int, batch_id: int) -> list[asyncpg.Record]:
+    return await conn.fetch(LINES, merchant_id, batch_id)
+
+
+async def line(conn: asyncpg.Connection, merchant_id: int, batch_id: int,
+               line_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(LINE, merchant_id, batch_id, line_id)
+
+
+async def set_lines_paid(conn: asyncpg.Connection, merchant_id: int, batch_id: int) -> None:
+    await conn.execute(SET_LINES_PAID, merchant_id, batch_id)
+
+
+async def fail_line(conn: asyncpg.Connection, merchant_id: int, line_id: int,
+                    reason: str) -> None:
+    await conn.execute(FAIL_LINE, merchant_id, line_id, reason)
+
+
+async def reward_items(conn: asyncpg.Connection, merchant_id: int, batch_id: int,
+                       line_id: int | None = None) -> list[asyncpg.Record]:
+    """(reward_id, amount) of every active reward in the batch (or line): what it pays."""
+    return await conn.fetch(REWARDS_OF_LINES, merchant_id, batch_id, line_id)
+
+
+async def deactivate_items(conn: asyncpg.Connection, merchant_id: int, batch_id: int,
+                           line_id: int | None = None) -> None:
+    await conn.execute(DEACTIVATE_ITEMS, merchant_id, batch_id, line_id)
+
+
+async def uneven_paypal_amounts(conn: asyncpg.Connection, merchant_id: int, batch_id: int,
+                                divisor: int) -> int:
+    return await conn.fetchval(UNEVEN_PAYPAL_AMOUNTS, merchant_id, batch_id, divisor)
+
+
+async def lines_without_email(conn: asyncpg.Connection, merchant_id: int, batch_id: int) -> int:
+    return await conn.fetchval(LINES_WITHOUT_EMAIL, merchant_id, batch_id)
+
+
+async def list_page(conn: asyncpg.Connection, merchant_id: int, *, status: str | None,
+                    after_id: int | None, created_from: datetime | None,
+                    created_before: datetime | None, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(LIST, merchant_id, status, after_id, created_from, created_before,
+                            limit + 1)

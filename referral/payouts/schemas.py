@@ -1,0 +1,58 @@
+"""Request and response shapes for payout batches."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+BatchStatus = Literal["open", "exported", "paid", "cancelled"]
+
+
+class BatchCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$", examples=["EUR"])]
+    kind: Literal["cash", "store_credit"] = "cash"
+    cutoff: datetime | None = msgspec.field(default=None)
+    minimum: Annotated[int, Meta(ge=0, le=10**13)] | None = None
+
+
+class LineFailure(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Annotated[str, Meta(min_length=1, max_length=500, examples=["account closed"])]
+    actor: Annotated[str, Meta(min_length=1, max_length=200)] = "api"
+
+
+class MarkPaid(msgspec.Struct, forbid_unknown_fields=True):
+    actor: Annotated[str, Meta(min_length=1, max_length=200)] = "api"
+
+
+class PayoutLine(msgspec.Struct):
+    id: str
+    payee: str
+    payee_email: str | None
+    gross: int
+    netted: int
+    amount: int
+    reward_count: int
+    status: Literal["open", "paid", "failed"]
+    failure_reason: str | None
+    reference: str
+
+
+class PayoutBatch(msgspec.Struct):
+    id: str
+    currency: str
+    kind: str
+    status: BatchStatus
+    cutoff: datetime
+    minimum: int
+    total: int
+    line_count: int
+    reward_count: int
+    created_at: datetime
+    exported_at: datetime | None
+    paid_at: datetime | None
+    cancelled_at: datetime | None
+    csv: dict[str, str]
+    object: str = "payout_batch"

@@ -1,0 +1,52 @@
+"""Response shapes for rewards and their history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+RewardStatus = Literal["pending", "in_review", "approved", "paid", "reversed"]
+
+
+class Transition(msgspec.Struct):
+    from_status: str | None
+    to_status: str
+    amount: int
+    delta: int
+    reason: str
+    actor: str
+    note: str | None
+    at: datetime
+
+
+class Reward(msgspec.Struct):
+    id: str
+    referral_id: str | None
+    advocate_id: str
+    side: Literal["advocate", "friend"]
+    payee: str
+    kind: Literal["cash", "store_credit", "coupon", "points"]
+    amount: int
+    original_amount: int
+    currency: str | None
+    status: RewardStatus
+    hold_until: datetime
+    earned_at: datetime
+    milestone: int | None
+    coupon_code: str | None
+    created_at: datetime
+    approved_at: datetime | None
+    paid_at: datetime | None
+    reversed_at: datetime | None
+    history: list[Transition]
+    object: str = "reward"
+
+
+class RewardAction(msgspec.Struct, forbid_unknown_fields=True):
+    """Who did it and why: kept in the reward's history."""
+
+    actor: Annotated[str, Meta(min_length=1, max_length=200, examples=["finance@shop.example"])]
+    note: Annotated[str, Meta(max_length=2000)] | None = None

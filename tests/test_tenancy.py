@@ -1,0 +1,578 @@
+"""Tenancy: every /v1 endpoint refused without a valid key, and blind to other merchants.
+
+The endpoint list is read from the app's routes, so a new endpoint without a case in `CASES`
+fails `test_every_v1_endpoint_has_a_tenancy_case`. Each case says how to call the endpoint on
+merchant A's data; `test_endpoint_tenancy` then makes that call with merchant B's key, A's own
+live-mode key (test mode is its own tenant), no key, a garbage key, a publishable key and a
+revoked key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from referral.app import create_app
+from tests.conftest import make_settings
+from tests.factories import Tenant, make_tenant, program_body
+
+# Built only to read its routes and OpenAPI document; it never opens a connection.
+_APP = create_app(make_settings("postgresql://unused@localhost/unused"))
+_SKIP_METHODS = {"OPTIONS", "HEAD"}
+
+
+def v1_endpoints() -> set[str]:
+    """`METHOD /v1/path/{param}` for every route the app serves under /v1."""
+    found = set()
+    for route in _APP.routes:
+        if route.path == "/v1" or route.path.startswith("/v1/"):
+            path = re.sub(r"\{(\w+):[^}]*\}", r"{\1}", route.path)
+            for method in set(getattr(route, "methods", ())) - _SKIP_METHODS:
+                found.add(f"{method} {path}")
+    return found
+
+
+@dataclass
+class Side:
+    """One merchant's data, made through the API as a shop would."""
+
+    tenant: Tenant
+    tag: str
+    program: dict[str, Any] = field(default_factory=dict)
+    advocate: dict[str, Any] = field(default_factory=dict)
+    orders: list[dict[str, Any]] = field(default_factory=list)
+    # adv1 (approved, in the batch), fr1 (pending), adv2 (approved, unbatched), fr2 (reversed)
+    rewards: dict[str, str] = field(default_factory=dict)
+    batch: dict[str, Any] = field(default_factory=dict)
+    line_id: str = ""
+    event_ids: list[str] = field(default_factory=list)
+
+    def order_id(self, n: int) -> str:
+        return f"ord-{self.tag}-{n}"
+
+    @property
+    def ids(self) -> dict[str, set[str]]:
+        """The public ids each list endpoint must show this merchant, by resource."""
+        return {
+            "programs": {self.program["id"]},
+            "advocates": {self.advocate["id"]},
+            "referrals": {o["referral"]["id"] for o in self.orders},
+            "rewards": set(self.rewards.values()),
+            "payout-batches": {self.batch["id"]},
+            "events": set(self.event_ids),
+        }
+
+    @property
+    def markers(self) -> list[str]:
+        """Strings only this merchant's data contains: none may reach another's key."""
+        coupons = [r["coupon_code"] for o in self.orders for r in o["rewards"] if r["coupon_code"]]
+        return [
+            *{i for ids in self.ids.values() for i in ids},
+            self.program["name"],
+            self.program["landing_url"],
+            self.program["fallback_url"],
+            self.advocate["customer_id"],
+            self.advocate["email"],
+            self.advocate["name"],
+            self.advocate["code"],
+            self.line_id,
+            *coupons,
+            *(self.order_id(n) for n in (1, 2)),
+            *(f"friend-{self.tag}-{n}" for n in (1, 2)),
+            *(f"friend{n}.{self.tag}@example.com" for n in (1, 2)),
+        ]
+
+
+@dataclass
+class World:
+    a: Side
+    b: Side
+    vanity: str = "ALPHA7Q"
+
+
+async def _make_side(client, tenant: Tenant, tag: str) -> Side:
+    side = Side(tenant=tenant, tag=tag)
+    auth = tenant.auth
+
+    async def ok(method: str, url: str, body: Any = None) -> Any:
+        response = await client.request(method, url, json=body, headers=auth)
+        assert response.status_code in (200, 201), (url, response.text)
+        return response.json()
+
+    side.program = await ok(
+        "POST",
+        "/v1/programs",
+        program_body(
+            name=f"Program {tag}",
+            landing_url=f"https://{tag}.example/landing",
+            fallback_url=f"https://{tag}.example/fallback",
+        ),
+    )
+    side.advocate = await ok(
+        "POST",
+        "/v1/advocates",
+        {
+            "program_id": side.program["id"],
+            "customer_id": f"cus-{tag}",
+            "email": f"{tag}.advocate@example.com",
+            "name": f"Advocate {tag}",
+        },
+    )
+    for n in (1, 2):
+        order = await ok(
+            "POST",
+            "/v1/orders",
+            {
+                "order_id": side.order_id(n),
+                "customer_id": f"friend-{tag}-{n}",
+                "email": f"friend{n}.{tag}@example.com",
+                "codes": [side.advocate["code"]],
+                "subtotal": 5000,
+                "total": 5000,
+                "currency": "EUR",
+                "occurred_at": datetime.now(UTC).isoformat(),
+            },
+        )
+        assert order["referred"], order
+        side.orders.append(order)
+        for reward in order["rewards"]:
+            side.rewards[f"{'adv' if reward['side'] == 'advocate' else 'fr'}{n}"] = reward["id"]
+    action = {"actor": "tenancy-test"}
+    await ok("POST", f"/v1/rewards/{side.rewards['adv1']}/approve", action)
+    side.batch = await ok("POST", "/v1/payout-batches", {"currency": "EUR"})
+    assert side.batch["reward_count"] == 1, side.batch
+    (line,) = await ok("GET", f"/v1/payout-batches/{side.batch['id']}/lines")
+    side.line_id = line["id"]
+    await ok("POST", f"/v1/rewards/{side.rewards['adv2']}/approve", action)
+    await ok("POST", f"/v1/rewards/{side.rewards['fr2']}/reverse", action)
+    side.event_ids = [e["id"] for e in (await ok("GET", "/v1/events?limit=100"))["data"]]
+    assert side.event_ids
+    return side
+
+
+async def build_world(client, db) -> World:
+    world = World(
+        a=await _make_side(client, await make_tenant(db, "Shop A"), "alpha7q"),
+        b=await _make_side(client, await make_tenant(db, "Shop B"), "bravo4k"),
+    )
+    response = await client.post(
+        f"/v1/advocates/{world.a.advocate['id']}/codes",
+        json={"code": world.vanity},
+        headers=world.a.tenant.auth,
+    )
+    assert response.status_code == 201, response.text
+    world.a.advocate = response.json()
+    return world
+
+
+@pytest.fixture
+async def world(client, db) -> World:
+    return await build_world(client, db)
+
+
+@dataclass(frozen=True)
+class Case:
+    """How to call one endpoint on merchant A's data, and what a foreign key must get.
+
+    foreign: "not_found"   - 404 problem+json naming none of A's data;
+             "own_rows"    - a list: 200 with none of A's rows (or 404);
+             "own_data"    - a call that names A's data in its body (a code at checkout)
+                             or none at all (a create): it may succeed, but only ever on the
+                             caller's own data, and answers with none of A's.
+    """
+
+    secret: bool
+    request: Callable[[World], tuple[str, str, Any]]
+    foreign: str
+    ok: int = 200
+
+
+def _order(w: World, order_id: str, customer: str) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "customer_id": customer,
+        "codes": [w.a.advocate["code"]],
+        "subtotal": 7000,
+        "total": 7000,
+        "currency": "EUR",
+        "occurred_at": datetime.now(UTC).isoformat(),
+    }
+
+
+_ACTION = {"actor": "tenancy-test"}
+CASES: dict[str, Case] = {
+    # programs
+    "POST /v1/programs": Case(
+        True,
+        lambda w: ("POST", "/v1/programs", program_body(name="Made by the caller")),
+        "own_data",
+        201,
+    ),
+    "GET /v1/programs": Case(True, lambda w: ("GET", "/v1/programs", None), "own_rows"),
+    "GET /v1/programs/{program_id}": Case(
+        True, lambda w: ("GET", f"/v1/programs/{w.a.program['id']}", None), "not_found"
+    ),
+    "PATCH /v1/programs/{program_id}": Case(
+        True,
+        lambda w: (
+            "PATCH",
+            f"/v1/programs/{w.a.program['id']}",
+            {"name": "Hijacked", "landing_url": "https://evil.example/", "status": "archived"},
+        ),
+        "not_found",
+    ),
+    # advocates and codes
+    "POST /v1/advocates": Case(
+        True,
+        lambda w: (
+            "POST",
+            "/v1/advocates",
+            {"program_id": w.a.program["id"], "customer_id": "intruder", "email": "i@evil.example"},
+        ),
+        "not_found",
+        201,
+    ),
+    "GET /v1/advocates": Case(
+        True,
+        lambda w: ("GET", f"/v1/advocates?program_id={w.a.program['id']}", None),
+        "own_rows",
+    ),
+    "GET /v1/advocates/{advocate_id}": Case(
+        True, lambda w: ("GET", f"/v1/advocates/{w.a.advocate['id']}", None), "not_found"
+    ),
+    "POST /v1/advocates/{advocate_id}/codes": Case(
+        True,
+        lambda w: ("POST", f"/v1/advocates/{w.a.advocate['id']}/codes", {"code": "HIJACK42"}),
+        "not_found",
+        201,
+    ),
+    "GET /v1/codes/{code}": Case(
+        False, lambda w: ("GET", f"/v1/codes/{w.a.advocate['code']}", None), "not_found"
+    ),
+    # checkout: A's code in the body
+    "POST /v1/checkout/quote": Case(
+        True,
+        lambda w: (
+            "POST",
+            "/v1/checkout/quote",
+            {
+                "codes": [w.a.advocate["code"]],
+                "customer_id": "new-friend",
+                "subtotal": 7000,
+                "currency": "EUR",
+            },
+        ),
+        "own_data",
+    ),
+    "POST /v1/signups": Case(
+        True,
+        lambda w: (
+            "POST",
+            "/v1/signups",
+            {"codes": [w.a.advocate["code"]], "customer_id": "new-friend"},
+        ),
+        "own_data",
+        201,
+    ),
+    "POST /v1/orders": Case(
+        True, lambda w: ("POST", "/v1/orders", _order(w, "ord-new", "new-friend")), "own_data", 201
+    ),
+    "POST /v1/orders/{order_id}/refunds": Case(
+        True,
+        lambda w: (
+            "POST",
+            f"/v1/orders/{w.a.order_id(2)}/refunds",
+            {"refund_id": "rf-1", "amount": 1000, "currency": "EUR"},
+        ),
+        "not_found",
+        201,
+    ),
+    "POST /v1/orders/{order_id}/cancel": Case(
+        True, lambda w: ("POST", f"/v1/orders/{w.a.order_id(2)}/cancel", {}), "not_found"
+    ),
+    # referrals and rewards
+    "GET /v1/referrals": Case(True, lambda w: ("GET", "/v1/referrals", None), "own_rows"),
+    "GET /v1/referrals/{referral_id}": Case(
+        True,
+        lambda w: ("GET", f"/v1/referrals/{w.a.orders[0]['referral']['id']}", None),
+        "not_found",
+    ),
+    "GET /v1/rewards": Case(True, lambda w: ("GET", "/v1/rewards", None), "own_rows"),
+    "GET /v1/rewards/{reward_id}": Case(
+        True, lambda w: ("GET", f"/v1/rewards/{w.a.rewards['adv1']}", None), "not_found"
+    ),
+    "POST /v1/rewards/{reward_id}/approve": Case(
+        True,
+        lambda w: ("POST", f"/v1/rewards/{w.a.rewards['fr1']}/approve", _ACTION),
+        "not_found",
+    ),
+    "POST /v1/rewards/{reward_id}/reverse": Case(
+        True,
+        lambda w: ("POST", f"/v1/rewards/{w.a.rewards['adv2']}/reverse", _ACTION),
+        "not_found",
+    ),
+    "POST /v1/rewards/{reward_id}/reinstate": Case(
+        True,
+        lambda w: ("POST", f"/v1/rewards/{w.a.rewards['fr2']}/reinstate", _ACTION),
+        "not_found",
+    ),
+    "GET /v1/events": Case(True, lambda w: ("GET", "/v1/events?limit=100", None), "own_rows"),
+    # payouts
+    "POST /v1/payout-batches": Case(
+        True, lambda w: ("POST", "/v1/payout-batches", {"currency": "EUR"}), "own_data", 201
+    ),
+    "GET /v1/payout-batches": Case(True, lambda w: ("GET", "/v1/payout-batches", None), "own_rows"),
+    "GET /v1/payout-batches/{batch_id}": Case(
+        True, lambda w: ("GET", f"/v1/payout-batches/{w.a.batch['id']}", None), "not_found"
+    ),
+    "GET /v1/payout-batches/{batch_id}/lines": Case(
+        True,
+        lambda w: ("GET", f"/v1/payout-batches/{w.a.batch['id']}/lines", None),
+        "not_found",
+    ),
+    "GET /v1/payout-batches/{batch_id}/payouts.csv": Case(
+        True,
+        lambda w: ("GET", f"/v1/payout-batches/{w.a.batch['id']}/payouts.csv", None),
+        "not_found",
+    ),
+    "GET /v1/payout-batches/{batch_id}/rewards.csv": Case(
+        True,
+        lambda w: ("GET", f"/v1/payout-batches/{w.a.batch['id']}/rewards.csv", None),
+        "not_found",
+    ),
+    "POST /v1/payout-batches/{batch_id}/export": Case(
+        True,
+        lambda w: ("POST", f"/v1/payout-batches/{w.a.batch['id']}/export", None),
+        "not_found",
+    ),
+    "POST /v1/payout-batches/{batch_id}/mark-paid": Case(
+        True,
+        lambda w: ("POST", f"/v1/payout-batches/{w.a.batch['id']}/mark-paid", None),
+        "not_found",
+    ),
+    "POST /v1/payout-batches/{batch_id}/cancel": Case(
+        True,
+        lambda w: ("POST", f"/v1/payout-batches/{w.a.batch['id']}/cancel", None),
+        "not_found",
+    ),
+    "POST /v1/payout-batches/{batch_id}/lines/{line_id}/fail": Case(
+        True,
+        lambda w: (
+            "POST",
+            f"/v1/payout-batches/{w.a.batch['id']}/lines/{w.a.line_id}/fail",
+            {"reason": "account closed"},
+        ),
+        "not_found",
+    ),
+}
+ENDPOINTS = sorted(CASES)
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+_SNAPSHOT_URLS: list[Callable[[World], str]] = [
+    lambda w: f"/v1/programs/{w.a.program['id']}",
+    lambda w: f"/v1/advocates/{w.a.advocate['id']}",
+    lambda w: f"/v1/codes/{w.vanity}",
+    lambda w: f"/v1/payout-batches/{w.a.batch['id']}",
+    lambda w: f"/v1/payout-batches/{w.a.batch['id']}/lines",
+    *(
+        (lambda w, kind=kind: f"/v1/{kind}?limit=100")
+        for kind in ("programs", "advocates", "referrals", "rewards", "payout-batches", "events")
+    ),
+]
+
+
+async def snapshot(client, world: World) -> dict[str, Any]:
+    """Everything merchant A can see, read with A's own key."""
+    views = {}
+    for make_url in _SNAPSHOT_URLS:
+        url = make_url(world)
+        response = await client.get(url, headers=world.a.tenant.auth)
+        assert response.status_code == 200, (url, response.text)
+        views[url] = response.json()
+    return views
+
+
+async def call(client, world: World, endpoint: str, headers: dict[str, str]):
+    method, url, body = CASES[endpoint].request(world)
+    response = await client.request(method, url, json=body, headers=headers)
+    return response, f"{url} {body}"
+
+
+def assert_problem(response, status: int, code: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["status"] == status
+    if code is not None:
+        assert problem["code"] == code, problem
+    return problem
+
+
+def assert_no_leak(response, world: World, request_text: str, who: str = "") -> None:
+    for marker in world.a.markers:
+        if marker.lower() in request_text.lower():
+            continue  # the caller sent it; echoing it back reveals nothing
+        assert marker not in response.text, f"{who}: response reveals {marker!r}: {response.text}"
+
+
+async def open_transactions(db) -> int:
+    """Connections of the app left idle inside a transaction (a leaked pooled connection)."""
+    return await db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND state LIKE 'idle in transaction%'"
+    )
+
+
+def test_every_v1_endpoint_has_a_tenancy_case():
+    served = v1_endpoints()
+    missing = served - set(CASES)
+    stale = set(CASES) - served
+    assert not missing, f"add a tenancy case to tests/test_tenancy.py CASES for: {missing}"
+    assert not stale, f"CASES names endpoints the app no longer serves: {stale}"
+
+
+def test_cases_agree_with_the_documented_security():
+    document = _APP.openapi_schema.to_schema()
+    for endpoint, case in CASES.items():
+        method, path = endpoint.split(" ", 1)
+        security = document["paths"][path][method.lower()].get("security")
+        documented = {name for item in security or [] for name in item}
+        expected = {"secretKey"} if case.secret else {"secretKey", "publishableKey"}
+        assert documented == expected, endpoint
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+async def test_endpoint_tenancy(client, world, db, endpoint):
+    case = CASES[endpoint]
+    a = world.a.tenant
+    before = await snapshot(client, world)
+
+    # 1. Other tenants: another merchant, the same account's live mode and, on public calls,
+    #    another merchant's publishable key. None reads or changes A's data or names it.
+    foreign = {"other merchant": world.b.tenant.secret_key, "live mode": a.live_secret_key}
+    if not case.secret:
+        foreign["other publishable key"] = world.b.tenant.publishable_key
+    for who, key in foreign.items():
+        response, request_text = await call(client, world, endpoint, bearer(key))
+        if case.foreign == "not_found":
+            assert_problem(response, 404)
+        elif case.foreign == "own_rows":
+            assert response.status_code in (200, 404), (who, response.text)
+        elif case.foreign == "own_data":
+            assert response.status_code < 500, (who, response.text)
+        else:
+            raise AssertionError(f"unknown foreign expectation {case.foreign}")
+        assert_no_leak(response, world, request_text, who)
+        assert await snapshot(client, world) == before, f"{who} changed merchant A's data"
+        for kind in ("referrals", "rewards", "payout-batches", "events"):
+            # What the foreign call left in the caller's own tenant names nothing of A.
+            inspect = world.b.tenant.secret_key if key.startswith("pk_") else key
+            own = await client.get(f"/v1/{kind}?limit=100", headers=bearer(inspect))
+            assert own.status_code == 200, own.text
+            assert_no_leak(own, world, "", f"{who}, then its {kind}")
+
+    # 2. Refused keys: problem+json, nothing changed, no database connection held.
+    for headers in ({}, {"Authorization": ""}, bearer(""), {"Authorization": "Basic dXNlcjpwdw=="}):
+        response, _ = await call(client, world, endpoint, headers)
+        assert_problem(response, 401, "missing_api_key")
+    for key in ("garbage", "sk_test_" + "x" * 32, a.secret_key + "x", "pk_" * 300):
+        response, _ = await call(client, world, endpoint, bearer(key))
+        assert_problem(response, 401, "invalid_api_key")
+    response, _ = await call(client, world, endpoint, a.public_auth)
+    if case.secret:
+        assert_problem(response, 403, "secret_key_required")
+    else:
+        assert response.status_code == case.ok, response.text
+    assert await snapshot(client, world) == before, "a refused key changed merchant A's data"
+    assert await open_transactions(db) == 0, "a refused request left a transaction open"
+
+    # 3. A's own key works (so the 404s above were about the key, not the request) ...
+    response, _ = await call(client, world, endpoint, a.auth)
+    assert response.status_code == case.ok, response.text
+
+    # 4. ... until it is revoked.
+    keys = [a.secret_key] + ([] if case.secret else [a.publishable_key])
+    for key in keys:
+        revoked = await db.execute(
+            "UPDATE api_keys SET revoked_at = now() WHERE key_hash = $1",
+            hashlib.sha256(key.encode()).digest(),
+        )
+        assert revoked == "UPDATE 1"
+        response, _ = await call(client, world, endpoint, bearer(key))
+        assert_problem(response, 401, "invalid_api_key")
+
+
+LIST_PATHS = sorted({e.split(" ", 1)[1] for e in ENDPOINTS if CASES[e].foreign == "own_rows"})
+
+
+@pytest.mark.parametrize("path", LIST_PATHS)
+async def test_lists_return_only_own_rows(client, world, path):
+    async def ids(key: str) -> set[str]:
+        response = await client.get(path, params={"limit": 100}, headers=bearer(key))
+        assert response.status_code == 200, response.text
+        return {row["id"] for row in response.json()["data"]}
+
+    kind = path.rsplit("/", 1)[1]
+    assert kind in world.a.ids, f"add the expected rows of {path} to Side.ids"
+    assert world.a.ids[kind], f"the world has no {kind} for merchant A"
+    assert await ids(world.a.tenant.secret_key) == world.a.ids[kind]
+    assert await ids(world.b.tenant.secret_key) == world.b.ids[kind]
+    assert await ids(world.a.tenant.live_secret_key) == set()
+
+
+async def test_filters_naming_another_merchants_rows_return_nothing(client, world):
+    b = world.b.tenant.auth
+    for path, params in (
+        ("/v1/advocates", {"program_id": world.a.program["id"]}),
+        ("/v1/programs", {"starting_after": world.a.program["id"]}),
+        ("/v1/advocates", {"starting_after": world.a.advocate["id"]}),
+        ("/v1/referrals", {"advocate_id": world.a.advocate["id"]}),
+        ("/v1/rewards", {"advocate_id": world.a.advocate["id"]}),
+        ("/v1/rewards", {"starting_after": world.a.rewards["adv1"]}),
+        ("/v1/payout-batches", {"starting_after": world.a.batch["id"]}),
+        ("/v1/events", {"starting_after": world.a.event_ids[0]}),
+    ):
+        response = await client.get(path, params=params, headers=b)
+        assert response.status_code in (200, 404), (path, params, response.text)
+        if response.status_code == 200:
+            got = {row["id"] for row in response.json()["data"]}
+            assert not got & {i for ids in world.a.ids.values() for i in ids}, (path, params)
+        assert_no_leak(response, world, str(params), f"{path} {params}")
+
+
+async def test_codes_are_one_namespace_but_answer_only_their_merchant(client, world):
+    """A vanity code taken by A cannot be taken by B, and B learns nothing of A from trying."""
+    response = await client.post(
+        f"/v1/advocates/{world.b.advocate['id']}/codes",
+        json={"code": world.vanity.lower()},
+        headers=world.b.tenant.auth,
+    )
+    assert_problem(response, 409, "code_taken")
+    assert_no_leak(response, world, world.vanity.lower())
+
+
+async def test_idempotency_keys_are_per_merchant(client, world):
+    """The same Idempotency-Key from two merchants: each gets its own effect and answer."""
+    key = {"Idempotency-Key": "shared-key-1"}
+    body = {"currency": "EUR"}
+    first = await client.post(
+        "/v1/payout-batches", json=body, headers={**world.a.tenant.auth, **key}
+    )
+    assert first.status_code == 201, first.text
+    second = await client.post(
+        "/v1/payout-batches", json=body, headers={**world.b.tenant.auth, **key}
+    )
+    assert second.status_code == 201, second.text
+    assert second.headers.get("idempotent-replayed") is None
+    assert second.json()["id"] != first.json()["id"]
+    assert_no_leak(second, world, "")
