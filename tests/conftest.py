@@ -36,12 +36,22 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
+def _stop_leftovers() -> None:
+    """A killed test run never tears down: stop the servers of runs whose process is gone."""
+    for data_dir in (ROOT / ".referral").glob("test-pg-*"):
+        pid = data_dir.name.removeprefix("test-pg-")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            EmbeddedPostgres(data_dir).stop()
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def admin_url() -> Iterator[str]:
     given = os.environ.get("TEST_DATABASE_URL")
     if given:
         yield given
         return
+    _stop_leftovers()
     data_dir = ROOT / ".referral" / f"test-pg-{os.getpid()}"
     server = EmbeddedPostgres(data_dir)
     server.start()

@@ -68,7 +68,8 @@ class TestGeneratedCodes:
 
     @given(st.text(max_size=60))
     def test_decode_never_raises(self, raw):
-        assert codec.decode(raw) is None or isinstance(codec.decode(raw), int)
+        decoded = codec.decode(raw)
+        assert decoded is None or isinstance(decoded, int)
 
     def test_salt_matters(self):
         other = CodeCodec("another-deployment-salt")
@@ -111,6 +112,20 @@ class TestLookupKey:
     )
     def test_confusables_fold_together(self, a, b):
         assert lookup_key(a) == lookup_key(b)
+
+    @pytest.mark.parametrize(
+        "pasted",
+        [
+            "ANNA\u00a010",  # no-break space, as messengers paste it
+            "anna\u201310",  # en dash, from smart punctuation
+            "ANNA\u200b10",  # zero-width space
+            "\tanna-10\n",
+            "ANNA\u221210",  # minus sign
+        ],
+    )
+    def test_pasted_separators_are_dropped(self, pasted):
+        assert lookup_key(pasted) == "ANNA10"
+        assert normalise(pasted) == "ANNA10"
 
     def test_different_codes_stay_different(self):
         assert lookup_key("ANNA10") != lookup_key("ANNA11")
@@ -241,6 +256,34 @@ class TestVanityApi:
         r = await client.get(f"/v1/advocates/{other['id']}", headers=other_tenant.auth)
         assert r.json()["vanity_codes"] == []
 
+    async def test_concurrent_claims_one_winner(self, client, tenant, other_tenant, db):
+        _, anna = await _advocate(client, tenant)
+        _, other = await _advocate(client, other_tenant)
+        claims = [(tenant, anna, "ANNA10"), (other_tenant, other, "anna-io")] * 5
+
+        async def send(http):
+            return await asyncio.gather(
+                *(
+                    http.post(
+                        f"/v1/advocates/{advocate['id']}/codes",
+                        json={"code": code},
+                        headers=owner.auth,
+                    )
+                    for owner, advocate, code in claims
+                )
+            )
+
+        responses = await on_app_loop(client, send)
+        statuses = [r.status_code for r in responses]
+        assert statuses.count(201) == 1, statuses
+        winner = claims[statuses.index(201)][1]["id"]
+        for (_, advocate, _), r in zip(claims, responses, strict=True):
+            if advocate["id"] == winner:
+                assert r.status_code in (200, 201), r.text
+            else:
+                _problem(r, 409, "code_taken")
+        assert await db.fetchval("SELECT count(*) FROM codes WHERE kind = 'vanity'") == 1
+
     async def test_several_vanity_codes(self, client, tenant):
         _, advocate = await _advocate(client, tenant)
         assert (await _add(client, tenant, advocate, "ANNA10")).status_code == 201
@@ -280,6 +323,14 @@ class TestCodeLookupApi:
             r = await client.get(f"/v1/codes/{typed}", headers=tenant.public_auth)
             assert r.status_code == 200, r.text
             assert r.json()["code"] == "ANNA10"
+
+    async def test_code_pasted_with_unicode_separators(self, client, tenant):
+        _, advocate = await _advocate(client, tenant)
+        code = advocate["code"]
+        typed = f"{code[:3]}\u2013{code[3:]}\u00a0".lower()
+        r = await client.get(f"/v1/codes/{typed}", headers=tenant.public_auth)
+        assert r.status_code == 200, r.text
+        assert r.json()["code"] == code
 
     async def test_unknown_code(self, client, tenant):
         await _advocate(client, tenant)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from referral.advocates import service
 from referral.advocates.schemas import Advocate, AdvocateUpsert, CodeInfo, VanityCodeCreate
+from referral.lib import idempotency
 from referral.lib.deps import CallerDep, Conn, RuntimeDep
 from referral.lib.errors import API_ERRORS
 from referral.lib.pagination import CreatedBefore, CreatedFrom, Limit, Page, StartingAfter
@@ -24,10 +25,18 @@ class AdvocateController(Controller):
         description="Idempotent by (program_id, customer_id): 201 when created, 200 after.",
     )
     async def upsert(
-        self, data: JSONBody[AdvocateUpsert], conn: Conn, caller: CallerDep, runtime: RuntimeDep
+        self,
+        request: Request,
+        data: JSONBody[AdvocateUpsert],
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
     ) -> Response[Advocate]:
-        advocate, created = await service.upsert(conn, runtime, caller, data)
-        return Response(advocate, status_code=201 if created else 200)
+        async def effect():
+            advocate, created = await service.upsert(conn, runtime, caller, data)
+            return (201 if created else 200), advocate
+
+        return await idempotency.run(conn, caller, request, effect)
 
     @get(
         "/{advocate_id:str}",
@@ -74,16 +83,20 @@ class AdvocateController(Controller):
     )
     async def add_code(
         self,
+        request: Request,
         advocate_id: FromPath[str],
         data: JSONBody[VanityCodeCreate],
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
     ) -> Response[Advocate]:
-        advocate, created = await service.add_vanity_code(
-            conn, runtime, caller, advocate_id, data.code
-        )
-        return Response(advocate, status_code=201 if created else 200)
+        async def effect():
+            advocate, created = await service.add_vanity_code(
+                conn, runtime, caller, advocate_id, data.code
+            )
+            return (201 if created else 200), advocate
+
+        return await idempotency.run(conn, caller, request, effect)
 
 
 class CodeController(Controller):

@@ -3,9 +3,9 @@
 Generated codes are hashids over the advocate's internal id with a per-deployment salt and
 an alphabet without confusable characters (no 0 O 1 I L), upper case only, so lookup is
 case-insensitive by construction. Input is normalised before lookup: upper-cased, spaces and
-dashes dropped, and folded to a *lookup key* where characters a person confuses (O/0,
-I/L/1) become one. Generated codes contain none of those, so their key is themselves; vanity
-codes are unique by key, so `ANNA10` and `ANNAIO` cannot both exist.
+dashes (in any Unicode form) dropped, and folded to a *lookup key* where characters a person
+confuses (O/0, I/L/1) become one. Generated codes contain none of those, so their key is
+themselves; vanity codes are unique by key, so `ANNA10` and `ANNAIO` cannot both exist.
 """
 
 from __future__ import annotations
@@ -18,7 +18,17 @@ CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # 31 characters: no 0 O 1 I L
 MIN_LENGTH = 7
 VANITY_MIN, VANITY_MAX = 4, 20
 
-_STRIP = str.maketrans("", "", " -\t_")
+# Separators a person types or a phone pastes: spaces (also no-break and zero-width ones,
+# which messengers insert), line breaks, underscores and dashes (also the en dash and
+# minus sign that "smart punctuation" makes of "-"). None is ever part of a code.
+_SEPARATORS = (
+    " \t\n\r\v\f_-"
+    "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+    "\u200b\u200c\u200d\u2060\ufeff"
+    "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
+)
+_STRIP = str.maketrans("", "", _SEPARATORS)
 _FOLD = str.maketrans({"O": "0", "I": "1", "L": "1"})
 _VANITY_CHARS = re.compile(r"^[A-Z0-9]+$")
 
@@ -72,7 +82,8 @@ class VanityCodeError(ValueError):
 
 
 def normalise(raw: str) -> str:
-    """What a person meant to type: upper case, no spaces, dashes or underscores."""
+    """What a person meant to type: upper case, no spaces, dashes or underscores (in any of
+    their Unicode forms)."""
     return raw.upper().translate(_STRIP)
 
 

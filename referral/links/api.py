@@ -18,10 +18,11 @@ from typing import Annotated
 from urllib.parse import parse_qsl, urlsplit
 
 from litestar import Request, Response, Router, get, head
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.types import ASGIApp, HTTPScope, Receive, Send
 
-from referral.lib.errors import PUBLIC_ERRORS, InvalidInput, NotFound
+from referral.lib.errors import PUBLIC_ERRORS, InvalidInput, NotFound, problem_responses
 from referral.links import qr as qr_images
 from referral.links import service
 from referral.links.visitors import client_ip, is_bot
@@ -203,8 +204,20 @@ _FOLLOW_DOC = (
 )
 
 
+# What the redirect answers: the 302, the friendly HTML page, and problem+json for a path
+# that cannot be a code at all.
+_LINK_RESPONSES = {
+    **problem_responses(400),
+    404: ResponseSpec(str, media_type="text/html", generate_examples=False,
+                      description="A friendly page: the code is unknown or no longer active"),
+}
+
+
 @get(
     "/r/{code:str}",
+    status_code=302,
+    response_description="To the program's landing URL, with `ref` and `ref_token` added",
+    responses=_LINK_RESPONSES,
     operation_id="followReferralLink",
     summary="Follow a referral link",
     tags=["links"],
@@ -223,6 +236,9 @@ async def follow_link(
 
 @head(
     "/r/{code:str}",
+    status_code=302,
+    response_description="Same redirect as GET",
+    responses=_LINK_RESPONSES,
     operation_id="headReferralLink",
     summary="Preview a referral link",
     tags=["links"],

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from litestar import Controller, get, patch, post
+from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
+from referral.lib import idempotency
 from referral.lib.deps import CallerDep, Conn, RuntimeDep
 from referral.lib.errors import API_ERRORS
 from referral.lib.pagination import CreatedBefore, CreatedFrom, Limit, Page, StartingAfter
@@ -19,9 +20,17 @@ class ProgramController(Controller):
 
     @post(operation_id="createProgram", responses=API_ERRORS, summary="Create a program")
     async def create(
-        self, data: JSONBody[ProgramCreate], conn: Conn, caller: CallerDep, runtime: RuntimeDep
-    ) -> Program:
-        return await service.create(conn, runtime.ids, caller, data)
+        self,
+        request: Request,
+        data: JSONBody[ProgramCreate],
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+    ) -> Response[Program]:
+        async def effect():
+            return 201, await service.create(conn, runtime.ids, caller, data)
+
+        return await idempotency.run(conn, caller, request, effect)
 
     @get(
         "/{program_id:str}",
