@@ -55,5 +55,8 @@ bench-redirect: $(VENV)/.dev
 bench-checkout: $(VENV)/.dev
 	$(BIN)/python bench/checkout.py
 
+bench-payouts: $(VENV)/.dev
+	$(BIN)/python bench/payouts.py
+
 clean:
 	rm -rf $(VENV)

@@ -393,6 +393,7 @@ class Run:
     warmup_status: dict[str, int]
     cpu_app: float = 0.0
     cpu_db: float = 0.0
+    other_cores: float = 0.0
 
     @property
     def expected(self) -> str:
@@ -475,19 +476,22 @@ class LoadGen:
         )
         if before and after:
             share = duration / (duration + warmup) if kind != "duplicate" else 1.0
-            run.cpu_app = (after[0] - before[0]) * share
-            run.cpu_db = (after[1] - before[1]) * share
+            run.cpu_app = CpuMeter.delta(before[0], after[0]) * share
+            run.cpu_db = CpuMeter.delta(before[1], after[1]) * share
+            other = (after[2] - before[2]) * share - run.cpu_app - run.cpu_db - run.cpu_loadgen
+            run.other_cores = max(0.0, other) / run.elapsed if run.elapsed else 0.0
         return run
 
 
 class CpuMeter:
-    """CPU seconds (user + system) of the server's process tree and of PostgreSQL's."""
+    """CPU seconds (user + system) of the server's process tree, of PostgreSQL's, and of
+    the whole machine (from /proc/stat): the rest is other work sharing the cores."""
 
     def __init__(self, app_pid: int, db_pid: int | None) -> None:
         self.app_pid, self.db_pid = app_pid, db_pid
         self.tick = os.sysconf("SC_CLK_TCK")
 
-    def sample(self) -> tuple[float, float]:
+    def sample(self) -> tuple[dict[int, float], dict[int, float], float]:
         stats: dict[int, tuple[int, float]] = {}
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -502,9 +506,9 @@ class CpuMeter:
                 (int(fields[11]) + int(fields[12])) / self.tick,
             )
 
-        def tree(root: int | None) -> float:
+        def tree(root: int | None) -> dict[int, float]:
             if root is None or root not in stats:
-                return 0.0
+                return {}
             members, frontier = {root}, [root]
             while frontier:
                 parent = frontier.pop()
@@ -512,9 +516,18 @@ class CpuMeter:
                     if ppid == parent and pid not in members:
                         members.add(pid)
                         frontier.append(pid)
-            return sum(stats[p][1] for p in members)
+            return {p: stats[p][1] for p in members}
 
-        return tree(self.app_pid), tree(self.db_pid)
+        with open("/proc/stat") as f:
+            jiffies = [int(x) for x in f.readline().split()[1:]]
+        busy = (sum(jiffies[:8]) - jiffies[3] - jiffies[4]) / self.tick  # all but idle, iowait
+        return tree(self.app_pid), tree(self.db_pid), busy
+
+    @staticmethod
+    def delta(before: dict[int, float], after: dict[int, float]) -> float:
+        """CPU used in between by the processes alive at the end (short-lived PostgreSQL
+        workers that exited in between are missed)."""
+        return sum(used - before.get(pid, 0.0) for pid, used in after.items())
 
 
 # --------------------------------------------------------------------------- database
@@ -779,7 +792,7 @@ def describe(run: Run) -> str:
         per = 1e6 / max(run.count, 1)
         cpu = (
             f"  cpu/req app {run.cpu_app * per:4.0f} µs db {run.cpu_db * per:4.0f} µs "
-            f"gen {run.cpu_loadgen * per:3.0f} µs"
+            f"gen {run.cpu_loadgen * per:3.0f} µs; other jobs {run.other_cores:.0%} of a core"
         )
     return (
         f"{run.label:<22} {run.rate:6.0f}/s {run.answered_rate:7.1f}/s  p50 {lat['p50']:6.2f}"

@@ -10,8 +10,10 @@ any figure): BENCH_ADVOCATES (100,000) advocates with emails, each with
 BENCH_REWARDS_PER_ADVOCATE (10) converted referrals, the friend's order and an APPROVED cash
 EUR reward with its two transitions and three ledger entries (created: pending +X; approved:
 pending -X, payable +X), public ids frozen on the reward as the service freezes them. Plus
-BENCH_CLAWBACKS (1,000) rewards of other advocates that were paid and then reversed (a
-receivable entry each), which the batch nets off, as real data has them.
+BENCH_CLAWBACKS (1,000) milestone bonuses of as many advocates, paid and then reversed (a
+-500 receivable entry each), which the batch nets off, as real data has them. Foreign-key
+triggers are skipped (where allowed) and secondary indexes built afterwards, as in a bulk
+load; VACUUM ANALYZE at the end, as autovacuum would have by then.
 
 Measured, in one run:
 1. batch creation: `referral.payouts.service.create` in one transaction;
@@ -21,12 +23,14 @@ Measured, in one run:
    (LOG_FORMAT=json) downloaded by a streaming httpx client into a file, and through the CLI
    (`referral payouts export` as a subprocess). Time to last byte, and the peak RSS of the
    process doing the export: the granian worker (VmHWM, reset before each download through
-   /proc/<pid>/clear_refs), or the CLI process (ru_maxrss from wait4).
+   /proc/<pid>/clear_refs), or the CLI process (/usr/bin/time, else VmHWM polled). The
+   planner's view of payout_items (analyzed yet?) and its plan for rewards.csv are printed:
+   both change once autovacuum analyzes the new batch.
 
 Checks: payouts.csv rows = line_count = payees, rewards.csv rows = rewards + clawbacks, sum
 of amount_minor (and of net_minor) = batch total = sum of the seeded approved rewards minus
 the clawbacks, the ledger consistent, and the bare COPY, HTTP and CLI files byte-identical.
-Targets: each export under 10 s and 150 MB peak RSS, HTTP within 3x of a bare COPY.
+Targets: each export under 10 s and 150 MB peak RSS, HTTP within 3x of the faster bare COPY.
 
 Environment: BENCH_ADVOCATES (100000), BENCH_REWARDS_PER_ADVOCATE (10), BENCH_CLAWBACKS
 (1000), BENCH_DATABASE_URL, BENCH_KEEP_FILES=1 (keep the CSVs in .referral/). Exit status: 0
@@ -192,11 +196,11 @@ SEED_TRANSITIONS = """
 INSERT INTO reward_transitions (id, merchant_id, reward_id, from_status, to_status, amount,
                                 delta, reason, actor, created_at)
 OVERRIDING SYSTEM VALUE
-SELECT created_tid, $1::bigint, reward_id, NULL, 'pending', amount, amount, 'referral_code', 'system',
-       earned_at FROM plan
+SELECT created_tid, $1::bigint, reward_id, NULL, 'pending', amount, amount, 'referral_code',
+       'system', earned_at FROM plan
 UNION ALL
-SELECT approved_tid, $1::bigint, reward_id, 'pending', 'approved', amount, 0, 'hold_passed', 'system',
-       earned_at + interval '30 days' FROM plan
+SELECT approved_tid, $1::bigint, reward_id, 'pending', 'approved', amount, 0, 'hold_passed',
+       'system', earned_at + interval '30 days' FROM plan
 """
 
 SEED_LEDGER = """
@@ -262,6 +266,15 @@ FROM clawback_plan c CROSS JOIN LATERAL (VALUES
 """,
 ]
 
+BULK_TABLES = ("referrals", "orders", "rewards", "reward_transitions", "ledger_entries")
+# Indexes that back no constraint (unique ones included: rebuilding them checks them again).
+SECONDARY_INDEXES = """
+SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS ddl
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = ANY($1::text[]::regclass[])
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+"""
+
 # Every reward's ledger entries sum to its amount; balances per account.
 LEDGER_CHECK = """
 SELECT
@@ -294,9 +307,7 @@ async def _encode_all(salt: str, kind: str, first: int, count: int) -> list[str]
     hashids take ~12 us per id."""
     workers = max(1, min(4, os.cpu_count() or 1))
     size = max(1, -(-count // (workers * 4)))
-    chunks = [
-        (salt, kind, first + i, first + min(i + size, count)) for i in range(0, count, size)
-    ]
+    chunks = [(salt, kind, first + i, first + min(i + size, count)) for i in range(0, count, size)]
     loop = asyncio.get_running_loop()
     with concurrent.futures.ProcessPoolExecutor(workers) as pool:
         parts = await asyncio.gather(*(loop.run_in_executor(pool, _encode, c) for c in chunks))
@@ -404,6 +415,10 @@ async def seed(url: str, salt: str) -> Seeded:
             # allowed (a superuser; the embedded server), as a bulk load would.
             with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
                 await conn.execute("SET session_replication_role = replica")
+            # Secondary indexes are built afterwards (sorting once beats 1M inserts each).
+            indexes = await conn.fetch(SECONDARY_INDEXES, list(BULK_TABLES))
+            for index in indexes:
+                await conn.execute(f'DROP INDEX "{index["name"]}"')
             await conn.execute(SEED_REFERRALS, m, program_id)
             await conn.execute(SEED_ORDERS, m)
             step(f"{REWARDS:,} referrals and orders (public ids encoded meanwhile)")
@@ -428,12 +443,16 @@ async def seed(url: str, salt: str) -> Seeded:
                 await conn.execute(sql, *((m, program_id) if "$2" in sql else (m,)))
             await conn.execute("RESET session_replication_role")
             step(f"{CLAWBACKS:,} paid-then-reversed rewards (receivables)")
+            await conn.execute("SET maintenance_work_mem = '256MB'")
+            for index in indexes:
+                await conn.execute(index["ddl"])
+            step(f"{len(indexes)} secondary indexes rebuilt")
             await conn.execute(
                 "VACUUM ANALYZE advocates, referrals, orders, rewards, reward_transitions, "
                 "ledger_entries"
             )
             step("VACUUM ANALYZE")
-            ledger = dict(await conn.fetchrow(LEDGER_CHECK, m))
+            ledger = {k: int(v) for k, v in (await conn.fetchrow(LEDGER_CHECK, m)).items()}
             step("ledger check")
         return Seeded(m, ids.encode("merchant", m), key, ledger, steps)
     finally:
@@ -489,6 +508,33 @@ async def bare_copy(url: str, batch: dict, batch_id: str, rewards: bool, out) ->
             return time.perf_counter() - started
     finally:
         await pool.close()
+
+
+async def planner_view(url: str, batch: dict, batch_id: str) -> str:
+    """What the planner believes about payout_items, and its plan for rewards.csv: plans
+    differ before and after payout_items is first analyzed."""
+    import asyncpg
+
+    from referral.payouts import export
+
+    query = export.rewards_query(batch, batch_id)
+    conn = await asyncpg.connect(url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT c.reltuples, coalesce(s.last_autoanalyze, s.last_analyze) AS analyzed "
+            "FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid "
+            "WHERE c.oid = 'payout_items'::regclass"
+        )
+        plan = [r[0] for r in await conn.fetch("EXPLAIN " + query.sql, *query.args)]
+    finally:
+        await conn.close()
+    nodes = [line.split("(cost")[0].replace("->", "").strip() for line in plan if "(cost" in line]
+    stats = (
+        f"analyzed {row['analyzed']:%H:%M:%S}, reltuples {row['reltuples']:,.0f}"
+        if row["analyzed"]
+        else "not analyzed yet"
+    )
+    return f"payout_items {stats}; rewards.csv plan: {' > '.join(nodes[:6])}"
 
 
 def run_bare_copy(url: str, batch: dict, batch_id: str, rewards: bool, path: Path) -> float:
@@ -644,23 +690,36 @@ def http_download(base: str, key: str, path_part: str, pid: int, out: Path) -> E
 
 
 def cli_export(env: dict[str, str], batch_id: str, rewards: bool, out: Path) -> Export:
+    """`referral payouts export` as a subprocess: wall time and peak RSS. The RSS comes from
+    /usr/bin/time (its child's ru_maxrss), else from polling VmHWM: a child forked straight
+    from this big process would report this process's size as its ru_maxrss."""
     exe = Path(sys.executable).parent / "referral"
     command = [str(exe), "payouts", "export", batch_id, "-o", str(out)]
     if rewards:
         command.append("--rewards")
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    stdout, stderr = proc.stdout.read(), proc.stderr.read()  # small: one line each at most
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    timer = Path("/usr/bin/time")
+    rss_file = out.with_suffix(".rss")
+    if timer.exists():
+        command = [str(timer), "-f", "%M", "-o", str(rss_file)] + command
+    polled = 0
+    err_file = out.with_suffix(".err")
+    with err_file.open("wb") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        while proc.poll() is None:
+            with contextlib.suppress(OSError, ValueError):
+                polled = max(polled, _status_kb(proc.pid, "VmHWM"))
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - started
     if proc.returncode != 0:
-        raise BenchError(f"{' '.join(command[1:])}: exit {proc.returncode}: {stderr[-500:]!r}")
-    del stdout
-    return Export("CLI", elapsed, out.stat().st_size, usage.ru_maxrss / 1024, note="ru_maxrss")
+        raise BenchError(
+            f"{' '.join(command)}: exit {proc.returncode}: {err_file.read_text()[-500:]}"
+        )
+    if timer.exists():
+        peak_kb, note = int(rss_file.read_text().split()[-1]), "/usr/bin/time"
+    else:
+        peak_kb, note = polled, "VmHWM polled"
+    return Export("CLI", elapsed, out.stat().st_size, peak_kb / 1024, note=note)
 
 
 def python_startup_seconds(env: dict[str, str]) -> float:
@@ -774,6 +833,7 @@ def main() -> int:
                 f"payouts.service.create in {create_seconds:.2f} s"
             )
 
+            print(asyncio.run(planner_view(url, batch, batch_id)))
             files = {}
             results: dict[str, list[Export]] = {}
             with server(env, port, tmp / "server.log") as proc:
@@ -789,7 +849,10 @@ def main() -> int:
                     runs.append(Export("bare COPY, warm", warm, size))
                     runs.append(
                         http_download(
-                            base, seeded.key, f"/v1/payout-batches/{batch_id}/{name}", pid,
+                            base,
+                            seeded.key,
+                            f"/v1/payout-batches/{batch_id}/{name}",
+                            pid,
                             paths["http"],
                         )  # fmt: skip
                     )
@@ -797,6 +860,7 @@ def main() -> int:
                     results[name] = runs
                     files[name] = paths
                 server_rss_end = _status_kb(pid, "VmRSS") / 1024
+                plan_after = asyncio.run(planner_view(url, batch, batch_id))
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=30)
             log_text = (tmp / "server.log").read_text(errors="replace")
@@ -818,6 +882,7 @@ def main() -> int:
             f"  (the CLI figures include starting Python and importing the app: "
             f"{startup:.2f} s; the server worker's RSS at the end {server_rss_end:.1f} MB)"
         )
+        print(f"after the exports: {plan_after}")
 
         # ----------------------------------------------------------------- checks
         p_facts = read_payouts(files["payouts.csv"]["http"])
@@ -883,15 +948,15 @@ def main() -> int:
 
     targets = []
     for name, runs in results.items():
-        warm = runs[1].seconds
+        bare = min(runs[0].seconds, runs[1].seconds)  # the faster of the two bare COPYs
         for e in runs[2:]:
             ok = e.seconds < TARGET_SECONDS and (e.peak_mb or 0) < TARGET_MB
             targets.append((ok, f"{name} {e.label} {e.seconds:.1f} s, {e.peak_mb:.0f} MB"))
         http = runs[2]
         targets.append(
             (
-                http.seconds <= TARGET_RATIO * warm,
-                f"{name} HTTP/bare COPY {http.seconds / warm:.1f}x",
+                http.seconds <= TARGET_RATIO * bare,
+                f"{name} HTTP/bare COPY {http.seconds / bare:.1f}x",
             )
         )
     print(

@@ -158,8 +158,9 @@ def openapi_config() -> OpenAPIConfig:
             OpenAPITag(name="advocates", description="Customers who refer, with their codes"),
             OpenAPITag(name="codes", description="Public referral code checks"),
             OpenAPITag(name="links", description="Public redirect and QR images"),
-            OpenAPITag(name="checkout", description="The shop's checkout: quote, signups, "
-                       "orders, refunds"),
+            OpenAPITag(
+                name="checkout", description="The shop's checkout: quote, signups, orders, refunds"
+            ),
             OpenAPITag(name="referrals", description="Attributed friends, explained"),
             OpenAPITag(name="rewards", description="Rewards and their ledger history"),
             OpenAPITag(name="payouts", description="Payout batches and finance exports"),

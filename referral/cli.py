@@ -99,6 +99,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from granian.constants import Interfaces, Loops
 
     _check_port_free(args.host, args.port)
+    # Printed links and QR codes point at this server unless a public URL is set.
+    os.environ.setdefault("PUBLIC_BASE_URL", f"http://{args.host}:{args.port}")
     with _database() as (settings, embedded):
         if embedded is not None:
             from referral.demo.seed import banner
@@ -126,8 +128,7 @@ def cmd_migrate(args: argparse.Namespace) -> None:
     with _database() as (settings, embedded):
         applied = asyncio.run(migrate(settings.database_url))
         print(
-            f"applied {len(applied)} migration(s)"
-            + (f": {', '.join(applied)}" if applied else "")
+            f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else "")
         )
 
 
@@ -216,11 +217,21 @@ def cmd_payouts(args: argparse.Namespace) -> None:
         try:
             if args.action == "create":
                 cutoff = datetime.fromisoformat(args.cutoff) if args.cutoff else None
-                asyncio.run(payouts.create(settings, args.merchant, args.currency, args.kind,
-                                           cutoff))
+                asyncio.run(
+                    payouts.create(settings, args.merchant, args.currency, args.kind, cutoff)
+                )
             elif args.action == "export":
-                asyncio.run(payouts.export_csv(settings, args.batch, Path(args.output),
-                                               args.format, args.part, args.rewards, args.bom))
+                asyncio.run(
+                    payouts.export_csv(
+                        settings,
+                        args.batch,
+                        Path(args.output),
+                        args.format,
+                        args.part,
+                        args.rewards,
+                        args.bom,
+                    )
+                )
             else:
                 asyncio.run(payouts.mark_paid(settings, args.batch, args.actor))
         except AppError as exc:
@@ -273,12 +284,15 @@ def build_parser() -> argparse.ArgumentParser:
     key.set_defaults(func=cmd_keys_create)
 
     rewards = sub.add_parser("rewards", help="reward operations").add_subparsers(
-        dest="action", required=True)
-    rewards.add_parser("release-due", help="approve rewards whose hold has passed (cron)"
-                       ).set_defaults(func=cmd_rewards_release_due)
+        dest="action", required=True
+    )
+    rewards.add_parser(
+        "release-due", help="approve rewards whose hold has passed (cron)"
+    ).set_defaults(func=cmd_rewards_release_due)
 
     payouts = sub.add_parser("payouts", help="payout batches for finance").add_subparsers(
-        dest="action", required=True)
+        dest="action", required=True
+    )
     create_batch = payouts.add_parser("create", help="collect approved rewards into a batch")
     create_batch.add_argument("--merchant", required=True, help="merchant id (mer_…)")
     create_batch.add_argument("--currency", required=True)

@@ -13,8 +13,14 @@ from referral.settings import Settings
 
 def document() -> str:
     # The spec does not depend on settings; these are placeholders that open nothing.
-    app = create_app(Settings(database_url="postgresql://unused/unused", hashids_salt="-" * 16,
-                              click_token_key="-" * 16, ip_hash_key="-" * 16))
+    app = create_app(
+        Settings(
+            database_url="postgresql://unused/unused",
+            hashids_salt="-" * 16,
+            click_token_key="-" * 16,
+            ip_hash_key="-" * 16,
+        )
+    )
     return json.dumps(app.openapi_schema.to_schema(), indent=2, sort_keys=True) + "\n"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from tests.factories import create_advocate, create_program
 
@@ -24,8 +24,9 @@ def _order(order_id: str, **overrides):
 async def test_order_with_code_rewards_both_parties(client, tenant):
     program = await create_program(client, tenant)
     advocate = await create_advocate(client, tenant, program["id"], "advocate-1")
-    r = await client.post("/v1/orders", json=_order("o-1", codes=[advocate["code"].lower()]),
-                          headers=tenant.auth)
+    r = await client.post(
+        "/v1/orders", json=_order("o-1", codes=[advocate["code"].lower()]), headers=tenant.auth
+    )
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["referred"] is True
@@ -33,12 +34,12 @@ async def test_order_with_code_rewards_both_parties(client, tenant):
     sides = {rw["side"]: rw for rw in body["rewards"]}
     assert sides["advocate"]["amount"] == 1000 and sides["advocate"]["kind"] == "cash"
     assert sides["friend"]["kind"] == "coupon" and sides["friend"]["coupon_code"].startswith("F1")
-    again = await client.post("/v1/orders", json=_order("o-1", codes=[advocate["code"]]),
-                              headers=tenant.auth)
+    again = await client.post(
+        "/v1/orders", json=_order("o-1", codes=[advocate["code"]]), headers=tenant.auth
+    )
     assert again.status_code == 200
     assert again.json() == body
-    conflict = await client.post("/v1/orders", json=_order("o-1", total=9999),
-                                 headers=tenant.auth)
+    conflict = await client.post("/v1/orders", json=_order("o-1", total=9999), headers=tenant.auth)
     assert conflict.status_code == 409 and conflict.json()["code"] == "order_conflict"
     explained = await client.get(f"/v1/referrals/{body['referral']['id']}", headers=tenant.auth)
     assert explained.status_code == 200, explained.text
@@ -46,32 +47,46 @@ async def test_order_with_code_rewards_both_parties(client, tenant):
 
 
 async def test_link_token_quote_and_refund(client, tenant):
-    program = await create_program(client, tenant, rewards={
-        "advocate": {"kind": "cash", "basis_points": 1000},
-        "friend": {"kind": "store_credit", "amounts": {"EUR": 500}},
-        "minimum_order": {"EUR": 2000}})
+    program = await create_program(
+        client,
+        tenant,
+        rewards={
+            "advocate": {"kind": "cash", "basis_points": 1000},
+            "friend": {"kind": "store_credit", "amounts": {"EUR": 500}},
+            "minimum_order": {"EUR": 2000},
+        },
+    )
     advocate = await create_advocate(client, tenant, program["id"], "advocate-1")
     click = await client.get(f"/r/{advocate['code']}", follow_redirects=False)
     token = click.headers["location"].split("ref_token=")[1]
-    q = await client.post("/v1/checkout/quote", json={"ref_token": token, "email": "x@y.com",
-                                                        "subtotal": 3000, "currency": "EUR"},
-                          headers=tenant.auth)
+    q = await client.post(
+        "/v1/checkout/quote",
+        json={"ref_token": token, "email": "x@y.com", "subtotal": 3000, "currency": "EUR"},
+        headers=tenant.auth,
+    )
     assert q.status_code == 200, q.text
     print(q.json())
     assert q.json()["applies"] is True
-    r = await client.post("/v1/orders", json=_order("o-2", ref_token=token, subtotal=4999,
-                                                     total=4999), headers=tenant.auth)
+    r = await client.post(
+        "/v1/orders",
+        json=_order("o-2", ref_token=token, subtotal=4999, total=4999),
+        headers=tenant.auth,
+    )
     assert r.status_code == 201, r.text
     rewards = {rw["side"]: rw for rw in r.json()["rewards"]}
     assert rewards["advocate"]["amount"] == 500  # 10% of 4999 = 499.9 -> 500
-    ref = await client.post("/v1/orders/o-2/refunds", json={"refund_id": "rf-1", "amount": 1000,
-                                                            "currency": "EUR"},
-                            headers=tenant.auth)
+    ref = await client.post(
+        "/v1/orders/o-2/refunds",
+        json={"refund_id": "rf-1", "amount": 1000, "currency": "EUR"},
+        headers=tenant.auth,
+    )
     assert ref.status_code == 201, ref.text
     print(ref.json())
-    ref2 = await client.post("/v1/orders/o-2/refunds", json={"refund_id": "rf-2", "amount": 2000,
-                                                             "currency": "EUR"},
-                             headers=tenant.auth)
+    ref2 = await client.post(
+        "/v1/orders/o-2/refunds",
+        json={"refund_id": "rf-2", "amount": 2000, "currency": "EUR"},
+        headers=tenant.auth,
+    )
     print(ref2.json())
     events = await client.get("/v1/events?limit=100", headers=tenant.auth)
     print([e["type"] for e in events.json()["data"]])

@@ -26,8 +26,11 @@ async def test_same_key_with_another_body_is_refused(client, tenant, db):
 
 async def test_keys_are_scoped_per_merchant(client, tenant, other_tenant, db):
     for who in (tenant, other_tenant):
-        r = await client.post("/v1/programs", json=program_body(),
-                              headers={**who.auth, "Idempotency-Key": "shared-key"})
+        r = await client.post(
+            "/v1/programs",
+            json=program_body(),
+            headers={**who.auth, "Idempotency-Key": "shared-key"},
+        )
         assert r.status_code == 201
     assert await db.fetchval("SELECT count(DISTINCT merchant_id) FROM programs") == 2
 
@@ -45,7 +48,8 @@ async def test_vanity_code_and_advocate_retries_replay(client, tenant):
 
 async def test_a_refused_request_stores_nothing_under_its_key(client, tenant, db):
     headers = {**tenant.auth, "Idempotency-Key": "bad-then-good"}
-    bad = await client.post("/v1/programs", json=program_body(landing_url="ftp://x"),
-                            headers=headers)
+    bad = await client.post(
+        "/v1/programs", json=program_body(landing_url="ftp://x"), headers=headers
+    )
     assert bad.status_code == 422
     assert await db.fetchval("SELECT count(*) FROM idempotency_keys") == 0

@@ -73,8 +73,11 @@ def test_client_errors_are_documented_as_problem_json(operation_id):
         for status, response in op.get("responses", {}).items()
         if status.startswith("4")
         and set(response.get("content", {})) != {"application/problem+json"}
-        and not (operation_id in _HTML_PAGES and status == "404"
-                 and set(response.get("content", {})) == {"text/html"})
+        and not (
+            operation_id in _HTML_PAGES
+            and status == "404"
+            and set(response.get("content", {})) == {"text/html"}
+        )
     }
     assert not wrong, f"{operation_id}: 4xx responses not documented as problem+json: {wrong}"
 

@@ -31,17 +31,22 @@ SET_ORDER_REFUNDED = """
 UPDATE orders SET refunded = $3, status = $4 WHERE merchant_id = $1 AND id = $2
 """
 
+# The friend is known by customer id and/or email: one indexed probe per key, never an OR
+# that a generic plan could answer by scanning every order of the merchant.
 BOUGHT_BEFORE = """
-SELECT EXISTS (
-  SELECT 1 FROM orders
-  WHERE merchant_id = $1 AND id <> $2 AND (occurred_at, id) < ($5, $2)
-    AND status <> 'cancelled'
-    AND ((customer_id = $3) OR (email_normalised = $4)))
+SELECT EXISTS (SELECT 1 FROM orders
+               WHERE merchant_id = $1 AND customer_id = $3 AND id <> $2
+                 AND (occurred_at, id) < ($5, $2) AND status <> 'cancelled')
+    OR EXISTS (SELECT 1 FROM orders
+               WHERE merchant_id = $1 AND email_normalised = $4 AND id <> $2
+                 AND (occurred_at, id) < ($5, $2) AND status <> 'cancelled')
 """
 
 HAS_ORDERS = """
-SELECT EXISTS (SELECT 1 FROM orders WHERE merchant_id = $1
-               AND ((customer_id = $2) OR (email_normalised = $3)) AND status <> 'cancelled')
+SELECT EXISTS (SELECT 1 FROM orders
+               WHERE merchant_id = $1 AND customer_id = $2 AND status <> 'cancelled')
+    OR EXISTS (SELECT 1 FROM orders
+               WHERE merchant_id = $1 AND email_normalised = $3 AND status <> 'cancelled')
 """
 
 INSERT_REFUND = """
@@ -72,9 +77,15 @@ friend_email_normalised, status, source, attribution, decision, rejection_reason
 signed_up_at, converted_at, first_order_pk, created_at"""
 
 LIVE_REFERRAL = f"""
-SELECT {REFERRAL_COLUMNS} FROM referrals
-WHERE merchant_id = $1 AND status <> 'rejected' AND ($2::bigint IS NULL OR program_id = $2)
-  AND ((friend_customer_id = $3) OR (friend_email_normalised = $4))
+SELECT {REFERRAL_COLUMNS} FROM (
+    SELECT {REFERRAL_COLUMNS} FROM referrals
+    WHERE merchant_id = $1 AND friend_customer_id = $3 AND status <> 'rejected'
+      AND ($2::bigint IS NULL OR program_id = $2)
+    UNION
+    SELECT {REFERRAL_COLUMNS} FROM referrals
+    WHERE merchant_id = $1 AND friend_email_normalised = $4 AND status <> 'rejected'
+      AND ($2::bigint IS NULL OR program_id = $2)
+) AS friend_referrals
 ORDER BY created_at, id
 LIMIT 1
 """
@@ -127,29 +138,38 @@ async def insert_order(conn: asyncpg.Connection, *values: Any) -> int | None:
     return await conn.fetchval(INSERT_ORDER, *values)
 
 
-async def order(conn: asyncpg.Connection, merchant_id: int, order_id: str,
-                *, lock: bool = False) -> asyncpg.Record | None:
-    return await conn.fetchrow(ORDER_BY_ID + (" FOR UPDATE" if lock else ""), merchant_id,
-                               order_id)
+async def order(
+    conn: asyncpg.Connection, merchant_id: int, order_id: str, *, lock: bool = False
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(ORDER_BY_ID + (" FOR UPDATE" if lock else ""), merchant_id, order_id)
 
 
-async def set_order_result(conn: asyncpg.Connection, merchant_id: int, order_pk: int,
-                           referral_id: int | None, result: dict) -> None:
+async def set_order_result(
+    conn: asyncpg.Connection, merchant_id: int, order_pk: int, referral_id: int | None, result: dict
+) -> None:
     await conn.execute(SET_ORDER_RESULT, merchant_id, order_pk, referral_id, result)
 
 
-async def set_order_refunded(conn: asyncpg.Connection, merchant_id: int, order_pk: int,
-                             refunded: int, status: str) -> None:
+async def set_order_refunded(
+    conn: asyncpg.Connection, merchant_id: int, order_pk: int, refunded: int, status: str
+) -> None:
     await conn.execute(SET_ORDER_REFUNDED, merchant_id, order_pk, refunded, status)
 
 
-async def bought_before(conn: asyncpg.Connection, merchant_id: int, order_pk: int,
-                        customer_id: str | None, email: str | None, at: datetime) -> bool:
+async def bought_before(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    order_pk: int,
+    customer_id: str | None,
+    email: str | None,
+    at: datetime,
+) -> bool:
     return await conn.fetchval(BOUGHT_BEFORE, merchant_id, order_pk, customer_id, email, at)
 
 
-async def has_orders(conn: asyncpg.Connection, merchant_id: int, customer_id: str | None,
-                     email: str | None) -> bool:
+async def has_orders(
+    conn: asyncpg.Connection, merchant_id: int, customer_id: str | None, email: str | None
+) -> bool:
     return await conn.fetchval(HAS_ORDERS, merchant_id, customer_id, email)
 
 
@@ -157,13 +177,15 @@ async def insert_refund(conn: asyncpg.Connection, *values: Any) -> int | None:
     return await conn.fetchval(INSERT_REFUND, *values)
 
 
-async def refund(conn: asyncpg.Connection, merchant_id: int, order_pk: int,
-                 refund_id: str) -> asyncpg.Record | None:
+async def refund(
+    conn: asyncpg.Connection, merchant_id: int, order_pk: int, refund_id: str
+) -> asyncpg.Record | None:
     return await conn.fetchrow(REFUND_BY_ID, merchant_id, order_pk, refund_id)
 
 
-async def insert_signup(conn: asyncpg.Connection, merchant_id: int, customer_id: str,
-                        email: str | None, at: datetime) -> int | None:
+async def insert_signup(
+    conn: asyncpg.Connection, merchant_id: int, customer_id: str, email: str | None, at: datetime
+) -> int | None:
     return await conn.fetchval(INSERT_SIGNUP, merchant_id, customer_id, email, at)
 
 
@@ -171,13 +193,23 @@ async def signup_result(conn: asyncpg.Connection, merchant_id: int, customer_id:
     return await conn.fetchval(SIGNUP_RESULT, merchant_id, customer_id)
 
 
-async def set_signup_result(conn: asyncpg.Connection, merchant_id: int, signup_pk: int,
-                            referral_id: int | None, result: dict) -> None:
+async def set_signup_result(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    signup_pk: int,
+    referral_id: int | None,
+    result: dict,
+) -> None:
     await conn.execute(SET_SIGNUP_RESULT, merchant_id, signup_pk, referral_id, result)
 
 
-async def live_referral(conn: asyncpg.Connection, merchant_id: int, program_id: int | None,
-                        customer_id: str | None, email: str | None) -> asyncpg.Record | None:
+async def live_referral(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    program_id: int | None,
+    customer_id: str | None,
+    email: str | None,
+) -> asyncpg.Record | None:
     return await conn.fetchrow(LIVE_REFERRAL, merchant_id, program_id, customer_id, email)
 
 
@@ -185,27 +217,53 @@ async def insert_referral(conn: asyncpg.Connection, *values: Any) -> asyncpg.Rec
     return await conn.fetchrow(INSERT_REFERRAL, *values)
 
 
-async def settle_referral(conn: asyncpg.Connection, merchant_id: int, referral_id: int,
-                          status: str, decision: dict, rejection_reason: str | None,
-                          at: datetime, order_pk: int | None) -> asyncpg.Record:
-    return await conn.fetchrow(SETTLE_REFERRAL, merchant_id, referral_id, status, decision,
-                               rejection_reason, at, order_pk)
+async def settle_referral(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    referral_id: int,
+    status: str,
+    decision: dict,
+    rejection_reason: str | None,
+    at: datetime,
+    order_pk: int | None,
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        SETTLE_REFERRAL, merchant_id, referral_id, status, decision, rejection_reason, at, order_pk
+    )
 
 
-async def referral(conn: asyncpg.Connection, merchant_id: int,
-                   referral_id: int) -> asyncpg.Record | None:
+async def referral(
+    conn: asyncpg.Connection, merchant_id: int, referral_id: int
+) -> asyncpg.Record | None:
     return await conn.fetchrow(GET_REFERRAL, merchant_id, referral_id)
 
 
-async def list_referrals(conn: asyncpg.Connection, merchant_id: int, *, status: str | None,
-                         advocate_id: int | None, after_id: int | None,
-                         created_from: datetime | None, created_before: datetime | None,
-                         limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch(LIST_REFERRALS, merchant_id, status, after_id, created_from,
-                            created_before, limit + 1, advocate_id)
+async def list_referrals(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    *,
+    status: str | None,
+    advocate_id: int | None,
+    after_id: int | None,
+    created_from: datetime | None,
+    created_before: datetime | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        LIST_REFERRALS,
+        merchant_id,
+        status,
+        after_id,
+        created_from,
+        created_before,
+        limit + 1,
+        advocate_id,
+    )
 
 
-async def code_target(conn: asyncpg.Connection, key: str, merchant_id: int) -> asyncpg.Record | None:
+async def code_target(
+    conn: asyncpg.Connection, key: str, merchant_id: int
+) -> asyncpg.Record | None:
     return await conn.fetchrow(CODE_TARGET, key, merchant_id)
 
 
@@ -213,13 +271,15 @@ async def program(conn: asyncpg.Connection, merchant_id: int, program_id: int) -
     return await conn.fetchrow(PROGRAM, merchant_id, program_id)
 
 
-async def advocate(conn: asyncpg.Connection, merchant_id: int, advocate_id: int,
-                   *, lock: bool = False) -> asyncpg.Record:
+async def advocate(
+    conn: asyncpg.Connection, merchant_id: int, advocate_id: int, *, lock: bool = False
+) -> asyncpg.Record:
     """The advocate; `lock` serialises orders that count towards its caps and tiers. NO KEY
     UPDATE, because the referral just inserted holds a key-share lock on this row through its
     foreign key: FOR UPDATE would deadlock two friends' orders of one advocate."""
-    return await conn.fetchrow(ADVOCATE + (" FOR NO KEY UPDATE" if lock else ""), merchant_id,
-                               advocate_id)
+    return await conn.fetchrow(
+        ADVOCATE + (" FOR NO KEY UPDATE" if lock else ""), merchant_id, advocate_id
+    )
 
 
 async def order_id_of(conn: asyncpg.Connection, merchant_id: int, order_pk: int) -> str | None:
@@ -230,5 +290,6 @@ async def lock_friend(conn: asyncpg.Connection, merchant_id: int, keys: list[str
     """Serialise everything about one friend: concurrent orders of one friend attribute once.
     Keys are locked in sorted order so two calls never deadlock."""
     for key in sorted(keys):
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, $2))",
-                           f"friend|{key}", merchant_id)
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))", f"friend|{key}", merchant_id
+        )

@@ -47,49 +47,88 @@ def check(subject: Subject, settings: RewardSettings) -> list[Check]:
     """Every eligibility check, in a fixed order. The first failed one is the reason."""
     s = subject
     checks = [
-        Check("self_referral", passed=not _same_person(s),
-              detail="friend and advocate are different customers"
-              if not _same_person(s) else "friend is the advocate (same customer id or email)"),
-        Check("code_inactive", passed=s.program_active and s.code_active,
-              detail="program and code are active" if s.program_active and s.code_active
-              else "the program or the code is not active",
-              inputs={"program_active": s.program_active, "code_active": s.code_active}),
-        Check("imported_order", passed=not s.is_import,
-              detail="flagged as an import" if s.is_import else "live order"),
-        Check("before_program_start", passed=s.occurred_at >= s.program_starts_at,
-              detail="occurred before the program started"
-              if s.occurred_at < s.program_starts_at else "within the program",
-              inputs={"occurred_at": s.occurred_at.isoformat(),
-                      "program_starts_at": s.program_starts_at.isoformat()}),
+        Check(
+            "self_referral",
+            passed=not _same_person(s),
+            detail="friend and advocate are different customers"
+            if not _same_person(s)
+            else "friend is the advocate (same customer id or email)",
+        ),
+        Check(
+            "code_inactive",
+            passed=s.program_active and s.code_active,
+            detail="program and code are active"
+            if s.program_active and s.code_active
+            else "the program or the code is not active",
+            inputs={"program_active": s.program_active, "code_active": s.code_active},
+        ),
+        Check(
+            "imported_order",
+            passed=not s.is_import,
+            detail="flagged as an import" if s.is_import else "live order",
+        ),
+        Check(
+            "before_program_start",
+            passed=s.occurred_at >= s.program_starts_at,
+            detail="occurred before the program started"
+            if s.occurred_at < s.program_starts_at
+            else "within the program",
+            inputs={
+                "occurred_at": s.occurred_at.isoformat(),
+                "program_starts_at": s.program_starts_at.isoformat(),
+            },
+        ),
     ]
     if s.source == "link" and s.clicked_at is not None:
         deadline = s.clicked_at + timedelta(days=s.window_days)
         inside = s.clicked_at <= s.occurred_at + timedelta(minutes=5) and s.occurred_at <= deadline
-        checks.append(Check(
-            "outside_window", passed=inside,
-            detail=f"within {s.window_days} days of the click" if inside
-            else f"more than {s.window_days} days after the click",
-            inputs={"clicked_at": s.clicked_at.isoformat(), "window_days": s.window_days}))
+        checks.append(
+            Check(
+                "outside_window",
+                passed=inside,
+                detail=f"within {s.window_days} days of the click"
+                if inside
+                else f"more than {s.window_days} days after the click",
+                inputs={"clicked_at": s.clicked_at.isoformat(), "window_days": s.window_days},
+            )
+        )
     if settings.new_customers_only:
-        checks.append(Check(
-            "not_new_customer", passed=s.is_new_customer,
-            detail="first purchase" if s.is_new_customer else "the friend already bought before",
-            inputs={"is_new_customer": s.is_new_customer}))
+        checks.append(
+            Check(
+                "not_new_customer",
+                passed=s.is_new_customer,
+                detail="first purchase"
+                if s.is_new_customer
+                else "the friend already bought before",
+                inputs={"is_new_customer": s.is_new_customer},
+            )
+        )
     if s.subtotal is not None and s.currency is not None:
         minimum = settings.minimum_order.get(s.currency)
         if minimum is not None:
-            checks.append(Check(
-                "below_minimum", passed=s.subtotal >= minimum,
-                detail=f"subtotal {s.subtotal} vs minimum {minimum} {s.currency}",
-                inputs={"subtotal": s.subtotal, "minimum": minimum, "currency": s.currency}))
-        missing = [side for side, rule in (("advocate", settings.advocate),
-                                           ("friend", settings.friend))
-                   if rule is not None and rule.amounts is not None
-                   and s.currency not in rule.amounts]
-        checks.append(Check(
-            "currency_not_supported", passed=not missing,
-            detail=f"no fixed {s.currency} amount for {', '.join(missing)}" if missing
-            else f"{s.currency} is supported", inputs={"currency": s.currency}))
+            checks.append(
+                Check(
+                    "below_minimum",
+                    passed=s.subtotal >= minimum,
+                    detail=f"subtotal {s.subtotal} vs minimum {minimum} {s.currency}",
+                    inputs={"subtotal": s.subtotal, "minimum": minimum, "currency": s.currency},
+                )
+            )
+        missing = [
+            side
+            for side, rule in (("advocate", settings.advocate), ("friend", settings.friend))
+            if rule is not None and rule.amounts is not None and s.currency not in rule.amounts
+        ]
+        checks.append(
+            Check(
+                "currency_not_supported",
+                passed=not missing,
+                detail=f"no fixed {s.currency} amount for {', '.join(missing)}"
+                if missing
+                else f"{s.currency} is supported",
+                inputs={"currency": s.currency},
+            )
+        )
     return checks
 
 

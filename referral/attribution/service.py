@@ -94,11 +94,13 @@ def _check_time(at: datetime | None, now: datetime) -> datetime:
     if at is None:
         return now
     if at.tzinfo is None:
-        raise InvalidInput("occurred_at needs a time zone (ISO 8601 with Z or an offset)",
-                           code="invalid_timestamp")
+        raise InvalidInput(
+            "occurred_at needs a time zone (ISO 8601 with Z or an offset)", code="invalid_timestamp"
+        )
     if at > now + MAX_FUTURE:
-        raise InvalidInput("occurred_at may not be more than 5 minutes in the future",
-                           code="occurred_in_future")
+        raise InvalidInput(
+            "occurred_at may not be more than 5 minutes in the future", code="occurred_in_future"
+        )
     return at.astimezone(UTC)
 
 
@@ -113,16 +115,23 @@ def _friend(shopper: Shopper) -> tuple[str | None, str | None, list[str]]:
     if shopper.email and email is None:
         raise InvalidInput("email is not a valid address", code="invalid_email")
     if shopper.customer_id is None and email is None:
-        raise InvalidInput("send customer_id or email so the friend can be identified",
-                           code="friend_unidentified")
+        raise InvalidInput(
+            "send customer_id or email so the friend can be identified", code="friend_unidentified"
+        )
     keys = [f"cid:{shopper.customer_id}"] if shopper.customer_id else []
     if email:
         keys.append(f"email:{email}")
     return shopper.customer_id, email, keys
 
 
-async def resolve(conn: asyncpg.Connection, runtime: Runtime, merchant_id: int,
-                  shopper: Shopper, at: datetime, window_days_of) -> Resolved:
+async def resolve(
+    conn: asyncpg.Connection,
+    runtime: Runtime,
+    merchant_id: int,
+    shopper: Shopper,
+    at: datetime,
+    window_days_of,
+) -> Resolved:
     """The code typed at checkout wins over the link's click token."""
     resolved = Resolved(candidate=None)
     for raw in shopper.codes:
@@ -136,8 +145,12 @@ async def resolve(conn: asyncpg.Connection, runtime: Runtime, merchant_id: int,
             continue
         if resolved.candidate is None:
             resolved.candidate = Candidate(
-                row["program_id"], row["advocate_id"], row["code"], row["code_active"],
-                Attribution(path="code", code=row["code"]))
+                row["program_id"],
+                row["advocate_id"],
+                row["code"],
+                row["code_active"],
+                Attribution(path="code", code=row["code"]),
+            )
     if resolved.candidate is None and shopper.ref_token:
         token = runtime.signer.verify(shopper.ref_token)
         if token is None:
@@ -153,10 +166,20 @@ async def resolve(conn: asyncpg.Connection, runtime: Runtime, merchant_id: int,
             resolved.notes.append("outside_window")
             return resolved
         resolved.candidate = Candidate(
-            row["program_id"], row["advocate_id"], row["code"], row["code_active"],
-            Attribution(path="link", code=row["code"], click_id=token.click_id,
-                        channel=token.channel, story_id=token.story_id,
-                        visitor_id=token.visitor_id, clicked_at=clicked_at))
+            row["program_id"],
+            row["advocate_id"],
+            row["code"],
+            row["code_active"],
+            Attribution(
+                path="link",
+                code=row["code"],
+                click_id=token.click_id,
+                channel=token.channel,
+                story_id=token.story_id,
+                visitor_id=token.visitor_id,
+                clicked_at=clicked_at,
+            ),
+        )
     return resolved
 
 
@@ -164,6 +187,7 @@ def _window_lookup(conn: asyncpg.Connection, merchant_id: int):
     async def window_days(program_id: int) -> int:
         program = await repo.program(conn, merchant_id, program_id)
         return program["attribution_window_days"]
+
     return window_days
 
 
@@ -171,9 +195,17 @@ def _settings(program: asyncpg.Record) -> RewardSettings:
     return msgspec.convert(program["rewards"], RewardSettings)
 
 
-async def _subject(conn: asyncpg.Connection, referral: asyncpg.Record, program: asyncpg.Record,
-                   advocate: asyncpg.Record, *, is_new: bool, purchase: Purchase | None,
-                   at: datetime, code_active: bool) -> rules.Subject:
+async def _subject(
+    conn: asyncpg.Connection,
+    referral: asyncpg.Record,
+    program: asyncpg.Record,
+    advocate: asyncpg.Record,
+    *,
+    is_new: bool,
+    purchase: Purchase | None,
+    at: datetime,
+    code_active: bool,
+) -> rules.Subject:
     attribution = referral["attribution"]
     clicked_at = attribution.get("clicked_at")
     return rules.Subject(
@@ -195,10 +227,18 @@ async def _subject(conn: asyncpg.Connection, referral: asyncpg.Record, program: 
     )
 
 
-async def _settle(conn: asyncpg.Connection, runtime: Runtime, merchant_id: int,
-                  referral: asyncpg.Record, *, shopper: Shopper, purchase: Purchase | None,
-                  at: datetime, code_active: bool, fraud_extra: dict[str, Any] | None = None,
-                  ) -> tuple[asyncpg.Record, list[asyncpg.Record], list[str]]:
+async def _settle(
+    conn: asyncpg.Connection,
+    runtime: Runtime,
+    merchant_id: int,
+    referral: asyncpg.Record,
+    *,
+    shopper: Shopper,
+    purchase: Purchase | None,
+    at: datetime,
+    code_active: bool,
+    fraud_extra: dict[str, Any] | None = None,
+) -> tuple[asyncpg.Record, list[asyncpg.Record], list[str]]:
     """Decide a pending referral: eligibility, fraud, then both parties' rewards."""
     program = await repo.program(conn, merchant_id, referral["program_id"])
     settings = _settings(program)
@@ -206,22 +246,43 @@ async def _settle(conn: asyncpg.Connection, runtime: Runtime, merchant_id: int,
     if purchase is not None:
         # The shop may know better (orders from before this service): it can only say "not new".
         is_new = purchase.customer_is_new is not False and not await repo.bought_before(
-            conn, merchant_id, purchase.order_pk, referral["friend_customer_id"],
-            referral["friend_email_normalised"], purchase.occurred_at)
+            conn,
+            merchant_id,
+            purchase.order_pk,
+            referral["friend_customer_id"],
+            referral["friend_email_normalised"],
+            purchase.occurred_at,
+        )
     else:
-        is_new = not await repo.has_orders(conn, merchant_id, referral["friend_customer_id"],
-                                           referral["friend_email_normalised"])
-    subject = await _subject(conn, referral, program, advocate, is_new=is_new,
-                             purchase=purchase, at=at, code_active=code_active)
+        is_new = not await repo.has_orders(
+            conn, merchant_id, referral["friend_customer_id"], referral["friend_email_normalised"]
+        )
+    subject = await _subject(
+        conn,
+        referral,
+        program,
+        advocate,
+        is_new=is_new,
+        purchase=purchase,
+        at=at,
+        code_active=code_active,
+    )
     checks = rules.check(subject, settings)
     failure = rules.first_failure(checks)
-    decision = await fraud.decide(conn, fraud.Context(
-        merchant_id=merchant_id, program_id=referral["program_id"],
-        advocate_id=referral["advocate_id"], friend_customer_id=referral["friend_customer_id"],
-        friend_email=referral["friend_email_normalised"],
-        ip_hash=runtime.ip_hasher.hashes(_ip(shopper.ip))[0],
-        user_agent=shopper.user_agent, visitor_id=shopper.visitor_id,
-        policy=dict(fraud_extra or {})))
+    decision = await fraud.decide(
+        conn,
+        fraud.Context(
+            merchant_id=merchant_id,
+            program_id=referral["program_id"],
+            advocate_id=referral["advocate_id"],
+            friend_customer_id=referral["friend_customer_id"],
+            friend_email=referral["friend_email_normalised"],
+            ip_hash=runtime.ip_hasher.hashes(_ip(shopper.ip))[0],
+            user_agent=shopper.user_agent,
+            visitor_id=shopper.visitor_id,
+            policy=dict(fraud_extra or {}),
+        ),
+    )
     notes: list[str] = []
     created: list[asyncpg.Record] = []
     if failure is not None:
@@ -233,22 +294,51 @@ async def _settle(conn: asyncpg.Connection, runtime: Runtime, merchant_id: int,
         trigger_now = (settings.trigger == "signup") == (purchase is None)
         if trigger_now:
             created, notes = await _create_rewards(
-                conn, runtime, merchant_id, referral, program, settings, advocate,
-                purchase=purchase, at=at, review=decision.action == "review")
+                conn,
+                runtime,
+                merchant_id,
+                referral,
+                program,
+                settings,
+                advocate,
+                purchase=purchase,
+                at=at,
+                review=decision.action == "review",
+            )
         elif purchase is None:
             status = "pending"  # signed up; rewards come with the first order
-    stored_decision = {"checks": msgspec.to_builtins(checks),
-                       "fraud": msgspec.to_builtins(decision)}
-    settled = await repo.settle_referral(conn, merchant_id, referral["id"], status,
-                                         stored_decision, reason, at,
-                                         purchase.order_pk if purchase else None)
+    stored_decision = {
+        "checks": msgspec.to_builtins(checks),
+        "fraud": msgspec.to_builtins(decision),
+    }
+    settled = await repo.settle_referral(
+        conn,
+        merchant_id,
+        referral["id"],
+        status,
+        stored_decision,
+        reason,
+        at,
+        purchase.order_pk if purchase else None,
+    )
     if status != "pending":
-        await emit(conn, merchant_id, f"referral.{status}", {
-            "referral_id": runtime.ids.encode("referral", settled["id"]),
-            "advocate_id": runtime.ids.encode("advocate", settled["advocate_id"]),
-            "reason": reason})
-    log.info("referral_settled", referral_id=settled["id"], status=status, reason=reason,
-             decision=decision.action)
+        await emit(
+            conn,
+            merchant_id,
+            f"referral.{status}",
+            {
+                "referral_id": runtime.ids.encode("referral", settled["id"]),
+                "advocate_id": runtime.ids.encode("advocate", settled["advocate_id"]),
+                "reason": reason,
+            },
+        )
+    log.info(
+        "referral_settled",
+        referral_id=settled["id"],
+        status=status,
+        reason=reason,
+        decision=decision.action,
+    )
     return settled, created, notes
 
 
@@ -261,22 +351,37 @@ def _ip(raw: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None
         return None
 
 
-async def _create_rewards(conn: asyncpg.Connection, runtime: Runtime, merchant_id: int,
-                          referral: asyncpg.Record, program: asyncpg.Record,
-                          settings: RewardSettings, advocate: asyncpg.Record, *,
-                          purchase: Purchase | None, at: datetime,
-                          review: bool) -> tuple[list[asyncpg.Record], list[str]]:
+async def _create_rewards(
+    conn: asyncpg.Connection,
+    runtime: Runtime,
+    merchant_id: int,
+    referral: asyncpg.Record,
+    program: asyncpg.Record,
+    settings: RewardSettings,
+    advocate: asyncpg.Record,
+    *,
+    purchase: Purchase | None,
+    at: datetime,
+    review: bool,
+) -> tuple[list[asyncpg.Record], list[str]]:
     notes: list[str] = []
     created: list[asyncpg.Record] = []
     subtotal = purchase.subtotal if purchase else 0
     currency = purchase.currency if purchase else _signup_currency(settings)
     status = "in_review" if review else "pending"
     hold_until = at + timedelta(days=program["hold_days"])
-    common = dict(merchant_id=merchant_id, program_id=referral["program_id"],
-                  referral_id=referral["id"], advocate_id=referral["advocate_id"],
-                  order_pk=purchase.order_pk if purchase else None, milestone=None,
-                  status=status, hold_until=hold_until, earned_at=at,
-                  coupon_days=settings.friend_coupon_days)
+    common = dict(
+        merchant_id=merchant_id,
+        program_id=referral["program_id"],
+        referral_id=referral["id"],
+        advocate_id=referral["advocate_id"],
+        order_pk=purchase.order_pk if purchase else None,
+        milestone=None,
+        status=status,
+        hold_until=hold_until,
+        earned_at=at,
+        coupon_days=settings.friend_coupon_days,
+    )
 
     nth = await rewards_repo.earning_referrals(conn, merchant_id, referral["advocate_id"]) + 1
     advocate_rule = rule_for_nth(settings, nth)
@@ -284,17 +389,28 @@ async def _create_rewards(conn: asyncpg.Connection, runtime: Runtime, merchant_i
         amount = rule_amount(advocate_rule, subtotal, currency)
         if amount is not None:
             usage = await rewards_repo.cap_usage(
-                conn, merchant_id, referral["advocate_id"], amount.currency,
-                period_start(settings.caps.period, at, program["time_zone"]))
-            amount, cap_reason = apply_caps(settings.caps, amount, CapUsage(
-                usage["in_period"], usage["total"], usage["amount"]))
+                conn,
+                merchant_id,
+                referral["advocate_id"],
+                amount.currency,
+                period_start(settings.caps.period, at, program["time_zone"]),
+            )
+            amount, cap_reason = apply_caps(
+                settings.caps, amount, CapUsage(usage["in_period"], usage["total"], usage["amount"])
+            )
             if cap_reason:
                 notes.append(cap_reason)
             if amount is not None:
                 row = await rewards.create(
-                    conn, runtime.ids, side="advocate", payee_key=advocate["customer_id"],
-                    rule=advocate_rule, amount=amount, reason=f"referral_{referral['source']}",
-                    **common)
+                    conn,
+                    runtime.ids,
+                    side="advocate",
+                    payee_key=advocate["customer_id"],
+                    rule=advocate_rule,
+                    amount=amount,
+                    reason=f"referral_{referral['source']}",
+                    **common,
+                )
                 if row is not None:
                     created.append(row)
     if settings.friend is not None and currency is not None:
@@ -302,8 +418,15 @@ async def _create_rewards(conn: asyncpg.Connection, runtime: Runtime, merchant_i
         if amount is not None:
             payee = referral["friend_customer_id"] or referral["friend_email_normalised"]
             row = await rewards.create(
-                conn, runtime.ids, side="friend", payee_key=payee, rule=settings.friend,
-                amount=amount, reason="friend_welcome", **common)
+                conn,
+                runtime.ids,
+                side="friend",
+                payee_key=payee,
+                rule=settings.friend,
+                amount=amount,
+                reason="friend_welcome",
+                **common,
+            )
             if row is not None:
                 created.append(row)
     return created, notes
@@ -317,16 +440,27 @@ def _signup_currency(settings: RewardSettings) -> str | None:
     return None
 
 
-async def _summaries(conn: asyncpg.Connection, runtime: Runtime,
-                     rows: list[asyncpg.Record]) -> list[RewardSummary]:
+async def _summaries(
+    conn: asyncpg.Connection, runtime: Runtime, rows: list[asyncpg.Record]
+) -> list[RewardSummary]:
     out = []
     for row in rows:
-        coupon = (await rewards_repo.coupon_for_reward(conn, row["merchant_id"], row["id"])
-                  if row["kind"] == "coupon" else None)
-        out.append(RewardSummary(id=runtime.ids.encode("reward", row["id"]), side=row["side"],
-                                 kind=row["kind"], amount=row["amount"],
-                                 currency=row["currency"], status=row["status"],
-                                 coupon_code=coupon["code"] if coupon else None))
+        coupon = (
+            await rewards_repo.coupon_for_reward(conn, row["merchant_id"], row["id"])
+            if row["kind"] == "coupon"
+            else None
+        )
+        out.append(
+            RewardSummary(
+                id=runtime.ids.encode("reward", row["id"]),
+                side=row["side"],
+                kind=row["kind"],
+                amount=row["amount"],
+                currency=row["currency"],
+                status=row["status"],
+                coupon_code=coupon["code"] if coupon else None,
+            )
+        )
     return out
 
 
@@ -334,20 +468,31 @@ def _referral_summary(runtime: Runtime, row: asyncpg.Record | None) -> ReferralS
     if row is None:
         return None
     return ReferralSummary(
-        id=runtime.ids.encode("referral", row["id"]), status=row["status"],
+        id=runtime.ids.encode("referral", row["id"]),
+        status=row["status"],
         advocate_id=runtime.ids.encode("advocate", row["advocate_id"]),
-        program_id=runtime.ids.encode("program", row["program_id"]), source=row["source"],
-        rejection_reason=row["rejection_reason"])
+        program_id=runtime.ids.encode("program", row["program_id"]),
+        source=row["source"],
+        rejection_reason=row["rejection_reason"],
+    )
 
 
-async def _attach(conn: asyncpg.Connection, merchant_id: int, resolved: Resolved,
-                  customer_id: str | None, email: str | None, friend_key: str,
-                  at: datetime, *, signup: bool) -> tuple[asyncpg.Record | None, bool]:
+async def _attach(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    resolved: Resolved,
+    customer_id: str | None,
+    email: str | None,
+    friend_key: str,
+    at: datetime,
+    *,
+    signup: bool,
+) -> tuple[asyncpg.Record | None, bool]:
     """(the friend's live referral, whether it is new). Existing referrals are final."""
     candidate = resolved.candidate
-    existing = await repo.live_referral(conn, merchant_id,
-                                        candidate.program_id if candidate else None,
-                                        customer_id, email)
+    existing = await repo.live_referral(
+        conn, merchant_id, candidate.program_id if candidate else None, customer_id, email
+    )
     if existing is not None:
         if candidate is not None and candidate.advocate_id != existing["advocate_id"]:
             resolved.notes.append("already_referred")
@@ -355,12 +500,19 @@ async def _attach(conn: asyncpg.Connection, merchant_id: int, resolved: Resolved
     if candidate is None:
         return None, False
     row = await repo.insert_referral(
-        conn, merchant_id, candidate.program_id, candidate.advocate_id, friend_key, customer_id,
-        email, candidate.attribution.path, msgspec.to_builtins(candidate.attribution),
-        at if signup else None)
+        conn,
+        merchant_id,
+        candidate.program_id,
+        candidate.advocate_id,
+        friend_key,
+        customer_id,
+        email,
+        candidate.attribution.path,
+        msgspec.to_builtins(candidate.attribution),
+        at if signup else None,
+    )
     if row is None:  # only possible without the friend lock; kept for safety
-        row = await repo.live_referral(conn, merchant_id, candidate.program_id, customer_id,
-                                       email)
+        row = await repo.live_referral(conn, merchant_id, candidate.program_id, customer_id, email)
         return row, False
     return row, True
 
@@ -368,28 +520,43 @@ async def _attach(conn: asyncpg.Connection, merchant_id: int, resolved: Resolved
 # --- quote ----------------------------------------------------------------------------
 
 
-async def quote(conn: asyncpg.Connection, runtime: Runtime, caller: Caller,
-                data: QuoteRequest) -> Quote:
+async def quote(
+    conn: asyncpg.Connection, runtime: Runtime, caller: Caller, data: QuoteRequest
+) -> Quote:
     """Would the friend offer apply to this cart? Writes nothing."""
     _check_currency(data.currency)
     now = datetime.now(UTC)
     customer_id, email, _ = _friend(data)
-    resolved = await resolve(conn, runtime, caller.merchant_id, data, now,
-                             _window_lookup(conn, caller.merchant_id))
+    resolved = await resolve(
+        conn, runtime, caller.merchant_id, data, now, _window_lookup(conn, caller.merchant_id)
+    )
     candidate = resolved.candidate
-    existing = await repo.live_referral(conn, caller.merchant_id,
-                                        candidate.program_id if candidate else None,
-                                        customer_id, email)
+    existing = await repo.live_referral(
+        conn, caller.merchant_id, candidate.program_id if candidate else None, customer_id, email
+    )
 
     def no(reason: str, checks=()) -> Quote:
-        return Quote(applies=False, reason=reason, friend_offer=None, advocate_id=None,
-                     program_id=None, code=None, checks=list(checks))
+        return Quote(
+            applies=False,
+            reason=reason,
+            friend_offer=None,
+            advocate_id=None,
+            program_id=None,
+            code=None,
+            checks=list(checks),
+        )
 
     if existing is not None and existing["status"] != "pending":
-        return no("already_referred" if candidate and candidate.advocate_id !=
-                  existing["advocate_id"] else "not_new_customer")
-    if existing is not None and candidate is not None and (
-            candidate.advocate_id != existing["advocate_id"]):
+        return no(
+            "already_referred"
+            if candidate and candidate.advocate_id != existing["advocate_id"]
+            else "not_new_customer"
+        )
+    if (
+        existing is not None
+        and candidate is not None
+        and (candidate.advocate_id != existing["advocate_id"])
+    ):
         return no("already_referred")
     if existing is None and candidate is None:
         return no(resolved.notes[0] if resolved.notes else "no_referral")
@@ -398,37 +565,51 @@ async def quote(conn: asyncpg.Connection, runtime: Runtime, caller: Caller,
     program = await repo.program(conn, caller.merchant_id, program_id)
     settings = _settings(program)
     advocate = await repo.advocate(conn, caller.merchant_id, advocate_id)
-    pseudo = {"friend_customer_id": customer_id, "friend_email_normalised": email,
-              "attribution": (existing["attribution"] if existing
-                              else msgspec.to_builtins(candidate.attribution)),
-              "source": existing["source"] if existing else candidate.attribution.path}
+    pseudo = {
+        "friend_customer_id": customer_id,
+        "friend_email_normalised": email,
+        "attribution": (
+            existing["attribution"] if existing else msgspec.to_builtins(candidate.attribution)
+        ),
+        "source": existing["source"] if existing else candidate.attribution.path,
+    }
     subject = await _subject(
-        conn, pseudo, program, advocate,
+        conn,
+        pseudo,
+        program,
+        advocate,
         is_new=not await repo.has_orders(conn, caller.merchant_id, customer_id, email),
-        purchase=Purchase(0, data.subtotal, data.currency, now, False, None), at=now,
-        code_active=candidate.code_active if candidate else True)
+        purchase=Purchase(0, data.subtotal, data.currency, now, False, None),
+        at=now,
+        code_active=candidate.code_active if candidate else True,
+    )
     checks = rules.check(subject, settings)
     failure = rules.first_failure(checks)
     offer = None
     if settings.friend is not None:
         amount = rule_amount(settings.friend, data.subtotal, data.currency)
         if amount is not None:
-            offer = FriendOffer(kind=settings.friend.kind, amount=amount.value,
-                                currency=amount.currency)
+            offer = FriendOffer(
+                kind=settings.friend.kind, amount=amount.value, currency=amount.currency
+            )
     code = candidate.code if candidate else existing["attribution"].get("code")
-    return Quote(applies=failure is None and offer is not None,
-                 reason=failure or (None if offer else "no_friend_offer"),
-                 friend_offer=offer if failure is None else None,
-                 advocate_id=runtime.ids.encode("advocate", advocate_id),
-                 program_id=runtime.ids.encode("program", program_id), code=code,
-                 checks=checks)
+    return Quote(
+        applies=failure is None and offer is not None,
+        reason=failure or (None if offer else "no_friend_offer"),
+        friend_offer=offer if failure is None else None,
+        advocate_id=runtime.ids.encode("advocate", advocate_id),
+        program_id=runtime.ids.encode("program", program_id),
+        code=code,
+        checks=checks,
+    )
 
 
 # --- signups --------------------------------------------------------------------------
 
 
-async def record_signup(conn: asyncpg.Connection, runtime: Runtime, caller: Caller,
-                        data: SignupRequest) -> tuple[SignupResult, bool]:
+async def record_signup(
+    conn: asyncpg.Connection, runtime: Runtime, caller: Caller, data: SignupRequest
+) -> tuple[SignupResult, bool]:
     """Idempotent by customer id: a repeated signup answers what the first one did."""
     now = datetime.now(UTC)
     at = _check_time(data.occurred_at, now)
@@ -438,23 +619,39 @@ async def record_signup(conn: asyncpg.Connection, runtime: Runtime, caller: Call
         stored = await repo.signup_result(conn, caller.merchant_id, data.customer_id)
         return msgspec.convert(stored, SignupResult), False
     await repo.lock_friend(conn, caller.merchant_id, keys)
-    resolved = await resolve(conn, runtime, caller.merchant_id, data, at,
-                             _window_lookup(conn, caller.merchant_id))
-    referral, new = await _attach(conn, caller.merchant_id, resolved, customer_id, email,
-                                  keys[0], at, signup=True)
+    resolved = await resolve(
+        conn, runtime, caller.merchant_id, data, at, _window_lookup(conn, caller.merchant_id)
+    )
+    referral, new = await _attach(
+        conn, caller.merchant_id, resolved, customer_id, email, keys[0], at, signup=True
+    )
     created: list[asyncpg.Record] = []
     if referral is not None and new:
         referral, created, notes = await _settle(
-            conn, runtime, caller.merchant_id, referral, shopper=data, purchase=None, at=at,
-            code_active=resolved.candidate.code_active if resolved.candidate else True)
+            conn,
+            runtime,
+            caller.merchant_id,
+            referral,
+            shopper=data,
+            purchase=None,
+            at=at,
+            code_active=resolved.candidate.code_active if resolved.candidate else True,
+        )
         resolved.notes.extend(notes)
-    result = SignupResult(customer_id=data.customer_id, referred=referral is not None,
-                          referral=_referral_summary(runtime, referral),
-                          rewards=await _summaries(conn, runtime, created),
-                          notes=resolved.notes)
-    await repo.set_signup_result(conn, caller.merchant_id, signup_pk,
-                                 referral["id"] if referral else None,
-                                 msgspec.to_builtins(result))
+    result = SignupResult(
+        customer_id=data.customer_id,
+        referred=referral is not None,
+        referral=_referral_summary(runtime, referral),
+        rewards=await _summaries(conn, runtime, created),
+        notes=resolved.notes,
+    )
+    await repo.set_signup_result(
+        conn,
+        caller.merchant_id,
+        signup_pk,
+        referral["id"] if referral else None,
+        msgspec.to_builtins(result),
+    )
     return result, True
 
 
@@ -464,13 +661,13 @@ async def record_signup(conn: asyncpg.Connection, runtime: Runtime, caller: Call
 def _fingerprint(data: OrderRequest, email: str | None) -> bytes:
     """The fields a retry must repeat exactly (money and whose order it is); a retry that
     differs in them is a different order reusing the id."""
-    key = msgspec.json.encode([data.customer_id, email, data.subtotal, data.total,
-                               data.currency])
+    key = msgspec.json.encode([data.customer_id, email, data.subtotal, data.total, data.currency])
     return hashlib.sha256(key).digest()
 
 
-async def record_order(conn: asyncpg.Connection, runtime: Runtime, caller: Caller,
-                       data: OrderRequest) -> tuple[OrderResult, bool]:
+async def record_order(
+    conn: asyncpg.Connection, runtime: Runtime, caller: Caller, data: OrderRequest
+) -> tuple[OrderResult, bool]:
     """Record an order, attribute it, and reward both parties for a friend's first order.
     Idempotent by order id; the same id with other money fields is `order_conflict`."""
     now = datetime.now(UTC)
@@ -479,58 +676,102 @@ async def record_order(conn: asyncpg.Connection, runtime: Runtime, caller: Calle
     customer_id, email, keys = _friend(data)
     fingerprint = _fingerprint(data, email)
     order_pk = await repo.insert_order(
-        conn, caller.merchant_id, data.order_id, customer_id, email, data.subtotal, data.total,
-        data.currency, at, data.is_import, fingerprint, data.metadata)
+        conn,
+        caller.merchant_id,
+        data.order_id,
+        customer_id,
+        email,
+        data.subtotal,
+        data.total,
+        data.currency,
+        at,
+        data.is_import,
+        fingerprint,
+        data.metadata,
+    )
     if order_pk is None:
         existing = await repo.order(conn, caller.merchant_id, data.order_id)
         if existing["fingerprint"] != fingerprint:
-            raise Conflict(f"order {data.order_id} was already recorded with other amounts "
-                           "or another customer", code="order_conflict")
+            raise Conflict(
+                f"order {data.order_id} was already recorded with other amounts "
+                "or another customer",
+                code="order_conflict",
+            )
         return msgspec.convert(existing["result"], OrderResult), False
     await repo.lock_friend(conn, caller.merchant_id, keys)
-    resolved = await resolve(conn, runtime, caller.merchant_id, data, at,
-                             _window_lookup(conn, caller.merchant_id))
+    resolved = await resolve(
+        conn, runtime, caller.merchant_id, data, at, _window_lookup(conn, caller.merchant_id)
+    )
     redeemed = []
     for coupon in resolved.coupons:
         if await rewards_repo.redeem_coupon(conn, caller.merchant_id, coupon, order_pk, at):
             redeemed.append(coupon)
         else:
             resolved.notes.append("coupon_not_redeemable")
-    referral, new = await _attach(conn, caller.merchant_id, resolved, customer_id, email,
-                                  keys[0], at, signup=False)
+    referral, new = await _attach(
+        conn, caller.merchant_id, resolved, customer_id, email, keys[0], at, signup=False
+    )
     created: list[asyncpg.Record] = []
     if referral is not None and referral["status"] == "pending":
-        purchase = Purchase(order_pk, data.subtotal, data.currency, at, data.is_import,
-                            data.customer_is_new)
+        purchase = Purchase(
+            order_pk, data.subtotal, data.currency, at, data.is_import, data.customer_is_new
+        )
         referral, created, notes = await _settle(
-            conn, runtime, caller.merchant_id, referral, shopper=data, purchase=purchase, at=at,
-            code_active=resolved.candidate.code_active if resolved.candidate else True)
+            conn,
+            runtime,
+            caller.merchant_id,
+            referral,
+            shopper=data,
+            purchase=purchase,
+            at=at,
+            code_active=resolved.candidate.code_active if resolved.candidate else True,
+        )
         resolved.notes.extend(notes)
     elif referral is not None:
         resolved.notes.append("not_first_order")
-    result = OrderResult(order_id=data.order_id, referred=referral is not None,
-                         referral=_referral_summary(runtime, referral),
-                         rewards=await _summaries(conn, runtime, created),
-                         coupons_redeemed=redeemed, notes=resolved.notes)
-    await repo.set_order_result(conn, caller.merchant_id, order_pk,
-                                referral["id"] if referral else None,
-                                msgspec.to_builtins(result))
+    result = OrderResult(
+        order_id=data.order_id,
+        referred=referral is not None,
+        referral=_referral_summary(runtime, referral),
+        rewards=await _summaries(conn, runtime, created),
+        coupons_redeemed=redeemed,
+        notes=resolved.notes,
+    )
+    await repo.set_order_result(
+        conn,
+        caller.merchant_id,
+        order_pk,
+        referral["id"] if referral else None,
+        msgspec.to_builtins(result),
+    )
     return result, True
 
 
-async def _order_state(conn: asyncpg.Connection, runtime: Runtime, merchant_id: int,
-                       order: asyncpg.Record) -> OrderState:
+async def _order_state(
+    conn: asyncpg.Connection, runtime: Runtime, merchant_id: int, order: asyncpg.Record
+) -> OrderState:
     current = await repo.order(conn, merchant_id, order["order_id"])
     rows = await rewards_repo.for_order(conn, merchant_id, current["id"])
-    return OrderState(order_id=current["order_id"], status=current["status"],
-                      total=current["total"], refunded=current["refunded"],
-                      currency=current["currency"].strip(),
-                      rewards=await _summaries(conn, runtime, rows))
+    return OrderState(
+        order_id=current["order_id"],
+        status=current["status"],
+        total=current["total"],
+        refunded=current["refunded"],
+        currency=current["currency"].strip(),
+        rewards=await _summaries(conn, runtime, rows),
+    )
 
 
-async def _rebalance(conn: asyncpg.Connection, runtime: Runtime, merchant_id: int,
-                     order: asyncpg.Record, refunded: int, *, cancelled: bool,
-                     reason: str) -> None:
+async def _rebalance(
+    conn: asyncpg.Connection,
+    runtime: Runtime,
+    merchant_id: int,
+    order: asyncpg.Record,
+    refunded: int,
+    *,
+    cancelled: bool,
+    reason: str,
+) -> None:
     """Bring every reward of the order to its value after refunds or a cancel."""
     settings: RewardSettings | None = None
     for reward in await rewards_repo.for_order(conn, merchant_id, order["id"]):
@@ -539,23 +780,46 @@ async def _rebalance(conn: asyncpg.Connection, runtime: Runtime, merchant_id: in
         if settings is None:
             program = await repo.program(conn, merchant_id, reward["program_id"])
             settings = _settings(program)
-        target = 0 if cancelled else refund_target(
-            original=reward["original_amount"], basis_points=reward["basis_points"],
-            subtotal=order["subtotal"], total=order["total"], refunded=refunded,
-            minimum=settings.minimum_order.get(order["currency"].strip()))
+        target = (
+            0
+            if cancelled
+            else refund_target(
+                original=reward["original_amount"],
+                basis_points=reward["basis_points"],
+                subtotal=order["subtotal"],
+                total=order["total"],
+                refunded=refunded,
+                minimum=settings.minimum_order.get(order["currency"].strip()),
+            )
+        )
         if reward["kind"] not in MONEY_KINDS and target > 0:
             continue  # coupons and points are whole or nothing
         if target == 0:
-            await rewards.transition(conn, runtime.ids, merchant_id, reward["id"],
-                                     expected={reward["status"]}, to="reversed", reason=reason)
+            await rewards.transition(
+                conn,
+                runtime.ids,
+                merchant_id,
+                reward["id"],
+                expected={reward["status"]},
+                to="reversed",
+                reason=reason,
+            )
         elif target < reward["amount"]:
-            await rewards.transition(conn, runtime.ids, merchant_id, reward["id"],
-                                     expected={reward["status"]}, to=reward["status"],
-                                     amount=target, reason=reason)
+            await rewards.transition(
+                conn,
+                runtime.ids,
+                merchant_id,
+                reward["id"],
+                expected={reward["status"]},
+                to=reward["status"],
+                amount=target,
+                reason=reason,
+            )
 
 
-async def record_refund(conn: asyncpg.Connection, runtime: Runtime, caller: Caller,
-                        order_id: str, data: RefundRequest) -> tuple[OrderState, bool]:
+async def record_refund(
+    conn: asyncpg.Connection, runtime: Runtime, caller: Caller, order_id: str, data: RefundRequest
+) -> tuple[OrderState, bool]:
     """Idempotent by refund id; over-refunds and other currencies are refused."""
     now = datetime.now(UTC)
     at = _check_time(data.occurred_at, now)
@@ -565,41 +829,72 @@ async def record_refund(conn: asyncpg.Connection, runtime: Runtime, caller: Call
     existing = await repo.refund(conn, caller.merchant_id, order["id"], data.refund_id)
     if existing is not None:
         if (existing["amount"], existing["currency"].strip()) != (data.amount, data.currency):
-            raise Conflict(f"refund {data.refund_id} was already recorded with another amount",
-                           code="refund_conflict")
+            raise Conflict(
+                f"refund {data.refund_id} was already recorded with another amount",
+                code="refund_conflict",
+            )
         return await _order_state(conn, runtime, caller.merchant_id, order), False
     if data.currency != order["currency"].strip():
-        raise InvalidInput(f"the order is in {order['currency']}, the refund in "
-                           f"{data.currency}", code="currency_mismatch")
+        raise InvalidInput(
+            f"the order is in {order['currency']}, the refund in {data.currency}",
+            code="currency_mismatch",
+        )
     if order["status"] == "cancelled":
         raise Conflict("the order is cancelled", code="order_cancelled")
     refunded = order["refunded"] + data.amount
     if refunded > order["total"]:
-        raise InvalidInput(f"refunds would total {refunded}, more than the order's "
-                           f"{order['total']}", code="over_refund")
-    await repo.insert_refund(conn, caller.merchant_id, order["id"], data.refund_id, data.amount,
-                             data.currency, at)
+        raise InvalidInput(
+            f"refunds would total {refunded}, more than the order's {order['total']}",
+            code="over_refund",
+        )
+    await repo.insert_refund(
+        conn, caller.merchant_id, order["id"], data.refund_id, data.amount, data.currency, at
+    )
     status = "refunded" if refunded == order["total"] else "partially_refunded"
     await repo.set_order_refunded(conn, caller.merchant_id, order["id"], refunded, status)
-    await _rebalance(conn, runtime, caller.merchant_id, order, refunded, cancelled=False,
-                     reason="order_refunded" if status == "refunded" else "partial_refund")
-    await emit(conn, caller.merchant_id, "order.refunded",
-               {"order_id": order_id, "refund_id": data.refund_id, "amount": data.amount,
-                "currency": data.currency})
+    await _rebalance(
+        conn,
+        runtime,
+        caller.merchant_id,
+        order,
+        refunded,
+        cancelled=False,
+        reason="order_refunded" if status == "refunded" else "partial_refund",
+    )
+    await emit(
+        conn,
+        caller.merchant_id,
+        "order.refunded",
+        {
+            "order_id": order_id,
+            "refund_id": data.refund_id,
+            "amount": data.amount,
+            "currency": data.currency,
+        },
+    )
     return await _order_state(conn, runtime, caller.merchant_id, order), True
 
 
-async def cancel_order(conn: asyncpg.Connection, runtime: Runtime, caller: Caller,
-                       order_id: str) -> tuple[OrderState, bool]:
+async def cancel_order(
+    conn: asyncpg.Connection, runtime: Runtime, caller: Caller, order_id: str
+) -> tuple[OrderState, bool]:
     order = await repo.order(conn, caller.merchant_id, order_id, lock=True)
     if order is None:
         raise NotFound(f"no order {order_id}", code="order_not_found")
     if order["status"] == "cancelled":
         return await _order_state(conn, runtime, caller.merchant_id, order), False
-    await repo.set_order_refunded(conn, caller.merchant_id, order["id"], order["refunded"],
-                                  "cancelled")
-    await _rebalance(conn, runtime, caller.merchant_id, order, order["refunded"],
-                     cancelled=True, reason="order_cancelled")
+    await repo.set_order_refunded(
+        conn, caller.merchant_id, order["id"], order["refunded"], "cancelled"
+    )
+    await _rebalance(
+        conn,
+        runtime,
+        caller.merchant_id,
+        order,
+        order["refunded"],
+        cancelled=True,
+        reason="order_cancelled",
+    )
     await emit(conn, caller.merchant_id, "order.cancelled", {"order_id": order_id})
     return await _order_state(conn, runtime, caller.merchant_id, order), True
 
@@ -607,44 +902,64 @@ async def cancel_order(conn: asyncpg.Connection, runtime: Runtime, caller: Calle
 # --- referrals ------------------------------------------------------------------------
 
 
-async def _to_referral(conn: asyncpg.Connection, runtime: Runtime,
-                       row: asyncpg.Record) -> Referral:
+async def _to_referral(conn: asyncpg.Connection, runtime: Runtime, row: asyncpg.Record) -> Referral:
     decision = row["decision"] or {}
     rows = await rewards_repo.for_referral(conn, row["merchant_id"], row["id"])
-    first_order = (await repo.order_id_of(conn, row["merchant_id"], row["first_order_pk"])
-                   if row["first_order_pk"] else None)
+    first_order = (
+        await repo.order_id_of(conn, row["merchant_id"], row["first_order_pk"])
+        if row["first_order_pk"]
+        else None
+    )
     return Referral(
         id=runtime.ids.encode("referral", row["id"]),
         program_id=runtime.ids.encode("program", row["program_id"]),
         advocate_id=runtime.ids.encode("advocate", row["advocate_id"]),
-        status=row["status"], rejection_reason=row["rejection_reason"],
-        friend_customer_id=row["friend_customer_id"], attribution=row["attribution"],
+        status=row["status"],
+        rejection_reason=row["rejection_reason"],
+        friend_customer_id=row["friend_customer_id"],
+        attribution=row["attribution"],
         checks=msgspec.convert(decision.get("checks", []), list[rules.Check]),
-        decision=msgspec.convert(decision["fraud"], fraud.Decision) if "fraud" in decision
+        decision=msgspec.convert(decision["fraud"], fraud.Decision)
+        if "fraud" in decision
         else None,
-        signed_up_at=row["signed_up_at"], converted_at=row["converted_at"],
+        signed_up_at=row["signed_up_at"],
+        converted_at=row["converted_at"],
         first_order_id=first_order,
         rewards=[await rewards.to_reward(conn, runtime.ids, r) for r in rows],
-        created_at=row["created_at"])
+        created_at=row["created_at"],
+    )
 
 
-async def get_referral(conn: asyncpg.Connection, runtime: Runtime, caller: Caller,
-                       referral_id: str) -> Referral:
-    row = await repo.referral(conn, caller.merchant_id, runtime.ids.decode("referral",
-                                                                           referral_id))
+async def get_referral(
+    conn: asyncpg.Connection, runtime: Runtime, caller: Caller, referral_id: str
+) -> Referral:
+    row = await repo.referral(conn, caller.merchant_id, runtime.ids.decode("referral", referral_id))
     if row is None:
         raise NotFound(f"no referral with id {referral_id}", code="referral_not_found")
     return await _to_referral(conn, runtime, row)
 
 
-async def list_referrals(conn: asyncpg.Connection, runtime: Runtime, caller: Caller, *,
-                         status: str | None, advocate_id: str | None,
-                         starting_after: str | None, created_from, created_before,
-                         limit: int) -> tuple[list[Referral], bool]:
+async def list_referrals(
+    conn: asyncpg.Connection,
+    runtime: Runtime,
+    caller: Caller,
+    *,
+    status: str | None,
+    advocate_id: str | None,
+    starting_after: str | None,
+    created_from,
+    created_before,
+    limit: int,
+) -> tuple[list[Referral], bool]:
     rows = await repo.list_referrals(
-        conn, caller.merchant_id, status=status,
+        conn,
+        caller.merchant_id,
+        status=status,
         advocate_id=runtime.ids.decode("advocate", advocate_id) if advocate_id else None,
         after_id=runtime.ids.decode("referral", starting_after) if starting_after else None,
-        created_from=created_from, created_before=created_before, limit=limit)
+        created_from=created_from,
+        created_before=created_before,
+        limit=limit,
+    )
     rows, more = split_page(rows, limit)
     return [await _to_referral(conn, runtime, r) for r in rows], more

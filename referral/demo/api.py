@@ -25,6 +25,9 @@ async def demo_landing(
         if token
         else "missing or not valid"
     )
+    token_js = html.escape(ref_token if token else "")
+    base_h = html.escape(base)
+    order_suffix = token.click_id[:8] if token else "1"
     body = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>Demo shop</title>
 <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:3rem auto;padding:0 1rem}}
@@ -35,8 +38,22 @@ overflow-x:auto}}</style></head><body>
 (cookie or session) and sends them back with the signup and the order:</p>
 <ul><li>code: <code>{html.escape(ref)}</code></li>
 <li>click token: <code>{html.escape(ref_token[:24])}…</code> ({html.escape(decoded)})</li></ul>
-<p>The click is recorded; see it counted on the advocate:</p>
-<pre>curl -H "Authorization: Bearer $KEY" {html.escape(base)}/v1/codes/{html.escape(ref)}</pre>
+<p>Next, as the shop's checkout would (KEY is the demo secret key from the banner). The
+demo program holds rewards 0 days, so the advocate's reward is approved within a minute.</p>
+<pre>KEY=sk_test_…
+# 1. Would the friend offer apply to a 50 EUR cart?
+curl -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" \\
+  -d '{{"ref_token": "{token_js}", "email": "friend@example.com",
+       "subtotal": 5000, "currency": "EUR"}}' {base_h}/v1/checkout/quote
+
+# 2. The friend pays: record the order (both parties are rewarded)
+curl -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" \\
+  -d '{{"order_id": "demo-{order_suffix}", "customer_id": "friend-{order_suffix}",
+       "email": "friend@example.com", "subtotal": 5000, "total": 5000, "currency": "EUR",
+       "ref_token": "{token_js}", "occurred_at": "'$(date -u +%FT%TZ)'"}}' {base_h}/v1/orders
+
+# 3. The rewards, approved once the hold has passed
+curl -H "Authorization: Bearer $KEY" "{base_h}/v1/rewards?status=approved"</pre>
 </body></html>"""
     return Response(body, media_type="text/html; charset=utf-8")
 

@@ -23,17 +23,36 @@ class Event(msgspec.Struct):
     object: str = "event"
 
 
-@get("/v1/events", operation_id="listEvents", responses=API_ERRORS, tags=["events"],
-     summary="List events (the outbox)", security=[{"secretKey": []}],
-     description="Every state change writes an event in the same transaction. Oldest first; "
-                 "page with `starting_after` (the last id seen) to follow new events.")
-async def list_events(conn: Conn, caller: CallerDep, runtime: RuntimeDep,
-                      type: FromQuery[str | None] = None, starting_after: StartingAfter = None,
-                      limit: Limit = 20) -> Page[Event]:
+@get(
+    "/v1/events",
+    operation_id="listEvents",
+    responses=API_ERRORS,
+    tags=["events"],
+    summary="List events (the outbox)",
+    security=[{"secretKey": []}],
+    description="Every state change writes an event in the same transaction. Oldest first; "
+    "page with `starting_after` (the last id seen) to follow new events.",
+)
+async def list_events(
+    conn: Conn,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    type: FromQuery[str | None] = None,
+    starting_after: StartingAfter = None,
+    limit: Limit = 20,
+) -> Page[Event]:
     after = runtime.ids.decode("event", starting_after) if starting_after else None
-    rows = await repo.list_after(conn, caller.merchant_id, type_=type, after_id=after,
-                                 limit=limit)
+    rows = await repo.list_after(conn, caller.merchant_id, type_=type, after_id=after, limit=limit)
     rows, more = split_page(rows, limit)
-    return Page(data=[Event(id=runtime.ids.encode("event", r["id"]), type=r["type"],
-                            data=r["data"], created_at=r["created_at"]) for r in rows],
-                has_more=more)
+    return Page(
+        data=[
+            Event(
+                id=runtime.ids.encode("event", r["id"]),
+                type=r["type"],
+                data=r["data"],
+                created_at=r["created_at"],
+            )
+            for r in rows
+        ],
+        has_more=more,
+    )

@@ -16,10 +16,18 @@ LIMIT $4
 """
 
 
-async def emit(conn: asyncpg.Connection, merchant_id: int, type_: str, data: dict[str, Any]) -> None:
+async def emit(
+    conn: asyncpg.Connection, merchant_id: int, type_: str, data: dict[str, Any]
+) -> None:
     await conn.execute(INSERT, merchant_id, type_, data)
 
 
-async def list_after(conn: asyncpg.Connection, merchant_id: int, *, type_: str | None,
-                     after_id: int | None, limit: int) -> list[asyncpg.Record]:
+async def list_after(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    *,
+    type_: str | None,
+    after_id: int | None,
+    limit: int,
+) -> list[asyncpg.Record]:
     return await conn.fetch(LIST, merchant_id, type_, after_id, limit + 1)

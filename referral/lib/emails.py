@@ -9,11 +9,30 @@ dots can be significant there.
 from __future__ import annotations
 
 _GMAIL = frozenset({"gmail.com", "googlemail.com"})
-_PLUS_ADDRESSING = frozenset({
-    "outlook.com", "hotmail.com", "live.com", "msn.com", "icloud.com", "me.com", "mac.com",
-    "fastmail.com", "fastmail.fm", "proton.me", "protonmail.com", "pm.me", "yandex.com",
-    "yandex.ru", "zoho.com", "hey.com", "duck.com", "gmx.com", "gmx.de", "mail.com",
-})
+_PLUS_ADDRESSING = frozenset(
+    {
+        "outlook.com",
+        "hotmail.com",
+        "live.com",
+        "msn.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "fastmail.com",
+        "fastmail.fm",
+        "proton.me",
+        "protonmail.com",
+        "pm.me",
+        "yandex.com",
+        "yandex.ru",
+        "zoho.com",
+        "hey.com",
+        "duck.com",
+        "gmx.com",
+        "gmx.de",
+        "mail.com",
+    }
+)
 
 
 def normalise_email(raw: str | None) -> str | None:

@@ -7,6 +7,7 @@ running by a killed process is reused on the next start; `stop()` stops it for g
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -39,10 +40,8 @@ class EmbeddedPostgres:
         if not (self.data_dir / "postmaster.pid").exists():
             return
         user = "embedded_postgres" if os.geteuid() == 0 else None
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=user)
-        except subprocess.CalledProcessError:
-            pass  # already stopped
 
 
 async def ensure_database(admin_uri: str, name: str) -> None:

@@ -58,24 +58,34 @@ async def run(
         status, body = await effect()
         return Response(body, status_code=status)
     if not key or len(key) > _MAX_KEY:
-        raise InvalidInput(f"Idempotency-Key must be 1-{_MAX_KEY} characters",
-                           code="invalid_idempotency_key")
+        raise InvalidInput(
+            f"Idempotency-Key must be 1-{_MAX_KEY} characters", code="invalid_idempotency_key"
+        )
     route = f"{request.method} {min(request.route_handler.paths)}"
     request_hash = _canonical_hash(request.url.path, await request.body())
     got_lock = await conn.fetchval(
         "SELECT pg_try_advisory_xact_lock(hashtextextended($1, $2))",
-        f"{route}|{key}", caller.merchant_id)
+        f"{route}|{key}",
+        caller.merchant_id,
+    )
     if not got_lock:
-        raise Conflict("a request with this Idempotency-Key is still being processed; "
-                       "retry shortly", code="idempotency_key_in_flight")
+        raise Conflict(
+            "a request with this Idempotency-Key is still being processed; retry shortly",
+            code="idempotency_key_in_flight",
+        )
     stored = await conn.fetchrow(FIND, caller.merchant_id, route, key)
     if stored is not None:
         if stored["request_hash"] != request_hash:
-            raise Conflict("this Idempotency-Key was used with a different request body",
-                           code="idempotency_key_reused")
-        return Response(stored["response"], status_code=stored["status_code"],
-                        media_type="application/json",
-                        headers={"idempotent-replayed": "true"})
+            raise Conflict(
+                "this Idempotency-Key was used with a different request body",
+                code="idempotency_key_reused",
+            )
+        return Response(
+            stored["response"],
+            status_code=stored["status_code"],
+            media_type="application/json",
+            headers={"idempotent-replayed": "true"},
+        )
     status, body = await effect()
     encoded = msgspec.json.encode(body)
     await conn.execute(STORE, caller.merchant_id, route, key, request_hash, status, encoded)

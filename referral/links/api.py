@@ -208,8 +208,12 @@ _FOLLOW_DOC = (
 # that cannot be a code at all.
 _LINK_RESPONSES = {
     **problem_responses(400),
-    404: ResponseSpec(str, media_type="text/html", generate_examples=False,
-                      description="A friendly page: the code is unknown or no longer active"),
+    404: ResponseSpec(
+        str,
+        media_type="text/html",
+        generate_examples=False,
+        description="A friendly page: the code is unknown or no longer active",
+    ),
 }
 
 

@@ -28,95 +28,190 @@ class PayoutController(Controller):
     tags = ["payouts"]
     security = [{"secretKey": []}]
 
-    @post(operation_id="createPayoutBatch", responses=API_ERRORS,
-          summary="Collect approved, unpaid rewards into a batch",
-          description="One currency and kind (cash or store credit) per batch; every approved "
-          "reward up to `cutoff` (approval time), per payee, with earlier clawbacks netted off; "
-          "payees under the minimum roll over. A reward is never in two batches.")
-    async def create(self, request: Request, data: JSONBody[BatchCreate], conn: Conn,
-                     caller: CallerDep, runtime: RuntimeDep) -> Response[PayoutBatch]:
+    @post(
+        operation_id="createPayoutBatch",
+        responses=API_ERRORS,
+        summary="Collect approved, unpaid rewards into a batch",
+        description="One currency and kind (cash or store credit) per batch; every approved "
+        "reward up to `cutoff` (approval time), per payee, with earlier clawbacks netted off; "
+        "payees under the minimum roll over. A reward is never in two batches.",
+    )
+    async def create(
+        self,
+        request: Request,
+        data: JSONBody[BatchCreate],
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+    ) -> Response[PayoutBatch]:
         async def effect():
             row = await service.create(conn, runtime.ids, caller, data)
             return 201, service.to_batch(runtime.ids, runtime.settings.public_base_url, row)
+
         return await idempotency.run(conn, caller, request, effect)
 
-    @get("/{batch_id:str}", operation_id="getPayoutBatch", responses=API_ERRORS,
-         summary="Read a payout batch")
-    async def read(self, batch_id: FromPath[str], conn: Conn, caller: CallerDep,
-                   runtime: RuntimeDep) -> PayoutBatch:
+    @get(
+        "/{batch_id:str}",
+        operation_id="getPayoutBatch",
+        responses=API_ERRORS,
+        summary="Read a payout batch",
+    )
+    async def read(
+        self, batch_id: FromPath[str], conn: Conn, caller: CallerDep, runtime: RuntimeDep
+    ) -> PayoutBatch:
         row = await service.get(conn, runtime.ids, caller, batch_id)
         return service.to_batch(runtime.ids, runtime.settings.public_base_url, row)
 
-    @get("/{batch_id:str}/lines", operation_id="listPayoutLines", responses=API_ERRORS,
-         summary="The batch's lines, one per payee")
-    async def lines(self, batch_id: FromPath[str], conn: Conn, caller: CallerDep,
-                    runtime: RuntimeDep) -> list[PayoutLine]:
+    @get(
+        "/{batch_id:str}/lines",
+        operation_id="listPayoutLines",
+        responses=API_ERRORS,
+        summary="The batch's lines, one per payee",
+    )
+    async def lines(
+        self, batch_id: FromPath[str], conn: Conn, caller: CallerDep, runtime: RuntimeDep
+    ) -> list[PayoutLine]:
         return await service.lines(conn, runtime.ids, caller, batch_id)
 
     @get(operation_id="listPayoutBatches", responses=API_ERRORS, summary="List payout batches")
-    async def list(self, conn: Conn, caller: CallerDep, runtime: RuntimeDep,
-                   status: FromQuery[BatchStatus | None] = None,
-                   starting_after: StartingAfter = None, created_from: CreatedFrom = None,
-                   created_before: CreatedBefore = None,
-                   limit: Limit = 20) -> Page[PayoutBatch]:
+    async def list(
+        self,
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+        status: FromQuery[BatchStatus | None] = None,
+        starting_after: StartingAfter = None,
+        created_from: CreatedFrom = None,
+        created_before: CreatedBefore = None,
+        limit: Limit = 20,
+    ) -> Page[PayoutBatch]:
         rows, more = await service.list_batches(
-            conn, runtime.ids, caller, status=status, starting_after=starting_after,
-            created_from=created_from, created_before=created_before, limit=limit)
+            conn,
+            runtime.ids,
+            caller,
+            status=status,
+            starting_after=starting_after,
+            created_from=created_from,
+            created_before=created_before,
+            limit=limit,
+        )
         base = runtime.settings.public_base_url
         return Page(data=[service.to_batch(runtime.ids, base, r) for r in rows], has_more=more)
 
-    @post("/{batch_id:str}/export", operation_id="markPayoutBatchExported", status_code=200,
-          responses=API_ERRORS, summary="Mark the batch exported (handed to the payment rails)",
-          description="Downloading a CSV never changes a batch; this POST does. Idempotent.")
-    async def exported(self, request: Request, batch_id: FromPath[str], conn: Conn,
-                       caller: CallerDep, runtime: RuntimeDep) -> Response[PayoutBatch]:
+    @post(
+        "/{batch_id:str}/export",
+        operation_id="markPayoutBatchExported",
+        status_code=200,
+        responses=API_ERRORS,
+        summary="Mark the batch exported (handed to the payment rails)",
+        description="Downloading a CSV never changes a batch; this POST does. Idempotent.",
+    )
+    async def exported(
+        self,
+        request: Request,
+        batch_id: FromPath[str],
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+    ) -> Response[PayoutBatch]:
         async def effect():
             row = await service.mark_exported(conn, runtime.ids, caller, batch_id)
             return 200, service.to_batch(runtime.ids, runtime.settings.public_base_url, row)
+
         return await idempotency.run(conn, caller, request, effect)
 
-    @post("/{batch_id:str}/mark-paid", operation_id="markPayoutBatchPaid", status_code=200,
-          responses=API_ERRORS, summary="Mark the batch paid",
-          description="Every open line's rewards become paid, once: calling it again changes "
-          "nothing.")
-    async def mark_paid(self, request: Request, batch_id: FromPath[str], conn: Conn,
-                        caller: CallerDep, runtime: RuntimeDep,
-                        data: JSONBody[MarkPaid | None] = None) -> Response[PayoutBatch]:
+    @post(
+        "/{batch_id:str}/mark-paid",
+        operation_id="markPayoutBatchPaid",
+        status_code=200,
+        responses=API_ERRORS,
+        summary="Mark the batch paid",
+        description="Every open line's rewards become paid, once: calling it again changes "
+        "nothing.",
+    )
+    async def mark_paid(
+        self,
+        request: Request,
+        batch_id: FromPath[str],
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+        data: JSONBody[MarkPaid | None] = None,
+    ) -> Response[PayoutBatch]:
         async def effect():
-            row = await service.mark_paid(conn, runtime.ids, caller, batch_id,
-                                          data.actor if data else "api")
+            row = await service.mark_paid(
+                conn, runtime.ids, caller, batch_id, data.actor if data else "api"
+            )
             return 200, service.to_batch(runtime.ids, runtime.settings.public_base_url, row)
+
         return await idempotency.run(conn, caller, request, effect)
 
-    @post("/{batch_id:str}/cancel", operation_id="cancelPayoutBatch", status_code=200,
-          responses=API_ERRORS, summary="Cancel an unpaid batch; its rewards return")
-    async def cancel(self, request: Request, batch_id: FromPath[str], conn: Conn,
-                     caller: CallerDep, runtime: RuntimeDep) -> Response[PayoutBatch]:
+    @post(
+        "/{batch_id:str}/cancel",
+        operation_id="cancelPayoutBatch",
+        status_code=200,
+        responses=API_ERRORS,
+        summary="Cancel an unpaid batch; its rewards return",
+    )
+    async def cancel(
+        self,
+        request: Request,
+        batch_id: FromPath[str],
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+    ) -> Response[PayoutBatch]:
         async def effect():
             row = await service.cancel(conn, runtime.ids, caller, batch_id)
             return 200, service.to_batch(runtime.ids, runtime.settings.public_base_url, row)
+
         return await idempotency.run(conn, caller, request, effect)
 
-    @post("/{batch_id:str}/lines/{line_id:str}/fail", operation_id="failPayoutLine",
-          status_code=200, responses=API_ERRORS, summary="Mark one payee's line failed",
-          description="Its rewards (and netted clawbacks) are freed for a later batch; if it "
-          "was already paid, the paid entries are reversed.")
-    async def fail_line(self, request: Request, batch_id: FromPath[str], line_id: FromPath[str],
-                        data: JSONBody[LineFailure], conn: Conn, caller: CallerDep,
-                        runtime: RuntimeDep) -> Response[PayoutBatch]:
+    @post(
+        "/{batch_id:str}/lines/{line_id:str}/fail",
+        operation_id="failPayoutLine",
+        status_code=200,
+        responses=API_ERRORS,
+        summary="Mark one payee's line failed",
+        description="Its rewards (and netted clawbacks) are freed for a later batch; if it "
+        "was already paid, the paid entries are reversed.",
+    )
+    async def fail_line(
+        self,
+        request: Request,
+        batch_id: FromPath[str],
+        line_id: FromPath[str],
+        data: JSONBody[LineFailure],
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+    ) -> Response[PayoutBatch]:
         async def effect():
-            row = await service.fail_line(conn, runtime.ids, caller, batch_id, line_id,
-                                          data.reason, data.actor)
+            row = await service.fail_line(
+                conn, runtime.ids, caller, batch_id, line_id, data.reason, data.actor
+            )
             return 200, service.to_batch(runtime.ids, runtime.settings.public_base_url, row)
+
         return await idempotency.run(conn, caller, request, effect)
 
-    @get("/{batch_id:str}/payouts.csv", operation_id="exportPayoutsCsv", responses=API_ERRORS,
-         media_type="text/csv", summary="One row per payee (CSV)",
-         description=export.__doc__.split("\n\n", 2)[2])
-    async def payouts_csv(self, batch_id: FromPath[str], conn: Conn, caller: CallerDep,
-                          runtime: RuntimeDep,
-                          format: FromQuery[Literal["standard", "paypal"]] = "standard",
-                          part: FromQuery[int] = 1, bom: FromQuery[bool] = False) -> Stream:
+    @get(
+        "/{batch_id:str}/payouts.csv",
+        operation_id="exportPayoutsCsv",
+        responses=API_ERRORS,
+        media_type="text/csv",
+        summary="One row per payee (CSV)",
+        description=export.__doc__.split("\n\n", 2)[2],
+    )
+    async def payouts_csv(
+        self,
+        batch_id: FromPath[str],
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+        format: FromQuery[Literal["standard", "paypal"]] = "standard",
+        part: FromQuery[int] = 1,
+        bom: FromQuery[bool] = False,
+    ) -> Stream:
         batch = await service.get(conn, runtime.ids, caller, batch_id)
         if format == "paypal":
             await export.check_paypal(conn, batch)
@@ -124,18 +219,31 @@ class PayoutController(Controller):
         name = f"{batch_id}-paypal-{part}.csv" if format == "paypal" else f"{batch_id}.csv"
         return _csv(runtime, query, name, bom)
 
-    @get("/{batch_id:str}/rewards.csv", operation_id="exportPayoutRewardsCsv",
-         responses=API_ERRORS, media_type="text/csv",
-         summary="Every reward and clawback in the batch (CSV)")
-    async def rewards_csv(self, batch_id: FromPath[str], conn: Conn, caller: CallerDep,
-                          runtime: RuntimeDep, bom: FromQuery[bool] = False) -> Stream:
+    @get(
+        "/{batch_id:str}/rewards.csv",
+        operation_id="exportPayoutRewardsCsv",
+        responses=API_ERRORS,
+        media_type="text/csv",
+        summary="Every reward and clawback in the batch (CSV)",
+    )
+    async def rewards_csv(
+        self,
+        batch_id: FromPath[str],
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+        bom: FromQuery[bool] = False,
+    ) -> Stream:
         batch = await service.get(conn, runtime.ids, caller, batch_id)
-        return _csv(runtime, export.rewards_query(batch, batch_id), f"{batch_id}-rewards.csv",
-                    bom)
+        return _csv(runtime, export.rewards_query(batch, batch_id), f"{batch_id}-rewards.csv", bom)
 
 
 def _csv(runtime, query: export.ExportQuery, filename: str, bom: bool) -> Stream:
-    return Stream(export.stream(runtime.pool, query, bom=bom),
-                  media_type="text/csv; charset=utf-8",
-                  headers={"content-disposition": f'attachment; filename="{filename}"',
-                           "cache-control": "no-store"})
+    return Stream(
+        export.stream(runtime.pool, query, bom=bom),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "content-disposition": f'attachment; filename="{filename}"',
+            "cache-control": "no-store",
+        },
+    )

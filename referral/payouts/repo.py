@@ -43,11 +43,12 @@ receivable AS (
       AND r.kind = $4 AND e.created_at <= $5
       AND NOT EXISTS (SELECT 1 FROM payout_items i WHERE i.ledger_entry_id = e.id AND i.active)
 ),
+netted AS (
+    SELECT payee_key, sum(amount) AS netted FROM receivable GROUP BY payee_key
+),
 payees AS (
     SELECT d.payee_key, sum(d.amount) AS gross, count(*) AS reward_count,
-           min(d.earned_at) AS first_at, max(d.earned_at) AS last_at,
-           coalesce((SELECT sum(x.amount) FROM receivable x WHERE x.payee_key = d.payee_key), 0)
-               AS netted
+           min(d.earned_at) AS first_at, max(d.earned_at) AS last_at
     FROM due d GROUP BY d.payee_key
 ),
 lines AS (
@@ -63,10 +64,11 @@ lines AS (
                  AND o.email_normalised IS NOT NULL
                ORDER BY o.occurred_at DESC LIMIT 1),
              CASE WHEN position('@' IN p.payee_key) > 0 THEN p.payee_key END),
-           p.gross, p.netted, p.gross + p.netted, p.reward_count, p.first_at, p.last_at,
+           p.gross, coalesce(n.netted, 0), p.gross + coalesce(n.netted, 0), p.reward_count,
+           p.first_at, p.last_at,
            $7 || '-' || lpad((row_number() OVER (ORDER BY p.payee_key))::text, 6, '0')
-    FROM payees p
-    WHERE p.gross + p.netted >= greatest($6, 1)
+    FROM payees p LEFT JOIN netted n USING (payee_key)
+    WHERE p.gross + coalesce(n.netted, 0) >= greatest($6, 1)
     RETURNING id, payee_key, amount, reward_count
 ),
 reward_items AS (
@@ -205,8 +207,14 @@ SELECT count(*) FROM payout_lines WHERE merchant_id = $1 AND batch_id = $2
 """
 
 
-async def insert_batch(conn: asyncpg.Connection, merchant_id: int, currency: str, kind: str,
-                       cutoff: datetime, minimum: int) -> asyncpg.Record:
+async def insert_batch(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    currency: str,
+    kind: str,
+    cutoff: datetime,
+    minimum: int,
+) -> asyncpg.Record:
     return await conn.fetchrow(INSERT_BATCH, merchant_id, currency, kind, cutoff, minimum)
 
 
@@ -214,26 +222,45 @@ async def merchant_minimum(conn: asyncpg.Connection, merchant_id: int, currency:
     return await conn.fetchval(MINIMUM, merchant_id, currency) or 0
 
 
-async def fill_batch(conn: asyncpg.Connection, merchant_id: int, batch_id: int, currency: str,
-                     kind: str, cutoff: datetime, minimum: int,
-                     reference: str) -> asyncpg.Record:
-    return await conn.fetchrow(FILL_BATCH, merchant_id, batch_id, currency, kind, cutoff,
-                               minimum, reference)
+async def fill_batch(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    batch_id: int,
+    currency: str,
+    kind: str,
+    cutoff: datetime,
+    minimum: int,
+    reference: str,
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        FILL_BATCH, merchant_id, batch_id, currency, kind, cutoff, minimum, reference
+    )
 
 
-async def set_totals(conn: asyncpg.Connection, merchant_id: int, batch_id: int, total: int,
-                     line_count: int, reward_count: int) -> asyncpg.Record:
-    return await conn.fetchrow(SET_TOTALS, merchant_id, batch_id, total, line_count,
-                               reward_count)
+async def analyze_batches(conn: asyncpg.Connection) -> None:
+    await conn.execute("ANALYZE payout_lines, payout_items")
 
 
-async def get(conn: asyncpg.Connection, merchant_id: int, batch_id: int,
-              *, lock: bool = False) -> asyncpg.Record | None:
+async def set_totals(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    batch_id: int,
+    total: int,
+    line_count: int,
+    reward_count: int,
+) -> asyncpg.Record:
+    return await conn.fetchrow(SET_TOTALS, merchant_id, batch_id, total, line_count, reward_count)
+
+
+async def get(
+    conn: asyncpg.Connection, merchant_id: int, batch_id: int, *, lock: bool = False
+) -> asyncpg.Record | None:
     return await conn.fetchrow(GET + (" FOR UPDATE" if lock else ""), merchant_id, batch_id)
 
 
-async def set_status(conn: asyncpg.Connection, merchant_id: int, batch_id: int,
-                     status: str) -> asyncpg.Record:
+async def set_status(
+    conn: asyncpg.Connection, merchant_id: int, batch_id: int, status: str
+) -> asyncpg.Record:
     return await conn.fetchrow(SET_STATUS, merchant_id, batch_id, status)
 
 
@@ -241,8 +268,9 @@ async def lines(conn: asyncpg.Connection, merchant_id: int, batch_id: int) -> li
     return await conn.fetch(LINES, merchant_id, batch_id)
 
 
-async def line(conn: asyncpg.Connection, merchant_id: int, batch_id: int,
-               line_id: int) -> asyncpg.Record | None:
+async def line(
+    conn: asyncpg.Connection, merchant_id: int, batch_id: int, line_id: int
+) -> asyncpg.Record | None:
     return await conn.fetchrow(LINE, merchant_id, batch_id, line_id)
 
 
@@ -250,24 +278,26 @@ async def set_lines_paid(conn: asyncpg.Connection, merchant_id: int, batch_id: i
     await conn.execute(SET_LINES_PAID, merchant_id, batch_id)
 
 
-async def fail_line(conn: asyncpg.Connection, merchant_id: int, line_id: int,
-                    reason: str) -> None:
+async def fail_line(conn: asyncpg.Connection, merchant_id: int, line_id: int, reason: str) -> None:
     await conn.execute(FAIL_LINE, merchant_id, line_id, reason)
 
 
-async def reward_items(conn: asyncpg.Connection, merchant_id: int, batch_id: int,
-                       line_id: int | None = None) -> list[asyncpg.Record]:
+async def reward_items(
+    conn: asyncpg.Connection, merchant_id: int, batch_id: int, line_id: int | None = None
+) -> list[asyncpg.Record]:
     """(reward_id, amount) of every active reward in the batch (or line): what it pays."""
     return await conn.fetch(REWARDS_OF_LINES, merchant_id, batch_id, line_id)
 
 
-async def deactivate_items(conn: asyncpg.Connection, merchant_id: int, batch_id: int,
-                           line_id: int | None = None) -> None:
+async def deactivate_items(
+    conn: asyncpg.Connection, merchant_id: int, batch_id: int, line_id: int | None = None
+) -> None:
     await conn.execute(DEACTIVATE_ITEMS, merchant_id, batch_id, line_id)
 
 
-async def uneven_paypal_amounts(conn: asyncpg.Connection, merchant_id: int, batch_id: int,
-                                divisor: int) -> int:
+async def uneven_paypal_amounts(
+    conn: asyncpg.Connection, merchant_id: int, batch_id: int, divisor: int
+) -> int:
     return await conn.fetchval(UNEVEN_PAYPAL_AMOUNTS, merchant_id, batch_id, divisor)
 
 
@@ -275,8 +305,16 @@ async def lines_without_email(conn: asyncpg.Connection, merchant_id: int, batch_
     return await conn.fetchval(LINES_WITHOUT_EMAIL, merchant_id, batch_id)
 
 
-async def list_page(conn: asyncpg.Connection, merchant_id: int, *, status: str | None,
-                    after_id: int | None, created_from: datetime | None,
-                    created_before: datetime | None, limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch(LIST, merchant_id, status, after_id, created_from, created_before,
-                            limit + 1)
+async def list_page(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    *,
+    status: str | None,
+    after_id: int | None,
+    created_from: datetime | None,
+    created_before: datetime | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        LIST, merchant_id, status, after_id, created_from, created_before, limit + 1
+    )

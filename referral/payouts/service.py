@@ -23,23 +23,37 @@ from referral.payouts import repo
 from referral.payouts.schemas import BatchCreate, PayoutBatch, PayoutLine
 from referral.rewards import service as rewards
 
+LARGE_BATCH = 10_000
+
 
 def to_batch(ids: PublicIds, base_url: str, row: asyncpg.Record) -> PayoutBatch:
     batch_id = ids.encode("payout", row["id"])
     path = f"{base_url}/v1/payout-batches/{batch_id}"
     return PayoutBatch(
-        id=batch_id, currency=row["currency"].strip(), kind=row["kind"], status=row["status"],
-        cutoff=row["cutoff"], minimum=row["minimum"], total=row["total"],
-        line_count=row["line_count"], reward_count=row["reward_count"],
-        created_at=row["created_at"], exported_at=row["exported_at"], paid_at=row["paid_at"],
+        id=batch_id,
+        currency=row["currency"].strip(),
+        kind=row["kind"],
+        status=row["status"],
+        cutoff=row["cutoff"],
+        minimum=row["minimum"],
+        total=row["total"],
+        line_count=row["line_count"],
+        reward_count=row["reward_count"],
+        created_at=row["created_at"],
+        exported_at=row["exported_at"],
+        paid_at=row["paid_at"],
         cancelled_at=row["cancelled_at"],
-        csv={"payouts": f"{path}/payouts.csv", "paypal": f"{path}/payouts.csv?format=paypal",
-             "rewards": f"{path}/rewards.csv"},
+        csv={
+            "payouts": f"{path}/payouts.csv",
+            "paypal": f"{path}/payouts.csv?format=paypal",
+            "rewards": f"{path}/rewards.csv",
+        },
     )
 
 
-async def create(conn: asyncpg.Connection, ids: PublicIds, caller: Caller,
-                 data: BatchCreate) -> asyncpg.Record:
+async def create(
+    conn: asyncpg.Connection, ids: PublicIds, caller: Caller, data: BatchCreate
+) -> asyncpg.Record:
     if not money.is_currency(data.currency):
         raise InvalidInput(f"unknown currency {data.currency}", code="unknown_currency")
     now = datetime.now(UTC)
@@ -48,43 +62,86 @@ async def create(conn: asyncpg.Connection, ids: PublicIds, caller: Caller,
         raise InvalidInput("cutoff needs a time zone", code="invalid_timestamp")
     if cutoff > now:
         raise InvalidInput("cutoff may not be in the future", code="cutoff_in_future")
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, $2))",
-                       f"payouts|{data.currency}|{data.kind}", caller.merchant_id)
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))",
+        f"payouts|{data.currency}|{data.kind}",
+        caller.merchant_id,
+    )
     minimum = data.minimum
     if minimum is None:
         minimum = await repo.merchant_minimum(conn, caller.merchant_id, data.currency)
-    batch = await repo.insert_batch(conn, caller.merchant_id, data.currency, data.kind, cutoff,
-                                    minimum)
-    filled = await repo.fill_batch(conn, caller.merchant_id, batch["id"], data.currency,
-                                   data.kind, cutoff, minimum, ids.encode("payout", batch["id"]))
-    batch = await repo.set_totals(conn, caller.merchant_id, batch["id"], filled["total"],
-                                  filled["line_count"], filled["reward_count"])
-    await emit(conn, caller.merchant_id, "payout_batch.created", {
-        "batch_id": ids.encode("payout", batch["id"]), "total": batch["total"],
-        "currency": data.currency, "lines": batch["line_count"]})
+    batch = await repo.insert_batch(
+        conn, caller.merchant_id, data.currency, data.kind, cutoff, minimum
+    )
+    filled = await repo.fill_batch(
+        conn,
+        caller.merchant_id,
+        batch["id"],
+        data.currency,
+        data.kind,
+        cutoff,
+        minimum,
+        ids.encode("payout", batch["id"]),
+    )
+    if filled["items"] >= LARGE_BATCH:
+        # Fresh statistics, or the exports of a just-made large batch may get a plan built
+        # for an empty table (seen: minutes instead of seconds for a million rows).
+        await repo.analyze_batches(conn)
+    batch = await repo.set_totals(
+        conn,
+        caller.merchant_id,
+        batch["id"],
+        filled["total"],
+        filled["line_count"],
+        filled["reward_count"],
+    )
+    await emit(
+        conn,
+        caller.merchant_id,
+        "payout_batch.created",
+        {
+            "batch_id": ids.encode("payout", batch["id"]),
+            "total": batch["total"],
+            "currency": data.currency,
+            "lines": batch["line_count"],
+        },
+    )
     return batch
 
 
-async def get(conn: asyncpg.Connection, ids: PublicIds, caller: Caller, batch_id: str,
-              *, lock: bool = False) -> asyncpg.Record:
+async def get(
+    conn: asyncpg.Connection, ids: PublicIds, caller: Caller, batch_id: str, *, lock: bool = False
+) -> asyncpg.Record:
     row = await repo.get(conn, caller.merchant_id, ids.decode("payout", batch_id), lock=lock)
     if row is None:
         raise NotFound(f"no payout batch with id {batch_id}", code="payout_batch_not_found")
     return row
 
 
-async def lines(conn: asyncpg.Connection, ids: PublicIds, caller: Caller,
-                batch_id: str) -> list[PayoutLine]:
+async def lines(
+    conn: asyncpg.Connection, ids: PublicIds, caller: Caller, batch_id: str
+) -> list[PayoutLine]:
     batch = await get(conn, ids, caller, batch_id)
-    return [PayoutLine(id=ids.encode("payout_line", r["id"]), payee=r["payee_key"],
-                       payee_email=r["payee_email"], gross=r["gross"], netted=r["netted"],
-                       amount=r["amount"], reward_count=r["reward_count"], status=r["status"],
-                       failure_reason=r["failure_reason"], reference=r["reference"])
-            for r in await repo.lines(conn, caller.merchant_id, batch["id"])]
+    return [
+        PayoutLine(
+            id=ids.encode("payout_line", r["id"]),
+            payee=r["payee_key"],
+            payee_email=r["payee_email"],
+            gross=r["gross"],
+            netted=r["netted"],
+            amount=r["amount"],
+            reward_count=r["reward_count"],
+            status=r["status"],
+            failure_reason=r["failure_reason"],
+            reference=r["reference"],
+        )
+        for r in await repo.lines(conn, caller.merchant_id, batch["id"])
+    ]
 
 
-async def mark_exported(conn: asyncpg.Connection, ids: PublicIds, caller: Caller,
-                        batch_id: str) -> asyncpg.Record:
+async def mark_exported(
+    conn: asyncpg.Connection, ids: PublicIds, caller: Caller, batch_id: str
+) -> asyncpg.Record:
     batch = await get(conn, ids, caller, batch_id, lock=True)
     if batch["status"] in ("exported", "paid"):
         return batch
@@ -95,8 +152,9 @@ async def mark_exported(conn: asyncpg.Connection, ids: PublicIds, caller: Caller
     return batch
 
 
-async def mark_paid(conn: asyncpg.Connection, ids: PublicIds, caller: Caller, batch_id: str,
-                    actor: str) -> asyncpg.Record:
+async def mark_paid(
+    conn: asyncpg.Connection, ids: PublicIds, caller: Caller, batch_id: str, actor: str
+) -> asyncpg.Record:
     """Idempotent: a batch already paid is answered as it is, and pays nothing again."""
     batch = await get(conn, ids, caller, batch_id, lock=True)
     if batch["status"] == "paid":
@@ -106,64 +164,115 @@ async def mark_paid(conn: asyncpg.Connection, ids: PublicIds, caller: Caller, ba
     # The lines are what finance paid: a reward refunded or reversed since the batch was
     # made is paid its frozen amount anyway, and the difference is owed back (receivable).
     items = await repo.reward_items(conn, caller.merchant_id, batch["id"])
-    await rewards.transition_many(conn, caller.merchant_id, [i["reward_id"] for i in items],
-                                  expected="approved", to="paid", reason="payout_paid",
-                                  actor=actor, note=f"batch {batch_id}",
-                                  paid=[i["amount"] for i in items])
+    await rewards.transition_many(
+        conn,
+        caller.merchant_id,
+        [i["reward_id"] for i in items],
+        expected="approved",
+        to="paid",
+        reason="payout_paid",
+        actor=actor,
+        note=f"batch {batch_id}",
+        paid=[i["amount"] for i in items],
+    )
     await repo.set_lines_paid(conn, caller.merchant_id, batch["id"])
     batch = await repo.set_status(conn, caller.merchant_id, batch["id"], "paid")
-    await emit(conn, caller.merchant_id, "payout_batch.paid",
-               {"batch_id": batch_id, "total": batch["total"], "actor": actor})
+    await emit(
+        conn,
+        caller.merchant_id,
+        "payout_batch.paid",
+        {"batch_id": batch_id, "total": batch["total"], "actor": actor},
+    )
     return batch
 
 
-async def cancel(conn: asyncpg.Connection, ids: PublicIds, caller: Caller,
-                 batch_id: str) -> asyncpg.Record:
+async def cancel(
+    conn: asyncpg.Connection, ids: PublicIds, caller: Caller, batch_id: str
+) -> asyncpg.Record:
     """Before payment only: every reward returns to the pool for a later batch."""
     batch = await get(conn, ids, caller, batch_id, lock=True)
     if batch["status"] == "cancelled":
         return batch
     if batch["status"] == "paid":
-        raise Conflict("a paid batch cannot be cancelled; fail its lines instead",
-                       code="payout_batch_state_conflict")
+        raise Conflict(
+            "a paid batch cannot be cancelled; fail its lines instead",
+            code="payout_batch_state_conflict",
+        )
     await repo.deactivate_items(conn, caller.merchant_id, batch["id"])
     batch = await repo.set_status(conn, caller.merchant_id, batch["id"], "cancelled")
     await emit(conn, caller.merchant_id, "payout_batch.cancelled", {"batch_id": batch_id})
     return batch
 
 
-async def fail_line(conn: asyncpg.Connection, ids: PublicIds, caller: Caller, batch_id: str,
-                    line_id: str, reason: str, actor: str) -> asyncpg.Record:
+async def fail_line(
+    conn: asyncpg.Connection,
+    ids: PublicIds,
+    caller: Caller,
+    batch_id: str,
+    line_id: str,
+    reason: str,
+    actor: str,
+) -> asyncpg.Record:
     """A payee could not be paid (closed account, bad email). Its rewards and netted
     receivables are freed for a later batch; after payment, the paid entries are reversed."""
     batch = await get(conn, ids, caller, batch_id, lock=True)
     if batch["status"] == "cancelled":
         raise Conflict("the batch is cancelled", code="payout_batch_state_conflict")
-    line = await repo.line(conn, caller.merchant_id, batch["id"],
-                           ids.decode("payout_line", line_id))
+    line = await repo.line(
+        conn, caller.merchant_id, batch["id"], ids.decode("payout_line", line_id)
+    )
     if line is None:
         raise NotFound(f"no line {line_id} in this batch", code="payout_line_not_found")
     if line["status"] == "failed":
         return batch
     if line["status"] == "paid":
         items = await repo.reward_items(conn, caller.merchant_id, batch["id"], line["id"])
-        await rewards.transition_many(conn, caller.merchant_id, [i["reward_id"] for i in items],
-                                      expected="paid", to="approved", reason="payout_failed",
-                                      actor=actor, note=reason,
-                                      paid=[i["amount"] for i in items])
+        await rewards.transition_many(
+            conn,
+            caller.merchant_id,
+            [i["reward_id"] for i in items],
+            expected="paid",
+            to="approved",
+            reason="payout_failed",
+            actor=actor,
+            note=reason,
+            paid=[i["amount"] for i in items],
+        )
     await repo.deactivate_items(conn, caller.merchant_id, batch["id"], line["id"])
     await repo.fail_line(conn, caller.merchant_id, line["id"], reason)
-    await emit(conn, caller.merchant_id, "payout_line.failed",
-               {"batch_id": batch_id, "line_id": line_id, "amount": line["amount"],
-                "reason": reason, "actor": actor})
+    await emit(
+        conn,
+        caller.merchant_id,
+        "payout_line.failed",
+        {
+            "batch_id": batch_id,
+            "line_id": line_id,
+            "amount": line["amount"],
+            "reason": reason,
+            "actor": actor,
+        },
+    )
     return batch
 
 
-async def list_batches(conn: asyncpg.Connection, ids: PublicIds, caller: Caller, *,
-                       status: str | None, starting_after: str | None, created_from,
-                       created_before, limit: int) -> tuple[list[asyncpg.Record], bool]:
+async def list_batches(
+    conn: asyncpg.Connection,
+    ids: PublicIds,
+    caller: Caller,
+    *,
+    status: str | None,
+    starting_after: str | None,
+    created_from,
+    created_before,
+    limit: int,
+) -> tuple[list[asyncpg.Record], bool]:
     rows = await repo.list_page(
-        conn, caller.merchant_id, status=status,
+        conn,
+        caller.merchant_id,
+        status=status,
         after_id=ids.decode("payout", starting_after) if starting_after else None,
-        created_from=created_from, created_before=created_before, limit=limit)
+        created_from=created_from,
+        created_before=created_before,
+        limit=limit,
+    )
     return split_page(rows, limit)

@@ -34,9 +34,12 @@ def check_url(field: str, url: str) -> None:
             f"{field} must be an absolute http(s) URL", code="invalid_url", field=field
         )
     if not url.isascii():
-        raise InvalidInput(f"{field} must be ASCII: percent-encode other characters "
-                           "(and use the punycode form of the host)", code="invalid_url",
-                           field=field)
+        raise InvalidInput(
+            f"{field} must be ASCII: percent-encode other characters "
+            "(and use the punycode form of the host)",
+            code="invalid_url",
+            field=field,
+        )
     if any(ch in url for ch in "\r\n\t "):
         raise InvalidInput(f"{field} may not contain whitespace", code="invalid_url", field=field)
 
@@ -72,16 +75,21 @@ def check_rewards(rewards: RewardSettings) -> None:
         _check_rule(f"tiers[{tier.from_referral}].advocate", tier.advocate)
     for milestone in rewards.milestones:
         _check_rule(f"milestones[{milestone.referrals}].reward", milestone.reward)
-    for field, amounts in (("minimum_order", rewards.minimum_order),
-                           ("caps.max_amount_per_period", rewards.caps.max_amount_per_period)):
+    for field, amounts in (
+        ("minimum_order", rewards.minimum_order),
+        ("caps.max_amount_per_period", rewards.caps.max_amount_per_period),
+    ):
         for currency in amounts:
             _check_currency(f"rewards.{field}", currency)
-    for name, items, key in (("tiers", rewards.tiers, "from_referral"),
-                             ("milestones", rewards.milestones, "referrals")):
+    for name, items, key in (
+        ("tiers", rewards.tiers, "from_referral"),
+        ("milestones", rewards.milestones, "referrals"),
+    ):
         values = [getattr(item, key) for item in items]
         if len(values) != len(set(values)):
-            raise InvalidInput(f"rewards.{name}: each {key} may appear once",
-                               code="invalid_reward_rule")
+            raise InvalidInput(
+                f"rewards.{name}: each {key} may appear once", code="invalid_reward_rule"
+            )
 
 
 def to_program(ids: PublicIds, caller: Caller, row: asyncpg.Record) -> Program:

@@ -181,7 +181,7 @@ WHERE merchant_id = $1 AND advocate_id = $2 AND side = 'advocate' AND milestone 
 
 # Referrals that earned (or will earn) the advocate something: for tiers at conversion.
 EARNING_REFERRALS = """
-SELECT count(DISTINCT referral_id) FROM rewards
+SELECT count(*) FROM rewards  -- one advocate reward per referral (rewards_one_per_side)
 WHERE merchant_id = $1 AND advocate_id = $2 AND side = 'advocate' AND milestone IS NULL
   AND status <> 'reversed'
 """
@@ -206,7 +206,9 @@ VOID_COUPON = """
 UPDATE coupons SET status = 'void' WHERE merchant_id = $1 AND reward_id = $2 AND status = 'issued'
 """
 
-COUPON_FOR_REWARD = "SELECT code, status, expires_at FROM coupons WHERE merchant_id = $1 AND reward_id = $2"
+COUPON_FOR_REWARD = (
+    "SELECT code, status, expires_at FROM coupons WHERE merchant_id = $1 AND reward_id = $2"
+)
 
 REDEEM_COUPON = """
 UPDATE coupons SET status = 'redeemed', redeemed_order_pk = $3
@@ -240,63 +242,151 @@ async def insert(conn: asyncpg.Connection, *values: Any) -> asyncpg.Record | Non
     return await conn.fetchrow(INSERT, *values)
 
 
-async def get(conn: asyncpg.Connection, merchant_id: int, reward_id: int,
-              *, lock: bool = False) -> asyncpg.Record | None:
+async def get(
+    conn: asyncpg.Connection, merchant_id: int, reward_id: int, *, lock: bool = False
+) -> asyncpg.Record | None:
     return await conn.fetchrow(LOCK if lock else GET, merchant_id, reward_id)
 
 
-async def set_state(conn: asyncpg.Connection, merchant_id: int, reward_id: int, status: str,
-                    amount: int, reversed_from: str | None) -> asyncpg.Record:
+async def set_state(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    reward_id: int,
+    status: str,
+    amount: int,
+    reversed_from: str | None,
+) -> asyncpg.Record:
     return await conn.fetchrow(SET_STATE, merchant_id, reward_id, status, amount, reversed_from)
 
 
-async def insert_transition(conn: asyncpg.Connection, merchant_id: int, reward_id: int,
-                            from_status: str | None, to_status: str, amount: int, delta: int,
-                            reason: str, actor: str, note: str | None) -> int:
-    return await conn.fetchval(INSERT_TRANSITION, merchant_id, reward_id, from_status, to_status,
-                               amount, delta, reason, actor, note)
+async def insert_transition(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    reward_id: int,
+    from_status: str | None,
+    to_status: str,
+    amount: int,
+    delta: int,
+    reason: str,
+    actor: str,
+    note: str | None,
+) -> int:
+    return await conn.fetchval(
+        INSERT_TRANSITION,
+        merchant_id,
+        reward_id,
+        from_status,
+        to_status,
+        amount,
+        delta,
+        reason,
+        actor,
+        note,
+    )
 
 
-async def insert_first_transition(conn: asyncpg.Connection, merchant_id: int, reward_id: int,
-                                  status: str, amount: int, reason: str, public_id: str,
-                                  referral_public_id: str | None) -> int:
-    return await conn.fetchval(INSERT_FIRST_TRANSITION, merchant_id, reward_id, None, status,
-                               amount, amount, reason, "system", None, public_id,
-                               referral_public_id)
+async def insert_first_transition(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    reward_id: int,
+    status: str,
+    amount: int,
+    reason: str,
+    public_id: str,
+    referral_public_id: str | None,
+) -> int:
+    return await conn.fetchval(
+        INSERT_FIRST_TRANSITION,
+        merchant_id,
+        reward_id,
+        None,
+        status,
+        amount,
+        amount,
+        reason,
+        "system",
+        None,
+        public_id,
+        referral_public_id,
+    )
 
 
-async def lock_many(conn: asyncpg.Connection, merchant_id: int, reward_ids: list[int],
-                    expected: str, paid: list[int] | None = None) -> asyncpg.Record:
+async def lock_many(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    reward_ids: list[int],
+    expected: str,
+    paid: list[int] | None = None,
+) -> asyncpg.Record:
     return await conn.fetchrow(LOCK_MANY, merchant_id, reward_ids, expected, paid)
 
 
-async def public_ids(conn: asyncpg.Connection, merchant_id: int,
-                     reward_id: int) -> asyncpg.Record:
+async def public_ids(conn: asyncpg.Connection, merchant_id: int, reward_id: int) -> asyncpg.Record:
     return await conn.fetchrow(PUBLIC_IDS, merchant_id, reward_id)
 
 
-async def transition_many(conn: asyncpg.Connection, merchant_id: int, reward_ids: list[int],
-                          from_status: str, to_status: str, reason: str, actor: str,
-                          note: str | None, moves: list[tuple[str, int]], event: str,
-                          paid: list[int] | None = None, paid_sign: int = 1) -> None:
-    await conn.execute(TRANSITION_MANY, merchant_id, reward_ids, from_status, to_status, reason,
-                       actor, note, [a for a, _ in moves], [s for _, s in moves], event, paid,
-                       paid_sign)
+async def transition_many(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    reward_ids: list[int],
+    from_status: str,
+    to_status: str,
+    reason: str,
+    actor: str,
+    note: str | None,
+    moves: list[tuple[str, int]],
+    event: str,
+    paid: list[int] | None = None,
+    paid_sign: int = 1,
+) -> None:
+    await conn.execute(
+        TRANSITION_MANY,
+        merchant_id,
+        reward_ids,
+        from_status,
+        to_status,
+        reason,
+        actor,
+        note,
+        [a for a, _ in moves],
+        [s for _, s in moves],
+        event,
+        paid,
+        paid_sign,
+    )
 
 
-async def insert_entries(conn: asyncpg.Connection, merchant_id: int, reward_id: int,
-                         transition_id: int, payee_key: str, currency: str,
-                         entries: list[tuple[str, int]]) -> None:
+async def insert_entries(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    reward_id: int,
+    transition_id: int,
+    payee_key: str,
+    currency: str,
+    entries: list[tuple[str, int]],
+) -> None:
     if entries:
-        await conn.execute(INSERT_ENTRIES, merchant_id, reward_id, transition_id, payee_key,
-                           currency, [a for a, _ in entries], [v for _, v in entries])
+        await conn.execute(
+            INSERT_ENTRIES,
+            merchant_id,
+            reward_id,
+            transition_id,
+            payee_key,
+            currency,
+            [a for a, _ in entries],
+            [v for _, v in entries],
+        )
 
 
-async def history(conn: asyncpg.Connection, merchant_id: int, reward_id: int) -> list[asyncpg.Record]:
+async def history(
+    conn: asyncpg.Connection, merchant_id: int, reward_id: int
+) -> list[asyncpg.Record]:
     return await conn.fetch(HISTORY, merchant_id, reward_id)
 
 
-async def entries(conn: asyncpg.Connection, merchant_id: int, reward_id: int) -> list[asyncpg.Record]:
+async def entries(
+    conn: asyncpg.Connection, merchant_id: int, reward_id: int
+) -> list[asyncpg.Record]:
     return await conn.fetch(ENTRIES, merchant_id, reward_id)
 
 
@@ -304,12 +394,15 @@ async def last_reversal_delta(conn: asyncpg.Connection, merchant_id: int, reward
     return await conn.fetchval(LAST_REVERSAL_DELTA, merchant_id, reward_id) or 0
 
 
-async def for_order(conn: asyncpg.Connection, merchant_id: int, order_pk: int) -> list[asyncpg.Record]:
+async def for_order(
+    conn: asyncpg.Connection, merchant_id: int, order_pk: int
+) -> list[asyncpg.Record]:
     return await conn.fetch(FOR_ORDER, merchant_id, order_pk)
 
 
-async def for_referral(conn: asyncpg.Connection, merchant_id: int,
-                       referral_id: int) -> list[asyncpg.Record]:
+async def for_referral(
+    conn: asyncpg.Connection, merchant_id: int, referral_id: int
+) -> list[asyncpg.Record]:
     return await conn.fetch(FOR_REFERRAL, merchant_id, referral_id)
 
 
@@ -317,8 +410,9 @@ async def due(conn: asyncpg.Connection, now: datetime, limit: int) -> list[async
     return await conn.fetch(DUE, now, limit)
 
 
-async def order_of_reward(conn: asyncpg.Connection, merchant_id: int, order_pk: int,
-                          program_id: int) -> asyncpg.Record | None:
+async def order_of_reward(
+    conn: asyncpg.Connection, merchant_id: int, order_pk: int, program_id: int
+) -> asyncpg.Record | None:
     return await conn.fetchrow(ORDER_OF_REWARD, merchant_id, order_pk, program_id)
 
 
@@ -338,33 +432,52 @@ async def earning_referrals(conn: asyncpg.Connection, merchant_id: int, advocate
     return await conn.fetchval(EARNING_REFERRALS, merchant_id, advocate_id)
 
 
-async def cap_usage(conn: asyncpg.Connection, merchant_id: int, advocate_id: int,
-                    currency: str | None, period_start: datetime) -> asyncpg.Record:
+async def cap_usage(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    advocate_id: int,
+    currency: str | None,
+    period_start: datetime,
+) -> asyncpg.Record:
     return await conn.fetchrow(CAP_USAGE, merchant_id, advocate_id, currency, period_start)
 
 
-async def insert_coupon(conn: asyncpg.Connection, code: str, merchant_id: int, reward_id: int,
-                        amount: int, currency: str, expires_at: datetime) -> bool:
-    return await conn.fetchval(INSERT_COUPON, code, merchant_id, reward_id, amount, currency,
-                               expires_at) is not None
+async def insert_coupon(
+    conn: asyncpg.Connection,
+    code: str,
+    merchant_id: int,
+    reward_id: int,
+    amount: int,
+    currency: str,
+    expires_at: datetime,
+) -> bool:
+    return (
+        await conn.fetchval(
+            INSERT_COUPON, code, merchant_id, reward_id, amount, currency, expires_at
+        )
+        is not None
+    )
 
 
 async def void_coupon(conn: asyncpg.Connection, merchant_id: int, reward_id: int) -> None:
     await conn.execute(VOID_COUPON, merchant_id, reward_id)
 
 
-async def coupon_for_reward(conn: asyncpg.Connection, merchant_id: int,
-                            reward_id: int) -> asyncpg.Record | None:
+async def coupon_for_reward(
+    conn: asyncpg.Connection, merchant_id: int, reward_id: int
+) -> asyncpg.Record | None:
     return await conn.fetchrow(COUPON_FOR_REWARD, merchant_id, reward_id)
 
 
-async def redeem_coupon(conn: asyncpg.Connection, merchant_id: int, code: str, order_pk: int,
-                        at: datetime) -> int | None:
+async def redeem_coupon(
+    conn: asyncpg.Connection, merchant_id: int, code: str, order_pk: int, at: datetime
+) -> int | None:
     return await conn.fetchval(REDEEM_COUPON, merchant_id, code, order_pk, at)
 
 
-async def expired_coupons(conn: asyncpg.Connection, now: datetime,
-                          limit: int) -> list[asyncpg.Record]:
+async def expired_coupons(
+    conn: asyncpg.Connection, now: datetime, limit: int
+) -> list[asyncpg.Record]:
     return await conn.fetch(EXPIRED_COUPONS, now, limit)
 
 
@@ -372,9 +485,17 @@ async def mark_coupon_expired(conn: asyncpg.Connection, merchant_id: int, reward
     await conn.execute(MARK_COUPON_EXPIRED, merchant_id, reward_id)
 
 
-async def list_page(conn: asyncpg.Connection, merchant_id: int, *, status: str | None,
-                    advocate_id: int | None, after_id: int | None,
-                    created_from: datetime | None, created_before: datetime | None,
-                    limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch(LIST, merchant_id, status, after_id, created_from, created_before,
-                            limit + 1, advocate_id)
+async def list_page(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    *,
+    status: str | None,
+    advocate_id: int | None,
+    after_id: int | None,
+    created_from: datetime | None,
+    created_before: datetime | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        LIST, merchant_id, status, after_id, created_from, created_before, limit + 1, advocate_id
+    )

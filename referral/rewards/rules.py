@@ -122,12 +122,18 @@ def apply_caps(caps: Caps, amount: Amount, usage: CapUsage) -> tuple[Amount | No
 
 
 # Which ledger account holds a reward's value in each state (None: no account).
-ACCOUNT_OF = {"pending": "pending", "in_review": "pending", "approved": "payable",
-              "paid": "paid", "reversed": None}
+ACCOUNT_OF = {
+    "pending": "pending",
+    "in_review": "pending",
+    "approved": "payable",
+    "paid": "paid",
+    "reversed": None,
+}
 
 
-def ledger_moves(old_status: str | None, new_status: str, old_amount: int,
-                 new_amount: int) -> list[tuple[str, int]]:
+def ledger_moves(
+    old_status: str | None, new_status: str, old_amount: int, new_amount: int
+) -> list[tuple[str, int]]:
     """The entries a state change books, so that a reward's entries always sum to its amount.
 
     Before payment, value moves between pending and payable; once paid, the money is gone,
@@ -138,8 +144,7 @@ def ledger_moves(old_status: str | None, new_status: str, old_amount: int,
         target = ACCOUNT_OF[new_status]
         if target and new_amount:
             moves.append((target, new_amount))
-    elif (old_status, new_status) in (("paid", "paid"), ("paid", "reversed"),
-                                       ("reversed", "paid")):
+    elif (old_status, new_status) in (("paid", "paid"), ("paid", "reversed"), ("reversed", "paid")):
         delta = new_amount - old_amount
         if delta:
             moves.append(("receivable", delta))

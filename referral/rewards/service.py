@@ -46,54 +46,118 @@ def _event_data(ids: PublicIds, row: asyncpg.Record) -> dict[str, Any]:
         "reward_id": ids.encode("reward", row["id"]),
         "advocate_id": ids.encode("advocate", row["advocate_id"]),
         "referral_id": ids.encode("referral", row["referral_id"]) if row["referral_id"] else None,
-        "side": row["side"], "kind": row["kind"], "status": row["status"],
-        "amount": row["amount"], "currency": row["currency"],
+        "side": row["side"],
+        "kind": row["kind"],
+        "status": row["status"],
+        "amount": row["amount"],
+        "currency": row["currency"],
     }
 
 
-async def create(conn: asyncpg.Connection, ids: PublicIds, *, merchant_id: int, program_id: int,
-                 referral_id: int | None, advocate_id: int, side: str, payee_key: str,
-                 rule: RewardRule, amount: Amount, order_pk: int | None, milestone: int | None,
-                 status: str, hold_until: datetime, earned_at: datetime, coupon_days: int,
-                 reason: str) -> asyncpg.Record | None:
+async def create(
+    conn: asyncpg.Connection,
+    ids: PublicIds,
+    *,
+    merchant_id: int,
+    program_id: int,
+    referral_id: int | None,
+    advocate_id: int,
+    side: str,
+    payee_key: str,
+    rule: RewardRule,
+    amount: Amount,
+    order_pk: int | None,
+    milestone: int | None,
+    status: str,
+    hold_until: datetime,
+    earned_at: datetime,
+    coupon_days: int,
+    reason: str,
+) -> asyncpg.Record | None:
     """Create a reward (pending or in_review) with its first ledger entry; None if it exists."""
     row = await repo.insert(
-        conn, merchant_id, program_id, referral_id, advocate_id, side, payee_key, rule.kind,
-        amount.currency, amount.value, rule.basis_points, order_pk, milestone, status,
-        hold_until, earned_at, msgspec.to_builtins(rule))
+        conn,
+        merchant_id,
+        program_id,
+        referral_id,
+        advocate_id,
+        side,
+        payee_key,
+        rule.kind,
+        amount.currency,
+        amount.value,
+        rule.basis_points,
+        order_pk,
+        milestone,
+        status,
+        hold_until,
+        earned_at,
+        msgspec.to_builtins(rule),
+    )
     if row is None:
         return None
     transition_id = await repo.insert_first_transition(
-        conn, merchant_id, row["id"], status, amount.value, reason, ids.encode("reward", row["id"]),
-        ids.encode("referral", referral_id) if referral_id else None)
+        conn,
+        merchant_id,
+        row["id"],
+        status,
+        amount.value,
+        reason,
+        ids.encode("reward", row["id"]),
+        ids.encode("referral", referral_id) if referral_id else None,
+    )
     if rule.kind in MONEY_KINDS:
-        await repo.insert_entries(conn, merchant_id, row["id"], transition_id, payee_key,
-                                  amount.currency, ledger_moves(None, status, 0, amount.value))
+        await repo.insert_entries(
+            conn,
+            merchant_id,
+            row["id"],
+            transition_id,
+            payee_key,
+            amount.currency,
+            ledger_moves(None, status, 0, amount.value),
+        )
     if rule.kind == "coupon":
         expires = max(earned_at, datetime.now(UTC)) + timedelta(days=coupon_days)
-        while not await repo.insert_coupon(conn, new_coupon_code(), merchant_id, row["id"],
-                                           amount.value, amount.currency, expires):
+        while not await repo.insert_coupon(
+            conn, new_coupon_code(), merchant_id, row["id"], amount.value, amount.currency, expires
+        ):
             pass  # a 10-character random code collided: draw again
     await emit(conn, merchant_id, "reward.created", _event_data(ids, row))
     return row
 
 
-_EVENT_FOR = {"approved": "reward.approved", "paid": "reward.paid", "reversed": "reward.reversed",
-              "in_review": "reward.in_review", "pending": "reward.pending"}
+_EVENT_FOR = {
+    "approved": "reward.approved",
+    "paid": "reward.paid",
+    "reversed": "reward.reversed",
+    "in_review": "reward.in_review",
+    "pending": "reward.pending",
+}
 
 
-async def transition(conn: asyncpg.Connection, ids: PublicIds, merchant_id: int, reward_id: int,
-                     *, expected: Collection[str], to: str, reason: str,
-                     amount: int | None = None, actor: str = "system",
-                     note: str | None = None) -> asyncpg.Record:
+async def transition(
+    conn: asyncpg.Connection,
+    ids: PublicIds,
+    merchant_id: int,
+    reward_id: int,
+    *,
+    expected: Collection[str],
+    to: str,
+    reason: str,
+    amount: int | None = None,
+    actor: str = "system",
+    note: str | None = None,
+) -> asyncpg.Record:
     """The one way a reward changes state or value. Raises Conflict on an unexpected state."""
     row = await repo.get(conn, merchant_id, reward_id, lock=True)
     if row is None:
         raise NotFound("no such reward", code="reward_not_found")
     old_status, old_amount = row["status"], row["amount"]
     if old_status not in expected:
-        raise Conflict(f"the reward is {old_status}; this needs it to be "
-                       f"{' or '.join(sorted(expected))}", code="reward_state_conflict")
+        raise Conflict(
+            f"the reward is {old_status}; this needs it to be {' or '.join(sorted(expected))}",
+            code="reward_state_conflict",
+        )
     reversed_from = None
     if to == "reversed":
         new_amount, reversed_from = 0, old_status
@@ -108,13 +172,28 @@ async def transition(conn: asyncpg.Connection, ids: PublicIds, merchant_id: int,
     if new_amount > old_amount and old_status != "reversed":
         raise Conflict("a reward's value can only go down", code="reward_amount_increase")
     updated = await repo.set_state(conn, merchant_id, reward_id, to, new_amount, reversed_from)
-    transition_id = await repo.insert_transition(conn, merchant_id, reward_id, old_status, to,
-                                                 new_amount, new_amount - old_amount, reason,
-                                                 actor, note)
+    transition_id = await repo.insert_transition(
+        conn,
+        merchant_id,
+        reward_id,
+        old_status,
+        to,
+        new_amount,
+        new_amount - old_amount,
+        reason,
+        actor,
+        note,
+    )
     if row["kind"] in MONEY_KINDS:
-        await repo.insert_entries(conn, merchant_id, reward_id, transition_id, row["payee_key"],
-                                  row["currency"],
-                                  ledger_moves(old_status, to, old_amount, new_amount))
+        await repo.insert_entries(
+            conn,
+            merchant_id,
+            reward_id,
+            transition_id,
+            row["payee_key"],
+            row["currency"],
+            ledger_moves(old_status, to, old_amount, new_amount),
+        )
     if row["kind"] == "coupon" and to == "reversed":
         await repo.void_coupon(conn, merchant_id, reward_id)
     elif row["kind"] == "coupon" and old_status == "reversed":
@@ -124,9 +203,16 @@ async def transition(conn: asyncpg.Connection, ids: PublicIds, merchant_id: int,
     return updated
 
 
-async def reinstate(conn: asyncpg.Connection, ids: PublicIds, merchant_id: int, reward_id: int,
-                    *, reason: str, actor: str = "system",
-                    note: str | None = None) -> asyncpg.Record:
+async def reinstate(
+    conn: asyncpg.Connection,
+    ids: PublicIds,
+    merchant_id: int,
+    reward_id: int,
+    *,
+    reason: str,
+    actor: str = "system",
+    note: str | None = None,
+) -> asyncpg.Record:
     """Undo a reversal: back to the state and value before it, but never worth more than its
     order still supports. Refunds skip reversed rewards, so the order is re-read here (locked,
     as a refund locks it); an order refunded in full, cancelled or below the minimum leaves
@@ -136,26 +222,53 @@ async def reinstate(conn: asyncpg.Connection, ids: PublicIds, merchant_id: int, 
         raise NotFound("no such reward", code="reward_not_found")
     cap = None
     if row["order_pk"] is not None and row["status"] == "reversed":
-        order = await repo.order_of_reward(conn, merchant_id, row["order_pk"],
-                                           row["program_id"])
+        order = await repo.order_of_reward(conn, merchant_id, row["order_pk"], row["program_id"])
         settings = msgspec.convert(order["rewards"], RewardSettings)
         currency = order["currency"].strip()
-        cap = 0 if order["status"] == "cancelled" else refund_target(
-            original=row["original_amount"], basis_points=row["basis_points"],
-            subtotal=order["subtotal"], total=order["total"], refunded=order["refunded"],
-            minimum=settings.minimum_order.get(currency))
+        cap = (
+            0
+            if order["status"] == "cancelled"
+            else refund_target(
+                original=row["original_amount"],
+                basis_points=row["basis_points"],
+                subtotal=order["subtotal"],
+                total=order["total"],
+                refunded=order["refunded"],
+                minimum=settings.minimum_order.get(currency),
+            )
+        )
         if cap == 0:
-            raise Conflict("the reward's order was cancelled or refunded: nothing is left to "
-                           "reinstate", code="reward_order_refunded")
+            raise Conflict(
+                "the reward's order was cancelled or refunded: nothing is left to reinstate",
+                code="reward_order_refunded",
+            )
         row = await repo.get(conn, merchant_id, reward_id)  # as it is now the order is locked
-    return await transition(conn, ids, merchant_id, reward_id, expected={"reversed"},
-                            to=row["reversed_from"] or "pending", reason=reason, actor=actor,
-                            note=note, amount=cap)
+    return await transition(
+        conn,
+        ids,
+        merchant_id,
+        reward_id,
+        expected={"reversed"},
+        to=row["reversed_from"] or "pending",
+        reason=reason,
+        actor=actor,
+        note=note,
+        amount=cap,
+    )
 
 
-async def transition_many(conn: asyncpg.Connection, merchant_id: int, reward_ids: list[int],
-                          *, expected: str, to: str, reason: str, actor: str = "system",
-                          note: str | None = None, paid: list[int] | None = None) -> None:
+async def transition_many(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    reward_ids: list[int],
+    *,
+    expected: str,
+    to: str,
+    reason: str,
+    actor: str = "system",
+    note: str | None = None,
+    paid: list[int] | None = None,
+) -> None:
     """`transition()` for many rewards at once, set-based, for moves that keep the amount
     (a payout batch paid, or a paid line failed). Same rules: rows locked, every one must be
     in the expected state, history, ledger entries and events written.
@@ -173,21 +286,52 @@ async def transition_many(conn: asyncpg.Connection, merchant_id: int, reward_ids
         raise ValueError("paid amounts go with a move into or out of paid, one per reward")
     locked = await repo.lock_many(conn, merchant_id, reward_ids, expected, paid)
     if locked["found"] != len(reward_ids) or locked["unexpected"]:
-        raise Conflict(f"{locked['unexpected']} of {len(reward_ids)} rewards are not {expected}",
-                       code="reward_state_conflict")
-    await repo.transition_many(conn, merchant_id, reward_ids, expected, to, reason, actor, note,
-                               unit_moves, _EVENT_FOR[to], paid, paid_sign or 1)
+        raise Conflict(
+            f"{locked['unexpected']} of {len(reward_ids)} rewards are not {expected}",
+            code="reward_state_conflict",
+        )
+    await repo.transition_many(
+        conn,
+        merchant_id,
+        reward_ids,
+        expected,
+        to,
+        reason,
+        actor,
+        note,
+        unit_moves,
+        _EVENT_FOR[to],
+        paid,
+        paid_sign or 1,
+    )
     if paid is not None and locked["reversed"]:
         paid_of = dict(zip(reward_ids, paid, strict=True))
         for reward_id in locked["reversed"]:
-            await _move_reversed(conn, merchant_id, reward_id, paid_of[reward_id],
-                                 paying=paid_sign > 0, to=to, reason=reason, actor=actor,
-                                 note=note)
+            await _move_reversed(
+                conn,
+                merchant_id,
+                reward_id,
+                paid_of[reward_id],
+                paying=paid_sign > 0,
+                to=to,
+                reason=reason,
+                actor=actor,
+                note=note,
+            )
 
 
-async def _move_reversed(conn: asyncpg.Connection, merchant_id: int, reward_id: int, paid: int,
-                         *, paying: bool, to: str, reason: str, actor: str,
-                         note: str | None) -> None:
+async def _move_reversed(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    reward_id: int,
+    paid: int,
+    *,
+    paying: bool,
+    to: str,
+    reason: str,
+    actor: str,
+    note: str | None,
+) -> None:
     """A reward reversed while its payout line waited (or after it was paid) moves with the
     line. Paying: booked as paid, then reversed after payment (a receivable), so a reinstate
     returns it to paid. A paid line failing: the clawback and the payment are both undone,
@@ -199,44 +343,84 @@ async def _move_reversed(conn: asyncpg.Connection, merchant_id: int, reward_id: 
     else:
         steps = ((reason, "receivable", paid), (reason, "paid", -paid))
     for (why, account, value), (old, new, amount, delta) in zip(
-            steps, (("reversed", "paid", paid, paid), ("paid", "reversed", 0, -paid)),
-            strict=True):
-        transition_id = await repo.insert_transition(conn, merchant_id, reward_id, old, new,
-                                                     amount, delta, why, actor, note)
+        steps, (("reversed", "paid", paid, paid), ("paid", "reversed", 0, -paid)), strict=True
+    ):
+        transition_id = await repo.insert_transition(
+            conn, merchant_id, reward_id, old, new, amount, delta, why, actor, note
+        )
         if row["kind"] in MONEY_KINDS:
-            await repo.insert_entries(conn, merchant_id, reward_id, transition_id,
-                                      row["payee_key"], row["currency"], [(account, value)])
+            await repo.insert_entries(
+                conn,
+                merchant_id,
+                reward_id,
+                transition_id,
+                row["payee_key"],
+                row["currency"],
+                [(account, value)],
+            )
     await repo.set_state(conn, merchant_id, reward_id, "reversed", 0, "paid" if paying else to)
     public = await repo.public_ids(conn, merchant_id, reward_id)
-    await emit(conn, merchant_id, "reward.paid" if paying else "reward.adjusted", {
-        "reward_id": public["public_id"], "referral_id": public["referral_public_id"],
-        "side": row["side"], "kind": row["kind"], "status": "reversed", "amount": 0,
-        "currency": row["currency"], "reason": reason})
+    await emit(
+        conn,
+        merchant_id,
+        "reward.paid" if paying else "reward.adjusted",
+        {
+            "reward_id": public["public_id"],
+            "referral_id": public["referral_public_id"],
+            "side": row["side"],
+            "kind": row["kind"],
+            "status": "reversed",
+            "amount": 0,
+            "currency": row["currency"],
+            "reason": reason,
+        },
+    )
 
 
-async def approve(conn: asyncpg.Connection, ids: PublicIds, merchant_id: int, reward_id: int,
-                  *, reason: str, actor: str = "system", note: str | None = None,
-                  settings: RewardSettings | None = None) -> asyncpg.Record:
+async def approve(
+    conn: asyncpg.Connection,
+    ids: PublicIds,
+    merchant_id: int,
+    reward_id: int,
+    *,
+    reason: str,
+    actor: str = "system",
+    note: str | None = None,
+    settings: RewardSettings | None = None,
+) -> asyncpg.Record:
     """Approve, then grant any milestone bonus the advocate has now reached."""
-    row = await transition(conn, ids, merchant_id, reward_id, expected={"pending", "in_review"},
-                           to="approved", reason=reason, actor=actor, note=note)
+    row = await transition(
+        conn,
+        ids,
+        merchant_id,
+        reward_id,
+        expected={"pending", "in_review"},
+        to="approved",
+        reason=reason,
+        actor=actor,
+        note=note,
+    )
     if row["side"] == "advocate" and row["milestone"] is None:
         await _grant_milestones(conn, ids, row, settings)
     return row
 
 
-async def _grant_milestones(conn: asyncpg.Connection, ids: PublicIds, reward: asyncpg.Record,
-                            settings: RewardSettings | None) -> None:
+async def _grant_milestones(
+    conn: asyncpg.Connection,
+    ids: PublicIds,
+    reward: asyncpg.Record,
+    settings: RewardSettings | None,
+) -> None:
     if settings is None:
-        raw = await conn.fetchval("SELECT rewards FROM programs WHERE id = $1",
-                                  reward["program_id"])
+        raw = await conn.fetchval(
+            "SELECT rewards FROM programs WHERE id = $1", reward["program_id"]
+        )
         settings = msgspec.convert(raw, RewardSettings)
     if not settings.milestones:
         return
     # Two approvals at once must not both count 2 when together they make 3.
     await repo.lock_advocate(conn, reward["merchant_id"], reward["advocate_id"])
-    successful = await repo.successful_referrals(conn, reward["merchant_id"],
-                                                 reward["advocate_id"])
+    successful = await repo.successful_referrals(conn, reward["merchant_id"], reward["advocate_id"])
     rules = {m.referrals: m.reward for m in settings.milestones}
     now = datetime.now(UTC)
     for threshold in milestones_reached(settings, successful):
@@ -245,17 +429,31 @@ async def _grant_milestones(conn: asyncpg.Connection, ids: PublicIds, reward: as
         if amount is None:
             continue  # no amount in this currency: nothing to grant
         created = await create(
-            conn, ids, merchant_id=reward["merchant_id"], program_id=reward["program_id"],
-            referral_id=None, advocate_id=reward["advocate_id"], side="advocate",
-            payee_key=reward["payee_key"], rule=rule, amount=amount, order_pk=None,
-            milestone=threshold, status="pending", hold_until=now, earned_at=now,
-            coupon_days=settings.friend_coupon_days, reason=f"milestone_{threshold}")
+            conn,
+            ids,
+            merchant_id=reward["merchant_id"],
+            program_id=reward["program_id"],
+            referral_id=None,
+            advocate_id=reward["advocate_id"],
+            side="advocate",
+            payee_key=reward["payee_key"],
+            rule=rule,
+            amount=amount,
+            order_pk=None,
+            milestone=threshold,
+            status="pending",
+            hold_until=now,
+            earned_at=now,
+            coupon_days=settings.friend_coupon_days,
+            reason=f"milestone_{threshold}",
+        )
         if created is not None:
             log.info("milestone_granted", reward_id=created["id"], milestone=threshold)
 
 
-async def release_due(pool: asyncpg.Pool, ids: PublicIds, *, batch: int = 200,
-                      now: datetime | None = None) -> int:
+async def release_due(
+    pool: asyncpg.Pool, ids: PublicIds, *, batch: int = 200, now: datetime | None = None
+) -> int:
     """Approve every pending reward whose hold has passed. Safe with many instances: each
     batch takes its rows with FOR UPDATE SKIP LOCKED. Rewards in review are not pending,
     so they wait for a person."""
@@ -272,8 +470,9 @@ async def release_due(pool: asyncpg.Pool, ids: PublicIds, *, batch: int = 200,
             return released
 
 
-async def expire_coupons(pool: asyncpg.Pool, ids: PublicIds, *, batch: int = 200,
-                         now: datetime | None = None) -> int:
+async def expire_coupons(
+    pool: asyncpg.Pool, ids: PublicIds, *, batch: int = 200, now: datetime | None = None
+) -> int:
     """Unused friend coupons past their expiry: the coupon expires, its reward is reversed."""
     expired = 0
     while True:
@@ -283,9 +482,15 @@ async def expire_coupons(pool: asyncpg.Pool, ids: PublicIds, *, batch: int = 200
                 await repo.mark_coupon_expired(conn, row["merchant_id"], row["reward_id"])
                 reward = await repo.get(conn, row["merchant_id"], row["reward_id"])
                 if reward["status"] != "reversed":
-                    await transition(conn, ids, row["merchant_id"], row["reward_id"],
-                                     expected={reward["status"]}, to="reversed",
-                                     reason="coupon_expired")
+                    await transition(
+                        conn,
+                        ids,
+                        row["merchant_id"],
+                        row["reward_id"],
+                        expected={reward["status"]},
+                        to="reversed",
+                        reason="coupon_expired",
+                    )
         expired += len(rows)
         if len(rows) < batch:
             return expired
@@ -293,26 +498,49 @@ async def expire_coupons(pool: asyncpg.Pool, ids: PublicIds, *, batch: int = 200
 
 async def to_reward(conn: asyncpg.Connection, ids: PublicIds, row: asyncpg.Record) -> Reward:
     history = await repo.history(conn, row["merchant_id"], row["id"])
-    coupon = (await repo.coupon_for_reward(conn, row["merchant_id"], row["id"])
-              if row["kind"] == "coupon" else None)
+    coupon = (
+        await repo.coupon_for_reward(conn, row["merchant_id"], row["id"])
+        if row["kind"] == "coupon"
+        else None
+    )
     return Reward(
         id=ids.encode("reward", row["id"]),
         referral_id=ids.encode("referral", row["referral_id"]) if row["referral_id"] else None,
-        advocate_id=ids.encode("advocate", row["advocate_id"]), side=row["side"],
-        payee=row["payee_key"], kind=row["kind"], amount=row["amount"],
-        original_amount=row["original_amount"], currency=row["currency"], status=row["status"],
-        hold_until=row["hold_until"], earned_at=row["earned_at"], milestone=row["milestone"],
-        coupon_code=coupon["code"] if coupon else None, created_at=row["created_at"],
-        approved_at=row["approved_at"], paid_at=row["paid_at"], reversed_at=row["reversed_at"],
-        history=[Transition(from_status=h["from_status"], to_status=h["to_status"],
-                            amount=h["amount"], delta=h["delta"], reason=h["reason"],
-                            actor=h["actor"], note=h["note"], at=h["created_at"])
-                 for h in history],
+        advocate_id=ids.encode("advocate", row["advocate_id"]),
+        side=row["side"],
+        payee=row["payee_key"],
+        kind=row["kind"],
+        amount=row["amount"],
+        original_amount=row["original_amount"],
+        currency=row["currency"],
+        status=row["status"],
+        hold_until=row["hold_until"],
+        earned_at=row["earned_at"],
+        milestone=row["milestone"],
+        coupon_code=coupon["code"] if coupon else None,
+        created_at=row["created_at"],
+        approved_at=row["approved_at"],
+        paid_at=row["paid_at"],
+        reversed_at=row["reversed_at"],
+        history=[
+            Transition(
+                from_status=h["from_status"],
+                to_status=h["to_status"],
+                amount=h["amount"],
+                delta=h["delta"],
+                reason=h["reason"],
+                actor=h["actor"],
+                note=h["note"],
+                at=h["created_at"],
+            )
+            for h in history
+        ],
     )
 
 
-async def get(conn: asyncpg.Connection, ids: PublicIds, merchant_id: int,
-              reward_id: str) -> asyncpg.Record:
+async def get(
+    conn: asyncpg.Connection, ids: PublicIds, merchant_id: int, reward_id: str
+) -> asyncpg.Record:
     row = await repo.get(conn, merchant_id, ids.decode("reward", reward_id))
     if row is None:
         raise NotFound(f"no reward with id {reward_id}", code="reward_not_found")
