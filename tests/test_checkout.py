@@ -43,7 +43,12 @@ async def test_order_with_code_rewards_both_parties(client, tenant):
     assert conflict.status_code == 409 and conflict.json()["code"] == "order_conflict"
     explained = await client.get(f"/v1/referrals/{body['referral']['id']}", headers=tenant.auth)
     assert explained.status_code == 200, explained.text
-    print(explained.json())
+    referral = explained.json()
+    assert referral["attribution"] == {"path": "code", "code": advocate["code"]}
+    assert all(check["passed"] for check in referral["checks"])
+    assert referral["decision"]["action"] == "allow"
+    assert referral["first_order_id"] == "o-1"
+    assert [r["history"][0]["to_status"] for r in referral["rewards"]] == ["pending", "pending"]
 
 
 async def test_link_token_quote_and_refund(client, tenant):
@@ -65,8 +70,9 @@ async def test_link_token_quote_and_refund(client, tenant):
         headers=tenant.auth,
     )
     assert q.status_code == 200, q.text
-    print(q.json())
     assert q.json()["applies"] is True
+    assert q.json()["friend_offer"] == {"kind": "store_credit", "amount": 500, "currency": "EUR"}
+    assert q.json()["advocate_id"] == advocate["id"]
     r = await client.post(
         "/v1/orders",
         json=_order("o-2", ref_token=token, subtotal=4999, total=4999),
@@ -81,12 +87,19 @@ async def test_link_token_quote_and_refund(client, tenant):
         headers=tenant.auth,
     )
     assert ref.status_code == 201, ref.text
-    print(ref.json())
+    after_first = {rw["side"]: rw for rw in ref.json()["rewards"]}
+    # 10% of 4999 x 3999/4999 remaining = 399.9 -> 400; the fixed friend reward stays whole.
+    assert after_first["advocate"]["amount"] == 400
+    assert after_first["friend"]["amount"] == 500
     ref2 = await client.post(
         "/v1/orders/o-2/refunds",
         json={"refund_id": "rf-2", "amount": 2000, "currency": "EUR"},
         headers=tenant.auth,
     )
-    print(ref2.json())
+    # 1999 of 4999 left: the order's value (1999) is below the 2000 minimum, both reversed.
+    assert {rw["status"] for rw in ref2.json()["rewards"]} == {"reversed"}
+    assert ref2.json()["refunded"] == 3000
     events = await client.get("/v1/events?limit=100", headers=tenant.auth)
-    print([e["type"] for e in events.json()["data"]])
+    types = [e["type"] for e in events.json()["data"]]
+    assert types.count("reward.created") == 2 and types.count("reward.reversed") == 2
+    assert "reward.adjusted" in types and types.count("order.refunded") == 2
