@@ -49,26 +49,35 @@ import contextlib
 import json
 import os
 import random
-import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from harness import (
+    ROOT,
+    BenchError,
+    app_env,
+    app_server,
+    execute_sql,
+    free_port,
+    fresh_database,
+    logged_errors,
+    note_load_average,
+    run_main,
+    stop_server,
+)
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")  # platformdirs, as root
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 RATE = float(os.environ.get("BENCH_RATE", "200"))
 DURATION = float(os.environ.get("BENCH_DURATION", "20"))
@@ -92,10 +101,6 @@ USER_AGENT = (
     "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/131.0.0.0 Mobile Safari/537.36"
 )
-
-
-class BenchError(Exception):
-    """The benchmark cannot run; the message says why in one line."""
 
 
 # =========================================================================== load generator
@@ -533,55 +538,6 @@ class CpuMeter:
 # --------------------------------------------------------------------------- database
 
 
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-async def _admin(url: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@dataclass
-class Database:
-    url: str
-    postmaster_pid: int | None
-
-
-@contextlib.contextmanager
-def database() -> Iterator[Database]:
-    """A fresh, empty database; everything it made is removed afterwards."""
-    from referral.lib.embedded import EmbeddedPostgres
-
-    name = f"referral_bench_{secrets.token_hex(3)}"
-    server = None
-    data_dir = ROOT / ".referral" / f"bench-checkout-pg-{os.getpid()}"
-    admin = os.environ.get("BENCH_DATABASE_URL")
-    try:
-        pid = None
-        if not admin:
-            server = EmbeddedPostgres(data_dir)
-            server.start()
-            admin = server.uri("postgres")
-            with contextlib.suppress(OSError, ValueError):
-                pid = int((data_dir / "postmaster.pid").read_text().split()[0])
-        asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
-        try:
-            yield Database(_with_database(admin, name), pid)
-        finally:
-            with contextlib.suppress(Exception):
-                asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        if server is not None:
-            server.stop()
-            shutil.rmtree(data_dir, ignore_errors=True)
-
-
 async def seed(url: str, env: dict[str, str], advocates: int) -> tuple[str, list[str]]:
     """A merchant with a secret key, a program and `advocates` advocates: (key, codes)."""
     from referral import settings as settings_module
@@ -686,72 +642,7 @@ async def check_database(url: str) -> dict:
         await conn.close()
 
 
-# --------------------------------------------------------------------------- server
-
-
-def free_port() -> int:
-    # Bound without SO_REUSEPORT: a port a stale granian still holds is never chosen.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def granian_command(port: int) -> list[str]:
-    exe = Path(sys.executable).parent / "granian"
-    base = [str(exe)] if exe.exists() else [sys.executable, "-m", "granian"]
-    return base + [
-        "--interface", "asgi", "--factory", "--workers", "1", "--loop", "uvloop",
-        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-        "--no-access-log", "referral.app:asgi",
-    ]  # fmt: skip
-
-
-@contextlib.contextmanager
-def server(env: dict[str, str], port: int, log_path: Path) -> Iterator[subprocess.Popen]:
-    with open(log_path, "wb") as log:
-        # Its own session: a Ctrl-C reaches only this script, which stops the server itself.
-        proc = subprocess.Popen(
-            granian_command(port),
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_ready(proc, port, log_path)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def wait_ready(proc: subprocess.Popen, port: int, log_path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"the server exited at start:\n{log_path.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise BenchError("the server did not become ready within 30 s")
-
-
-def stop(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=60)
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError("the server did not stop within 60 s of SIGTERM") from exc
+# --------------------------------------------------------------------------- profiler
 
 
 @contextlib.contextmanager
@@ -824,35 +715,17 @@ def held(run: Run) -> tuple[bool, str]:
 
 
 def main() -> int:
-    secrets_env = {
-        "REFERRAL_HASHIDS_SALT": secrets.token_urlsafe(24),
-        "REFERRAL_CLICK_TOKEN_KEY": secrets.token_urlsafe(24),
-        "REFERRAL_IP_HASH_KEY": secrets.token_urlsafe(24),
-    }
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     (ROOT / ".referral").mkdir(exist_ok=True)
-    load = os.getloadavg()[0]
-    if load > 0.5:
-        print(
-            f"note: load average {load:.1f} before the start: other work on this machine "
-            "shares the cores and shifts the figures"
-        )
+    note_load_average()
     runs: list[Run] = []
     created: list[str] = []
     with (
-        database() as db,
+        fresh_database("bench-checkout") as db,
         tempfile.TemporaryDirectory(prefix="bench-checkout-", dir=ROOT / ".referral") as tmp,
     ):
-        env = dict(
-            os.environ,
-            **secrets_env,
-            DATABASE_URL=db.url,
-            PUBLIC_BASE_URL=base,
-            LOG_FORMAT="json",
-            LOG_LEVEL="warning",
-        )
-        env.pop("REFERRAL_DEMO_PAGES", None)
+        env = app_env(db.url, base, "warning")
         started = time.monotonic()
         key, codes = asyncio.run(seed(db.url, env, ADVOCATES))
         print(
@@ -861,7 +734,7 @@ def main() -> int:
         )
         log_path = Path(tmp) / "server.log"
         gen = LoadGen(base, key, codes)
-        with server(env, port, log_path) as proc:
+        with app_server(env, port, log_path) as proc:
             cpu = CpuMeter(proc.pid, db.postmaster_pid)
             print(
                 f"granian (1 worker, uvloop) on {base}; open-loop load generator in its own "
@@ -874,7 +747,7 @@ def main() -> int:
                 hist = gen.run("history", "order", 250, HISTORY / 250, 0, "hist", None)
                 created += hist.created
                 if ANALYZE:
-                    asyncio.run(_admin(db.url, "ANALYZE"))
+                    asyncio.run(execute_sql(db.url, "ANALYZE"))
                 print(
                     f"history: {len(hist.created):,} orders through the API in "
                     f"{time.monotonic() - started:.0f} s"
@@ -935,14 +808,8 @@ def main() -> int:
                         )
                         created += run.created
                         print(describe(run) + "  (profiled: not a measurement)")
-            code = stop(proc)
-            if code != 0:
-                print(f"warning: the server exited with status {code}", file=sys.stderr)
-        errors_logged = [
-            line
-            for line in log_path.read_text().splitlines()
-            if '"level":"error"' in line.replace(" ", "") or "Traceback" in line
-        ]
+            stop_server(proc)
+        errors_logged = logged_errors(log_path)
         facts = asyncio.run(check_database(db.url))
 
     quote, order = runs[0], runs[1]
@@ -997,31 +864,8 @@ def main() -> int:
     return 0 if all(ok for ok, _ in checks) else 1
 
 
-def _interrupted(signum: int, frame: object) -> None:
-    """The first Ctrl-C or SIGTERM unwinds (stopping the server and PostgreSQL, removing
-    the data directory); further ones wait for that clean-up instead of cutting it short."""
-    signal.signal(signal.SIGINT, _cleaning)
-    signal.signal(signal.SIGTERM, _cleaning)
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise SystemExit(143)
-
-
-def _cleaning(signum: int, frame: object) -> None:
-    print("bench-checkout: cleaning up, one moment …", file=sys.stderr)
-
-
 if __name__ == "__main__":
     if sys.argv[1:] == ["--loadgen"]:
         loadgen_main()
         sys.exit(0)
-    signal.signal(signal.SIGINT, _interrupted)  # also when started with SIGINT ignored
-    signal.signal(signal.SIGTERM, _interrupted)  # run the clean-up on SIGTERM too
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"bench-checkout: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("bench-checkout: interrupted; server and database stopped", file=sys.stderr)
-        sys.exit(130)
+    run_main("bench-checkout", main)

@@ -45,26 +45,31 @@ import contextlib
 import csv
 import hashlib
 import os
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+
+from harness import (
+    ROOT,
+    BenchError,
+    app_env,
+    app_server,
+    free_port,
+    fresh_database,
+    logged_errors,
+    note_load_average,
+    run_main,
+    stop_server,
+)
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")  # platformdirs, as root
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 ADVOCATES = int(os.environ.get("BENCH_ADVOCATES", "100000"))
 PER_ADVOCATE = int(os.environ.get("BENCH_REWARDS_PER_ADVOCATE", "10"))
@@ -76,53 +81,6 @@ TARGET_SECONDS = 10.0
 TARGET_MB = 150.0
 TARGET_RATIO = 3.0
 LANDING_URL = "https://shop.example/welcome?utm_source=referral"
-
-
-class BenchError(Exception):
-    """The benchmark cannot run; the message says why in one line."""
-
-
-# --------------------------------------------------------------------------- database
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-async def _admin(url: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@contextlib.contextmanager
-def database() -> Iterator[str]:
-    """A fresh, empty database; everything it made is removed afterwards."""
-    from referral.lib.embedded import EmbeddedPostgres
-
-    name = f"referral_bench_{secrets.token_hex(3)}"
-    server = None
-    data_dir = ROOT / ".referral" / f"bench-payouts-pg-{os.getpid()}"
-    admin = os.environ.get("BENCH_DATABASE_URL")
-    try:
-        if not admin:
-            server = EmbeddedPostgres(data_dir)
-            server.start()
-            admin = server.uri("postgres")
-        asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
-        try:
-            yield _with_database(admin, name)
-        finally:
-            with contextlib.suppress(Exception):
-                asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        if server is not None:
-            server.stop()
-            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- seed
@@ -545,58 +503,6 @@ def run_bare_copy(url: str, batch: dict, batch_id: str, rewards: bool, path: Pat
 # --------------------------------------------------------------------------- server
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def granian_command(port: int) -> list[str]:
-    exe = Path(sys.executable).parent / "granian"
-    base = [str(exe)] if exe.exists() else [sys.executable, "-m", "granian"]
-    return base + [
-        "--interface", "asgi", "--factory", "--workers", "1", "--loop", "uvloop",
-        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-        "--no-access-log", "referral.app:asgi",
-    ]  # fmt: skip
-
-
-@contextlib.contextmanager
-def server(env: dict[str, str], port: int, log_path: Path) -> Iterator[subprocess.Popen]:
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            granian_command(port),
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise BenchError(f"the server exited at start:\n{log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise BenchError("the server did not become ready within 30 s")
-            time.sleep(0.1)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 def _status_kb(pid: int, field_name: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field_name + ":"):
@@ -786,34 +692,17 @@ def fmt_export(name: str, e: Export) -> str:
 
 
 def main() -> int:
-    salt = secrets.token_urlsafe(24)
-    secrets_env = {
-        "REFERRAL_HASHIDS_SALT": salt,
-        "REFERRAL_CLICK_TOKEN_KEY": secrets.token_urlsafe(24),
-        "REFERRAL_IP_HASH_KEY": secrets.token_urlsafe(24),
-    }
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     (ROOT / ".referral").mkdir(exist_ok=True)
-    load = os.getloadavg()[0]
-    if load > 0.5:
-        print(
-            f"note: load average {load:.1f} before the start: other work on this machine "
-            "shares the cores and shifts the figures"
-        )
+    note_load_average()
     keep = os.environ.get("BENCH_KEEP_FILES") == "1"
     tmp = Path(tempfile.mkdtemp(prefix="bench-payouts-", dir=ROOT / ".referral"))
     try:
-        with database() as url:
-            env = dict(
-                os.environ,
-                **secrets_env,
-                DATABASE_URL=url,
-                PUBLIC_BASE_URL=base,
-                LOG_FORMAT="json",
-                LOG_LEVEL="warning",
-            )
-            env.pop("REFERRAL_DEMO_PAGES", None)
+        with fresh_database("bench-payouts") as db:
+            url = db.url
+            env = app_env(url, base, "warning")
+            salt = env["REFERRAL_HASHIDS_SALT"]
             started = time.perf_counter()
             seeded = asyncio.run(seed(url, salt))
             seed_seconds = time.perf_counter() - started
@@ -836,7 +725,7 @@ def main() -> int:
             print(asyncio.run(planner_view(url, batch, batch_id)))
             files = {}
             results: dict[str, list[Export]] = {}
-            with server(env, port, tmp / "server.log") as proc:
+            with app_server(env, port, tmp / "server.log") as proc:
                 pid = worker_pid(proc)
                 for name, rewards in (("payouts.csv", False), ("rewards.csv", True)):
                     stem = name.removesuffix(".csv")
@@ -861,14 +750,8 @@ def main() -> int:
                     files[name] = paths
                 server_rss_end = _status_kb(pid, "VmRSS") / 1024
                 plan_after = asyncio.run(planner_view(url, batch, batch_id))
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=30)
-            log_text = (tmp / "server.log").read_text(errors="replace")
-            errors_logged = [
-                line
-                for line in log_text.splitlines()
-                if '"level":"error"' in line.replace(" ", "") or "Traceback" in line
-            ]
+                stop_server(proc)
+            errors_logged = logged_errors(tmp / "server.log")
             startup = python_startup_seconds(env)
 
         print(
@@ -968,28 +851,5 @@ def main() -> int:
     return 0 if all(ok for ok, _ in checks) else 1
 
 
-def _interrupted(signum: int, frame: object) -> None:
-    """The first Ctrl-C or SIGTERM unwinds (stopping the server and PostgreSQL, removing
-    the data directory); further ones wait for that clean-up instead of cutting it short."""
-    signal.signal(signal.SIGINT, _cleaning)
-    signal.signal(signal.SIGTERM, _cleaning)
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise SystemExit(143)
-
-
-def _cleaning(signum: int, frame: object) -> None:
-    print("bench-payouts: cleaning up, one moment …", file=sys.stderr)
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGINT, _interrupted)
-    signal.signal(signal.SIGTERM, _interrupted)
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"bench-payouts: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("bench-payouts: interrupted; server and database stopped", file=sys.stderr)
-        sys.exit(130)
+    run_main("bench-payouts", main)

