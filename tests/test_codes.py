@@ -218,6 +218,10 @@ class TestVanityApi:
             ("Support", "vanity_code_reserved"),
             ("HE1P", "vanity_code_reserved"),  # reads as HELP
             ("free", "vanity_code_reserved"),
+            # Friend coupons start F1; FIONA folds to F10NA and would be read as a coupon.
+            ("FIONA", "vanity_code_reserved"),
+            ("f1rst", "vanity_code_reserved"),
+            ("FLOWER", "vanity_code_reserved"),
         ],
     )
     async def test_refused(self, client, tenant, typed, error):

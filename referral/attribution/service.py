@@ -35,7 +35,7 @@ from referral.attribution.schemas import (
     SignupRequest,
     SignupResult,
 )
-from referral.codes.codec import lookup_key
+from referral.codes.codec import COUPON_PREFIX, lookup_key
 from referral.events.repo import emit
 from referral.fraud import service as fraud
 from referral.lib import money
@@ -55,7 +55,6 @@ from referral.rewards.rules import (
     rule_amount,
     rule_for_nth,
 )
-from referral.rewards.service import COUPON_PREFIX
 from referral.runtime import Runtime
 
 log = structlog.get_logger("referral.attribution")

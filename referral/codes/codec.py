@@ -17,6 +17,10 @@ from hashids import Hashids
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # 31 characters: no 0 O 1 I L
 MIN_LENGTH = 7
 VANITY_MIN, VANITY_MAX = 4, 20
+# Friend coupons start with this; "1" never appears in generated codes, and vanity codes
+# whose lookup key starts with it (F1…, FI…, FL…) are refused, so a coupon is never
+# mistaken for a referral code or the other way round.
+COUPON_PREFIX = "F1"
 
 # Separators a person types or a phone pastes: spaces (also no-break and zero-width ones,
 # which messengers insert), line breaks, underscores and dashes (also the en dash and
@@ -124,6 +128,11 @@ class CodeCodec:
             )
         if code in RESERVED or lookup_key(code) in _RESERVED_KEYS:
             raise VanityCodeError("vanity_code_reserved", f"{code} is a reserved word")
+        if lookup_key(code).startswith(COUPON_PREFIX):
+            raise VanityCodeError(
+                "vanity_code_reserved",
+                f"{code} starts like a friend coupon (F1, FI or FL); choose another",
+            )
         if self.decode(code) is not None:
             raise VanityCodeError(
                 "vanity_code_ambiguous",

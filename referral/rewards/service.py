@@ -17,7 +17,7 @@ import asyncpg
 import msgspec
 import structlog
 
-from referral.codes.codec import CODE_ALPHABET
+from referral.codes.codec import CODE_ALPHABET, COUPON_PREFIX
 from referral.events.repo import emit
 from referral.lib.errors import Conflict, NotFound
 from referral.lib.ids import PublicIds
@@ -34,7 +34,6 @@ from referral.rewards.rules import (
 from referral.rewards.schemas import Reward, Transition
 
 log = structlog.get_logger("referral.rewards")
-COUPON_PREFIX = "F1"  # "1" never appears in generated referral codes
 
 
 def new_coupon_code() -> str:
