@@ -13,7 +13,7 @@ import functools
 import html
 import ipaddress
 import re
-import secrets
+from binascii import b2a_base64
 from typing import Annotated
 from urllib.parse import parse_qsl, urlsplit
 
@@ -31,6 +31,7 @@ from referral.runtime import Runtime
 VISITOR_COOKIE = "rv"
 _VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{16,43}$")
 _COOKIE = re.compile(r"(?:^|;\s*)rv=([^;]*)")
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _ONE_YEAR = 365 * 24 * 3600
 _COOKIE_ATTRIBUTES = f"; Max-Age={_ONE_YEAR}; Path=/; HttpOnly; SameSite=Lax"
 
@@ -44,7 +45,8 @@ def _visitor_id(cookie: str | None) -> tuple[str, bool]:
     match = _COOKIE.search(cookie) if cookie else None
     if match and _VISITOR_ID.match(match.group(1)):
         return match.group(1), False
-    return secrets.token_urlsafe(12), True
+    # What `secrets.token_urlsafe(12)` gives: 16 base64url characters.
+    return b2a_base64(service.random_bytes(12), newline=False).translate(_URLSAFE).decode(), True
 
 
 def _referer_host(referer: str | None) -> str | None:
@@ -154,11 +156,14 @@ async def serve_referral_link(scope: HTTPScope, receive: Receive, send: Send) ->
     settings = runtime.settings
     visitor_id, new_visitor = _visitor_id(cookie)
     peer = scope.get("client")
-    address = client_ip(
-        peer[0] if peer else None,
-        forwarded_for,
-        _trusted_networks(settings.trusted_proxies) if forwarded_for else (),
-    )
+    peer_host = peer[0] if peer else None
+    if forwarded_for and settings.trusted_proxies:
+        address = client_ip(peer_host, forwarded_for, _trusted_networks(settings.trusted_proxies))
+        ip_hashes = runtime.ip_hasher.hashes(address)
+    elif peer_host:  # X-Forwarded-For cannot apply: the peer is the client
+        ip_hashes = runtime.ip_hasher.peer_hashes(peer_host)
+    else:
+        ip_hashes = (None, None)
     user_agent = user_agent or ""
     token = service.record_click(
         runtime.clicks,
@@ -166,7 +171,7 @@ async def serve_referral_link(scope: HTTPScope, receive: Receive, send: Send) ->
         target,
         channel=service.channel_of(channel),
         visitor_id=visitor_id,
-        ip_hashes=runtime.ip_hasher.hashes(address),
+        ip_hashes=ip_hashes,
         user_agent=user_agent,
         referer_host=_referer_host(referer),
         story=_story(runtime, story),

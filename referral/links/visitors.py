@@ -130,10 +130,27 @@ def client_ip(
     return address
 
 
+_MAX_CACHED_PEERS = 4096
+
+
 class IpHasher:
     def __init__(self, key: str) -> None:
         self._key = key.encode()
         self._mac = HmacSha256(self._key)
+        # Peer address text -> its hashes: peers repeat (proxies, returning visitors) and the
+        # hashes are deterministic under one key, so parsing and two HMACs happen once each.
+        self._by_peer: dict[str, tuple[bytes | None, bytes | None]] = {}
+
+    def peer_hashes(self, peer: str) -> tuple[bytes | None, bytes | None]:
+        """`hashes(client_ip(peer, None, ()))`, remembered per peer text."""
+        cached = self._by_peer.get(peer)
+        if cached is None:
+            cached = self.hashes(client_ip(peer, None, ()))
+            if len(peer) <= 64:
+                if len(self._by_peer) >= _MAX_CACHED_PEERS:
+                    self._by_peer.clear()
+                self._by_peer[peer] = cached
+        return cached
 
     def hashes(
         self, address: ipaddress.IPv4Address | ipaddress.IPv6Address | None
