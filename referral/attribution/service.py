@@ -12,7 +12,6 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import msgspec
@@ -129,7 +128,7 @@ async def resolve(
     merchant_id: int,
     shopper: Shopper,
     at: datetime,
-    window_days_of,
+    programs: Programs,
 ) -> Resolved:
     """The code typed at checkout wins over the link's click token."""
     resolved = Resolved(candidate=None)
@@ -160,7 +159,7 @@ async def resolve(
             resolved.notes.append("ref_token_invalid")
             return resolved
         clicked_at = datetime.fromtimestamp(token.issued_at, UTC)
-        window = await window_days_of(row["program_id"])
+        window = (await programs.get(row["program_id"]))["attribution_window_days"]
         if at > clicked_at + timedelta(days=window):
             resolved.notes.append("outside_window")
             return resolved
@@ -182,20 +181,25 @@ async def resolve(
     return resolved
 
 
-def _window_lookup(conn: asyncpg.Connection, merchant_id: int):
-    async def window_days(program_id: int) -> int:
-        program = await repo.program(conn, merchant_id, program_id)
-        return program["attribution_window_days"]
+class Programs:
+    """The programs one call reads, each loaded once: a link-attributed order needs its
+    program for the window check and again to settle the referral."""
 
-    return window_days
+    def __init__(self, conn: asyncpg.Connection, merchant_id: int) -> None:
+        self._conn, self._merchant_id = conn, merchant_id
+        self._loaded: dict[int, asyncpg.Record] = {}
+
+    async def get(self, program_id: int) -> asyncpg.Record:
+        if program_id not in self._loaded:
+            self._loaded[program_id] = await repo.program(self._conn, self._merchant_id, program_id)
+        return self._loaded[program_id]
 
 
 def _settings(program: asyncpg.Record) -> RewardSettings:
     return msgspec.convert(program["rewards"], RewardSettings)
 
 
-async def _subject(
-    conn: asyncpg.Connection,
+def _subject(
     referral: asyncpg.Record,
     program: asyncpg.Record,
     advocate: asyncpg.Record,
@@ -236,10 +240,10 @@ async def _settle(
     purchase: Purchase | None,
     at: datetime,
     code_active: bool,
-    fraud_extra: dict[str, Any] | None = None,
+    programs: Programs,
 ) -> tuple[asyncpg.Record, list[asyncpg.Record], list[str]]:
     """Decide a pending referral: eligibility, fraud, then both parties' rewards."""
-    program = await repo.program(conn, merchant_id, referral["program_id"])
+    program = await programs.get(referral["program_id"])
     settings = _settings(program)
     advocate = await repo.advocate(conn, merchant_id, referral["advocate_id"], lock=True)
     if purchase is not None:
@@ -256,8 +260,7 @@ async def _settle(
         is_new = not await repo.has_orders(
             conn, merchant_id, referral["friend_customer_id"], referral["friend_email_normalised"]
         )
-    subject = await _subject(
-        conn,
+    subject = _subject(
         referral,
         program,
         advocate,
@@ -279,7 +282,6 @@ async def _settle(
             ip_hash=runtime.ip_hasher.hashes(_ip(shopper.ip))[0],
             user_agent=shopper.user_agent,
             visitor_id=shopper.visitor_id,
-            policy=dict(fraud_extra or {}),
         ),
     )
     notes: list[str] = []
@@ -526,9 +528,8 @@ async def quote(
     _check_currency(data.currency)
     now = datetime.now(UTC)
     customer_id, email, _ = _friend(data)
-    resolved = await resolve(
-        conn, runtime, caller.merchant_id, data, now, _window_lookup(conn, caller.merchant_id)
-    )
+    programs = Programs(conn, caller.merchant_id)
+    resolved = await resolve(conn, runtime, caller.merchant_id, data, now, programs)
     candidate = resolved.candidate
     existing = await repo.live_referral(
         conn, caller.merchant_id, candidate.program_id if candidate else None, customer_id, email
@@ -561,7 +562,7 @@ async def quote(
         return no(resolved.notes[0] if resolved.notes else "no_referral")
     program_id = existing["program_id"] if existing else candidate.program_id
     advocate_id = existing["advocate_id"] if existing else candidate.advocate_id
-    program = await repo.program(conn, caller.merchant_id, program_id)
+    program = await programs.get(program_id)
     settings = _settings(program)
     advocate = await repo.advocate(conn, caller.merchant_id, advocate_id)
     pseudo = {
@@ -572,8 +573,7 @@ async def quote(
         ),
         "source": existing["source"] if existing else candidate.attribution.path,
     }
-    subject = await _subject(
-        conn,
+    subject = _subject(
         pseudo,
         program,
         advocate,
@@ -618,9 +618,8 @@ async def record_signup(
         stored = await repo.signup_result(conn, caller.merchant_id, data.customer_id)
         return msgspec.convert(stored, SignupResult), False
     await repo.lock_friend(conn, caller.merchant_id, keys)
-    resolved = await resolve(
-        conn, runtime, caller.merchant_id, data, at, _window_lookup(conn, caller.merchant_id)
-    )
+    programs = Programs(conn, caller.merchant_id)
+    resolved = await resolve(conn, runtime, caller.merchant_id, data, at, programs)
     referral, new = await _attach(
         conn, caller.merchant_id, resolved, customer_id, email, keys[0], at, signup=True
     )
@@ -635,6 +634,7 @@ async def record_signup(
             purchase=None,
             at=at,
             code_active=resolved.candidate.code_active if resolved.candidate else True,
+            programs=programs,
         )
         resolved.notes.extend(notes)
     result = SignupResult(
@@ -698,9 +698,8 @@ async def record_order(
             )
         return msgspec.convert(existing["result"], OrderResult), False
     await repo.lock_friend(conn, caller.merchant_id, keys)
-    resolved = await resolve(
-        conn, runtime, caller.merchant_id, data, at, _window_lookup(conn, caller.merchant_id)
-    )
+    programs = Programs(conn, caller.merchant_id)
+    resolved = await resolve(conn, runtime, caller.merchant_id, data, at, programs)
     redeemed = []
     for coupon in resolved.coupons:
         if await rewards_repo.redeem_coupon(conn, caller.merchant_id, coupon, order_pk, at):
@@ -724,6 +723,7 @@ async def record_order(
             purchase=purchase,
             at=at,
             code_active=resolved.candidate.code_active if resolved.candidate else True,
+            programs=programs,
         )
         resolved.notes.extend(notes)
     elif referral is not None:
