@@ -21,6 +21,7 @@ from referral.advocates.api import AdvocateController, CodeController
 from referral.attribution.api import CheckoutController, ReferralController
 from referral.demo.api import demo_router
 from referral.events.api import list_events
+from referral.fraud.api import FraudPolicyController, ReviewController
 from referral.lib.db import create_pool, migrate
 from referral.lib.deps import DEPENDENCIES
 from referral.lib.errors import EXCEPTION_HANDLERS
@@ -122,6 +123,8 @@ def create_app(settings: Settings) -> Litestar:
         CodeController,
         CheckoutController,
         ReferralController,
+        ReviewController,
+        FraudPolicyController,
         RewardController,
         PayoutController,
         list_events,
@@ -162,6 +165,10 @@ def openapi_config() -> OpenAPIConfig:
                 name="checkout", description="The shop's checkout: quote, signups, orders, refunds"
             ),
             OpenAPITag(name="referrals", description="Attributed friends, explained"),
+            OpenAPITag(
+                name="fraud",
+                description="Fraud policies, backtests, and the review of referrals",
+            ),
             OpenAPITag(name="rewards", description="Rewards and their ledger history"),
             OpenAPITag(name="payouts", description="Payout batches and finance exports"),
             OpenAPITag(name="events", description="The outbox of state changes"),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from referral.codes.codec import CodeCodec
+from referral.fraud.signals import SignalHasher
 from referral.lib.ids import PublicIds
 from referral.links.clicks import ClickWriter
 from referral.links.qr import QrCache
@@ -52,6 +53,7 @@ class Runtime:
     clicks: ClickWriter
     signer: ClickTokenSigner
     ip_hasher: IpHasher
+    signals: SignalHasher
     qr: QrCache
     keys: KeyCache
 
@@ -66,6 +68,7 @@ class Runtime:
             clicks=ClickWriter(pool, interval=settings.click_flush_interval_ms / 1000),
             signer=ClickTokenSigner(settings.click_token_key),
             ip_hasher=IpHasher(settings.ip_hash_key),
+            signals=SignalHasher(settings.ip_hash_key),
             qr=QrCache(),
             keys=KeyCache(ttl=30.0 if settings.code_cache_seconds > 0 else 0.0),
         )

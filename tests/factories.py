@@ -38,6 +38,11 @@ async def make_tenant(conn: asyncpg.Connection, name: str) -> Tenant:
     )
 
 
+# Tests that make dozens of referrals per advocate within seconds (ledger and payout flows)
+# turn the velocity rule off: there, that burst is the setup, not what is tested.
+NO_VELOCITY = {"advocate_velocity": {"enabled": False}}
+
+
 def program_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "name": "Give 10, get 10",

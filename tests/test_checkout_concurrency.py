@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from referral.rewards import service as rewards_service
-from tests.factories import create_advocate, create_program, on_app_loop
+from tests.factories import NO_VELOCITY, create_advocate, create_program, on_app_loop
 
 N = 50
 
@@ -201,6 +201,7 @@ async def test_release_from_several_workers_approves_each_reward_once(client, te
         client,
         tenant,
         hold_days=1,
+        fraud_policy=NO_VELOCITY,
         rewards={
             "advocate": {"kind": "cash", "amounts": {"EUR": 1000}},
             "friend": {"kind": "cash", "amounts": {"EUR": 500}},

@@ -218,7 +218,7 @@ class TestBody:
         """PostgreSQL stores no NUL character: refused as input, not a 500."""
         for body in (
             program_body(name="a\x00b"),
-            program_body(fraud_policy={"note": "\x00"}),
+            program_body(fraud_policy={"blocklist": {"customer_ids": ["a\x00b"]}}),
         ):
             response = await client.post("/v1/programs", json=body, headers=tenant.auth)
             assert_problem(response, 422, "invalid_text")
@@ -288,7 +288,7 @@ WRITE_ENDPOINTS = sorted(
     (method.upper(), path)
     for path, operations in _DOCUMENT["paths"].items()
     for method in operations
-    if method in ("post", "patch") and path.startswith("/v1/")
+    if method in ("post", "patch", "put", "delete") and path.startswith("/v1/")
 )
 TRICKY = st.sampled_from(
     [
@@ -323,6 +323,16 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/v1/programs/{program_id}"): {"name": "Renamed"},
     ("POST", "/v1/advocates"): {"program_id": "{program_id}", "customer_id": "cus_1"},
     ("POST", "/v1/advocates/{advocate_id}/codes"): {"code": "ANNA2024"},
+    ("PUT", "/v1/programs/{program_id}/fraud-policy"): {
+        "review_score": 50,
+        "blocklist": {"ips": ["10.0.0.0/8"], "email_domains": ["*.example.com"]},
+        "similar_email": {"max_distance": 2},
+    },
+    ("POST", "/v1/programs/{program_id}/fraud-policy/backtest"): {
+        "policy": {"same_ip": {"action": "review"}},
+        "created_from": "2025-01-01T00:00:00Z",
+        "created_before": "2030-01-01T00:00:00Z",
+    },
 }
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from referral.lib import money
 from referral.rewards.service import release_due
-from tests.factories import create_program, on_app_loop
+from tests.factories import NO_VELOCITY, create_program, on_app_loop
 
 BATCHES = "/v1/payout-batches"
 _order_numbers = itertools.count(1)
@@ -32,7 +32,9 @@ async def make_program(client, tenant, amounts=None, *, kind="cash", friend=None
     rewards = {"advocate": {"kind": kind, "amounts": amounts or {"EUR": 1000}}}
     if friend is not None:
         rewards["friend"] = friend
-    return await create_program(client, tenant, hold_days=0, rewards=rewards)
+    return await create_program(
+        client, tenant, hold_days=0, rewards=rewards, fraud_policy=NO_VELOCITY
+    )
 
 
 async def make_advocate(client, tenant, program, customer_id, email=None) -> str:

@@ -62,7 +62,7 @@ class TestCreate:
             fallback_url="https://shop.example/sorry",
             attribution_window_days=7,
             hold_days=0,
-            fraud_policy={"velocity": {"per_hour": 5}},
+            fraud_policy={"advocate_velocity": {"max_per_hour": 2, "action": "block"}},
             qr_foreground="#1a7f37",
             qr_background="#FAFAFA",
             rewards={
@@ -77,6 +77,10 @@ class TestCreate:
         for field, value in body.items():
             if field == "rewards":  # settings not given keep their defaults
                 assert {k: created[field][k] for k in value} == value
+            elif field == "fraud_policy":
+                velocity = created[field]["advocate_velocity"]
+                assert (velocity["max_per_hour"], velocity["action"]) == (2, "block")
+                assert velocity["max_per_day"] == 20  # the default where none was given
             else:
                 assert created[field] == value, field
 

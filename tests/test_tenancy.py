@@ -343,6 +343,42 @@ CASES: dict[str, Case] = {
         lambda w: ("GET", f"/v1/referrals/{w.a.orders[0]['referral']['id']}", None),
         "not_found",
     ),
+    "POST /v1/referrals/{referral_id}/approve": Case(
+        True,
+        lambda w: ("POST", f"/v1/referrals/{w.a.orders[0]['referral']['id']}/approve", _ACTION),
+        "not_found",
+    ),
+    "POST /v1/referrals/{referral_id}/reject": Case(
+        True,
+        lambda w: ("POST", f"/v1/referrals/{w.a.orders[1]['referral']['id']}/reject", _ACTION),
+        "not_found",
+    ),
+    # fraud policies
+    "GET /v1/programs/{program_id}/fraud-policy": Case(
+        True, lambda w: ("GET", f"/v1/programs/{w.a.program['id']}/fraud-policy", None), "not_found"
+    ),
+    "PUT /v1/programs/{program_id}/fraud-policy": Case(
+        True,
+        lambda w: (
+            "PUT",
+            f"/v1/programs/{w.a.program['id']}/fraud-policy",
+            {"blocklist": {"customer_ids": ["friend-*"]}},
+        ),
+        "not_found",
+    ),
+    "POST /v1/programs/{program_id}/fraud-policy/backtest": Case(
+        True,
+        lambda w: (
+            "POST",
+            f"/v1/programs/{w.a.program['id']}/fraud-policy/backtest",
+            {
+                "policy": {"same_ip": {"action": "block"}},
+                "created_from": "2020-01-01T00:00:00Z",
+                "created_before": "2100-01-01T00:00:00Z",
+            },
+        ),
+        "not_found",
+    ),
     "GET /v1/rewards": Case(True, lambda w: ("GET", "/v1/rewards", None), "own_rows"),
     "GET /v1/rewards/{reward_id}": Case(
         True, lambda w: ("GET", f"/v1/rewards/{w.a.rewards['adv1']}", None), "not_found"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
@@ -159,14 +161,21 @@ class ReferralController(Controller):
     ) -> Referral:
         return await service.get_referral(conn, runtime, caller, referral_id)
 
-    @get(operation_id="listReferrals", responses=API_ERRORS, summary="List referrals")
+    @get(
+        operation_id="listReferrals",
+        responses=API_ERRORS,
+        summary="List referrals (with status=in_review: the review queue)",
+        description="Oldest first, each with its eligibility checks, fraud decision (rules "
+        "fired, evidence, score) and rewards. `status=in_review` is the review queue.",
+    )
     async def list(
         self,
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
-        status: FromQuery[str | None] = None,
+        status: FromQuery[Literal["pending", "converted", "in_review", "rejected"] | None] = None,
         advocate_id: FromQuery[str | None] = None,
+        program_id: FromQuery[str | None] = None,
         starting_after: StartingAfter = None,
         created_from: CreatedFrom = None,
         created_before: CreatedBefore = None,
@@ -178,6 +187,7 @@ class ReferralController(Controller):
             caller,
             status=status,
             advocate_id=advocate_id,
+            program_id=program_id,
             starting_after=starting_after,
             created_from=created_from,
             created_before=created_before,

@@ -11,8 +11,8 @@ from referral.lib.pagination import CURSOR_CLAUSE
 
 INSERT_ORDER = """
 INSERT INTO orders (merchant_id, order_id, customer_id, email_normalised, subtotal, total,
-                    currency, occurred_at, is_import, fingerprint, metadata)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                    currency, occurred_at, is_import, fingerprint, metadata, ip_hash)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (merchant_id, order_id) DO NOTHING
 RETURNING id
 """
@@ -61,8 +61,8 @@ SELECT amount, currency FROM refunds WHERE merchant_id = $1 AND order_pk = $2 AN
 """
 
 INSERT_SIGNUP = """
-INSERT INTO signups (merchant_id, customer_id, email_normalised, occurred_at)
-VALUES ($1, $2, $3, $4)
+INSERT INTO signups (merchant_id, customer_id, email_normalised, occurred_at, ip_hash)
+VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (merchant_id, customer_id) DO NOTHING
 RETURNING id
 """
@@ -113,6 +113,7 @@ SELECT {REFERRAL_COLUMNS} FROM referrals t
 WHERE t.merchant_id = $1 AND ($2::text IS NULL OR t.status = $2)
 {CURSOR_CLAUSE.format(table="referrals")}
   AND ($7::bigint IS NULL OR t.advocate_id = $7)
+  AND ($8::bigint IS NULL OR t.program_id = $8)
 ORDER BY t.created_at, t.id
 LIMIT $6
 """
@@ -124,7 +125,7 @@ FROM codes c WHERE c.lookup_key = $1 AND c.merchant_id = $2
 
 PROGRAM = """
 SELECT p.id, p.status, p.rewards, p.hold_days, p.attribution_window_days, p.starts_at,
-       m.time_zone
+       p.fraud_policy::text AS fraud_policy, p.fraud_policy_version, m.time_zone, m.mode
 FROM programs p JOIN merchants m ON m.id = p.merchant_id
 WHERE p.merchant_id = $1 AND p.id = $2
 """
@@ -132,6 +133,11 @@ WHERE p.merchant_id = $1 AND p.id = $2
 ADVOCATE = "SELECT id, customer_id, email FROM advocates WHERE merchant_id = $1 AND id = $2"
 
 ORDER_ID_OF = "SELECT order_id FROM orders WHERE merchant_id = $1 AND id = $2"
+
+ORDER_BY_PK = """
+SELECT id, subtotal, currency, occurred_at, is_import FROM orders
+WHERE merchant_id = $1 AND id = $2
+"""
 
 
 async def insert_order(conn: asyncpg.Connection, *values: Any) -> int | None:
@@ -184,9 +190,14 @@ async def refund(
 
 
 async def insert_signup(
-    conn: asyncpg.Connection, merchant_id: int, customer_id: str, email: str | None, at: datetime
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    customer_id: str,
+    email: str | None,
+    at: datetime,
+    ip_hash: bytes | None,
 ) -> int | None:
-    return await conn.fetchval(INSERT_SIGNUP, merchant_id, customer_id, email, at)
+    return await conn.fetchval(INSERT_SIGNUP, merchant_id, customer_id, email, at, ip_hash)
 
 
 async def signup_result(conn: asyncpg.Connection, merchant_id: int, customer_id: str) -> dict:
@@ -244,6 +255,7 @@ async def list_referrals(
     *,
     status: str | None,
     advocate_id: int | None,
+    program_id: int | None,
     after_id: int | None,
     created_from: datetime | None,
     created_before: datetime | None,
@@ -258,6 +270,7 @@ async def list_referrals(
         created_before,
         limit + 1,
         advocate_id,
+        program_id,
     )
 
 
@@ -280,6 +293,12 @@ async def advocate(
     return await conn.fetchrow(
         ADVOCATE + (" FOR NO KEY UPDATE" if lock else ""), merchant_id, advocate_id
     )
+
+
+async def order_by_pk(
+    conn: asyncpg.Connection, merchant_id: int, order_pk: int
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(ORDER_BY_PK, merchant_id, order_pk)
 
 
 async def order_id_of(conn: asyncpg.Connection, merchant_id: int, order_pk: int) -> str | None:

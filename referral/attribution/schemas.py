@@ -9,7 +9,8 @@ import msgspec
 from msgspec import Meta
 
 from referral.attribution.rules import Check
-from referral.fraud.service import Decision
+from referral.fraud.rules import Decision
+from referral.fraud.schemas import Review
 from referral.rewards.schemas import Reward
 
 Text200 = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -154,6 +155,7 @@ class Attribution(msgspec.Struct, omit_defaults=True):
     story_id: str | None = None
     visitor_id: str | None = None
     clicked_at: datetime | None = None
+    referer_host: str | None = None
 
 
 class Referral(msgspec.Struct):
@@ -170,5 +172,6 @@ class Referral(msgspec.Struct):
     converted_at: datetime | None
     first_order_id: str | None
     rewards: list[Reward]
+    reviews: list[Review]
     created_at: datetime
     object: str = "referral"

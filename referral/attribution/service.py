@@ -29,6 +29,7 @@ from referral.attribution.schemas import (
     Referral,
     ReferralSummary,
     RefundRequest,
+    Review,
     RewardSummary,
     Shopper,
     SignupRequest,
@@ -36,7 +37,10 @@ from referral.attribution.schemas import (
 )
 from referral.codes.codec import COUPON_PREFIX, lookup_key
 from referral.events.repo import emit
+from referral.fraud import repo as fraud_repo
 from referral.fraud import service as fraud
+from referral.fraud.rules import Decision, Identity
+from referral.fraud.signals import normalise_address
 from referral.lib import money
 from referral.lib.emails import normalise_email
 from referral.lib.errors import Conflict, InvalidInput, NotFound
@@ -76,6 +80,41 @@ class Resolved:
     candidate: Candidate | None
     coupons: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The friend's network, device, payment and address as this call shows them: the raw
+    IP only for live blocklist checks, the rest as keyed hashes."""
+
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+    ip_hash: bytes | None
+    signals: list[tuple[str, bytes]]
+
+
+def _seen(
+    runtime: Runtime,
+    shopper: Shopper,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+    resolved: Resolved,
+) -> Seen:
+    ip_hash = runtime.ip_hasher.hashes(ip)[0]
+    visitor_ids = [shopper.visitor_id or ""]
+    if resolved.candidate is not None:
+        visitor_ids.append(resolved.candidate.attribution.visitor_id or "")
+    address = getattr(shopper, "shipping_address", None)
+    signals = runtime.signals.signals(
+        ip_hash=ip_hash,
+        user_agent=shopper.user_agent,
+        visitor_ids=visitor_ids,
+        payment_fingerprint=getattr(shopper, "payment_fingerprint", None),
+        address=normalise_address(
+            address.line1, address.line2, address.city, address.postal_code, address.country
+        )
+        if address is not None
+        else None,
+    )
+    return Seen(ip, ip_hash, signals)
 
 
 @dataclass(frozen=True)
@@ -176,6 +215,7 @@ async def resolve(
                 story_id=token.story_id,
                 visitor_id=token.visitor_id,
                 clicked_at=clicked_at,
+                referer_host=token.referer_host,
             ),
         )
     return resolved
@@ -236,7 +276,7 @@ async def _settle(
     merchant_id: int,
     referral: asyncpg.Record,
     *,
-    shopper: Shopper,
+    seen: Seen,
     purchase: Purchase | None,
     at: datetime,
     code_active: bool,
@@ -277,12 +317,25 @@ async def _settle(
             merchant_id=merchant_id,
             program_id=referral["program_id"],
             advocate_id=referral["advocate_id"],
-            friend_customer_id=referral["friend_customer_id"],
-            friend_email=referral["friend_email_normalised"],
-            ip_hash=runtime.ip_hasher.hashes(_ip(shopper.ip))[0],
-            user_agent=shopper.user_agent,
-            visitor_id=shopper.visitor_id,
+            advocate_public_id=runtime.ids.encode("advocate", referral["advocate_id"]),
+            identity=Identity(
+                friend_customer_id=subject.friend_customer_id,
+                friend_email=subject.friend_email,
+                advocate_customer_id=subject.advocate_customer_id,
+                advocate_email=subject.advocate_email,
+            ),
+            event="signup" if purchase is None else "order",
+            occurred_at=at,
+            new_customer=is_new,
+            livemode=program["mode"] == "live",
+            ip=seen.ip,
+            ip_hash=seen.ip_hash,
+            signals=seen.signals,
+            referer_host=referral["attribution"].get("referer_host"),
+            clicked_at=subject.clicked_at,
         ),
+        policy_text=program["fraud_policy"],
+        policy_version=program["fraud_policy_version"],
     )
     notes: list[str] = []
     created: list[asyncpg.Record] = []
@@ -431,6 +484,43 @@ async def _create_rewards(
             if row is not None:
                 created.append(row)
     return created, notes
+
+
+async def reward_overridden_block(
+    conn: asyncpg.Connection, runtime: Runtime, merchant_id: int, referral: asyncpg.Record
+) -> tuple[str, list[asyncpg.Record]]:
+    """A person approved a referral the fraud engine blocked: create the rewards it would
+    have earned (tiers and caps as they stand now). Returns the referral's new status:
+    `pending` when the program rewards the first order and there is none yet."""
+    program = await repo.program(conn, merchant_id, referral["program_id"])
+    settings = _settings(program)
+    advocate = await repo.advocate(conn, merchant_id, referral["advocate_id"], lock=True)
+    purchase = None
+    if referral["first_order_pk"] is not None:
+        order = await repo.order_by_pk(conn, merchant_id, referral["first_order_pk"])
+        purchase = Purchase(
+            order["id"],
+            order["subtotal"],
+            order["currency"].strip(),
+            order["occurred_at"],
+            order["is_import"],
+            None,
+        )
+    if settings.trigger == "first_order" and purchase is None:
+        return "pending", []
+    created, _ = await _create_rewards(
+        conn,
+        runtime,
+        merchant_id,
+        referral,
+        program,
+        settings,
+        advocate,
+        purchase=purchase if settings.trigger == "first_order" else None,
+        at=purchase.occurred_at if purchase else datetime.now(UTC),
+        review=False,
+    )
+    return "converted", created
 
 
 def _signup_currency(settings: RewardSettings) -> str | None:
@@ -613,13 +703,17 @@ async def record_signup(
     now = datetime.now(UTC)
     at = _check_time(data.occurred_at, now)
     customer_id, email, keys = _friend(data)
-    signup_pk = await repo.insert_signup(conn, caller.merchant_id, data.customer_id, email, at)
+    ip = _ip(data.ip)
+    signup_pk = await repo.insert_signup(
+        conn, caller.merchant_id, data.customer_id, email, at, runtime.ip_hasher.hashes(ip)[0]
+    )
     if signup_pk is None:
         stored = await repo.signup_result(conn, caller.merchant_id, data.customer_id)
         return msgspec.convert(stored, SignupResult), False
     await repo.lock_friend(conn, caller.merchant_id, keys)
     programs = Programs(conn, caller.merchant_id)
     resolved = await resolve(conn, runtime, caller.merchant_id, data, at, programs)
+    seen = _seen(runtime, data, ip, resolved)
     referral, new = await _attach(
         conn, caller.merchant_id, resolved, customer_id, email, keys[0], at, signup=True
     )
@@ -630,13 +724,14 @@ async def record_signup(
             runtime,
             caller.merchant_id,
             referral,
-            shopper=data,
+            seen=seen,
             purchase=None,
             at=at,
             code_active=resolved.candidate.code_active if resolved.candidate else True,
             programs=programs,
         )
         resolved.notes.extend(notes)
+    await fraud.remember(conn, caller.merchant_id, customer_id, seen.signals, at)
     result = SignupResult(
         customer_id=data.customer_id,
         referred=referral is not None,
@@ -674,6 +769,7 @@ async def record_order(
     _check_currency(data.currency)
     customer_id, email, keys = _friend(data)
     fingerprint = _fingerprint(data, email)
+    ip = _ip(data.ip)
     order_pk = await repo.insert_order(
         conn,
         caller.merchant_id,
@@ -687,6 +783,7 @@ async def record_order(
         data.is_import,
         fingerprint,
         data.metadata,
+        runtime.ip_hasher.hashes(ip)[0],
     )
     if order_pk is None:
         existing = await repo.order(conn, caller.merchant_id, data.order_id)
@@ -700,6 +797,7 @@ async def record_order(
     await repo.lock_friend(conn, caller.merchant_id, keys)
     programs = Programs(conn, caller.merchant_id)
     resolved = await resolve(conn, runtime, caller.merchant_id, data, at, programs)
+    seen = _seen(runtime, data, ip, resolved)
     redeemed = []
     for coupon in resolved.coupons:
         if await rewards_repo.redeem_coupon(conn, caller.merchant_id, coupon, order_pk, at):
@@ -719,7 +817,7 @@ async def record_order(
             runtime,
             caller.merchant_id,
             referral,
-            shopper=data,
+            seen=seen,
             purchase=purchase,
             at=at,
             code_active=resolved.candidate.code_active if resolved.candidate else True,
@@ -728,6 +826,7 @@ async def record_order(
         resolved.notes.extend(notes)
     elif referral is not None:
         resolved.notes.append("not_first_order")
+    await fraud.remember(conn, caller.merchant_id, customer_id, seen.signals, at)
     result = OrderResult(
         order_id=data.order_id,
         referred=referral is not None,
@@ -918,13 +1017,14 @@ async def _to_referral(conn: asyncpg.Connection, runtime: Runtime, row: asyncpg.
         friend_customer_id=row["friend_customer_id"],
         attribution=row["attribution"],
         checks=msgspec.convert(decision.get("checks", []), list[rules.Check]),
-        decision=msgspec.convert(decision["fraud"], fraud.Decision)
-        if "fraud" in decision
-        else None,
+        decision=msgspec.convert(decision["fraud"], Decision) if "fraud" in decision else None,
         signed_up_at=row["signed_up_at"],
         converted_at=row["converted_at"],
         first_order_id=first_order,
         rewards=[await rewards.to_reward(conn, runtime.ids, r) for r in rows],
+        reviews=[
+            Review(**r) for r in await fraud_repo.reviews(conn, row["merchant_id"], row["id"])
+        ],
         created_at=row["created_at"],
     )
 
@@ -945,6 +1045,7 @@ async def list_referrals(
     *,
     status: str | None,
     advocate_id: str | None,
+    program_id: str | None,
     starting_after: str | None,
     created_from,
     created_before,
@@ -955,6 +1056,7 @@ async def list_referrals(
         caller.merchant_id,
         status=status,
         advocate_id=runtime.ids.decode("advocate", advocate_id) if advocate_id else None,
+        program_id=runtime.ids.decode("program", program_id) if program_id else None,
         after_id=runtime.ids.decode("referral", starting_after) if starting_after else None,
         created_from=created_from,
         created_before=created_before,

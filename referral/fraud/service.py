@@ -1,49 +1,211 @@
-"""The fraud decision seam.
+"""The fraud decision, inside the order's (or signup's) transaction.
 
-Attribution calls `decide()` inside the order's transaction, after eligibility. The
-decision can only add to eligibility: allow, review (rewards held in `in_review` until a
-person decides) or block (the referral is rejected). The full rule engine replaces the
-body of `decide()`; its callers and the stored shape stay the same.
+Attribution calls `decide()` after eligibility. The decision can only add to eligibility:
+allow (flags shown as reasons), review (rewards held in `in_review` until a person decides)
+or block (the referral is rejected). One statement gathers the features; the pure rules in
+`rules.py` decide; the features are stored with the decision for backtests.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import ipaddress
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
 
-import msgspec
+import asyncpg
+import structlog
+from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
 
-Action = Literal["allow", "review", "block"]
+from referral.events.repo import emit
+from referral.fraud import repo
+from referral.fraud.policy import RULE_NAMES, FraudPolicy, dump
+from referral.fraud.rules import (
+    Decision,
+    Features,
+    Identity,
+    Reason,
+    compile_policy,
+    domain_of,
+    evaluate,
+)
+from referral.fraud.schemas import PolicyDocument
+from referral.lib.errors import NotFound
+from referral.lib.ids import PublicIds
+
+__all__ = ["Context", "Decision", "Reason", "decide", "remember", "test_mode_rules"]
+
+log = structlog.get_logger("referral.fraud")
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Test mode only: `<rule>@fraud.test` or 192.0.2.N (the N-th rule, 1-based) fire that rule,
+# so a shop can see every decision from its staging checkout. `.test` and 192.0.2.0/24 are
+# reserved (RFC 2606, RFC 5737): no real customer has them.
+MAGIC_EMAIL_DOMAIN = "fraud.test"
+MAGIC_NETWORK = ipaddress.ip_network("192.0.2.0/24")
 
 
-class Reason(msgspec.Struct):
-    rule: str
-    action: Action
-    detail: str
-
-
-class Decision(msgspec.Struct):
-    action: Action
-    score: int
-    reasons: list[Reason]
-    policy: str = "default"
-
-
-class Context(msgspec.Struct, kw_only=True):
-    """What a rule may look at; hashes and counts only, never raw IPs."""
+@dataclass(frozen=True, kw_only=True)
+class Context:
+    """What `decide()` needs from the call. `ip` is the raw address, used only for the live
+    CIDR blocklist check and never stored."""
 
     merchant_id: int
     program_id: int
     advocate_id: int
-    friend_customer_id: str | None
-    friend_email: str | None
-    ip_hash: bytes | None = None
-    user_agent: str | None = None
-    visitor_id: str | None = None
-    payment_fingerprint: str | None = None
-    shipping_address: str | None = None
-    policy: dict[str, Any] = {}
+    advocate_public_id: str
+    identity: Identity
+    event: Literal["signup", "order"]
+    occurred_at: datetime
+    new_customer: bool
+    livemode: bool
+    ip: IpAddress | None
+    ip_hash: bytes | None
+    signals: list[tuple[str, bytes]]
+    referer_host: str | None
+    clicked_at: datetime | None
 
 
-async def decide(conn: Any, context: Context) -> Decision:
-    """No fraud rules yet: every eligible referral is allowed."""
-    return Decision(action="allow", score=0, reasons=[])
+def test_mode_rules(email: str | None, ip: IpAddress | None) -> list[str]:
+    """The rules a test-mode magic input forces."""
+    forced = []
+    if email and email.endswith("@" + MAGIC_EMAIL_DOMAIN):
+        local = email.rpartition("@")[0]
+        if local in RULE_NAMES:
+            forced.append(local)
+    if ip is not None and ip in MAGIC_NETWORK:
+        n = int(ip) - int(MAGIC_NETWORK.network_address)
+        if 1 <= n <= len(RULE_NAMES) and RULE_NAMES[n - 1] not in forced:
+            forced.append(RULE_NAMES[n - 1])
+    return forced
+
+
+def _disposable(domain: str | None) -> bool:
+    if not domain:
+        return False
+    labels = domain.split(".")
+    return any(".".join(labels[i:]) in DISPOSABLE_DOMAINS for i in range(len(labels) - 1))
+
+
+def _blocklisted(ip: IpAddress | None, networks: list[ipaddress._BaseNetwork]) -> str | None:
+    if ip is None:
+        return None
+    return next((str(net) for net in networks if ip.version == net.version and ip in net), None)
+
+
+async def decide(
+    conn: asyncpg.Connection, context: Context, *, policy_text: str, policy_version: int
+) -> Decision:
+    """Gather the features in one statement, evaluate the rules, and act on an advocate
+    whose rejected referrals reached the limit (their codes are suspended)."""
+    compiled = compile_policy(policy_text)
+    policy = compiled.policy
+    who = context.identity
+    kinds = [kind for kind, _ in context.signals]
+    values = [value for _, value in context.signals]
+    row = await repo.features(
+        conn,
+        context.merchant_id,
+        who.advocate_customer_id,
+        kinds,
+        values,
+        context.advocate_id,
+        context.ip_hash,
+        context.occurred_at,
+        who.friend_customer_id,
+        who.advocate_email,
+        policy.rejected_referrals.window_days,
+        repo.FRAUD_REJECTIONS,
+    )
+    clicked = context.clicked_at
+    features = Features(
+        event=context.event,
+        matched=sorted(row["matched"]),
+        new_customer=context.new_customer,
+        disposable_domain=_disposable(domain_of(who.friend_email)),
+        advocate_referrals_hour=row["advocate_hour"],
+        advocate_referrals_day=row["advocate_day"],
+        ip_events_day=row["ip_day"],
+        referer_host=context.referer_host,
+        reciprocal=row["reciprocal"],
+        seconds_since_click=max(0, int((context.occurred_at - clicked).total_seconds()))
+        if clicked
+        else None,
+        advocate_rejected=row["advocate_rejected"],
+        ip_blocklisted=_blocklisted(context.ip, compiled.ip_networks),
+        forced=[] if context.livemode else test_mode_rules(who.friend_email, context.ip),
+    )
+    decision = evaluate(features, who, compiled, version=policy_version)
+    if policy.rejected_referrals.suspend_codes and any(
+        r.rule == "rejected_referrals" and r.action != "flag" for r in decision.reasons
+    ):
+        suspended = await repo.suspend_codes(conn, context.merchant_id, context.advocate_id)
+        if suspended:
+            await emit(
+                conn,
+                context.merchant_id,
+                "advocate.codes_suspended",
+                {
+                    "advocate_id": context.advocate_public_id,
+                    "codes": suspended,
+                    "reason": "rejected_referrals",
+                },
+            )
+            log.warning("advocate_codes_suspended", advocate_id=context.advocate_id)
+    if decision.action != "allow":
+        log.info(
+            "fraud_decision",
+            advocate_id=context.advocate_id,
+            action=decision.action,
+            score=decision.score,
+            rules=[r.rule for r in decision.reasons],
+        )
+    return decision
+
+
+async def remember(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    customer_id: str | None,
+    signals: list[tuple[str, bytes]],
+    at: datetime,
+) -> None:
+    """Keep what this customer was seen with, for when they refer or are referred later."""
+    if customer_id:
+        await repo.remember(conn, merchant_id, customer_id, signals, at)
+
+
+# --- the policy as a resource ---------------------------------------------------------
+
+
+async def get_policy(
+    conn: asyncpg.Connection, ids: PublicIds, merchant_id: int, program_id: str
+) -> PolicyDocument:
+    row = await repo.policy(conn, merchant_id, ids.decode("program", program_id))
+    if row is None:
+        raise NotFound(f"no program with id {program_id}", code="program_not_found")
+    return _document(program_id, row)
+
+
+async def put_policy(
+    conn: asyncpg.Connection,
+    ids: PublicIds,
+    merchant_id: int,
+    program_id: str,
+    policy: FraudPolicy,
+) -> PolicyDocument:
+    """Replace the whole policy (validated before it gets here) and bump its version."""
+    row = await repo.set_policy(conn, merchant_id, ids.decode("program", program_id), dump(policy))
+    if row is None:
+        raise NotFound(f"no program with id {program_id}", code="program_not_found")
+    log.info("fraud_policy_changed", program_id=program_id, version=row["version"])
+    return _document(program_id, row)
+
+
+def _document(program_id: str, row: asyncpg.Record) -> PolicyDocument:
+    return PolicyDocument(
+        program_id=program_id,
+        version=row["version"],
+        policy=compile_policy(row["policy"]).policy,
+        updated_at=row["updated_at"],
+    )

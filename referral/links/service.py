@@ -212,5 +212,6 @@ def record_click(
             visitor_id=visitor_id,
             issued_at=int(now.timestamp()),
             story_id=story[0] if story else None,
+            referer_host=referer_host,
         )
     )

@@ -22,6 +22,7 @@ class ClickToken(msgspec.Struct, array_like=True, frozen=True):
     visitor_id: str
     issued_at: int  # unix seconds
     story_id: str | None = None  # public story id
+    referer_host: str | None = None  # where the link was clicked (fraud: deal-site referrers)
 
 
 _encoder = msgspec.msgpack.Encoder()

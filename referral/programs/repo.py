@@ -9,7 +9,8 @@ import asyncpg
 from referral.lib.pagination import CURSOR_CLAUSE
 
 COLUMNS = """id, name, status, landing_url, fallback_url, attribution_window_days, hold_days,
-rewards, fraud_policy, qr_foreground, qr_background, created_at, updated_at"""
+rewards, fraud_policy, fraud_policy_version, qr_foreground, qr_background, created_at,
+updated_at"""
 
 INSERT = f"""
 INSERT INTO programs (merchant_id, name, status, landing_url, fallback_url,
@@ -25,6 +26,7 @@ GET_FOR_UPDATE = GET + " FOR UPDATE"
 UPDATE = f"""
 UPDATE programs SET name = $3, status = $4, landing_url = $5, fallback_url = $6,
        attribution_window_days = $7, hold_days = $8, rewards = $9, fraud_policy = $10,
+       fraud_policy_version = fraud_policy_version + (fraud_policy IS DISTINCT FROM $10)::int,
        qr_foreground = $11, qr_background = $12, updated_at = now()
 WHERE merchant_id = $1 AND id = $2
 RETURNING {COLUMNS}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
+
+from referral.fraud.policy import FraudPolicy
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Url = Annotated[str, Meta(min_length=1, max_length=2048, examples=["https://shop.example/welcome"])]
@@ -74,7 +76,7 @@ class ProgramCreate(msgspec.Struct, forbid_unknown_fields=True):
     attribution_window_days: WindowDays = 30
     hold_days: HoldDays = 30
     rewards: RewardSettings = msgspec.field(default_factory=RewardSettings)
-    fraud_policy: dict[str, Any] = {}
+    fraud_policy: FraudPolicy = msgspec.field(default_factory=FraudPolicy)
     qr_foreground: HexColour = "#000000"
     qr_background: HexColour = "#ffffff"
 
@@ -87,7 +89,7 @@ class ProgramUpdate(msgspec.Struct, forbid_unknown_fields=True):
     attribution_window_days: WindowDays | UnsetType = UNSET
     hold_days: HoldDays | UnsetType = UNSET
     rewards: RewardSettings | UnsetType = UNSET
-    fraud_policy: dict[str, Any] | UnsetType = UNSET
+    fraud_policy: FraudPolicy | UnsetType = UNSET
     qr_foreground: HexColour | UnsetType = UNSET
     qr_background: HexColour | UnsetType = UNSET
 
@@ -101,7 +103,8 @@ class Program(msgspec.Struct):
     attribution_window_days: int
     hold_days: int
     rewards: RewardSettings
-    fraud_policy: dict[str, Any]
+    fraud_policy: FraudPolicy
+    fraud_policy_version: int
     qr_foreground: str
     qr_background: str
     created_at: datetime

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import msgspec
 
+from referral.fraud import policy as fraud_policy
 from referral.lib import money
 from referral.lib.errors import InvalidInput, NotFound
 from referral.lib.ids import PublicIds
@@ -96,6 +97,7 @@ def to_program(ids: PublicIds, caller: Caller, row: asyncpg.Record) -> Program:
     values = dict(row)
     values["id"] = ids.encode("program", row["id"])
     values["rewards"] = msgspec.convert(row["rewards"], RewardSettings)
+    values["fraud_policy"] = fraud_policy.load(row["fraud_policy"])
     return Program(**values, livemode=caller.mode == "live")
 
 
@@ -108,6 +110,7 @@ async def create(
     check_rewards(data.rewards)
     values = {k: getattr(data, k) for k in repo.WRITABLE}
     values["rewards"] = msgspec.to_builtins(data.rewards)
+    values["fraud_policy"] = fraud_policy.dump(data.fraud_policy)
     row = await repo.insert(conn, caller.merchant_id, values)
     return to_program(ids, caller, row)
 
@@ -148,6 +151,8 @@ async def update(
     if isinstance(values["rewards"], RewardSettings):
         check_rewards(values["rewards"])
         values["rewards"] = msgspec.to_builtins(values["rewards"])
+    if isinstance(values["fraud_policy"], fraud_policy.FraudPolicy):
+        values["fraud_policy"] = fraud_policy.dump(values["fraud_policy"])
     row = await repo.update(conn, caller.merchant_id, row["id"], values)
     return to_program(ids, caller, row)
 

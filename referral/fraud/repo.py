@@ -1,0 +1,198 @@
+"""SQL for the fraud engine. Every statement is scoped by merchant_id.
+
+The order path reads everything the rules need in one statement (`FEATURES`): each count is
+an index probe (`referrals_advocate`, `orders_ip`, `signups_ip`, `referrals_advocate_rejected`,
+the signals primary key), so the decision costs one round trip whatever the history size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+# Rejections that say something about the advocate (not "the friend bought before").
+FRAUD_REJECTIONS = ["self_referral", "fraud_blocked", "review_rejected"]
+
+FEATURES = """
+SELECT
+    ARRAY(SELECT DISTINCT s.kind
+          FROM unnest($3::text[], $4::bytea[]) AS f(kind, value)
+          JOIN customer_signals s
+            ON s.merchant_id = $1 AND s.customer_id = $2 AND s.kind = f.kind
+           AND s.value = f.value) AS matched,
+    (SELECT count(*) FROM referrals
+     WHERE merchant_id = $1 AND advocate_id = $5 AND created_at > now() - interval '1 hour')
+        AS advocate_hour,
+    (SELECT count(*) FROM referrals
+     WHERE merchant_id = $1 AND advocate_id = $5 AND created_at > now() - interval '1 day')
+        AS advocate_day,
+    CASE WHEN $6::bytea IS NOT NULL THEN
+        (SELECT count(*) FROM orders
+         WHERE merchant_id = $1 AND ip_hash = $6
+           AND occurred_at > $7::timestamptz - interval '1 day' AND occurred_at <= $7)
+      + (SELECT count(*) FROM signups
+         WHERE merchant_id = $1 AND ip_hash = $6
+           AND occurred_at > $7::timestamptz - interval '1 day' AND occurred_at <= $7)
+    END AS ip_day,
+    EXISTS (SELECT 1 FROM referrals r JOIN advocates a ON a.id = r.advocate_id
+            WHERE r.merchant_id = $1 AND r.friend_customer_id = $2 AND r.status <> 'rejected'
+              AND a.customer_id = $8)
+    OR EXISTS (SELECT 1 FROM referrals r JOIN advocates a ON a.id = r.advocate_id
+               WHERE r.merchant_id = $1 AND r.friend_email_normalised = $9
+                 AND r.status <> 'rejected' AND a.customer_id = $8) AS reciprocal,
+    (SELECT count(*) FROM referrals
+     WHERE merchant_id = $1 AND advocate_id = $5 AND status = 'rejected'
+       AND created_at > now() - make_interval(days => $10)
+       AND rejection_reason = ANY($11::text[])) AS advocate_rejected
+"""
+
+REMEMBER = """
+INSERT INTO customer_signals AS s (merchant_id, customer_id, kind, value, first_seen_at,
+                                   last_seen_at)
+SELECT $1, $2, kind, value, $5, $5 FROM unnest($3::text[], $4::bytea[]) AS t(kind, value)
+ON CONFLICT (merchant_id, customer_id, kind, value)
+DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at
+WHERE s.last_seen_at < EXCLUDED.last_seen_at - interval '1 hour'
+"""
+
+SUSPEND_CODES = """
+UPDATE codes SET status = 'disabled'
+WHERE merchant_id = $1 AND advocate_id = $2 AND status = 'active'
+RETURNING code
+"""
+
+POLICY = """
+SELECT fraud_policy::text AS policy, fraud_policy_version AS version, updated_at
+FROM programs WHERE merchant_id = $1 AND id = $2
+"""
+
+SET_POLICY = """
+UPDATE programs SET fraud_policy = $3, fraud_policy_version = fraud_policy_version + 1,
+       updated_at = now()
+WHERE merchant_id = $1 AND id = $2
+RETURNING fraud_policy::text AS policy, fraud_policy_version AS version, updated_at
+"""
+
+# Replays read the stored features as text (decoded straight into structs) and the
+# identities from the referral and its advocate.
+REPLAY = """
+SELECT r.id, r.status, r.rejection_reason, (r.decision -> 'fraud')::text AS decision,
+       r.friend_customer_id, r.friend_email_normalised, a.customer_id AS advocate_customer_id,
+       a.email AS advocate_email
+FROM referrals r JOIN advocates a ON a.merchant_id = r.merchant_id AND a.id = r.advocate_id
+WHERE r.merchant_id = $1 AND r.program_id = $2 AND r.created_at >= $3 AND r.created_at < $4
+  AND r.status <> 'pending'
+ORDER BY r.created_at, r.id
+"""
+
+
+async def features(conn: asyncpg.Connection, *values: Any) -> asyncpg.Record:
+    return await conn.fetchrow(FEATURES, *values)
+
+
+async def remember(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    customer_id: str,
+    signals: list[tuple[str, bytes]],
+    at: datetime,
+) -> None:
+    if signals:
+        kinds, values = zip(*signals, strict=True)
+        await conn.execute(REMEMBER, merchant_id, customer_id, list(kinds), list(values), at)
+
+
+async def suspend_codes(conn: asyncpg.Connection, merchant_id: int, advocate_id: int) -> list[str]:
+    return [r["code"] for r in await conn.fetch(SUSPEND_CODES, merchant_id, advocate_id)]
+
+
+async def policy(conn: asyncpg.Connection, merchant_id: int, program_id: int) -> asyncpg.Record:
+    return await conn.fetchrow(POLICY, merchant_id, program_id)
+
+
+async def set_policy(
+    conn: asyncpg.Connection, merchant_id: int, program_id: int, policy: dict
+) -> asyncpg.Record:
+    return await conn.fetchrow(SET_POLICY, merchant_id, program_id, policy)
+
+
+async def replay(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    program_id: int,
+    created_from: datetime,
+    created_before: datetime,
+) -> AsyncIterator[asyncpg.Record]:
+    """Past decided referrals, streamed (the caller holds a transaction)."""
+    async for row in conn.cursor(
+        REPLAY, merchant_id, program_id, created_from, created_before, prefetch=5000
+    ):
+        yield row
+
+
+# --- reviews --------------------------------------------------------------------------
+
+LOCK_REFERRAL = """
+SELECT id, merchant_id, program_id, advocate_id, friend_key, friend_customer_id,
+       friend_email_normalised, status, rejection_reason, first_order_pk, source
+FROM referrals WHERE merchant_id = $1 AND id = $2
+FOR UPDATE
+"""
+
+SET_REVIEWED = """
+UPDATE referrals SET status = $3, rejection_reason = $4,
+       converted_at = CASE WHEN $3 = 'converted' THEN coalesce(converted_at, now())
+                           ELSE converted_at END
+WHERE merchant_id = $1 AND id = $2
+"""
+
+INSERT_REVIEW = """
+INSERT INTO referral_reviews (merchant_id, referral_id, action, actor, note, from_status,
+                              to_status, reward_ids)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+"""
+
+LAST_REJECTION = """
+SELECT reward_ids FROM referral_reviews
+WHERE merchant_id = $1 AND referral_id = $2 AND action = 'reject'
+ORDER BY id DESC LIMIT 1
+"""
+
+REVIEWS = """
+SELECT action, actor, note, from_status, to_status, created_at FROM referral_reviews
+WHERE merchant_id = $1 AND referral_id = $2 ORDER BY id
+"""
+
+
+async def lock_referral(
+    conn: asyncpg.Connection, merchant_id: int, referral_id: int
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(LOCK_REFERRAL, merchant_id, referral_id)
+
+
+async def set_reviewed(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    referral_id: int,
+    status: str,
+    rejection_reason: str | None,
+) -> None:
+    await conn.execute(SET_REVIEWED, merchant_id, referral_id, status, rejection_reason)
+
+
+async def insert_review(conn: asyncpg.Connection, *values: Any) -> None:
+    await conn.execute(INSERT_REVIEW, *values)
+
+
+async def last_rejection(conn: asyncpg.Connection, merchant_id: int, referral_id: int) -> set[int]:
+    ids = await conn.fetchval(LAST_REJECTION, merchant_id, referral_id)
+    return set(ids or ())
+
+
+async def reviews(
+    conn: asyncpg.Connection, merchant_id: int, referral_id: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(REVIEWS, merchant_id, referral_id)
