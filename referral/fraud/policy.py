@@ -65,18 +65,57 @@ def _check_all(values: list[str], pattern: re.Pattern[str], what: str) -> None:
 
 
 class Rule(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A rule's switch, what it does when it fires, and its weight in the score. Each rule
+    below sets its own defaults, so `{"same_ip": {"weight": 5}}` keeps same_ip's action."""
+
     enabled: bool = True
     action: Action = "review"
     weight: Weight = 50
 
 
+class SameCustomer(Rule, kw_only=True):
+    action: Action = "block"
+    weight: Weight = 100
+
+
+class SameEmail(Rule, kw_only=True):
+    action: Action = "block"
+    weight: Weight = 100
+
+
 class SimilarEmail(Rule, kw_only=True):
+    weight: Weight = 40
     max_distance: Annotated[int, Meta(ge=1, le=3)] = 1
     # Short addresses are one edit apart by chance (al@x.io, ali@x.io): compare only longer.
     min_local_length: Annotated[int, Meta(ge=1, le=64)] = 5
 
 
+class SameIpAndUserAgent(Rule, kw_only=True):
+    pass
+
+
+class SameIp(Rule, kw_only=True):
+    """A weak signal: households and offices share one address."""
+
+    action: Action = "flag"
+    weight: Weight = 15
+
+
+class SameDevice(Rule, kw_only=True):
+    weight: Weight = 60
+
+
+class SamePayment(Rule, kw_only=True):
+    action: Action = "block"
+    weight: Weight = 100
+
+
+class SameAddress(Rule, kw_only=True):
+    pass
+
+
 class DisposableEmail(Rule, kw_only=True):
+    weight: Weight = 40
     extra_domains: Patterns = []
     allowed_domains: Patterns = []
 
@@ -87,18 +126,28 @@ class DisposableEmail(Rule, kw_only=True):
 
 
 class AdvocateVelocity(Rule, kw_only=True):
+    weight: Weight = 40
     max_per_hour: Annotated[int, Meta(ge=1, le=100_000)] = 5
     max_per_day: Annotated[int, Meta(ge=1, le=100_000)] = 20
 
 
 class IpVelocity(Rule, kw_only=True):
+    action: Action = "flag"
+    weight: Weight = 30
     max_per_day: Annotated[int, Meta(ge=1, le=100_000)] = 3
+
+
+class ExistingCustomer(Rule, kw_only=True):
+    action: Action = "flag"
+    weight: Weight = 20
 
 
 class Blocklist(Rule, kw_only=True):
     """Entries may start with `*.` (a domain and its subdomains) or, for emails and
     customer ids, hold `*` anywhere as a wildcard."""
 
+    action: Action = "block"
+    weight: Weight = 100
     emails: Patterns = []
     email_domains: Patterns = []
     ips: Patterns = []
@@ -109,7 +158,7 @@ class Blocklist(Rule, kw_only=True):
         self.emails = _lowered(self.emails)
         self.email_domains = _lowered(self.email_domains)
         self.referring_domains = _lowered(self.referring_domains)
-        _check_all(self.emails, re.compile(r"^[^@\s]+@[^@\s]+$"), "email pattern")
+        _check_all(self.emails, _EMAIL_PATTERN, "email pattern")
         _check_all(self.email_domains + self.referring_domains, _DOMAIN_PATTERN, "domain")
         _check_all(self.customer_ids, _CUSTOMER_PATTERN, "customer id pattern")
         for entry in self.ips:
@@ -127,18 +176,26 @@ class DealSiteReferrer(Rule, kw_only=True):
         _check_all(self.domains, _DOMAIN_PATTERN, "domain")
 
 
+class ReciprocalReferral(Rule, kw_only=True):
+    pass
+
+
 class OrderTooSoon(Rule, kw_only=True):
+    action: Action = "flag"
+    weight: Weight = 30
     min_seconds: Annotated[int, Meta(ge=1, le=86_400)] = 20
 
 
 class RejectedReferrals(Rule, kw_only=True):
+    action: Action = "block"
+    weight: Weight = 100
     max_rejected: Annotated[int, Meta(ge=1, le=10_000)] = 3
     window_days: Annotated[int, Meta(ge=1, le=3650)] = 90
     suspend_codes: bool = True
 
 
-def _rule(action: Action, weight: int) -> Any:
-    return msgspec.field(default_factory=lambda: Rule(action=action, weight=weight))
+def _default(rule: type[Rule]) -> Any:
+    return msgspec.field(default_factory=rule)
 
 
 class FraudPolicy(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -148,40 +205,23 @@ class FraudPolicy(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     review_score: Score = 60
     block_score: Score = 150
-    same_customer: Rule = _rule("block", 100)
-    same_email: Rule = _rule("block", 100)
-    similar_email: SimilarEmail = msgspec.field(
-        default_factory=lambda: SimilarEmail(action="review", weight=40)
-    )
-    same_ip_and_user_agent: Rule = _rule("review", 50)
-    # IP alone is a weak signal: households and offices share one address.
-    same_ip: Rule = _rule("flag", 15)
-    same_device: Rule = _rule("review", 60)
-    same_payment: Rule = _rule("block", 100)
-    same_address: Rule = _rule("review", 50)
-    disposable_email: DisposableEmail = msgspec.field(
-        default_factory=lambda: DisposableEmail(action="review", weight=40)
-    )
-    advocate_velocity: AdvocateVelocity = msgspec.field(
-        default_factory=lambda: AdvocateVelocity(action="review", weight=40)
-    )
-    ip_velocity: IpVelocity = msgspec.field(
-        default_factory=lambda: IpVelocity(action="flag", weight=30)
-    )
-    existing_customer: Rule = _rule("flag", 20)
-    blocklist: Blocklist = msgspec.field(
-        default_factory=lambda: Blocklist(action="block", weight=100)
-    )
-    deal_site_referrer: DealSiteReferrer = msgspec.field(
-        default_factory=lambda: DealSiteReferrer(action="review", weight=50)
-    )
-    reciprocal_referral: Rule = _rule("review", 50)
-    order_too_soon: OrderTooSoon = msgspec.field(
-        default_factory=lambda: OrderTooSoon(action="flag", weight=30)
-    )
-    rejected_referrals: RejectedReferrals = msgspec.field(
-        default_factory=lambda: RejectedReferrals(action="block", weight=100)
-    )
+    same_customer: SameCustomer = _default(SameCustomer)
+    same_email: SameEmail = _default(SameEmail)
+    similar_email: SimilarEmail = _default(SimilarEmail)
+    same_ip_and_user_agent: SameIpAndUserAgent = _default(SameIpAndUserAgent)
+    same_ip: SameIp = _default(SameIp)
+    same_device: SameDevice = _default(SameDevice)
+    same_payment: SamePayment = _default(SamePayment)
+    same_address: SameAddress = _default(SameAddress)
+    disposable_email: DisposableEmail = _default(DisposableEmail)
+    advocate_velocity: AdvocateVelocity = _default(AdvocateVelocity)
+    ip_velocity: IpVelocity = _default(IpVelocity)
+    existing_customer: ExistingCustomer = _default(ExistingCustomer)
+    blocklist: Blocklist = _default(Blocklist)
+    deal_site_referrer: DealSiteReferrer = _default(DealSiteReferrer)
+    reciprocal_referral: ReciprocalReferral = _default(ReciprocalReferral)
+    order_too_soon: OrderTooSoon = _default(OrderTooSoon)
+    rejected_referrals: RejectedReferrals = _default(RejectedReferrals)
 
     def __post_init__(self) -> None:
         if self.review_score > self.block_score:

@@ -33,7 +33,7 @@ from referral.fraud.schemas import PolicyDocument
 from referral.lib.errors import NotFound
 from referral.lib.ids import PublicIds
 
-__all__ = ["Context", "Decision", "Reason", "decide", "remember", "test_mode_rules"]
+__all__ = ["Context", "Decision", "Reason", "decide", "remember", "magic_rules"]
 
 log = structlog.get_logger("referral.fraud")
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -66,7 +66,7 @@ class Context:
     clicked_at: datetime | None
 
 
-def test_mode_rules(email: str | None, ip: IpAddress | None) -> list[str]:
+def magic_rules(email: str | None, ip: IpAddress | None) -> list[str]:
     """The rules a test-mode magic input forces."""
     forced = []
     if email and email.endswith("@" + MAGIC_EMAIL_DOMAIN):
@@ -133,7 +133,7 @@ async def decide(
         else None,
         advocate_rejected=row["advocate_rejected"],
         ip_blocklisted=_blocklisted(context.ip, compiled.ip_networks),
-        forced=[] if context.livemode else test_mode_rules(who.friend_email, context.ip),
+        forced=[] if context.livemode else magic_rules(who.friend_email, context.ip),
     )
     decision = evaluate(features, who, compiled, version=policy_version)
     if policy.rejected_referrals.suspend_codes and any(
