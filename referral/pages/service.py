@@ -45,9 +45,14 @@ async def share_url(
 ) -> ShareUrl:
     await get_advocate(conn, runtime, caller, advocate_id)  # this merchant's, or NotFound
     expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(days=expires_in_days)
-    token = signer(runtime.settings).sign(advocate_id, int(expires_at.timestamp()))
+    return share_url_until(runtime.settings, advocate_id, expires_at)
+
+
+def share_url_until(settings: Settings, advocate_id: str, expires_at: datetime) -> ShareUrl:
+    """The signed URL of an advocate's share page, valid until `expires_at`."""
+    token = signer(settings).sign(advocate_id, int(expires_at.timestamp()))
     return ShareUrl(
-        url=f"{runtime.settings.public_base_url}/share/{token}",
+        url=f"{settings.public_base_url}/share/{token}",
         advocate_id=advocate_id,
         expires_at=expires_at,
     )
