@@ -53,6 +53,14 @@ async def _publish(client, tenant, story):
     return response.json()
 
 
+async def _published_story(client, tenant, **story_body):
+    """An advocate of an auto-publishing program and her published story."""
+    program = await create_program(client, tenant, stories_auto_publish=True)
+    advocate = await _advocate(client, tenant, program)
+    reward_id = await approved_advocate_reward(client, tenant, advocate["code"])
+    return advocate, await _story(client, tenant, advocate, reward_id, **story_body)
+
+
 def _slug(story) -> str:
     return story["url"].rsplit("/", 1)[1]
 
@@ -181,14 +189,7 @@ class TestCreateAndModerate:
 
 class TestStoryPage:
     async def test_open_graph_tags_and_the_call_to_action(self, client, tenant):
-        program = await create_program(client, tenant, stories_auto_publish=True)
-        advocate = await _advocate(client, tenant, program)
-        story = await _story(
-            client,
-            tenant,
-            advocate,
-            await approved_advocate_reward(client, tenant, advocate["code"]),
-        )
+        advocate, story = await _published_story(client, tenant)
         page = (await client.get(f"/s/{_slug(story)}", headers=BROWSER)).text
         assert _meta(page, "property", "og:title") == story["text"]
         assert _meta(page, "property", "og:url") == story["url"]
@@ -241,14 +242,7 @@ class TestStoryPage:
 
 class TestTracking:
     async def test_views_shares_clicks_signups_orders_and_revenue(self, client, tenant, db):
-        program = await create_program(client, tenant, stories_auto_publish=True)
-        advocate = await _advocate(client, tenant, program)
-        story = await _story(
-            client,
-            tenant,
-            advocate,
-            await approved_advocate_reward(client, tenant, advocate["code"]),
-        )
+        advocate, story = await _published_story(client, tenant)
         slug = _slug(story)
         for headers in (BROWSER, BROWSER, PREVIEW_BOT):
             assert (await client.get(f"/s/{slug}", headers=headers)).status_code == 200
