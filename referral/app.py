@@ -27,12 +27,15 @@ from referral.lib.deps import DEPENDENCIES
 from referral.lib.errors import EXCEPTION_HANDLERS
 from referral.lib.logging import configure_logging, request_id_middleware
 from referral.links.api import links_router
+from referral.pages.api import share_page_router
 from referral.payouts.api import PayoutController
 from referral.programs.api import ProgramController
 from referral.rewards import service as rewards
 from referral.rewards.api import RewardController
 from referral.runtime import Runtime
 from referral.settings import Settings
+from referral.stories.api import StoryController, social_proof
+from referral.stories.pages import story_pages_router
 
 log = structlog.get_logger("referral.app")
 VERSION = "0.1.0"
@@ -128,6 +131,10 @@ def create_app(settings: Settings) -> Litestar:
         RewardController,
         PayoutController,
         list_events,
+        StoryController,
+        social_proof,
+        story_pages_router,
+        share_page_router,
     ]
     if settings.demo_pages:
         handlers.append(demo_router)
@@ -172,6 +179,9 @@ def openapi_config() -> OpenAPIConfig:
             OpenAPITag(name="rewards", description="Rewards and their ledger history"),
             OpenAPITag(name="payouts", description="Payout batches and finance exports"),
             OpenAPITag(name="events", description="The outbox of state changes"),
+            OpenAPITag(
+                name="stories", description="Advocates' reward stories and public social proof"
+            ),
             OpenAPITag(name="operations", description="Health and readiness"),
         ],
         components=Components(

@@ -24,6 +24,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     hashids_salt: str
     click_token_key: str
     ip_hash_key: str
+    # Signs the advocates' share-page links; empty: a key derived from click_token_key.
+    share_token_key: str = ""
     env: str = "dev"  # dev | production
     log_format: str = "auto"  # auto (JSON unless a terminal) | json | console
     log_level: str = "info"
@@ -65,6 +67,9 @@ def from_env(
         if len(value) < 16:
             raise SettingsError(f"{var} must be at least 16 characters")
         secrets[field] = value
+    share_token_key = env.get("REFERRAL_SHARE_TOKEN_KEY", "")
+    if share_token_key and len(share_token_key) < 16:
+        raise SettingsError("REFERRAL_SHARE_TOKEN_KEY must be at least 16 characters")
     try:
         return Settings(
             database_url=database_url,
@@ -80,6 +85,7 @@ def from_env(
             db_pool_max=int(env.get("DB_POOL_MAX", "10")),
             demo_pages=env.get("REFERRAL_DEMO_PAGES", "") == "1",
             release_interval_seconds=float(env.get("RELEASE_INTERVAL_SECONDS", "30")),
+            share_token_key=share_token_key,
             **secrets,
         )
     except ValueError as exc:

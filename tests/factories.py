@@ -92,3 +92,36 @@ async def on_app_loop(client, send, *, peer: tuple[str, int] = ("203.0.113.10", 
             return await send(http)
 
     return await asyncio.to_thread(client.blocking_portal.call, run)
+
+
+async def referred_order(
+    client, tenant: Tenant, code: str, n: int = 1, **overrides: Any
+) -> dict[str, Any]:
+    """A friend's first order with the advocate's code (or `ref_token` in `overrides`)."""
+    from datetime import UTC, datetime
+
+    body: dict[str, Any] = {
+        "order_id": f"ord-{n}",
+        "customer_id": f"friend-{n}",
+        "email": f"friend{n}@example.com",
+        "codes": [code],
+        "subtotal": 5000,
+        "total": 5000,
+        "currency": "EUR",
+        "occurred_at": datetime.now(UTC).isoformat(),
+    }
+    body.update(overrides)
+    response = await client.post("/v1/orders", json=body, headers=tenant.auth)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def approved_advocate_reward(client, tenant: Tenant, code: str, n: int = 1) -> str:
+    """The public id of an approved advocate reward from a friend's order with `code`."""
+    order = await referred_order(client, tenant, code, n)
+    (reward,) = [r for r in order["rewards"] if r["side"] == "advocate"]
+    response = await client.post(
+        f"/v1/rewards/{reward['id']}/approve", json={"actor": "test"}, headers=tenant.auth
+    )
+    assert response.status_code == 200, response.text
+    return reward["id"]

@@ -53,6 +53,7 @@ class Side:
     rewards: dict[str, str] = field(default_factory=dict)
     batch: dict[str, Any] = field(default_factory=dict)
     line_id: str = ""
+    story: dict[str, Any] = field(default_factory=dict)
     event_ids: list[str] = field(default_factory=list)
 
     def order_id(self, n: int) -> str:
@@ -68,6 +69,7 @@ class Side:
             "rewards": set(self.rewards.values()),
             "payout-batches": {self.batch["id"]},
             "events": set(self.event_ids),
+            "stories": {self.story["id"]},
         }
 
     @property
@@ -84,6 +86,8 @@ class Side:
             self.advocate["name"],
             self.advocate["code"],
             self.line_id,
+            self.story["text"],
+            self.story["url"],
             *coupons,
             *(self.order_id(n) for n in (1, 2)),
             *(f"friend-{self.tag}-{n}" for n in (1, 2)),
@@ -152,6 +156,15 @@ async def _make_side(client, tenant: Tenant, tag: str) -> Side:
     (line,) = await ok("GET", f"/v1/payout-batches/{side.batch['id']}/lines")
     side.line_id = line["id"]
     await ok("POST", f"/v1/rewards/{side.rewards['adv2']}/approve", action)
+    side.story = await ok(
+        "POST",
+        "/v1/stories",
+        {
+            "advocate_id": side.advocate["id"],
+            "reward_id": side.rewards["adv1"],
+            "text": f"Story of {tag}",
+        },
+    )
     await ok("POST", f"/v1/rewards/{side.rewards['fr2']}/reverse", action)
     side.event_ids = [e["id"] for e in (await ok("GET", "/v1/events?limit=100"))["data"]]
     assert side.event_ids
@@ -292,6 +305,21 @@ CASES: dict[str, Case] = {
         "not_found",
         201,
     ),
+    "POST /v1/advocates/{advocate_id}/share-url": Case(
+        True,
+        lambda w: ("POST", f"/v1/advocates/{w.a.advocate['id']}/share-url", {}),
+        "not_found",
+        201,
+    ),
+    "POST /v1/advocates/{advocate_id}/contact-preference": Case(
+        True,
+        lambda w: (
+            "POST",
+            f"/v1/advocates/{w.a.advocate['id']}/contact-preference",
+            {"contact_preference": "none"},
+        ),
+        "not_found",
+    ),
     "GET /v1/codes/{code}": Case(
         False, lambda w: ("GET", f"/v1/codes/{w.a.advocate['code']}", None), "not_found"
     ),
@@ -399,6 +427,30 @@ CASES: dict[str, Case] = {
         "not_found",
     ),
     "GET /v1/events": Case(True, lambda w: ("GET", "/v1/events?limit=100", None), "own_rows"),
+    # stories
+    "POST /v1/stories": Case(
+        True,
+        lambda w: (
+            "POST",
+            "/v1/stories",
+            {"advocate_id": w.a.advocate["id"], "reward_id": w.a.rewards["adv2"]},
+        ),
+        "not_found",
+        201,
+    ),
+    "GET /v1/stories": Case(True, lambda w: ("GET", "/v1/stories", None), "own_rows"),
+    "GET /v1/stories/{story_id}": Case(
+        True, lambda w: ("GET", f"/v1/stories/{w.a.story['id']}", None), "not_found"
+    ),
+    "PATCH /v1/stories/{story_id}": Case(
+        True,
+        lambda w: (
+            "PATCH",
+            f"/v1/stories/{w.a.story['id']}",
+            {"status": "published", "text": "Hijacked"},
+        ),
+        "not_found",
+    ),
     # payouts
     "POST /v1/payout-batches": Case(
         True, lambda w: ("POST", "/v1/payout-batches", {"currency": "EUR"}), "own_data", 201
@@ -460,9 +512,18 @@ _SNAPSHOT_URLS: list[Callable[[World], str]] = [
     lambda w: f"/v1/codes/{w.vanity}",
     lambda w: f"/v1/payout-batches/{w.a.batch['id']}",
     lambda w: f"/v1/payout-batches/{w.a.batch['id']}/lines",
+    lambda w: f"/v1/stories/{w.a.story['id']}",
     *(
         (lambda w, kind=kind: f"/v1/{kind}?limit=100")
-        for kind in ("programs", "advocates", "referrals", "rewards", "payout-batches", "events")
+        for kind in (
+            "programs",
+            "advocates",
+            "referrals",
+            "rewards",
+            "payout-batches",
+            "events",
+            "stories",
+        )
     ),
 ]
 
@@ -617,6 +678,9 @@ async def test_filters_naming_another_merchants_rows_return_nothing(client, worl
         ("/v1/rewards", {"starting_after": world.a.rewards["adv1"]}),
         ("/v1/payout-batches", {"starting_after": world.a.batch["id"]}),
         ("/v1/events", {"starting_after": world.a.event_ids[0]}),
+        ("/v1/stories", {"advocate_id": world.a.advocate["id"]}),
+        ("/v1/stories", {"program_id": world.a.program["id"]}),
+        ("/v1/stories", {"starting_after": world.a.story["id"]}),
     ):
         response = await client.get(path, params=params, headers=b)
         assert response.status_code in (200, 404), (path, params, response.text)

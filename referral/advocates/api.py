@@ -6,11 +6,20 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from referral.advocates import service
-from referral.advocates.schemas import Advocate, AdvocateUpsert, CodeInfo, VanityCodeCreate
+from referral.advocates.schemas import (
+    Advocate,
+    AdvocateUpsert,
+    CodeInfo,
+    ContactPreferenceUpdate,
+    ShareUrl,
+    ShareUrlCreate,
+    VanityCodeCreate,
+)
 from referral.lib import idempotency
 from referral.lib.deps import CallerDep, Conn, RuntimeDep
 from referral.lib.errors import API_ERRORS
 from referral.lib.pagination import CreatedBefore, CreatedFrom, Limit, Page, StartingAfter
+from referral.pages import service as share_page
 
 
 class AdvocateController(Controller):
@@ -95,6 +104,58 @@ class AdvocateController(Controller):
                 conn, runtime, caller, advocate_id, data.code
             )
             return (201 if created else 200), advocate
+
+        return await idempotency.run(conn, caller, request, effect)
+
+    @post(
+        "/{advocate_id:str}/share-url",
+        operation_id="createShareUrl",
+        responses=API_ERRORS,
+        summary="A signed link to the advocate's share page",
+        description="For the shop to hand to its customer: their link, QR code, share "
+        "buttons, referrals, rewards and stories, and their contact preference. The URL is "
+        "the key to that one advocate's page; it expires after `expires_in_days` (1-365, "
+        "default 30).",
+    )
+    async def share_url(
+        self,
+        request: Request,
+        advocate_id: FromPath[str],
+        data: JSONBody[ShareUrlCreate],
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+    ) -> Response[ShareUrl]:
+        async def effect():
+            url = await share_page.share_url(
+                conn, runtime, caller, advocate_id, data.expires_in_days
+            )
+            return 201, url
+
+        return await idempotency.run(conn, caller, request, effect)
+
+    @post(
+        "/{advocate_id:str}/contact-preference",
+        operation_id="setContactPreference",
+        responses=API_ERRORS,
+        summary="Set how the advocate wants to hear about rewards",
+        description="email, sms or none; readable on the advocate and sent with every "
+        "advocate-side `reward.*` event as `contact_preference`.",
+    )
+    async def set_contact_preference(
+        self,
+        request: Request,
+        advocate_id: FromPath[str],
+        data: JSONBody[ContactPreferenceUpdate],
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+    ) -> Response[Advocate]:
+        async def effect():
+            advocate = await service.set_contact_preference(
+                conn, runtime, caller, advocate_id, data.contact_preference
+            )
+            return 200, advocate
 
         return await idempotency.run(conn, caller, request, effect)
 

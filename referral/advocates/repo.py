@@ -25,7 +25,7 @@ RETURNING lookup_key
 
 CODE_OWNER = "SELECT merchant_id, advocate_id FROM codes WHERE lookup_key = $1"
 
-COLUMNS = """t.id, t.program_id, t.customer_id, t.email, t.name, t.created_at,
+COLUMNS = """t.id, t.program_id, t.customer_id, t.email, t.name, t.created_at, t.contact_preference,
   (SELECT coalesce(array_agg(c.code ORDER BY c.created_at, c.code), '{}') FROM codes c
     WHERE c.merchant_id = t.merchant_id AND c.advocate_id = t.id AND c.kind = 'vanity'
       AND c.status = 'active') AS vanity_codes,
@@ -49,6 +49,21 @@ SELECT c.code, c.program_id, c.status = 'active' AND p.status = 'active' AS acti
 FROM codes c JOIN programs p ON p.id = c.program_id
 WHERE c.lookup_key = $1 AND c.merchant_id = $2
 """
+
+
+SET_CONTACT_PREFERENCE = """
+UPDATE advocates SET contact_preference = $3 WHERE merchant_id = $1 AND id = $2 RETURNING id
+"""
+
+
+async def set_contact_preference(
+    conn: asyncpg.Connection, merchant_id: int, advocate_id: int, preference: str
+) -> bool:
+    """False when the merchant has no such advocate."""
+    return (
+        await conn.fetchval(SET_CONTACT_PREFERENCE, merchant_id, advocate_id, preference)
+        is not None
+    )
 
 
 async def program_status(conn: asyncpg.Connection, merchant_id: int, program_id: int) -> str | None:

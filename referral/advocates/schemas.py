@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -27,6 +27,29 @@ class VanityCodeCreate(msgspec.Struct, forbid_unknown_fields=True):
     code: Annotated[str, Meta(min_length=1, max_length=40, examples=["ANNA10"])]
 
 
+ContactPreference = Annotated[
+    Literal["email", "sms", "none"],
+    Meta(description="How the advocate wants to hear about rewards; sent with reward events"),
+]
+
+
+class ContactPreferenceUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    contact_preference: ContactPreference
+
+
+class ShareUrlCreate(msgspec.Struct, forbid_unknown_fields=True):
+    expires_in_days: Annotated[int, Meta(ge=1, le=365)] = 30
+
+
+class ShareUrl(msgspec.Struct):
+    """A signed link to the advocate's own share page; anyone holding it sees that page."""
+
+    url: str
+    advocate_id: str
+    expires_at: datetime
+    object: str = "share_url"
+
+
 class QrLinks(msgspec.Struct):
     png: str
     svg: str
@@ -44,6 +67,7 @@ class Advocate(msgspec.Struct):
     share_links: dict[str, str]
     qr: QrLinks
     clicks: int
+    contact_preference: str
     created_at: datetime
     livemode: bool
     object: str = "advocate"

@@ -42,6 +42,7 @@ def _to_advocate(runtime: Runtime, caller: Caller, row: asyncpg.Record) -> Advoc
         share_links=share,
         qr=qr,
         clicks=row["clicks"],
+        contact_preference=row["contact_preference"],
         created_at=row["created_at"],
         livemode=caller.mode == "live",
     )
@@ -83,6 +84,15 @@ async def get(
     if row is None:
         raise NotFound(f"no advocate with id {advocate_id}", code="advocate_not_found")
     return _to_advocate(runtime, caller, row)
+
+
+async def set_contact_preference(
+    conn: asyncpg.Connection, runtime: Runtime, caller: Caller, advocate_id: str, preference: str
+) -> Advocate:
+    internal_id = runtime.ids.decode("advocate", advocate_id)
+    if not await repo.set_contact_preference(conn, caller.merchant_id, internal_id, preference):
+        raise NotFound(f"no advocate with id {advocate_id}", code="advocate_not_found")
+    return await get(conn, runtime, caller, advocate_id)
 
 
 async def add_vanity_code(

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import asyncpg
 
 from referral.advocates import service as advocates
 from referral.advocates.schemas import AdvocateUpsert
+from referral.attribution import service as checkout
+from referral.attribution.schemas import OrderRequest
 from referral.merchants import service as merchants
 from referral.merchants.service import Caller
+from referral.pages import service as share_page
 from referral.programs import service as programs
 from referral.programs.schemas import ProgramCreate, RewardRule, RewardSettings
+from referral.rewards import service as rewards
 from referral.runtime import Runtime
+from referral.stories import service as stories
+from referral.stories.schemas import StoryCreate, StoryUpdate
 
 DEMO_CUSTOMER = "demo-advocate"
+DEMO_STORY_ORDER = "demo-story-order"
+# A fixed expiry keeps the printed share-page URL the same on every start (dev data only).
+DEMO_SHARE_EXPIRY = datetime(2099, 12, 31, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,8 @@ class Demo:
     code: str
     link: str
     qr_png: str
+    share_page: str
+    story: str | None
 
 
 async def seed_demo(pool: asyncpg.Pool, runtime: Runtime, keys: dict[str, str]) -> Demo:
@@ -73,7 +85,11 @@ async def seed_demo(pool: asyncpg.Pool, runtime: Runtime, keys: dict[str, str]) 
                 program_id=public_program_id, customer_id=DEMO_CUSTOMER, name="Anna (demo)"
             ),
         )
+        story_url = await _published_story(conn, runtime, caller, advocate)
+        share = share_page.share_url_until(runtime.settings, advocate.id, DEMO_SHARE_EXPIRY)
     return Demo(
+        share_page=share.url,
+        story=story_url,
         secret_key=keys["secret_key"],
         publishable_key=keys["publishable_key"],
         program_id=public_program_id,
@@ -82,6 +98,50 @@ async def seed_demo(pool: asyncpg.Pool, runtime: Runtime, keys: dict[str, str]) 
         link=advocate.link,
         qr_png=advocate.qr.png,
     )
+
+
+async def _published_story(conn: asyncpg.Connection, runtime: Runtime, caller: Caller, advocate):
+    """The demo advocate's story, told once: a demo friend's order with her code, its
+    reward approved, and a published story about it. Later starts find the story."""
+    existing = await conn.fetchrow(
+        "SELECT slug FROM stories WHERE merchant_id = $1 AND advocate_id = $2 LIMIT 1",
+        caller.merchant_id,
+        runtime.ids.decode("advocate", advocate.id),
+    )
+    if existing is not None:
+        return stories.story_url(runtime.settings.public_base_url, existing["slug"])
+    order, _ = await checkout.record_order(
+        conn,
+        runtime,
+        caller,
+        OrderRequest(
+            order_id=DEMO_STORY_ORDER,
+            customer_id="demo-friend",
+            email="demo.friend@example.com",
+            codes=[advocate.code],
+            subtotal=5000,
+            total=5000,
+            currency="EUR",
+            occurred_at=datetime.now(UTC),
+        ),
+    )
+    earned = [r for r in order.rewards if r.side == "advocate"]
+    if not earned:
+        return None
+    reward_id = runtime.ids.decode("reward", earned[0].id)
+    if earned[0].status in ("pending", "in_review"):
+        await rewards.approve(
+            conn, runtime.ids, caller.merchant_id, reward_id, reason="demo", actor="demo"
+        )
+    row, _ = await stories.create(
+        conn,
+        runtime,
+        caller,
+        StoryCreate(advocate_id=advocate.id, reward_id=earned[0].id, show_first_name=True),
+    )
+    story_id = runtime.ids.encode("story", row["id"])
+    story = await stories.update(conn, runtime, caller, story_id, StoryUpdate(status="published"))
+    return story.url
 
 
 def banner(demo: Demo, base_url: str) -> str:
@@ -94,6 +154,8 @@ def banner(demo: Demo, base_url: str) -> str:
   demo advocate     {demo.advocate_id}  (code {demo.code})
   referral link     {demo.link}
   QR code           {demo.qr_png}
+  share page        {demo.share_page}
+  story             {demo.story or "(none: the demo order earned no reward)"}
   API docs          {base_url}/openapi
 
   try:

@@ -10,13 +10,14 @@ from referral.lib.pagination import CURSOR_CLAUSE
 
 COLUMNS = """id, name, status, landing_url, fallback_url, attribution_window_days, hold_days,
 rewards, fraud_policy, fraud_policy_version, qr_foreground, qr_background, created_at,
-updated_at"""
+updated_at, brand_colour, locale, stories_auto_publish"""
 
 INSERT = f"""
 INSERT INTO programs (merchant_id, name, status, landing_url, fallback_url,
                       attribution_window_days, hold_days, rewards, fraud_policy,
-                      qr_foreground, qr_background)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                      qr_foreground, qr_background,
+                      brand_colour, locale, stories_auto_publish)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 RETURNING {COLUMNS}
 """
 
@@ -27,7 +28,8 @@ UPDATE = f"""
 UPDATE programs SET name = $3, status = $4, landing_url = $5, fallback_url = $6,
        attribution_window_days = $7, hold_days = $8, rewards = $9, fraud_policy = $10,
        fraud_policy_version = fraud_policy_version + (fraud_policy IS DISTINCT FROM $10)::int,
-       qr_foreground = $11, qr_background = $12, updated_at = now()
+       qr_foreground = $11, qr_background = $12,
+       brand_colour = $13, locale = $14, stories_auto_publish = $15, updated_at = now()
 WHERE merchant_id = $1 AND id = $2
 RETURNING {COLUMNS}
 """
@@ -51,6 +53,9 @@ WRITABLE = (
     "fraud_policy",
     "qr_foreground",
     "qr_background",
+    "brand_colour",
+    "locale",
+    "stories_auto_publish",
 )
 
 

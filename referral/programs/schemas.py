@@ -19,6 +19,9 @@ CurrencyAmounts = Annotated[
     Meta(description="Amount in minor units per ISO 4217 currency", examples=[{"EUR": 1000}]),
 ]
 ProgramStatus = Literal["draft", "active", "paused", "archived"]
+Locale = Annotated[
+    Literal["en", "sv"], Meta(description="Language of the customer pages (share and story pages)")
+]
 WindowDays = Annotated[int, Meta(ge=1, le=365)]
 HoldDays = Annotated[int, Meta(ge=0, le=365)]
 
@@ -79,6 +82,9 @@ class ProgramCreate(msgspec.Struct, forbid_unknown_fields=True):
     fraud_policy: FraudPolicy = msgspec.field(default_factory=FraudPolicy)
     qr_foreground: HexColour = "#000000"
     qr_background: HexColour = "#ffffff"
+    brand_colour: HexColour = "#1a7f37"
+    locale: Locale = "en"
+    stories_auto_publish: bool = False
 
 
 class ProgramUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -92,6 +98,9 @@ class ProgramUpdate(msgspec.Struct, forbid_unknown_fields=True):
     fraud_policy: FraudPolicy | UnsetType = UNSET
     qr_foreground: HexColour | UnsetType = UNSET
     qr_background: HexColour | UnsetType = UNSET
+    brand_colour: HexColour | UnsetType = UNSET
+    locale: Locale | UnsetType = UNSET
+    stories_auto_publish: bool | UnsetType = UNSET
 
 
 class Program(msgspec.Struct):
@@ -107,6 +116,9 @@ class Program(msgspec.Struct):
     fraud_policy_version: int
     qr_foreground: str
     qr_background: str
+    brand_colour: str
+    locale: str
+    stories_auto_publish: bool
     created_at: datetime
     updated_at: datetime
     livemode: bool

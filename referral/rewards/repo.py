@@ -119,9 +119,34 @@ entries AS (
 INSERT INTO events (merchant_id, type, data)
 SELECT $1, $10, jsonb_build_object('reward_id', c.public_id, 'referral_id', c.referral_public_id,
                                    'side', c.side, 'kind', c.kind, 'status', $4,
-                                   'amount', c.amount, 'currency', c.currency, 'reason', $5)
+                                   'amount', c.amount, 'currency', c.currency, 'reason', $5,
+                                   'contact_preference', (SELECT a.contact_preference
+                                       FROM advocates a WHERE c.side = 'advocate'
+                                       AND a.merchant_id = $1 AND a.id = c.advocate_id))
 FROM changed c
 """
+
+# A reward event in the outbox, with the advocate's contact preference (email, sms, none)
+# for an advocate-side reward, so whoever tells the advocate knows how; NULL for a friend's.
+EMIT_EVENT = """
+INSERT INTO events (merchant_id, type, data)
+SELECT $1, $2, $3::jsonb || jsonb_build_object('contact_preference',
+    (SELECT a.contact_preference FROM advocates a
+     WHERE $5::text = 'advocate' AND a.merchant_id = $1 AND a.id = $4))
+"""
+
+
+async def emit_event(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    type_: str,
+    data: dict[str, Any],
+    *,
+    advocate_id: int,
+    side: str,
+) -> None:
+    await conn.execute(EMIT_EVENT, merchant_id, type_, data, advocate_id, side)
+
 
 HISTORY = """
 SELECT from_status, to_status, amount, delta, reason, actor, note, created_at

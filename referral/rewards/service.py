@@ -18,7 +18,6 @@ import msgspec
 import structlog
 
 from referral.codes.codec import CODE_ALPHABET, COUPON_PREFIX
-from referral.events.repo import emit
 from referral.lib.errors import Conflict, NotFound
 from referral.lib.ids import PublicIds
 from referral.programs.schemas import RewardRule, RewardSettings
@@ -121,7 +120,14 @@ async def create(
             conn, new_coupon_code(), merchant_id, row["id"], amount.value, amount.currency, expires
         ):
             pass  # a 10-character random code collided: draw again
-    await emit(conn, merchant_id, "reward.created", _event_data(ids, row))
+    await repo.emit_event(
+        conn,
+        merchant_id,
+        "reward.created",
+        _event_data(ids, row),
+        advocate_id=advocate_id,
+        side=side,
+    )
     return row
 
 
@@ -198,7 +204,10 @@ async def transition(
     elif row["kind"] == "coupon" and old_status == "reversed":
         await repo.unvoid_coupon(conn, merchant_id, reward_id)
     event = _EVENT_FOR[to] if to != old_status else "reward.adjusted"
-    await emit(conn, merchant_id, event, {**_event_data(ids, updated), "reason": reason})
+    data = {**_event_data(ids, updated), "reason": reason}
+    await repo.emit_event(
+        conn, merchant_id, event, data, advocate_id=row["advocate_id"], side=row["side"]
+    )
     return updated
 
 
@@ -359,7 +368,7 @@ async def _move_reversed(
             )
     await repo.set_state(conn, merchant_id, reward_id, "reversed", 0, "paid" if paying else to)
     public = await repo.public_ids(conn, merchant_id, reward_id)
-    await emit(
+    await repo.emit_event(
         conn,
         merchant_id,
         "reward.paid" if paying else "reward.adjusted",
@@ -373,6 +382,8 @@ async def _move_reversed(
             "currency": row["currency"],
             "reason": reason,
         },
+        advocate_id=row["advocate_id"],
+        side=row["side"],
     )
 
 

@@ -1,0 +1,57 @@
+"""SQL for the advocate's share page. The advocate comes from a verified share token, so
+the lookup is by advocate id and returns its merchant; everything after is scoped by it."""
+
+from __future__ import annotations
+
+import asyncpg
+
+ADVOCATE = """
+SELECT a.id, a.merchant_id, a.program_id, a.name, a.contact_preference,
+       p.rewards AS program_rewards, p.brand_colour, p.locale, p.stories_auto_publish,
+       m.name AS shop
+FROM advocates a
+JOIN programs p ON p.merchant_id = a.merchant_id AND p.id = a.program_id
+JOIN merchants m ON m.id = a.merchant_id
+WHERE a.id = $1
+"""
+
+# The advocate's own friends: status and date only; the page masks who they are.
+REFERRALS = """
+SELECT friend_email_normalised, status, created_at FROM referrals
+WHERE merchant_id = $1 AND advocate_id = $2
+ORDER BY created_at DESC, id DESC
+LIMIT 50
+"""
+
+# The advocate's own rewards (referral rewards and milestone bonuses) and their stories.
+REWARDS = """
+SELECT r.id, r.kind, r.amount, r.currency, r.status, r.hold_until, r.milestone,
+       r.created_at, s.id AS story_id
+FROM rewards r LEFT JOIN stories s ON s.reward_id = r.id
+WHERE r.merchant_id = $1 AND r.advocate_id = $2 AND r.side = 'advocate'
+ORDER BY r.created_at DESC, r.id DESC
+LIMIT 50
+"""
+
+STORIES = """
+SELECT id, slug, body, status, created_at FROM stories
+WHERE merchant_id = $1 AND advocate_id = $2
+ORDER BY created_at DESC, id DESC
+LIMIT 50
+"""
+
+
+async def advocate(conn: asyncpg.Connection, advocate_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(ADVOCATE, advocate_id)
+
+
+async def referrals(conn: asyncpg.Connection, merchant_id: int, advocate_id: int):
+    return await conn.fetch(REFERRALS, merchant_id, advocate_id)
+
+
+async def rewards(conn: asyncpg.Connection, merchant_id: int, advocate_id: int):
+    return await conn.fetch(REWARDS, merchant_id, advocate_id)
+
+
+async def stories(conn: asyncpg.Connection, merchant_id: int, advocate_id: int):
+    return await conn.fetch(STORIES, merchant_id, advocate_id)

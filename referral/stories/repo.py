@@ -1,0 +1,232 @@
+"""SQL for stories, their views and shares. Every statement is scoped by merchant_id except
+the public lookups by slug, which return the merchant with the row."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from referral.lib.pagination import CURSOR_CLAUSE
+
+COLUMNS = """t.id, t.merchant_id, t.program_id, t.advocate_id, t.reward_id, t.slug, t.body,
+t.display_name, t.status, t.created_at, t.published_at"""
+
+# The reward a story tells about, with what the story's default sentence needs.
+REWARD = """
+SELECT r.id, r.program_id, r.advocate_id, r.side, r.status, r.kind, r.amount, r.currency,
+       a.name AS advocate_name, p.locale, p.stories_auto_publish, m.name AS shop
+FROM rewards r
+JOIN advocates a ON a.merchant_id = r.merchant_id AND a.id = r.advocate_id
+JOIN programs p ON p.merchant_id = r.merchant_id AND p.id = r.program_id
+JOIN merchants m ON m.id = r.merchant_id
+WHERE r.merchant_id = $1 AND r.id = $2
+"""
+
+INSERT = f"""
+INSERT INTO stories AS t (merchant_id, program_id, advocate_id, reward_id, slug, body,
+                          display_name, status, published_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $8 = 'published' THEN now() END)
+ON CONFLICT DO NOTHING
+RETURNING {COLUMNS}
+"""
+
+GET = f"SELECT {COLUMNS} FROM stories t WHERE t.merchant_id = $1 AND t.id = $2"
+GET_FOR_UPDATE = GET + " FOR UPDATE"
+BY_REWARD = f"SELECT {COLUMNS} FROM stories t WHERE t.merchant_id = $1 AND t.reward_id = $2"
+
+UPDATE = f"""
+UPDATE stories t SET status = $3, body = $4, display_name = $5, updated_at = now(),
+    published_at = CASE WHEN $3 = 'published' THEN coalesce(t.published_at, now())
+                        ELSE t.published_at END
+WHERE t.merchant_id = $1 AND t.id = $2
+RETURNING {COLUMNS}
+"""
+
+LIST = f"""
+SELECT {COLUMNS} FROM stories t
+WHERE t.merchant_id = $1
+  AND ($2::bigint IS NULL OR t.program_id = $2)
+  AND ($7::bigint IS NULL OR t.advocate_id = $7)
+  AND ($8::text IS NULL OR t.status = $8)
+{CURSOR_CLAUSE.format(table="stories")}
+ORDER BY t.created_at, t.id
+LIMIT $6
+"""
+
+ADVOCATE_NAME = "SELECT name FROM advocates WHERE merchant_id = $1 AND id = $2"
+
+# A story page: the story with its program's look and offer. Public, so by slug alone.
+PAGE = f"""
+SELECT {COLUMNS}, a.name AS advocate_name, p.rewards AS program_rewards, p.brand_colour,
+       p.locale, p.status AS program_status, m.name AS shop
+FROM stories t
+JOIN advocates a ON a.merchant_id = t.merchant_id AND a.id = t.advocate_id
+JOIN programs p ON p.merchant_id = t.merchant_id AND p.id = t.program_id
+JOIN merchants m ON m.id = t.merchant_id
+WHERE t.slug = $1
+"""
+
+INSERT_VIEW = "INSERT INTO story_views (merchant_id, story_id) VALUES ($1, $2)"
+
+INSERT_SHARE = """
+INSERT INTO shares (merchant_id, program_id, advocate_id, story_id, channel)
+VALUES ($1, $2, $3, $4, $5)
+"""
+
+# $1 merchant, $2 story id, $3 story public id (what click tokens and attributions carry).
+STATS = """
+WITH referred AS (
+    SELECT id FROM referrals
+    WHERE merchant_id = $1 AND attribution ? 'story_id' AND attribution ->> 'story_id' = $3
+      AND status <> 'rejected'
+), referred_orders AS (
+    SELECT o.total - o.refunded AS revenue, o.currency FROM orders o
+    WHERE o.merchant_id = $1 AND o.referral_id IN (SELECT id FROM referred)
+      AND o.status <> 'cancelled'
+)
+SELECT
+    (SELECT count(*) FROM story_views WHERE merchant_id = $1 AND story_id = $2) AS views,
+    (SELECT coalesce(jsonb_object_agg(channel, n), '{}'::jsonb) FROM (
+        SELECT channel, count(*) AS n FROM shares
+        WHERE merchant_id = $1 AND story_id = $2 GROUP BY channel) s) AS shares,
+    (SELECT count(*) FROM clicks
+     WHERE merchant_id = $1 AND story_id = $2 AND NOT is_bot) AS clicks,
+    (SELECT count(*) FROM referred) AS signups,
+    (SELECT count(*) FROM referred_orders) AS orders,
+    (SELECT coalesce(jsonb_object_agg(currency, total), '{}'::jsonb) FROM (
+        SELECT currency, sum(revenue)::bigint AS total FROM referred_orders
+        GROUP BY currency) r) AS referred_revenue
+"""
+
+PUBLIC_PROGRAM = """
+SELECT p.id, p.merchant_id, p.locale, m.time_zone,
+       to_char(now() AT TIME ZONE m.time_zone, 'YYYY-MM') AS month,
+       date_trunc('month', now() AT TIME ZONE m.time_zone) AT TIME ZONE m.time_zone AS month_start
+FROM programs p JOIN merchants m ON m.id = p.merchant_id
+WHERE p.id = $1 AND p.status IN ('active', 'paused')
+"""
+
+FRIENDS_SINCE = """
+SELECT count(*) FROM referrals
+WHERE merchant_id = $1 AND program_id = $2 AND created_at >= $3 AND status <> 'rejected'
+"""
+
+LATEST_PUBLISHED = f"""
+SELECT {COLUMNS} FROM stories t
+WHERE t.merchant_id = $1 AND t.program_id = $2 AND t.status = 'published'
+ORDER BY t.published_at DESC, t.id DESC
+LIMIT $3
+"""
+
+
+async def reward(conn: asyncpg.Connection, merchant_id: int, reward_id: int):
+    return await conn.fetchrow(REWARD, merchant_id, reward_id)
+
+
+async def insert(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    program_id: int,
+    advocate_id: int,
+    reward_id: int,
+    slug: str,
+    body: str,
+    display_name: str | None,
+    status: str,
+) -> asyncpg.Record | None:
+    """The new story, or None when the reward already has one (or, rarely, the slug is
+    taken): ON CONFLICT DO NOTHING, so the transaction stays usable."""
+    return await conn.fetchrow(
+        INSERT, merchant_id, program_id, advocate_id, reward_id, slug, body, display_name, status
+    )
+
+
+async def get(
+    conn: asyncpg.Connection, merchant_id: int, story_id: int, *, for_update: bool = False
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(GET_FOR_UPDATE if for_update else GET, merchant_id, story_id)
+
+
+async def by_reward(conn: asyncpg.Connection, merchant_id: int, reward_id: int):
+    return await conn.fetchrow(BY_REWARD, merchant_id, reward_id)
+
+
+async def update(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    story_id: int,
+    *,
+    status: str,
+    body: str,
+    display_name: str | None,
+) -> asyncpg.Record:
+    return await conn.fetchrow(UPDATE, merchant_id, story_id, status, body, display_name)
+
+
+async def advocate_name(conn: asyncpg.Connection, merchant_id: int, advocate_id: int):
+    return await conn.fetchval(ADVOCATE_NAME, merchant_id, advocate_id)
+
+
+async def list_page(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    *,
+    program_id: int | None,
+    advocate_id: int | None,
+    status: str | None,
+    after_id: int | None,
+    created_from: datetime | None,
+    created_before: datetime | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        LIST,
+        merchant_id,
+        program_id,
+        after_id,
+        created_from,
+        created_before,
+        limit + 1,
+        advocate_id,
+        status,
+    )
+
+
+async def page(conn: asyncpg.Connection, slug: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(PAGE, slug)
+
+
+async def record_view(conn: asyncpg.Connection, merchant_id: int, story_id: int) -> None:
+    await conn.execute(INSERT_VIEW, merchant_id, story_id)
+
+
+async def record_share(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    program_id: int,
+    advocate_id: int,
+    story_id: int | None,
+    channel: str,
+) -> None:
+    await conn.execute(INSERT_SHARE, merchant_id, program_id, advocate_id, story_id, channel)
+
+
+async def stats(conn: asyncpg.Connection, merchant_id: int, story_id: int, public_id: str):
+    return await conn.fetchrow(STATS, merchant_id, story_id, public_id)
+
+
+async def public_program(conn: asyncpg.Connection, program_id: int):
+    return await conn.fetchrow(PUBLIC_PROGRAM, program_id)
+
+
+async def friends_since(
+    conn: asyncpg.Connection, merchant_id: int, program_id: int, since: datetime
+) -> int:
+    return await conn.fetchval(FRIENDS_SINCE, merchant_id, program_id, since)
+
+
+async def latest_published(
+    conn: asyncpg.Connection, merchant_id: int, program_id: int, limit: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(LATEST_PUBLISHED, merchant_id, program_id, limit)

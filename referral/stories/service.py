@@ -1,0 +1,243 @@
+"""Stories: an advocate's public account of a reward, moderated by the merchant.
+
+A story needs an approved (or paid) advocate-side reward of that advocate: a referral
+reward or a milestone bonus. Its page lives at a random slug; its status is pending until
+the merchant publishes it, or published at once when the program auto-publishes.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+import asyncpg
+import msgspec
+
+from referral.events.repo import emit
+from referral.lib.errors import Conflict, InvalidInput, NotFound
+from referral.lib.pagination import split_page
+from referral.merchants.service import Caller
+from referral.pages import i18n
+from referral.runtime import Runtime
+from referral.stories import repo
+from referral.stories.schemas import (
+    MAX_TEXT,
+    PublicStory,
+    SocialProof,
+    Story,
+    StoryCreate,
+    StoryStats,
+    StoryUpdate,
+)
+
+STORY_REWARD_STATUSES = ("approved", "paid")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+_SPACES = re.compile(r"\s+")
+SOCIAL_PROOF_STORIES = 6
+
+
+def clean_text(raw: str) -> str:
+    """One paragraph of plain text: whitespace runs (newlines too) become one space;
+    other control characters are refused. Escaping is the templates' job."""
+    text = _SPACES.sub(" ", raw).strip()
+    if not text:
+        raise InvalidInput("the story text is empty", code="invalid_story_text")
+    if _CONTROL.search(text):
+        raise InvalidInput(
+            "the story text may not contain control characters", code="invalid_story_text"
+        )
+    if len(text) > MAX_TEXT:
+        raise InvalidInput(
+            f"the story text is longer than {MAX_TEXT} characters", code="invalid_story_text"
+        )
+    return text
+
+
+def new_slug() -> str:
+    """12 random URL-safe characters (72 bits): unrelated to the id, not guessable."""
+    return secrets.token_urlsafe(9)
+
+
+def story_url(base_url: str, slug: str) -> str:
+    return f"{base_url}/s/{slug}"
+
+
+def to_story(runtime: Runtime, caller: Caller, row: asyncpg.Record) -> Story:
+    url = story_url(runtime.settings.public_base_url, row["slug"])
+    return Story(
+        id=runtime.ids.encode("story", row["id"]),
+        program_id=runtime.ids.encode("program", row["program_id"]),
+        advocate_id=runtime.ids.encode("advocate", row["advocate_id"]),
+        reward_id=runtime.ids.encode("reward", row["reward_id"]),
+        status=row["status"],
+        text=row["body"],
+        display_name=row["display_name"],
+        url=url,
+        image_url=f"{url}/image.png",
+        created_at=row["created_at"],
+        published_at=row["published_at"],
+        livemode=caller.mode == "live",
+    )
+
+
+def _event(runtime: Runtime, row: asyncpg.Record) -> dict[str, object]:
+    return {
+        "story_id": runtime.ids.encode("story", row["id"]),
+        "advocate_id": runtime.ids.encode("advocate", row["advocate_id"]),
+        "reward_id": runtime.ids.encode("reward", row["reward_id"]),
+        "status": row["status"],
+    }
+
+
+async def create(
+    conn: asyncpg.Connection, runtime: Runtime, caller: Caller, data: StoryCreate
+) -> tuple[asyncpg.Record, bool]:
+    """(story row, created). A reward has at most one story: asking again returns it."""
+    advocate_id = runtime.ids.decode("advocate", data.advocate_id)
+    reward_id = runtime.ids.decode("reward", data.reward_id)
+    reward = await repo.reward(conn, caller.merchant_id, reward_id)
+    if reward is None or reward["advocate_id"] != advocate_id:
+        raise NotFound(
+            f"the advocate {data.advocate_id} has no reward {data.reward_id}",
+            code="reward_not_found",
+        )
+    existing = await repo.by_reward(conn, caller.merchant_id, reward_id)
+    if existing is not None:
+        return existing, False
+    if reward["side"] != "advocate" or reward["status"] not in STORY_REWARD_STATUSES:
+        raise Conflict(
+            f"a story needs an approved advocate reward; this one is {reward['status']}",
+            code="reward_not_eligible",
+        )
+    locale = i18n.locale_of(reward["locale"])
+    if data.text is None:
+        told = i18n.reward_text(reward["kind"], reward["amount"], reward["currency"], locale)
+        text = i18n.t(locale, "story_default", reward=told, shop=reward["shop"])
+    else:
+        text = clean_text(data.text)
+    name = i18n.first_name(reward["advocate_name"]) if data.show_first_name else None
+    status = "published" if reward["stories_auto_publish"] else "pending"
+    while True:
+        row = await repo.insert(
+            conn,
+            caller.merchant_id,
+            reward["program_id"],
+            advocate_id,
+            reward_id,
+            new_slug(),
+            text,
+            name,
+            status,
+        )
+        if row is not None:
+            break
+        existing = await repo.by_reward(conn, caller.merchant_id, reward_id)
+        if existing is not None:  # a concurrent request told this reward's story first
+            return existing, False
+        # else the random slug collided: draw again
+    await emit(conn, caller.merchant_id, f"story.{status}", _event(runtime, row))
+    return row, True
+
+
+async def _row(
+    conn: asyncpg.Connection,
+    runtime: Runtime,
+    caller: Caller,
+    story_id: str,
+    *,
+    for_update: bool = False,
+) -> asyncpg.Record:
+    row = await repo.get(
+        conn, caller.merchant_id, runtime.ids.decode("story", story_id), for_update=for_update
+    )
+    if row is None:
+        raise NotFound(f"no story with id {story_id}", code="story_not_found")
+    return row
+
+
+async def get(conn: asyncpg.Connection, runtime: Runtime, caller: Caller, story_id: str) -> Story:
+    """The story with its figures."""
+    row = await _row(conn, runtime, caller, story_id)
+    story = to_story(runtime, caller, row)
+    figures = await repo.stats(conn, caller.merchant_id, row["id"], story.id)
+    story.stats = msgspec.convert(dict(figures), StoryStats)
+    return story
+
+
+async def update(
+    conn: asyncpg.Connection, runtime: Runtime, caller: Caller, story_id: str, data: StoryUpdate
+) -> Story:
+    row = await _row(conn, runtime, caller, story_id, for_update=True)
+    status = row["status"] if data.status is msgspec.UNSET else data.status
+    body = row["body"] if data.text is msgspec.UNSET else clean_text(data.text)
+    display_name = row["display_name"]
+    if data.show_first_name is not msgspec.UNSET:
+        name = await repo.advocate_name(conn, caller.merchant_id, row["advocate_id"])
+        display_name = i18n.first_name(name) if data.show_first_name else None
+    updated = await repo.update(
+        conn, caller.merchant_id, row["id"], status=status, body=body, display_name=display_name
+    )
+    if status != row["status"]:
+        await emit(conn, caller.merchant_id, f"story.{status}", _event(runtime, updated))
+    return to_story(runtime, caller, updated)
+
+
+async def list_stories(
+    conn: asyncpg.Connection,
+    runtime: Runtime,
+    caller: Caller,
+    *,
+    program_id: str | None,
+    advocate_id: str | None,
+    status: str | None,
+    starting_after: str | None,
+    created_from,
+    created_before,
+    limit: int,
+) -> tuple[list[Story], bool]:
+    rows = await repo.list_page(
+        conn,
+        caller.merchant_id,
+        program_id=runtime.ids.decode("program", program_id) if program_id else None,
+        advocate_id=runtime.ids.decode("advocate", advocate_id) if advocate_id else None,
+        status=status,
+        after_id=runtime.ids.decode("story", starting_after) if starting_after else None,
+        created_from=created_from,
+        created_before=created_before,
+        limit=limit,
+    )
+    rows, more = split_page(rows, limit)
+    return [to_story(runtime, caller, r) for r in rows], more
+
+
+def to_public(base_url: str, row: asyncpg.Record) -> PublicStory:
+    url = story_url(base_url, row["slug"])
+    return PublicStory(
+        text=row["body"],
+        display_name=row["display_name"],
+        url=url,
+        image_url=f"{url}/image.png",
+        published_at=row["published_at"],
+    )
+
+
+async def social_proof(conn: asyncpg.Connection, runtime: Runtime, program_id: str) -> SocialProof:
+    """Public figures of a running program: friends who joined this month (in the
+    merchant's time zone) and the latest published stories. Counts only, no one's data."""
+    program = await repo.public_program(conn, runtime.ids.decode("program", program_id))
+    if program is None:
+        raise NotFound(f"no program with id {program_id}", code="program_not_found")
+    count = await repo.friends_since(
+        conn, program["merchant_id"], program["id"], program["month_start"]
+    )
+    stories = await repo.latest_published(
+        conn, program["merchant_id"], program["id"], SOCIAL_PROOF_STORIES
+    )
+    base = runtime.settings.public_base_url
+    return SocialProof(
+        program_id=program_id,
+        month=program["month"],
+        friends_joined_this_month=count,
+        headline=i18n.friends_joined(count, i18n.locale_of(program["locale"])),
+        stories=[to_public(base, r) for r in stories],
+    )
