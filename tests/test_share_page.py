@@ -179,3 +179,11 @@ class TestStoriesFromThePage:
         story_page = await client.get(link.removeprefix("http://testserver.local"))
         assert story_page.status_code == 200 and "— Anna, a Shop A customer" in story_page.text
         assert f'name="reward_id" value="{reward_id}"' not in page  # told once
+
+
+def test_share_tokens_never_reach_the_request_log():
+    from referral.lib.logging import loggable_path
+
+    assert loggable_path("/share/eyJhbGciOi.sig/to/whatsapp") == "/share/[token]/to/whatsapp"
+    assert loggable_path("/share/eyJhbGciOi.sig") == "/share/[token]"
+    assert loggable_path("/s/abc/share/x") == "/s/abc/share/x"  # a story's public path

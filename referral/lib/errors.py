@@ -19,6 +19,8 @@ from litestar.exceptions import (
 )
 from litestar.openapi.datastructures import ResponseSpec
 
+from referral.lib.logging import loggable_path
+
 PROBLEM_BASE = "https://referral.dev/problems/"
 log = structlog.get_logger("referral.errors")
 
@@ -163,12 +165,12 @@ def _unstorable_value(request: Request, exc: asyncpg.exceptions._base.DataError)
 
 
 def _too_deep(request: Request, exc: RecursionError) -> Response[dict[str, Any]]:
-    log.warning("request_too_deep", path=request.url.path)
+    log.warning("request_too_deep", path=loggable_path(request.url.path))
     return problem(400, "bad_request", "Bad request", "the JSON body is nested too deeply", request)
 
 
 def _internal_error(request: Request, exc: Exception) -> Response[dict[str, Any]]:
-    log.error("unhandled_error", exc_info=exc, path=request.url.path)
+    log.error("unhandled_error", exc_info=exc, path=loggable_path(request.url.path))
     return problem(
         500,
         "internal_error",

@@ -19,6 +19,12 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 _SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 # Paths too hot or too boring to log one line each.
 _QUIET_PREFIXES = ("/r/", "/healthz", "/readyz")
+# A share page's path holds its signed token, which opens that advocate's page: never logged.
+_SECRET_PATH = re.compile(r"^/share/[^/]+")
+
+
+def loggable_path(path: str) -> str:
+    return _SECRET_PATH.sub("/share/[token]", path, count=1)
 
 
 def configure_logging(log_format: str = "auto", level: str = "info") -> None:
@@ -81,7 +87,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
                 log.info(
                     "request",
                     method=scope["method"],
-                    path=path,
+                    path=loggable_path(path),
                     status=status,
                     ms=round((time.perf_counter() - started) * 1000, 2),
                 )
