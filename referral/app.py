@@ -21,7 +21,7 @@ from referral.advocates.api import AdvocateController, CodeController
 from referral.attribution.api import CheckoutController, ReferralController
 from referral.demo.api import demo_router
 from referral.events.api import list_events
-from referral.fraud.api import FraudPolicyController, ReviewController
+from referral.fraud.api import FraudPolicyController, ReviewController, SuspensionController
 from referral.lib.db import create_pool, migrate
 from referral.lib.deps import DEPENDENCIES
 from referral.lib.errors import EXCEPTION_HANDLERS
@@ -128,6 +128,7 @@ def create_app(settings: Settings) -> Litestar:
         ReferralController,
         ReviewController,
         FraudPolicyController,
+        SuspensionController,
         RewardController,
         PayoutController,
         list_events,

@@ -29,6 +29,11 @@ CREATE INDEX referrals_in_review ON referrals (merchant_id, created_at, id)
 -- Backtests replay one program's referrals over a time range.
 CREATE INDEX referrals_program_created ON referrals (merchant_id, program_id, created_at, id);
 
+-- An advocate whose rejected referrals reached the policy's limit has their codes suspended;
+-- a person may reactivate them, and only rejections after that count again.
+ALTER TABLE advocates ADD COLUMN suspended_at timestamptz;
+ALTER TABLE advocates ADD COLUMN reactivated_at timestamptz;
+
 -- Every PUT of a policy bumps the version; decisions name the version they were made under.
 ALTER TABLE programs ADD COLUMN fraud_policy_version integer NOT NULL DEFAULT 0;
 

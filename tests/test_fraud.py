@@ -273,6 +273,22 @@ async def test_too_many_rejections_suspend_the_advocates_codes(client, tenant, d
     # The suspended code earns nothing more: eligibility sees an inactive code.
     after = await order(client, tenant, "erik", s["code"])
     assert after["referral"]["rejection_reason"] == "code_inactive"
+    suspended = await get(client, tenant, f"/v1/advocates/{s['anna']['id']}")
+    assert suspended["suspended_at"] is not None
+
+    # A person lifts it: the code works again and old rejections no longer count.
+    lifted = await post(
+        client,
+        tenant,
+        f"/v1/advocates/{s['anna']['id']}/reactivate",
+        {"actor": "risk@shop.example", "note": "cards were the family's"},
+    )
+    assert lifted["suspended_at"] is None
+    assert await db.fetchval("SELECT status FROM codes WHERE code = $1", s["code"]) == "active"
+    fresh = await order(client, tenant, "fiona", s["code"])
+    assert fresh["referral"]["status"] == "converted"
+    events = await get(client, tenant, "/v1/events?type=advocate.codes_reactivated")
+    assert events["data"][0]["data"]["actor"] == "risk@shop.example"
 
 
 async def test_test_mode_magic_inputs_fire_rules_only_in_test_mode(client, tenant):

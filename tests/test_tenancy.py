@@ -381,6 +381,11 @@ CASES: dict[str, Case] = {
         lambda w: ("POST", f"/v1/referrals/{w.a.orders[1]['referral']['id']}/reject", _ACTION),
         "not_found",
     ),
+    "POST /v1/advocates/{advocate_id}/reactivate": Case(
+        True,
+        lambda w: ("POST", f"/v1/advocates/{w.a.advocate['id']}/reactivate", _ACTION),
+        "not_found",
+    ),
     # fraud policies
     "GET /v1/programs/{program_id}/fraud-policy": Case(
         True, lambda w: ("GET", f"/v1/programs/{w.a.program['id']}/fraud-policy", None), "not_found"

@@ -26,6 +26,7 @@ RETURNING lookup_key
 CODE_OWNER = "SELECT merchant_id, advocate_id FROM codes WHERE lookup_key = $1"
 
 COLUMNS = """t.id, t.program_id, t.customer_id, t.email, t.name, t.created_at, t.contact_preference,
+  t.suspended_at,
   (SELECT coalesce(array_agg(c.code ORDER BY c.created_at, c.code), '{}') FROM codes c
     WHERE c.merchant_id = t.merchant_id AND c.advocate_id = t.id AND c.kind = 'vanity'
       AND c.status = 'active') AS vanity_codes,

@@ -68,6 +68,9 @@ class Advocate(msgspec.Struct):
     qr: QrLinks
     clicks: int
     contact_preference: str
+    # Set while the fraud engine has suspended the advocate's codes (too many rejected
+    # referrals); `POST /v1/advocates/{id}/reactivate` lifts it.
+    suspended_at: datetime | None
     created_at: datetime
     livemode: bool
     object: str = "advocate"

@@ -43,6 +43,7 @@ def _to_advocate(runtime: Runtime, caller: Caller, row: asyncpg.Record) -> Advoc
         qr=qr,
         clicks=row["clicks"],
         contact_preference=row["contact_preference"],
+        suspended_at=row["suspended_at"],
         created_at=row["created_at"],
         livemode=caller.mode == "live",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Controller, Request, Response, get, post, put
 from litestar.params import FromPath, JSONBody
 
+from referral.advocates.schemas import Advocate
 from referral.attribution.schemas import Referral
 from referral.fraud import backtest, review, service
 from referral.fraud.policy import FraudPolicy
@@ -127,5 +128,35 @@ class ReviewController(Controller):
     ) -> Response[Referral]:
         async def effect():
             return 200, await review.reject(conn, runtime, caller, referral_id, data)
+
+        return await idempotency.run(conn, caller, request, effect)
+
+
+class SuspensionController(Controller):
+    path = "/v1/advocates"
+    tags = ["fraud"]
+    security = [{"secretKey": []}]
+
+    @post(
+        "/{advocate_id:str}/reactivate",
+        operation_id="reactivateAdvocate",
+        responses=API_ERRORS,
+        status_code=200,
+        summary="Lift the suspension of an advocate's codes",
+        description="The rule rejected_referrals suspends an advocate's codes; this enables "
+        "them again, and only rejections from now on count towards the limit. Audited in "
+        "the outbox (`advocate.codes_reactivated`) with actor and note.",
+    )
+    async def reactivate(
+        self,
+        request: Request,
+        advocate_id: FromPath[str],
+        data: JSONBody[ReviewAction],
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+    ) -> Response[Advocate]:
+        async def effect():
+            return 200, await review.reactivate_advocate(conn, runtime, caller, advocate_id, data)
 
         return await idempotency.run(conn, caller, request, effect)

@@ -45,7 +45,10 @@ SELECT
                  AND r.status <> 'rejected' AND a.customer_id = $8) AS reciprocal,
     (SELECT count(*) FROM referrals
      WHERE merchant_id = $1 AND advocate_id = $5 AND status = 'rejected'
-       AND created_at > now() - make_interval(days => $10)
+       AND created_at > greatest(
+           now() - make_interval(days => $10),
+           (SELECT coalesce(reactivated_at, '-infinity') FROM advocates
+            WHERE merchant_id = $1 AND id = $5))
        AND rejection_reason = ANY($11::text[])) AS advocate_rejected
 """
 
@@ -59,8 +62,24 @@ WHERE s.last_seen_at < EXCLUDED.last_seen_at - interval '1 hour'
 """
 
 SUSPEND_CODES = """
+WITH advocate AS (
+    UPDATE advocates SET suspended_at = now()
+    WHERE merchant_id = $1 AND id = $2 AND suspended_at IS NULL
+)
 UPDATE codes SET status = 'disabled'
 WHERE merchant_id = $1 AND advocate_id = $2 AND status = 'active'
+RETURNING code
+"""
+
+# Codes are only ever disabled by a suspension, so reactivating enables them all.
+REACTIVATE = """
+WITH advocate AS (
+    UPDATE advocates SET suspended_at = NULL, reactivated_at = now()
+    WHERE merchant_id = $1 AND id = $2 AND suspended_at IS NOT NULL
+    RETURNING id
+)
+UPDATE codes SET status = 'active'
+WHERE merchant_id = $1 AND advocate_id = (SELECT id FROM advocate) AND status = 'disabled'
 RETURNING code
 """
 
@@ -107,6 +126,10 @@ async def remember(
 
 async def suspend_codes(conn: asyncpg.Connection, merchant_id: int, advocate_id: int) -> list[str]:
     return [r["code"] for r in await conn.fetch(SUSPEND_CODES, merchant_id, advocate_id)]
+
+
+async def reactivate(conn: asyncpg.Connection, merchant_id: int, advocate_id: int) -> list[str]:
+    return [r["code"] for r in await conn.fetch(REACTIVATE, merchant_id, advocate_id)]
 
 
 async def policy(conn: asyncpg.Connection, merchant_id: int, program_id: int) -> asyncpg.Record:
