@@ -265,3 +265,13 @@ def test_a_partial_rule_setting_keeps_that_rules_own_defaults():
     )
     assert (policy.blocklist.action, policy.blocklist.weight) == ("block", 100)
     assert (policy.same_ip.action, policy.same_ip.weight) == ("flag", 5)
+
+
+def test_the_readme_numbers_the_rules_as_the_magic_ips_do():
+    """Test mode's 192.0.2.N fires rule N of the README's table: the two must agree."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = re.findall(r"^\| (\d+) \| `(\w+)` \|", readme, re.M)
+    assert [(int(n), name) for n, name in table] == list(enumerate(RULE_NAMES, start=1))
