@@ -116,6 +116,35 @@ async def test_household_shares_an_ip_but_not_a_browser(client, tenant):
     assert set(rules_of(await explain(client, tenant, same_browser))) == {"same_ip_and_user_agent"}
 
 
+async def test_an_advocate_who_never_ordered_is_known_from_asking_for_their_link(client, tenant):
+    program = await create_program(client, tenant)
+    eva = await post(
+        client,
+        tenant,
+        "/v1/advocates",
+        {
+            "program_id": program["id"],
+            "customer_id": "eva",
+            "ip": "198.51.100.20",
+            "user_agent": "Mozilla/5.0 (Eva's phone)",
+            "visitor_id": "v-eva",
+        },
+        201,
+    )
+    same_phone = await order(
+        client,
+        tenant,
+        "eva-2",
+        eva["code"],
+        ip="198.51.100.20",
+        user_agent="Mozilla/5.0 (Eva's phone)",
+    )
+    assert same_phone["referral"]["status"] == "in_review"
+    assert "same_ip_and_user_agent" in rules_of(await explain(client, tenant, same_phone))
+    same_cookie = await order(client, tenant, "eva-3", eva["code"], visitor_id="v-eva")
+    assert "same_device" in rules_of(await explain(client, tenant, same_cookie))
+
+
 async def test_same_shipping_address_however_it_is_typed(client, tenant):
     s = await setup(client, tenant)
     typed = {"line1": "STORGATAN 12 ", "city": "Malmo", "postal_code": "21142", "country": "se"}

@@ -21,6 +21,11 @@ class AdvocateUpsert(msgspec.Struct, forbid_unknown_fields=True):
     customer_id: CustomerId
     email: Email | None = None
     name: Annotated[str, Meta(max_length=200)] | None = None
+    # What the shop saw when the customer asked for their link, all optional: kept only as
+    # keyed hashes, so a "friend" on the advocate's own device or network is recognised.
+    ip: Annotated[str, Meta(max_length=45)] | None = None
+    user_agent: Annotated[str, Meta(max_length=1000)] | None = None
+    visitor_id: Annotated[str, Meta(max_length=64)] | None = None
 
 
 class VanityCodeCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -6,6 +6,7 @@ a shop can call this on every page view of its "refer a friend" page.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import asyncpg
@@ -13,6 +14,8 @@ import asyncpg
 from referral.advocates import repo
 from referral.advocates.schemas import Advocate, AdvocateUpsert, CodeInfo, QrLinks
 from referral.codes.codec import VanityCodeError, lookup_key
+from referral.fraud import service as fraud
+from referral.fraud.signals import parse_ip
 from referral.lib.errors import Conflict, InvalidInput, NotFound
 from referral.lib.pagination import split_page
 from referral.merchants.service import Caller
@@ -74,6 +77,15 @@ async def upsert(
     await repo.insert_code(
         conn, code, code, caller.merchant_id, program_id, advocate_id, "generated"
     )
+    ip_hash = runtime.ip_hasher.hashes(parse_ip(data.ip))[0]
+    seen = runtime.signals.signals(
+        ip_hash=ip_hash,
+        user_agent=data.user_agent,
+        visitor_ids=[data.visitor_id or ""],
+        payment_fingerprint=None,
+        address=None,
+    )
+    await fraud.remember(conn, caller.merchant_id, data.customer_id, seen, datetime.now(UTC))
     advocate = await repo.get(conn, caller.merchant_id, advocate_id)
     return _to_advocate(runtime, caller, advocate), row["created"]
 

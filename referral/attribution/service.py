@@ -40,7 +40,7 @@ from referral.events.repo import emit
 from referral.fraud import repo as fraud_repo
 from referral.fraud import service as fraud
 from referral.fraud.rules import Decision, Identity
-from referral.fraud.signals import normalise_address
+from referral.fraud.signals import normalise_address, parse_ip
 from referral.lib import money
 from referral.lib.emails import normalise_email
 from referral.lib.errors import Conflict, InvalidInput, NotFound
@@ -396,15 +396,6 @@ async def _settle(
     return settled, created, notes
 
 
-def _ip(raw: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    if not raw:
-        return None
-    try:
-        return ipaddress.ip_address(raw)
-    except ValueError:
-        return None
-
-
 async def _create_rewards(
     conn: asyncpg.Connection,
     runtime: Runtime,
@@ -703,7 +694,7 @@ async def record_signup(
     now = datetime.now(UTC)
     at = _check_time(data.occurred_at, now)
     customer_id, email, keys = _friend(data)
-    ip = _ip(data.ip)
+    ip = parse_ip(data.ip)
     signup_pk = await repo.insert_signup(
         conn, caller.merchant_id, data.customer_id, email, at, runtime.ip_hasher.hashes(ip)[0]
     )
@@ -769,7 +760,7 @@ async def record_order(
     _check_currency(data.currency)
     customer_id, email, keys = _friend(data)
     fingerprint = _fingerprint(data, email)
-    ip = _ip(data.ip)
+    ip = parse_ip(data.ip)
     order_pk = await repo.insert_order(
         conn,
         caller.merchant_id,

@@ -7,6 +7,7 @@ before hashing: two spellings of one address must hash alike.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 
@@ -28,6 +29,16 @@ _ABBREVIATIONS = {
     "floor": "fl",
     "number": "no",
 }
+
+
+def parse_ip(raw: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The shop's `ip` field; unparseable means unknown, never an error at checkout."""
+    if not raw:
+        return None
+    try:
+        return ipaddress.ip_address(raw.strip())
+    except ValueError:
+        return None
 
 
 def normalise_address(
