@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from litestar import Controller, Request, Response, get, post, put
 from litestar.params import FromPath, JSONBody
 
@@ -13,6 +16,15 @@ from referral.fraud.schemas import Backtest, BacktestRequest, PolicyDocument, Re
 from referral.lib import idempotency
 from referral.lib.deps import CallerDep, Conn, RuntimeDep
 from referral.lib.errors import API_ERRORS
+
+
+async def _once(conn, caller, request: Request, action: Callable[[], Awaitable[Any]]) -> Response:
+    """Run a review action under the request's Idempotency-Key (a replay answers the same)."""
+
+    async def effect():
+        return 200, await action()
+
+    return await idempotency.run(conn, caller, request, effect)
 
 
 class FraudPolicyController(Controller):
@@ -103,10 +115,9 @@ class ReviewController(Controller):
         caller: CallerDep,
         runtime: RuntimeDep,
     ) -> Response[Referral]:
-        async def effect():
-            return 200, await review.approve(conn, runtime, caller, referral_id, data)
-
-        return await idempotency.run(conn, caller, request, effect)
+        return await _once(
+            conn, caller, request, lambda: review.approve(conn, runtime, caller, referral_id, data)
+        )
 
     @post(
         "/{referral_id:str}/reject",
@@ -126,10 +137,9 @@ class ReviewController(Controller):
         caller: CallerDep,
         runtime: RuntimeDep,
     ) -> Response[Referral]:
-        async def effect():
-            return 200, await review.reject(conn, runtime, caller, referral_id, data)
-
-        return await idempotency.run(conn, caller, request, effect)
+        return await _once(
+            conn, caller, request, lambda: review.reject(conn, runtime, caller, referral_id, data)
+        )
 
 
 class SuspensionController(Controller):
@@ -156,7 +166,9 @@ class SuspensionController(Controller):
         caller: CallerDep,
         runtime: RuntimeDep,
     ) -> Response[Advocate]:
-        async def effect():
-            return 200, await review.reactivate_advocate(conn, runtime, caller, advocate_id, data)
-
-        return await idempotency.run(conn, caller, request, effect)
+        return await _once(
+            conn,
+            caller,
+            request,
+            lambda: review.reactivate_advocate(conn, runtime, caller, advocate_id, data),
+        )
