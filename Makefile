@@ -58,5 +58,8 @@ bench-checkout: $(VENV)/.dev
 bench-payouts: $(VENV)/.dev
 	$(BIN)/python bench/payouts.py
 
+bench-fraud: $(VENV)/.dev
+	$(BIN)/python bench/fraud.py
+
 clean:
 	rm -rf $(VENV)

@@ -7,6 +7,7 @@ them and the outcome is compared with the decision as made. The replay itself is
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter, defaultdict
 
@@ -22,6 +23,9 @@ from referral.lib.errors import InvalidInput
 from referral.lib.ids import PublicIds
 
 _decision = msgspec.json.Decoder(Decision)
+# Rows replayed between yields to the event loop: a long replay must not stall the orders
+# and redirects this worker serves meanwhile (a prefetched batch is otherwise one long run).
+YIELD_EVERY = 50
 # Rejections a fraud policy made (or a person): the only ones a policy change could undo.
 OVERRIDABLE = ("fraud_blocked", "review_rejected")
 
@@ -91,9 +95,13 @@ async def run(
     tally = Tally(Compiled(request.policy), request.samples)
     # The request's transaction: made read-only, so a replay can never write.
     await conn.execute("SET LOCAL transaction_read_only = on")
+    rows = 0
     async for row in repo.replay(
         conn, merchant_id, program_id, request.created_from, request.created_before
     ):
+        rows += 1
+        if rows % YIELD_EVERY == 0:
+            await asyncio.sleep(0)
         made = _decision.decode(row["decision"]) if row["decision"] else None
         who = Identity(
             friend_customer_id=row["friend_customer_id"],

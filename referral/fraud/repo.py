@@ -151,7 +151,7 @@ async def replay(
 ) -> AsyncIterator[asyncpg.Record]:
     """Past decided referrals, streamed (the caller holds a transaction)."""
     async for row in conn.cursor(
-        REPLAY, merchant_id, program_id, created_from, created_before, prefetch=5000
+        REPLAY, merchant_id, program_id, created_from, created_before, prefetch=1000
     ):
         yield row
 
