@@ -111,6 +111,7 @@ class TestSharePage:
         page = await client.get(await _share_url(client, tenant, anna))
         assert '<html lang="sv">' in page.text
         assert "Kopiera länken" in page.text and "Dina belöningar" in page.text
+        assert ">E-post</a>" in page.text and ">Email</a>" not in page.text
 
 
 class TestContactPreference:

@@ -21,7 +21,6 @@ _ENV = jinja2.Environment(
     lstrip_blocks=True,
     undefined=jinja2.StrictUndefined,
 )
-_ENV.globals["labels"] = LABELS
 
 PRIVATE_PAGE = {
     "cache-control": "no-store",
@@ -44,7 +43,19 @@ def _template(name: str) -> jinja2.Template:
 
 def render(name: str, locale: str, **context: object) -> str:
     locale = i18n.locale_of(locale)
-    return _template(name).render(locale=locale, t=functools.partial(i18n.t, locale), **context)
+    return _template(name).render(
+        locale=locale, t=functools.partial(i18n.t, locale), labels=_labels(locale), **context
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _labels(locale: str) -> dict[str, str]:
+    """Share buttons: network names as the networks write them, email and SMS in words."""
+    return {
+        **LABELS,
+        "email": i18n.t(locale, "channel_email"),
+        "sms": i18n.t(locale, "channel_sms"),
+    }
 
 
 def html(body: str, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
