@@ -435,6 +435,11 @@ async def test_reject_after_payment_reverses_through_the_ledger_and_approve_undo
         == 0
     )
     assert [r["action"] for r in again["reviews"]] == ["approve", "reject", "approve"]
+    events = await get(client, tenant, "/v1/events?limit=100")
+    reviewed = [e["type"] for e in events["data"] if e["type"].startswith("referral.review")]
+    assert reviewed == ["referral.review_approved", "referral.review_rejected"] + [
+        "referral.review_approved"
+    ]
     # Each reward's own history names who moved it.
     history = again["rewards"][0]["history"]
     assert {h["actor"] for h in history if h["reason"] == "referral_rejected"} == {

@@ -69,7 +69,7 @@ async def _finish(
     await emit(
         conn,
         caller.merchant_id,
-        f"referral.review_{action}d",
+        {"approve": "referral.review_approved", "reject": "referral.review_rejected"}[action],
         {
             "referral_id": public_id,
             "advocate_id": runtime.ids.encode("advocate", referral["advocate_id"]),
