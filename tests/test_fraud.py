@@ -447,6 +447,29 @@ async def test_reject_after_payment_reverses_through_the_ledger_and_approve_undo
     }
 
 
+async def test_rejecting_a_referral_takes_its_stories_off_the_public_pages(
+    client, tenant, pool, ids
+):
+    s = await setup(client, tenant, hold_days=0, stories_auto_publish=True)
+    result = await order(client, tenant, "bert", s["code"])
+    await release_due(pool, ids, now=datetime.now(UTC) + timedelta(days=1))
+    reward = next(r for r in result["rewards"] if r["side"] == "advocate")
+    story = await post(
+        client,
+        tenant,
+        "/v1/stories",
+        {"advocate_id": s["anna"]["id"], "reward_id": reward["id"]},
+        201,
+    )
+    assert story["status"] == "published"
+    assert (await client.get(story["url"])).status_code == 200
+    await post(
+        client, tenant, f"/v1/referrals/{result['referral']['id']}/reject", {"actor": "risk"}
+    )
+    assert (await get(client, tenant, f"/v1/stories/{story['id']}"))["status"] == "hidden"
+    assert (await client.get(story["url"])).status_code == 404
+
+
 async def test_a_blocked_referral_approved_by_a_person_gets_its_rewards(client, tenant):
     s = await setup(client, tenant)
     blocked = await order(

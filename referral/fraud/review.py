@@ -4,8 +4,9 @@ Approving releases rewards held `in_review` into their hold (they pay once the r
 window passes) and undoes an earlier rejection: the rewards that rejection reversed are
 reinstated, and a referral the engine blocked gets the rewards it would have earned.
 Rejecting reverses every live reward through the ledger (after payment, the amount becomes
-a receivable that later payouts net). Eligibility failures (self-referral, existing
-customer…) cannot be approved: the fraud engine and its reviewers only ever add.
+a receivable that later payouts net) and hides the stories told about them. Eligibility
+failures (self-referral, existing customer…) cannot be approved: the fraud engine and its
+reviewers only ever add.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from referral.merchants.service import Caller
 from referral.rewards import repo as rewards_repo
 from referral.rewards import service as rewards
 from referral.runtime import Runtime
+from referral.stories import repo as stories_repo
 
 log = structlog.get_logger("referral.fraud.review")
 
@@ -108,6 +110,7 @@ async def reject(
             note=data.note,
         )
         reversed_ids.append(reward["id"])
+    await stories_repo.hide_for_rewards(conn, caller.merchant_id, reversed_ids)
     return await _finish(
         conn, runtime, caller, referral, "reject", data, "rejected", "review_rejected", reversed_ids
     )

@@ -67,6 +67,12 @@ JOIN merchants m ON m.id = t.merchant_id
 WHERE t.slug = $1
 """
 
+# A referral rejected as fraud takes its stories off the public pages.
+HIDE_FOR_REWARDS = """
+UPDATE stories SET status = 'hidden', updated_at = now()
+WHERE merchant_id = $1 AND reward_id = ANY($2::bigint[]) AND status <> 'hidden'
+"""
+
 INSERT_VIEW = "INSERT INTO story_views (merchant_id, story_id) VALUES ($1, $2)"
 
 INSERT_SHARE = """
@@ -195,6 +201,10 @@ async def list_page(
 
 async def page(conn: asyncpg.Connection, slug: str) -> asyncpg.Record | None:
     return await conn.fetchrow(PAGE, slug)
+
+
+async def hide_for_rewards(conn: asyncpg.Connection, merchant_id: int, reward_ids: list[int]):
+    await conn.execute(HIDE_FOR_REWARDS, merchant_id, reward_ids)
 
 
 async def record_view(conn: asyncpg.Connection, merchant_id: int, story_id: int) -> None:
