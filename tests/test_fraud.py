@@ -576,6 +576,15 @@ async def test_policy_read_replace_and_refuse_whole(client, tenant):
     assert replaced["policy"]["same_ip"]["action"] == "block"
     assert replaced["policy"]["same_payment"]["action"] == "block"  # defaults for the rest
 
+    changes = await get(client, tenant, "/v1/events?type=program.fraud_policy_changed")
+    assert [
+        (e["data"]["version"], e["data"]["policy"]["same_ip"]["action"]) for e in changes["data"]
+    ] == [(1, "block")]
+    patched = await client.patch(
+        f"/v1/programs/{s['program']['id']}", json={"fraud_policy": {}}, headers=tenant.auth
+    )
+    assert patched.status_code == 400  # only through the versioned endpoint
+
     blocked = await order(client, tenant, "bert", s["code"], ip=ANNA_SEEN["ip"])
     referral = await explain(client, tenant, blocked)
     assert referral["decision"]["policy_version"] == 1

@@ -194,10 +194,18 @@ async def put_policy(
     program_id: str,
     policy: FraudPolicy,
 ) -> PolicyDocument:
-    """Replace the whole policy (validated before it gets here) and bump its version."""
-    row = await repo.set_policy(conn, merchant_id, ids.decode("program", program_id), dump(policy))
+    """Replace the whole policy (validated before it gets here) and bump its version. The
+    outbox keeps each version, so who relied on which policy when stays answerable."""
+    stored = dump(policy)
+    row = await repo.set_policy(conn, merchant_id, ids.decode("program", program_id), stored)
     if row is None:
         raise NotFound(f"no program with id {program_id}", code="program_not_found")
+    await emit(
+        conn,
+        merchant_id,
+        "program.fraud_policy_changed",
+        {"program_id": program_id, "version": row["version"], "policy": stored},
+    )
     log.info("fraud_policy_changed", program_id=program_id, version=row["version"])
     return _document(program_id, row)
 

@@ -27,7 +27,6 @@ GET_FOR_UPDATE = GET + " FOR UPDATE"
 UPDATE = f"""
 UPDATE programs SET name = $3, status = $4, landing_url = $5, fallback_url = $6,
        attribution_window_days = $7, hold_days = $8, rewards = $9, fraud_policy = $10,
-       fraud_policy_version = fraud_policy_version + (fraud_policy IS DISTINCT FROM $10)::int,
        qr_foreground = $11, qr_background = $12,
        brand_colour = $13, locale = $14, stories_auto_publish = $15, updated_at = now()
 WHERE merchant_id = $1 AND id = $2

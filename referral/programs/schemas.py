@@ -95,7 +95,6 @@ class ProgramUpdate(msgspec.Struct, forbid_unknown_fields=True):
     attribution_window_days: WindowDays | UnsetType = UNSET
     hold_days: HoldDays | UnsetType = UNSET
     rewards: RewardSettings | UnsetType = UNSET
-    fraud_policy: FraudPolicy | UnsetType = UNSET
     qr_foreground: HexColour | UnsetType = UNSET
     qr_background: HexColour | UnsetType = UNSET
     brand_colour: HexColour | UnsetType = UNSET

@@ -142,7 +142,8 @@ async def update(
     row = await _row(conn, ids, caller, program_id, for_update=True)
     values = {k: row[k] for k in repo.WRITABLE}
     for field in repo.WRITABLE:
-        value = getattr(data, field)
+        # The fraud policy changes only through its own versioned endpoint.
+        value = getattr(data, field, msgspec.UNSET)
         if value is not msgspec.UNSET:
             values[field] = value
     check_url("landing_url", values["landing_url"])
@@ -151,8 +152,6 @@ async def update(
     if isinstance(values["rewards"], RewardSettings):
         check_rewards(values["rewards"])
         values["rewards"] = msgspec.to_builtins(values["rewards"])
-    if isinstance(values["fraud_policy"], fraud_policy.FraudPolicy):
-        values["fraud_policy"] = fraud_policy.dump(values["fraud_policy"])
     row = await repo.update(conn, caller.merchant_id, row["id"], values)
     return to_program(ids, caller, row)
 
