@@ -135,7 +135,7 @@ def test_blocklists_with_wildcards():
     lists = {
         "emails": ["*@spam.example", "exact@example.org"],
         "email_domains": ["*.fraud.example"],
-        "customer_ids": ["bad-*"],
+        "customer_ids": ["bad-*", "CUS_Mallory"],
         "referring_domains": ["leaks.example"],
     }
     cases = [
@@ -144,6 +144,7 @@ def test_blocklists_with_wildcards():
         friend(friend_email="x@mail.fraud.example"),
         friend(friend_customer_id="bad-42"),
         friend(advocate_customer_id="bad-advocate"),
+        friend(friend_customer_id="cus_mallory"),
     ]
     for who in cases:
         assert "blocklist" in fired(who=who, blocklist=lists), who

@@ -74,10 +74,12 @@ class Hit(NamedTuple):
 
 
 class Matcher:
-    """Exact entries in a set, `*` wildcards as regexes; domains match their subdomains."""
+    """Exact entries in a set, `*` wildcards as regexes; domains match their subdomains.
+    Case never matters: entries and values are compared lower-cased."""
 
     def __init__(self, entries: list[str], *, domains: bool = False) -> None:
         self.domains = domains
+        entries = [e.lower() for e in entries]
         if domains:
             entries = [e.removeprefix("*.") for e in entries]
         self.exact = {e for e in entries if "*" not in e}
