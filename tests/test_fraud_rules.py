@@ -133,7 +133,7 @@ def test_existing_customer():
 
 def test_blocklists_with_wildcards():
     lists = {
-        "emails": ["*@spam.example", "exact@example.org"],
+        "emails": ["*@spam.example", "exact@example.org", "Mal.Lory+promo@gmail.com"],
         "email_domains": ["*.fraud.example"],
         "customer_ids": ["bad-*", "CUS_Mallory"],
         "referring_domains": ["leaks.example"],
@@ -145,6 +145,7 @@ def test_blocklists_with_wildcards():
         friend(friend_customer_id="bad-42"),
         friend(advocate_customer_id="bad-advocate"),
         friend(friend_customer_id="cus_mallory"),
+        friend(friend_email=normalise_email("mallory@googlemail.com")),
     ]
     for who in cases:
         assert "blocklist" in fired(who=who, blocklist=lists), who

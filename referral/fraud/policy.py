@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from referral.lib.emails import normalise_email
+
 Action = Literal["flag", "review", "block"]
 Weight = Annotated[int, Meta(ge=0, le=100, description="Added to the score when the rule fires")]
 Score = Annotated[int, Meta(ge=1, le=10_000)]
@@ -155,10 +157,13 @@ class Blocklist(Rule, kw_only=True):
     referring_domains: Patterns = []
 
     def __post_init__(self) -> None:
-        self.emails = _lowered(self.emails)
+        _check_all(_lowered(self.emails), _EMAIL_PATTERN, "email pattern")
+        # Friends' emails are compared normalised (Gmail dots, +tags): so are the entries.
+        self.emails = [
+            e if "*" in e else (normalise_email(e) or e) for e in _lowered(self.emails)
+        ]
         self.email_domains = _lowered(self.email_domains)
         self.referring_domains = _lowered(self.referring_domains)
-        _check_all(self.emails, _EMAIL_PATTERN, "email pattern")
         _check_all(self.email_domains + self.referring_domains, _DOMAIN_PATTERN, "domain")
         _check_all(self.customer_ids, _CUSTOMER_PATTERN, "customer id pattern")
         for entry in self.ips:
