@@ -236,7 +236,7 @@ class TestStoryPage:
         for path in ("/s/nope", "/s/abcdefghijkl", "/s/abcdefghijkl/image.png"):
             response = await client.get(path)
             assert response.status_code == 404
-            assert response.headers["content-type"].startswith("text/html")
+            assert response.headers["content-type"] == "text/html; charset=utf-8"
             assert "This story is not available" in response.text
 
 

@@ -55,7 +55,7 @@ curl -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" \\
 # 3. The rewards, approved once the hold has passed
 curl -H "Authorization: Bearer $KEY" "{base_h}/v1/rewards?status=approved"</pre>
 </body></html>"""
-    return Response(body, media_type="text/html; charset=utf-8")
+    return Response(body, media_type="text/html")
 
 
 demo_router = Router(path="/", route_handlers=[demo_landing])

@@ -159,9 +159,7 @@ class Blocklist(Rule, kw_only=True):
     def __post_init__(self) -> None:
         _check_all(_lowered(self.emails), _EMAIL_PATTERN, "email pattern")
         # Friends' emails are compared normalised (Gmail dots, +tags): so are the entries.
-        self.emails = [
-            e if "*" in e else (normalise_email(e) or e) for e in _lowered(self.emails)
-        ]
+        self.emails = [e if "*" in e else (normalise_email(e) or e) for e in _lowered(self.emails)]
         self.email_domains = _lowered(self.email_domains)
         self.referring_domains = _lowered(self.referring_domains)
         _check_all(self.email_domains + self.referring_domains, _DOMAIN_PATTERN, "domain")

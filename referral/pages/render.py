@@ -59,9 +59,7 @@ def _labels(locale: str) -> dict[str, str]:
 
 
 def html(body: str, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        body, status_code=status, media_type="text/html; charset=utf-8", headers=headers
-    )
+    return Response(body, status_code=status, media_type="text/html", headers=headers)
 
 
 def error_page(status: int, kind: str, locale: str = "en", colour: str = "#1a7f37") -> Response:
