@@ -663,3 +663,23 @@ async def test_self_referral_rules_explain_what_eligibility_refuses(client, tena
         result = await order(client, tenant, "anna-alt", s["code"], email="ax+1@googlemail.com")
     assert result["referral"]["rejection_reason"] == "self_referral"
     assert rule in rules_of(await explain(client, tenant, result))
+
+
+async def test_lists_show_each_referral_and_reward_exactly_as_reading_it_does(client, tenant):
+    """Lists load a page's rewards, histories, orders and reviews in batches: each item must
+    still be what reading it alone shows (and no item may borrow another's)."""
+    s, in_review = await _in_review(client, tenant)
+    await post(
+        client, tenant, f"/v1/referrals/{in_review['referral']['id']}/reject", {"actor": "risk"}
+    )
+    await order(client, tenant, "carl", s["code"])
+    await order(client, tenant, "anna", s["code"])  # self-referral: no rewards
+    await post(client, tenant, "/v1/signups", {"customer_id": "dora", "codes": [s["code"]]}, 201)
+    listed = (await get(client, tenant, "/v1/referrals?limit=100"))["data"]
+    assert len(listed) == 4
+    for item in listed:
+        assert item == await get(client, tenant, f"/v1/referrals/{item['id']}")
+    rewards = (await get(client, tenant, "/v1/rewards?limit=100"))["data"]
+    assert len(rewards) == 4
+    for item in rewards:
+        assert item == await get(client, tenant, f"/v1/rewards/{item['id']}")

@@ -132,7 +132,7 @@ WHERE p.merchant_id = $1 AND p.id = $2
 
 ADVOCATE = "SELECT id, customer_id, email FROM advocates WHERE merchant_id = $1 AND id = $2"
 
-ORDER_ID_OF = "SELECT order_id FROM orders WHERE merchant_id = $1 AND id = $2"
+ORDER_IDS_OF = "SELECT id, order_id FROM orders WHERE merchant_id = $1 AND id = ANY($2::bigint[])"
 
 ORDER_BY_PK = """
 SELECT id, subtotal, currency, occurred_at, is_import FROM orders
@@ -301,8 +301,13 @@ async def order_by_pk(
     return await conn.fetchrow(ORDER_BY_PK, merchant_id, order_pk)
 
 
-async def order_id_of(conn: asyncpg.Connection, merchant_id: int, order_pk: int) -> str | None:
-    return await conn.fetchval(ORDER_ID_OF, merchant_id, order_pk)
+async def order_ids_of(
+    conn: asyncpg.Connection, merchant_id: int, order_pks: list[int]
+) -> dict[int, str]:
+    """The shop's order ids of these orders, by internal id."""
+    if not order_pks:
+        return {}
+    return {r["id"]: r["order_id"] for r in await conn.fetch(ORDER_IDS_OF, merchant_id, order_pks)}
 
 
 async def lock_friend(conn: asyncpg.Connection, merchant_id: int, keys: list[str]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -991,33 +992,54 @@ async def cancel_order(
 # --- referrals ------------------------------------------------------------------------
 
 
-async def _to_referral(conn: asyncpg.Connection, runtime: Runtime, row: asyncpg.Record) -> Referral:
-    decision = row["decision"] or {}
-    rows = await rewards_repo.for_referral(conn, row["merchant_id"], row["id"])
-    first_order = (
-        await repo.order_id_of(conn, row["merchant_id"], row["first_order_pk"])
-        if row["first_order_pk"]
-        else None
+async def _to_referrals(
+    conn: asyncpg.Connection, runtime: Runtime, rows: list[asyncpg.Record]
+) -> list[Referral]:
+    """Referrals with their rewards, first orders and reviews in a fixed number of queries,
+    so the review queue costs the same per page whatever its length."""
+    if not rows:
+        return []
+    merchant_id = rows[0]["merchant_id"]
+    referral_ids = [r["id"] for r in rows]
+    reward_rows = await rewards_repo.for_referrals(conn, merchant_id, referral_ids)
+    rewards_of: dict[int, list] = defaultdict(list)
+    for reward_row, reward in zip(
+        reward_rows, await rewards.to_rewards(conn, runtime.ids, reward_rows), strict=True
+    ):
+        rewards_of[reward_row["referral_id"]].append(reward)
+    order_ids = await repo.order_ids_of(
+        conn, merchant_id, [r["first_order_pk"] for r in rows if r["first_order_pk"]]
     )
-    return Referral(
-        id=runtime.ids.encode("referral", row["id"]),
-        program_id=runtime.ids.encode("program", row["program_id"]),
-        advocate_id=runtime.ids.encode("advocate", row["advocate_id"]),
-        status=row["status"],
-        rejection_reason=row["rejection_reason"],
-        friend_customer_id=row["friend_customer_id"],
-        attribution=row["attribution"],
-        checks=msgspec.convert(decision.get("checks", []), list[rules.Check]),
-        decision=msgspec.convert(decision["fraud"], Decision) if "fraud" in decision else None,
-        signed_up_at=row["signed_up_at"],
-        converted_at=row["converted_at"],
-        first_order_id=first_order,
-        rewards=[await rewards.to_reward(conn, runtime.ids, r) for r in rows],
-        reviews=[
-            Review(**r) for r in await fraud_repo.reviews(conn, row["merchant_id"], row["id"])
-        ],
-        created_at=row["created_at"],
-    )
+    reviews_of: dict[int, list[Review]] = defaultdict(list)
+    for review in await fraud_repo.reviews(conn, merchant_id, referral_ids):
+        reviews_of[review["referral_id"]].append(
+            Review(**{k: v for k, v in review.items() if k != "referral_id"})
+        )
+    out = []
+    for row in rows:
+        decision = row["decision"] or {}
+        out.append(
+            Referral(
+                id=runtime.ids.encode("referral", row["id"]),
+                program_id=runtime.ids.encode("program", row["program_id"]),
+                advocate_id=runtime.ids.encode("advocate", row["advocate_id"]),
+                status=row["status"],
+                rejection_reason=row["rejection_reason"],
+                friend_customer_id=row["friend_customer_id"],
+                attribution=row["attribution"],
+                checks=msgspec.convert(decision.get("checks", []), list[rules.Check]),
+                decision=msgspec.convert(decision["fraud"], Decision)
+                if "fraud" in decision
+                else None,
+                signed_up_at=row["signed_up_at"],
+                converted_at=row["converted_at"],
+                first_order_id=order_ids.get(row["first_order_pk"]),
+                rewards=rewards_of[row["id"]],
+                reviews=reviews_of[row["id"]],
+                created_at=row["created_at"],
+            )
+        )
+    return out
 
 
 async def get_referral(
@@ -1026,7 +1048,7 @@ async def get_referral(
     row = await repo.referral(conn, caller.merchant_id, runtime.ids.decode("referral", referral_id))
     if row is None:
         raise NotFound(f"no referral with id {referral_id}", code="referral_not_found")
-    return await _to_referral(conn, runtime, row)
+    return (await _to_referrals(conn, runtime, [row]))[0]
 
 
 async def list_referrals(
@@ -1054,4 +1076,4 @@ async def list_referrals(
         limit=limit,
     )
     rows, more = split_page(rows, limit)
-    return [await _to_referral(conn, runtime, r) for r in rows], more
+    return await _to_referrals(conn, runtime, rows), more

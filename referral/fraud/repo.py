@@ -185,8 +185,8 @@ ORDER BY id DESC LIMIT 1
 """
 
 REVIEWS = """
-SELECT action, actor, note, from_status, to_status, created_at FROM referral_reviews
-WHERE merchant_id = $1 AND referral_id = $2 ORDER BY id
+SELECT referral_id, action, actor, note, from_status, to_status, created_at
+FROM referral_reviews WHERE merchant_id = $1 AND referral_id = ANY($2::bigint[]) ORDER BY id
 """
 
 
@@ -216,6 +216,6 @@ async def last_rejection(conn: asyncpg.Connection, merchant_id: int, referral_id
 
 
 async def reviews(
-    conn: asyncpg.Connection, merchant_id: int, referral_id: int
+    conn: asyncpg.Connection, merchant_id: int, referral_ids: list[int]
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(REVIEWS, merchant_id, referral_id)
+    return await conn.fetch(REVIEWS, merchant_id, referral_ids)

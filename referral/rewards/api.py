@@ -62,7 +62,7 @@ class RewardController(Controller):
             limit=limit,
         )
         rows, more = split_page(rows, limit)
-        return Page(data=[await service.to_reward(conn, ids, r) for r in rows], has_more=more)
+        return Page(data=await service.to_rewards(conn, ids, rows), has_more=more)
 
     async def _act(
         self,

@@ -148,9 +148,14 @@ async def emit_event(
     await conn.execute(EMIT_EVENT, merchant_id, type_, data, advocate_id, side)
 
 
-HISTORY = """
-SELECT from_status, to_status, amount, delta, reason, actor, note, created_at
-FROM reward_transitions WHERE merchant_id = $1 AND reward_id = $2 ORDER BY id
+HISTORIES = """
+SELECT reward_id, from_status, to_status, amount, delta, reason, actor, note, created_at
+FROM reward_transitions WHERE merchant_id = $1 AND reward_id = ANY($2::bigint[])
+ORDER BY reward_id, id
+"""
+
+COUPON_CODES = """
+SELECT reward_id, code FROM coupons WHERE merchant_id = $1 AND reward_id = ANY($2::bigint[])
 """
 
 ENTRIES = """
@@ -171,6 +176,11 @@ WHERE merchant_id = $1 AND order_pk = $2 AND milestone IS NULL ORDER BY id
 
 FOR_REFERRAL = f"""
 SELECT {COLUMNS} FROM rewards WHERE merchant_id = $1 AND referral_id = $2 ORDER BY id
+"""
+
+FOR_REFERRALS = f"""
+SELECT {COLUMNS} FROM rewards WHERE merchant_id = $1 AND referral_id = ANY($2::bigint[])
+ORDER BY id
 """
 
 DUE = """
@@ -403,10 +413,26 @@ async def insert_entries(
         )
 
 
-async def history(
-    conn: asyncpg.Connection, merchant_id: int, reward_id: int
+async def histories(
+    conn: asyncpg.Connection, merchant_id: int, reward_ids: list[int]
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(HISTORY, merchant_id, reward_id)
+    return await conn.fetch(HISTORIES, merchant_id, reward_ids)
+
+
+async def coupon_codes(
+    conn: asyncpg.Connection, merchant_id: int, reward_ids: list[int]
+) -> dict[int, str]:
+    if not reward_ids:
+        return {}
+    return {
+        r["reward_id"]: r["code"] for r in await conn.fetch(COUPON_CODES, merchant_id, reward_ids)
+    }
+
+
+async def for_referrals(
+    conn: asyncpg.Connection, merchant_id: int, referral_ids: list[int]
+) -> list[asyncpg.Record]:
+    return await conn.fetch(FOR_REFERRALS, merchant_id, referral_ids)
 
 
 async def entries(

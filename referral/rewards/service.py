@@ -9,6 +9,7 @@ and (later) payouts use it; nothing else writes a reward's status or amount.
 from __future__ import annotations
 
 import secrets
+from collections import defaultdict
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -507,32 +508,20 @@ async def expire_coupons(
 
 
 async def to_reward(conn: asyncpg.Connection, ids: PublicIds, row: asyncpg.Record) -> Reward:
-    history = await repo.history(conn, row["merchant_id"], row["id"])
-    coupon = (
-        await repo.coupon_for_reward(conn, row["merchant_id"], row["id"])
-        if row["kind"] == "coupon"
-        else None
-    )
-    return Reward(
-        id=ids.encode("reward", row["id"]),
-        referral_id=ids.encode("referral", row["referral_id"]) if row["referral_id"] else None,
-        advocate_id=ids.encode("advocate", row["advocate_id"]),
-        side=row["side"],
-        payee=row["payee_key"],
-        kind=row["kind"],
-        amount=row["amount"],
-        original_amount=row["original_amount"],
-        currency=row["currency"],
-        status=row["status"],
-        hold_until=row["hold_until"],
-        earned_at=row["earned_at"],
-        milestone=row["milestone"],
-        coupon_code=coupon["code"] if coupon else None,
-        created_at=row["created_at"],
-        approved_at=row["approved_at"],
-        paid_at=row["paid_at"],
-        reversed_at=row["reversed_at"],
-        history=[
+    return (await to_rewards(conn, ids, [row]))[0]
+
+
+async def to_rewards(
+    conn: asyncpg.Connection, ids: PublicIds, rows: list[asyncpg.Record]
+) -> list[Reward]:
+    """Rewards with their histories and coupon codes in two queries however many there are,
+    so a page of a list costs what one reward does."""
+    if not rows:
+        return []
+    merchant_id = rows[0]["merchant_id"]
+    histories: dict[int, list[Transition]] = defaultdict(list)
+    for h in await repo.histories(conn, merchant_id, [r["id"] for r in rows]):
+        histories[h["reward_id"]].append(
             Transition(
                 from_status=h["from_status"],
                 to_status=h["to_status"],
@@ -543,9 +532,34 @@ async def to_reward(conn: asyncpg.Connection, ids: PublicIds, row: asyncpg.Recor
                 note=h["note"],
                 at=h["created_at"],
             )
-            for h in history
-        ],
+        )
+    coupons = await repo.coupon_codes(
+        conn, merchant_id, [r["id"] for r in rows if r["kind"] == "coupon"]
     )
+    return [
+        Reward(
+            id=ids.encode("reward", row["id"]),
+            referral_id=ids.encode("referral", row["referral_id"]) if row["referral_id"] else None,
+            advocate_id=ids.encode("advocate", row["advocate_id"]),
+            side=row["side"],
+            payee=row["payee_key"],
+            kind=row["kind"],
+            amount=row["amount"],
+            original_amount=row["original_amount"],
+            currency=row["currency"],
+            status=row["status"],
+            hold_until=row["hold_until"],
+            earned_at=row["earned_at"],
+            milestone=row["milestone"],
+            coupon_code=coupons.get(row["id"]),
+            created_at=row["created_at"],
+            approved_at=row["approved_at"],
+            paid_at=row["paid_at"],
+            reversed_at=row["reversed_at"],
+            history=histories[row["id"]],
+        )
+        for row in rows
+    ]
 
 
 async def get(
