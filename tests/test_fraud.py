@@ -493,6 +493,22 @@ async def test_a_blocked_referral_approved_by_a_person_gets_its_rewards(client, 
     assert {r["status"] for r in rejected["rewards"]} == {"reversed"}
 
 
+async def test_a_referral_rejected_before_the_order_goes_back_to_waiting_for_it(client, tenant):
+    s = await setup(client, tenant)
+    signup = await post(
+        client, tenant, "/v1/signups", {"customer_id": "bert", "codes": [s["code"]]}, 201
+    )
+    referral_id = signup["referral"]["id"]
+    assert signup["referral"]["status"] == "pending"
+    rejected = await post(client, tenant, f"/v1/referrals/{referral_id}/reject", {"actor": "r"})
+    assert rejected["status"] == "rejected"
+    undone = await post(client, tenant, f"/v1/referrals/{referral_id}/approve", {"actor": "r"})
+    assert undone["status"] == "pending" and undone["rewards"] == []
+    first = await order(client, tenant, "bert")  # the friend's first order still counts
+    assert first["referral"]["id"] == referral_id
+    assert first["referral"]["status"] == "converted" and len(first["rewards"]) == 2
+
+
 async def test_eligibility_failures_cannot_be_approved(client, tenant):
     s = await setup(client, tenant)
     self_referral = await order(client, tenant, "anna", s["code"])

@@ -179,7 +179,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 """
 
 LAST_REJECTION = """
-SELECT reward_ids FROM referral_reviews
+SELECT reward_ids, from_status FROM referral_reviews
 WHERE merchant_id = $1 AND referral_id = $2 AND action = 'reject'
 ORDER BY id DESC LIMIT 1
 """
@@ -210,9 +210,11 @@ async def insert_review(conn: asyncpg.Connection, *values: Any) -> None:
     await conn.execute(INSERT_REVIEW, *values)
 
 
-async def last_rejection(conn: asyncpg.Connection, merchant_id: int, referral_id: int) -> set[int]:
-    ids = await conn.fetchval(LAST_REJECTION, merchant_id, referral_id)
-    return set(ids or ())
+async def last_rejection(
+    conn: asyncpg.Connection, merchant_id: int, referral_id: int
+) -> asyncpg.Record | None:
+    """The latest reject of a referral: the rewards it reversed and the status it ended."""
+    return await conn.fetchrow(LAST_REJECTION, merchant_id, referral_id)
 
 
 async def reviews(

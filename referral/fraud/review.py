@@ -142,7 +142,8 @@ async def approve(
     if status == "rejected":
         await _check_still_first(conn, caller, referral)
     moved: list[int] = []
-    reinstate = await repo.last_rejection(conn, caller.merchant_id, referral["id"])
+    rejection = await repo.last_rejection(conn, caller.merchant_id, referral["id"])
+    reinstate = set(rejection["reward_ids"]) if rejection else set()
     rows = await rewards_repo.for_referral(conn, caller.merchant_id, referral["id"])
     for reward in rows:
         if reward["status"] == "reversed" and reward["id"] in reinstate:
@@ -174,7 +175,8 @@ async def approve(
                 note=data.note,
             )
             moved.append(reward["id"])
-    new_status = "converted"
+    # A referral rejected before the friend ordered goes back to waiting for that order.
+    new_status = "pending" if rejection and rejection["from_status"] == "pending" else "converted"
     if status == "rejected" and referral["rejection_reason"] == "fraud_blocked" and not rows:
         new_status, created = await attribution.reward_overridden_block(
             conn, runtime, caller.merchant_id, referral
