@@ -22,7 +22,6 @@ from referral.fraud.policy import RULE_NAMES, FraudPolicy
 
 Action = Literal["flag", "review", "block"]
 Outcome = Literal["allow", "review", "block"]
-SIGNAL_KINDS = ("ip", "ip_ua", "visitor", "payment", "address")
 
 
 class Features(msgspec.Struct, kw_only=True):
@@ -31,7 +30,7 @@ class Features(msgspec.Struct, kw_only=True):
     of the time: raw addresses are never stored, so that part replays as it was."""
 
     event: Literal["signup", "order"] = "order"
-    matched: list[str] = []  # the advocate's signals the friend shares (SIGNAL_KINDS)
+    matched: list[str] = []  # kinds of the advocate's signals the friend shares (signals.py)
     new_customer: bool = True
     disposable_domain: bool = False  # by the maintained list at decision time
     advocate_referrals_hour: int = 0  # the advocate's referrals in the last hour, this one too

@@ -24,7 +24,6 @@ from referral.fraud.rules import (
     Decision,
     Features,
     Identity,
-    Reason,
     compile_policy,
     domain_of,
     evaluate,
@@ -32,8 +31,6 @@ from referral.fraud.rules import (
 from referral.fraud.schemas import PolicyDocument
 from referral.lib.errors import NotFound
 from referral.lib.ids import PublicIds
-
-__all__ = ["Context", "Decision", "Reason", "decide", "remember", "magic_rules"]
 
 log = structlog.get_logger("referral.fraud")
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
