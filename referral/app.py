@@ -17,19 +17,20 @@ from litestar.openapi.spec import Components, SecurityScheme, Server
 from litestar.openapi.spec import Tag as OpenAPITag
 
 from referral import settings as settings_module
-from referral.advocates.api import AdvocateController, CodeController
+from referral.advocates.api import AdvocateController, CodeController, SuspensionController
 from referral.attribution.api import CheckoutController, ReferralController
 from referral.demo.api import demo_router
 from referral.events.api import list_events
-from referral.fraud.api import FraudPolicyController, ReviewController, SuspensionController
+from referral.fraud.api import FraudPolicyController
+from referral.http.deps import DEPENDENCIES
 from referral.lib.db import create_pool, migrate
-from referral.lib.deps import DEPENDENCIES
 from referral.lib.errors import EXCEPTION_HANDLERS
 from referral.lib.logging import configure_logging, request_id_middleware
 from referral.links.api import links_router
 from referral.pages.api import share_page_router
 from referral.payouts.api import PayoutController
 from referral.programs.api import ProgramController
+from referral.referrals.api import ReviewController
 from referral.rewards import service as rewards
 from referral.rewards.api import RewardController
 from referral.runtime import Runtime

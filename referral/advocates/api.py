@@ -15,11 +15,12 @@ from referral.advocates.schemas import (
     ShareUrlCreate,
     VanityCodeCreate,
 )
-from referral.lib import idempotency
-from referral.lib.deps import CallerDep, Conn, RuntimeDep
+from referral.http import idempotency
+from referral.http.deps import CallerDep, Conn, OnceDep, RuntimeDep
 from referral.lib.errors import API_ERRORS
 from referral.lib.pagination import CreatedBefore, CreatedFrom, Limit, Page, StartingAfter
 from referral.pages import service as share_page
+from referral.referrals.schemas import ReviewAction
 
 
 class AdvocateController(Controller):
@@ -176,3 +177,34 @@ class CodeController(Controller):
         self, code: FromPath[str], conn: Conn, reader: CallerDep, runtime: RuntimeDep
     ) -> CodeInfo:
         return await service.code_info(conn, runtime, reader, code)
+
+
+class SuspensionController(Controller):
+    path = "/v1/advocates"
+    tags = ["fraud"]
+    security = [{"secretKey": []}]
+
+    @post(
+        "/{advocate_id:str}/reactivate",
+        operation_id="reactivateAdvocate",
+        responses=API_ERRORS,
+        status_code=200,
+        summary="Lift the suspension of an advocate's codes",
+        description="The rule rejected_referrals suspends an advocate's codes; this enables "
+        "them again, and only rejections from now on count towards the limit. Audited in "
+        "the outbox (`advocate.codes_reactivated`) with actor and note.",
+    )
+    async def reactivate(
+        self,
+        advocate_id: FromPath[str],
+        data: JSONBody[ReviewAction],
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+        once: OnceDep,
+    ) -> Response[Advocate]:
+        return await once(
+            lambda: service.reactivate(
+                conn, runtime, caller, advocate_id=advocate_id, actor=data.actor, note=data.note
+            )
+        )

@@ -57,6 +57,37 @@ UPDATE advocates SET contact_preference = $3 WHERE merchant_id = $1 AND id = $2 
 """
 
 
+SUSPEND_CODES = """
+WITH advocate AS (
+    UPDATE advocates SET suspended_at = now()
+    WHERE merchant_id = $1 AND id = $2 AND suspended_at IS NULL
+)
+UPDATE codes SET status = 'disabled'
+WHERE merchant_id = $1 AND advocate_id = $2 AND status = 'active'
+RETURNING code
+"""
+
+# Codes are only ever disabled by a suspension, so reactivating enables them all.
+REACTIVATE = """
+WITH advocate AS (
+    UPDATE advocates SET suspended_at = NULL, reactivated_at = now()
+    WHERE merchant_id = $1 AND id = $2 AND suspended_at IS NOT NULL
+    RETURNING id
+)
+UPDATE codes SET status = 'active'
+WHERE merchant_id = $1 AND advocate_id = (SELECT id FROM advocate) AND status = 'disabled'
+RETURNING code
+"""
+
+
+async def suspend_codes(conn: asyncpg.Connection, merchant_id: int, advocate_id: int) -> list[str]:
+    return [r["code"] for r in await conn.fetch(SUSPEND_CODES, merchant_id, advocate_id)]
+
+
+async def reactivate(conn: asyncpg.Connection, merchant_id: int, advocate_id: int) -> list[str]:
+    return [r["code"] for r in await conn.fetch(REACTIVATE, merchant_id, advocate_id)]
+
+
 async def set_contact_preference(
     conn: asyncpg.Connection, merchant_id: int, advocate_id: int, preference: str
 ) -> bool:

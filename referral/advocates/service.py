@@ -10,16 +10,20 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 import asyncpg
+import structlog
 
 from referral.advocates import repo
 from referral.advocates.schemas import Advocate, AdvocateUpsert, CodeInfo, QrLinks
 from referral.codes.codec import VanityCodeError, lookup_key
+from referral.events import service as events
 from referral.fraud import service as fraud
 from referral.fraud.signals import parse_ip
 from referral.lib.errors import Conflict, InvalidInput, NotFound
 from referral.lib.pagination import split_page
 from referral.merchants.service import Caller
 from referral.runtime import Runtime
+
+log = structlog.get_logger("referral.advocates")
 
 SHARE_CHANNELS = ("whatsapp", "email", "sms", "x", "facebook", "linkedin", "copy")
 
@@ -176,3 +180,47 @@ async def code_info(
         program_id=runtime.ids.encode("program", row["program_id"]),
         active=row["active"],
     )
+
+
+async def suspend_codes(
+    conn: asyncpg.Connection, *, merchant_id: int, advocate_id: int, public_id: str, reason: str
+) -> list[str]:
+    """Disable every active code of the advocate (the fraud policy's consequence of too many
+    rejected referrals); the codes it disabled, none if already suspended."""
+    suspended = await repo.suspend_codes(conn, merchant_id, advocate_id)
+    if suspended:
+        await events.emit(
+            conn,
+            merchant_id=merchant_id,
+            type="advocate.codes_suspended",
+            data={"advocate_id": public_id, "codes": suspended, "reason": reason},
+        )
+        log.warning("advocate_codes_suspended", advocate_id=advocate_id)
+    return suspended
+
+
+async def reactivate(
+    conn: asyncpg.Connection,
+    runtime: Runtime,
+    caller: Caller,
+    *,
+    advocate_id: str,
+    actor: str,
+    note: str | None,
+) -> Advocate:
+    """Lift a suspension: the codes work again, and only rejections from now on count
+    towards the limit. A no-op for an advocate who is not suspended."""
+    advocate = await get(conn, runtime, caller, advocate_id)
+    codes = await repo.reactivate(
+        conn, caller.merchant_id, runtime.ids.decode("advocate", advocate_id)
+    )
+    if advocate.suspended_at is None:
+        return advocate
+    await events.emit(
+        conn,
+        merchant_id=caller.merchant_id,
+        type="advocate.codes_reactivated",
+        data={"advocate_id": advocate_id, "codes": codes, "actor": actor, "note": note},
+    )
+    log.info("advocate_reactivated", advocate_id=advocate_id, codes=len(codes))
+    return await get(conn, runtime, caller, advocate_id)

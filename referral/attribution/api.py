@@ -20,8 +20,8 @@ from referral.attribution.schemas import (
     SignupRequest,
     SignupResult,
 )
-from referral.lib import idempotency
-from referral.lib.deps import CallerDep, Conn, RuntimeDep
+from referral.http import idempotency
+from referral.http.deps import CallerDep, Conn, RuntimeDep
 from referral.lib.errors import API_ERRORS
 from referral.lib.pagination import CreatedBefore, CreatedFrom, Limit, Page, StartingAfter
 

@@ -10,7 +10,7 @@ from msgspec import Meta
 
 from referral.attribution.rules import Check
 from referral.fraud.rules import Decision
-from referral.fraud.schemas import Review
+from referral.referrals.schemas import Review
 from referral.rewards.schemas import Reward
 
 Text200 = Annotated[str, Meta(min_length=1, max_length=200)]

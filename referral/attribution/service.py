@@ -18,6 +18,7 @@ import asyncpg
 import msgspec
 import structlog
 
+from referral.advocates import service as advocates
 from referral.attribution import repo, rules
 from referral.attribution.schemas import (
     Attribution,
@@ -37,7 +38,7 @@ from referral.attribution.schemas import (
     SignupResult,
 )
 from referral.codes.codec import COUPON_PREFIX, lookup_key
-from referral.events.repo import emit
+from referral.events import service as events
 from referral.fraud import repo as fraud_repo
 from referral.fraud import service as fraud
 from referral.fraud.rules import Decision, Identity
@@ -338,6 +339,14 @@ async def _settle(
         policy_text=program["fraud_policy"],
         policy_version=program["fraud_policy_version"],
     )
+    if fraud.suspends_advocate(decision, policy_text=program["fraud_policy"]):
+        await advocates.suspend_codes(
+            conn,
+            merchant_id=merchant_id,
+            advocate_id=referral["advocate_id"],
+            public_id=runtime.ids.encode("advocate", referral["advocate_id"]),
+            reason="rejected_referrals",
+        )
     notes: list[str] = []
     created: list[asyncpg.Record] = []
     if failure is not None:
@@ -377,11 +386,11 @@ async def _settle(
         purchase.order_pk if purchase else None,
     )
     if status != "pending":
-        await emit(
+        await events.emit(
             conn,
-            merchant_id,
-            f"referral.{status}",
-            {
+            merchant_id=merchant_id,
+            type=f"referral.{status}",
+            data={
                 "referral_id": runtime.ids.encode("referral", settled["id"]),
                 "advocate_id": runtime.ids.encode("advocate", settled["advocate_id"]),
                 "reason": reason,
@@ -951,11 +960,11 @@ async def record_refund(
         cancelled=False,
         reason="order_refunded" if status == "refunded" else "partial_refund",
     )
-    await emit(
+    await events.emit(
         conn,
-        caller.merchant_id,
-        "order.refunded",
-        {
+        merchant_id=caller.merchant_id,
+        type="order.refunded",
+        data={
             "order_id": order_id,
             "refund_id": data.refund_id,
             "amount": data.amount,
@@ -985,7 +994,9 @@ async def cancel_order(
         cancelled=True,
         reason="order_cancelled",
     )
-    await emit(conn, caller.merchant_id, "order.cancelled", {"order_id": order_id})
+    await events.emit(
+        conn, merchant_id=caller.merchant_id, type="order.cancelled", data={"order_id": order_id}
+    )
     return await _order_state(conn, runtime, caller.merchant_id, order), True
 
 

@@ -1,12 +1,29 @@
-"""SQL for the outbox: events are written in the transaction of the change they announce."""
+"""SQL for the outbox: events are written in the transaction of the change they announce.
+This is the only module that writes the `events` table."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 
 INSERT = "INSERT INTO events (merchant_id, type, data) VALUES ($1, $2, $3)"
+
+# An event about an advocate's own money carries their contact preference (email, sms,
+# none), so whoever tells the advocate knows how.
+INSERT_FOR_ADVOCATE = """
+INSERT INTO events (merchant_id, type, data)
+SELECT $1, $2, $3::jsonb || jsonb_build_object('contact_preference',
+    (SELECT a.contact_preference FROM advocates a WHERE a.merchant_id = $1 AND a.id = $4))
+"""
+
+# Many events of one type at once (a payout batch paid): payloads as one jsonb array.
+INSERT_MANY = """
+INSERT INTO events (merchant_id, type, data)
+SELECT $1, $2, d FROM jsonb_array_elements($3::jsonb) AS d
+"""
 
 LIST = """
 SELECT id, type, data, created_at FROM events
@@ -16,10 +33,31 @@ LIMIT $4
 """
 
 
-async def emit(
-    conn: asyncpg.Connection, merchant_id: int, type_: str, data: dict[str, Any]
+class EventRow(msgspec.Struct, frozen=True):
+    id: int
+    type: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+async def insert(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    type_: str,
+    data: dict[str, Any],
+    advocate_id: int | None,
 ) -> None:
-    await conn.execute(INSERT, merchant_id, type_, data)
+    if advocate_id is None:
+        await conn.execute(INSERT, merchant_id, type_, data)
+    else:
+        await conn.execute(INSERT_FOR_ADVOCATE, merchant_id, type_, data, advocate_id)
+
+
+async def insert_many(
+    conn: asyncpg.Connection, merchant_id: int, type_: str, payloads: list[dict[str, Any]]
+) -> None:
+    if payloads:
+        await conn.execute(INSERT_MANY, merchant_id, type_, payloads)
 
 
 async def list_after(
@@ -28,6 +66,7 @@ async def list_after(
     *,
     type_: str | None,
     after_id: int | None,
-    limit: int,
-) -> list[asyncpg.Record]:
-    return await conn.fetch(LIST, merchant_id, type_, after_id, limit + 1)
+    fetch: int,
+) -> list[EventRow]:
+    rows = await conn.fetch(LIST, merchant_id, type_, after_id, fetch)
+    return [EventRow(**r) for r in rows]

@@ -8,13 +8,11 @@ from typing import Any
 from litestar import Controller, Request, Response, get, post, put
 from litestar.params import FromPath, JSONBody
 
-from referral.advocates.schemas import Advocate
-from referral.attribution.schemas import Referral
-from referral.fraud import backtest, review, service
+from referral.fraud import backtest, service
 from referral.fraud.policy import FraudPolicy
-from referral.fraud.schemas import Backtest, BacktestRequest, PolicyDocument, ReviewAction
-from referral.lib import idempotency
-from referral.lib.deps import CallerDep, Conn, RuntimeDep
+from referral.fraud.schemas import Backtest, BacktestRequest, PolicyDocument
+from referral.http import idempotency
+from referral.http.deps import CallerDep, Conn, RuntimeDep
 from referral.lib.errors import API_ERRORS
 
 
@@ -88,87 +86,4 @@ class FraudPolicyController(Controller):
             runtime.ids.decode("program", program_id),
             current.policy,
             data,
-        )
-
-
-class ReviewController(Controller):
-    path = "/v1/referrals"
-    tags = ["fraud"]
-    security = [{"secretKey": []}]
-
-    @post(
-        "/{referral_id:str}/approve",
-        operation_id="approveReferral",
-        responses=API_ERRORS,
-        status_code=200,
-        summary="Approve a referral in review, or overturn a fraud rejection",
-        description="Held rewards enter their hold period; rewards an earlier rejection "
-        "reversed are reinstated; a blocked referral gets its rewards. Eligibility failures "
-        "cannot be approved (409 referral_not_eligible). Audited with actor and note.",
-    )
-    async def approve(
-        self,
-        request: Request,
-        referral_id: FromPath[str],
-        data: JSONBody[ReviewAction],
-        conn: Conn,
-        caller: CallerDep,
-        runtime: RuntimeDep,
-    ) -> Response[Referral]:
-        return await _once(
-            conn, caller, request, lambda: review.approve(conn, runtime, caller, referral_id, data)
-        )
-
-    @post(
-        "/{referral_id:str}/reject",
-        operation_id="rejectReferral",
-        responses=API_ERRORS,
-        status_code=200,
-        summary="Reject a referral (in review, or after approval)",
-        description="Every live reward is reversed through the ledger; after payment the "
-        "amount becomes a receivable. Undo with approve. Audited with actor and note.",
-    )
-    async def reject(
-        self,
-        request: Request,
-        referral_id: FromPath[str],
-        data: JSONBody[ReviewAction],
-        conn: Conn,
-        caller: CallerDep,
-        runtime: RuntimeDep,
-    ) -> Response[Referral]:
-        return await _once(
-            conn, caller, request, lambda: review.reject(conn, runtime, caller, referral_id, data)
-        )
-
-
-class SuspensionController(Controller):
-    path = "/v1/advocates"
-    tags = ["fraud"]
-    security = [{"secretKey": []}]
-
-    @post(
-        "/{advocate_id:str}/reactivate",
-        operation_id="reactivateAdvocate",
-        responses=API_ERRORS,
-        status_code=200,
-        summary="Lift the suspension of an advocate's codes",
-        description="The rule rejected_referrals suspends an advocate's codes; this enables "
-        "them again, and only rejections from now on count towards the limit. Audited in "
-        "the outbox (`advocate.codes_reactivated`) with actor and note.",
-    )
-    async def reactivate(
-        self,
-        request: Request,
-        advocate_id: FromPath[str],
-        data: JSONBody[ReviewAction],
-        conn: Conn,
-        caller: CallerDep,
-        runtime: RuntimeDep,
-    ) -> Response[Advocate]:
-        return await _once(
-            conn,
-            caller,
-            request,
-            lambda: review.reactivate_advocate(conn, runtime, caller, advocate_id, data),
         )

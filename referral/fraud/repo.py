@@ -61,28 +61,6 @@ DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at
 WHERE s.last_seen_at < EXCLUDED.last_seen_at - interval '1 hour'
 """
 
-SUSPEND_CODES = """
-WITH advocate AS (
-    UPDATE advocates SET suspended_at = now()
-    WHERE merchant_id = $1 AND id = $2 AND suspended_at IS NULL
-)
-UPDATE codes SET status = 'disabled'
-WHERE merchant_id = $1 AND advocate_id = $2 AND status = 'active'
-RETURNING code
-"""
-
-# Codes are only ever disabled by a suspension, so reactivating enables them all.
-REACTIVATE = """
-WITH advocate AS (
-    UPDATE advocates SET suspended_at = NULL, reactivated_at = now()
-    WHERE merchant_id = $1 AND id = $2 AND suspended_at IS NOT NULL
-    RETURNING id
-)
-UPDATE codes SET status = 'active'
-WHERE merchant_id = $1 AND advocate_id = (SELECT id FROM advocate) AND status = 'disabled'
-RETURNING code
-"""
-
 POLICY = """
 SELECT fraud_policy::text AS policy, fraud_policy_version AS version, updated_at
 FROM programs WHERE merchant_id = $1 AND id = $2
@@ -122,14 +100,6 @@ async def remember(
     if signals:
         kinds, values = zip(*signals, strict=True)
         await conn.execute(REMEMBER, merchant_id, customer_id, list(kinds), list(values), at)
-
-
-async def suspend_codes(conn: asyncpg.Connection, merchant_id: int, advocate_id: int) -> list[str]:
-    return [r["code"] for r in await conn.fetch(SUSPEND_CODES, merchant_id, advocate_id)]
-
-
-async def reactivate(conn: asyncpg.Connection, merchant_id: int, advocate_id: int) -> list[str]:
-    return [r["code"] for r in await conn.fetch(REACTIVATE, merchant_id, advocate_id)]
 
 
 async def policy(conn: asyncpg.Connection, merchant_id: int, program_id: int) -> asyncpg.Record:

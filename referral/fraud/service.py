@@ -17,7 +17,7 @@ import asyncpg
 import structlog
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
 
-from referral.events.repo import emit
+from referral.events import service as events
 from referral.fraud import repo
 from referral.fraud.policy import RULE_NAMES, FraudPolicy, dump
 from referral.fraud.rules import (
@@ -133,22 +133,6 @@ async def decide(
         forced=[] if context.livemode else magic_rules(who.friend_email, context.ip),
     )
     decision = evaluate(features, who, compiled, version=policy_version)
-    if policy.rejected_referrals.suspend_codes and any(
-        r.rule == "rejected_referrals" and r.action != "flag" for r in decision.reasons
-    ):
-        suspended = await repo.suspend_codes(conn, context.merchant_id, context.advocate_id)
-        if suspended:
-            await emit(
-                conn,
-                context.merchant_id,
-                "advocate.codes_suspended",
-                {
-                    "advocate_id": context.advocate_public_id,
-                    "codes": suspended,
-                    "reason": "rejected_referrals",
-                },
-            )
-            log.warning("advocate_codes_suspended", advocate_id=context.advocate_id)
     if decision.action != "allow":
         log.info(
             "fraud_decision",
@@ -158,6 +142,15 @@ async def decide(
             rules=[r.rule for r in decision.reasons],
         )
     return decision
+
+
+def suspends_advocate(decision: Decision, *, policy_text: str) -> bool:
+    """Whether this decision suspends the advocate's codes: too many of their referrals were
+    rejected, and the policy acts on it."""
+    policy = compile_policy(policy_text).policy
+    return policy.rejected_referrals.suspend_codes and any(
+        r.rule == "rejected_referrals" and r.action != "flag" for r in decision.reasons
+    )
 
 
 async def remember(
@@ -197,11 +190,11 @@ async def put_policy(
     row = await repo.set_policy(conn, merchant_id, ids.decode("program", program_id), stored)
     if row is None:
         raise NotFound(f"no program with id {program_id}", code="program_not_found")
-    await emit(
+    await events.emit(
         conn,
-        merchant_id,
-        "program.fraud_policy_changed",
-        {"program_id": program_id, "version": row["version"], "policy": stored},
+        merchant_id=merchant_id,
+        type="program.fraud_policy_changed",
+        data={"program_id": program_id, "version": row["version"], "policy": stored},
     )
     log.info("fraud_policy_changed", program_id=program_id, version=row["version"])
     return _document(program_id, row)

@@ -11,7 +11,7 @@ import ipaddress
 import re
 import unicodedata
 
-from referral.links.token import HmacSha256
+from referral.lib.keyed_hash import HmacSha256
 
 _ABBREVIATIONS = {
     "street": "st",

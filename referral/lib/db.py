@@ -9,7 +9,9 @@ instances starting at once apply them exactly once.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
@@ -21,8 +23,21 @@ SQL_DIR = Path(__file__).resolve().parent.parent.parent / "sql"
 _MIGRATION_LOCK = 0x7265_6665_7272  # "referr": any stable bigint shared by all instances
 
 
+S = TypeVar("S")
+
+
 class MigrationError(Exception):
     pass
+
+
+def one(struct: type[S], row: Mapping[str, Any] | None) -> S | None:
+    """A row as the repo's struct (its fields named like the query's columns), or None."""
+    return None if row is None else struct(**row)
+
+
+def many(struct: type[S], rows: Iterable[Mapping[str, Any]]) -> list[S]:
+    """Rows as the repo's struct: repos hand services typed values, never records."""
+    return [struct(**row) for row in rows]
 
 
 async def _noop_reset(conn: asyncpg.Connection) -> None:

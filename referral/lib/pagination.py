@@ -30,14 +30,33 @@ class Page(msgspec.Struct, Generic[T]):
     object: str = "list"
 
 
-def split_page(rows: list, limit: int) -> tuple[list, bool]:
-    """Rows were fetched with `limit + 1`: the extra row only says there is more."""
-    return rows[:limit], len(rows) > limit
+class Cursor(msgspec.Struct, frozen=True, kw_only=True):
+    """A list query as a repo reads it: internal ids, one row more than the page."""
+
+    limit: int
+    after_id: int | None = None
+    created_from: datetime | None = None
+    created_before: datetime | None = None
+
+    @property
+    def fetch(self) -> int:
+        """Rows to fetch: the extra row only says there is more."""
+        return self.limit + 1
+
+    def split(self, rows: list[T]) -> tuple[list[T], bool]:
+        """(this page's rows, whether there is more) of rows fetched `fetch` at a time."""
+        return rows[: self.limit], len(rows) > self.limit
 
 
+# $1 merchant, $3 after id, $4 created from, $5 created before ($2 and $6 are the list's own).
 CURSOR_CLAUSE = """
   AND ($3::bigint IS NULL OR (t.created_at, t.id) >
        (SELECT c.created_at, c.id FROM {table} c WHERE c.merchant_id = $1 AND c.id = $3))
   AND ($4::timestamptz IS NULL OR t.created_at >= $4)
   AND ($5::timestamptz IS NULL OR t.created_at < $5)
 """
+
+
+def split_page(rows: list, limit: int) -> tuple[list, bool]:
+    """Rows were fetched with `limit + 1`: the extra row only says there is more."""
+    return rows[:limit], len(rows) > limit

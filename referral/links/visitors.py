@@ -11,7 +11,7 @@ import ipaddress
 import re
 import socket
 
-from referral.links.token import HmacSha256
+from referral.lib.keyed_hash import HmacSha256
 
 # Matched case-insensitively, anywhere in the User-Agent.
 BOT_MARKERS = (

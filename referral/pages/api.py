@@ -15,7 +15,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect
 
 from referral.advocates import repo as advocates_repo
-from referral.lib.deps import Conn, RuntimeDep
+from referral.http.deps import Conn, RuntimeDep
 from referral.lib.errors import AppError
 from referral.links.visitors import is_bot
 from referral.merchants.service import Caller

@@ -16,7 +16,7 @@ from typing import Literal
 
 import msgspec
 
-from referral.links.token import HmacSha256
+from referral.lib.keyed_hash import HmacSha256
 
 _MAC_BYTES = 16
 _URLSAFE = bytes.maketrans(b"+/", b"-_")

@@ -8,8 +8,8 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Stream
 
-from referral.lib import idempotency
-from referral.lib.deps import CallerDep, Conn, RuntimeDep
+from referral.http import idempotency
+from referral.http.deps import CallerDep, Conn, RuntimeDep
 from referral.lib.errors import API_ERRORS
 from referral.lib.pagination import CreatedBefore, CreatedFrom, Limit, Page, StartingAfter
 from referral.payouts import export, service

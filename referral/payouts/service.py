@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from referral.events.repo import emit
+from referral.events import service as events
 from referral.lib import money
 from referral.lib.errors import Conflict, InvalidInput, NotFound
 from referral.lib.ids import PublicIds
@@ -95,11 +95,11 @@ async def create(
         filled["line_count"],
         filled["reward_count"],
     )
-    await emit(
+    await events.emit(
         conn,
-        caller.merchant_id,
-        "payout_batch.created",
-        {
+        merchant_id=caller.merchant_id,
+        type="payout_batch.created",
+        data={
             "batch_id": ids.encode("payout", batch["id"]),
             "total": batch["total"],
             "currency": data.currency,
@@ -148,7 +148,12 @@ async def mark_exported(
     if batch["status"] != "open":
         raise Conflict(f"the batch is {batch['status']}", code="payout_batch_state_conflict")
     batch = await repo.set_status(conn, caller.merchant_id, batch["id"], "exported")
-    await emit(conn, caller.merchant_id, "payout_batch.exported", {"batch_id": batch_id})
+    await events.emit(
+        conn,
+        merchant_id=caller.merchant_id,
+        type="payout_batch.exported",
+        data={"batch_id": batch_id},
+    )
     return batch
 
 
@@ -166,8 +171,8 @@ async def mark_paid(
     items = await repo.reward_items(conn, caller.merchant_id, batch["id"])
     await rewards.transition_many(
         conn,
-        caller.merchant_id,
-        [i["reward_id"] for i in items],
+        merchant_id=caller.merchant_id,
+        reward_ids=[i["reward_id"] for i in items],
         expected="approved",
         to="paid",
         reason="payout_paid",
@@ -177,11 +182,11 @@ async def mark_paid(
     )
     await repo.set_lines_paid(conn, caller.merchant_id, batch["id"])
     batch = await repo.set_status(conn, caller.merchant_id, batch["id"], "paid")
-    await emit(
+    await events.emit(
         conn,
-        caller.merchant_id,
-        "payout_batch.paid",
-        {"batch_id": batch_id, "total": batch["total"], "actor": actor},
+        merchant_id=caller.merchant_id,
+        type="payout_batch.paid",
+        data={"batch_id": batch_id, "total": batch["total"], "actor": actor},
     )
     return batch
 
@@ -200,7 +205,12 @@ async def cancel(
         )
     await repo.deactivate_items(conn, caller.merchant_id, batch["id"])
     batch = await repo.set_status(conn, caller.merchant_id, batch["id"], "cancelled")
-    await emit(conn, caller.merchant_id, "payout_batch.cancelled", {"batch_id": batch_id})
+    await events.emit(
+        conn,
+        merchant_id=caller.merchant_id,
+        type="payout_batch.cancelled",
+        data={"batch_id": batch_id},
+    )
     return batch
 
 
@@ -229,8 +239,8 @@ async def fail_line(
         items = await repo.reward_items(conn, caller.merchant_id, batch["id"], line["id"])
         await rewards.transition_many(
             conn,
-            caller.merchant_id,
-            [i["reward_id"] for i in items],
+            merchant_id=caller.merchant_id,
+            reward_ids=[i["reward_id"] for i in items],
             expected="paid",
             to="approved",
             reason="payout_failed",
@@ -240,11 +250,11 @@ async def fail_line(
         )
     await repo.deactivate_items(conn, caller.merchant_id, batch["id"], line["id"])
     await repo.fail_line(conn, caller.merchant_id, line["id"], reason)
-    await emit(
+    await events.emit(
         conn,
-        caller.merchant_id,
-        "payout_line.failed",
-        {
+        merchant_id=caller.merchant_id,
+        type="payout_line.failed",
+        data={
             "batch_id": batch_id,
             "line_id": line_id,
             "amount": line["amount"],

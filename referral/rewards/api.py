@@ -5,8 +5,8 @@ from __future__ import annotations
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from referral.lib import idempotency
-from referral.lib.deps import CallerDep, Conn, RuntimeDep
+from referral.http import idempotency
+from referral.http.deps import CallerDep, Conn, RuntimeDep
 from referral.lib.errors import API_ERRORS
 from referral.lib.pagination import (
     CreatedBefore,

@@ -268,9 +268,9 @@ async def reinstate(
 
 async def transition_many(
     conn: asyncpg.Connection,
+    *,
     merchant_id: int,
     reward_ids: list[int],
-    *,
     expected: str,
     to: str,
     reason: str,

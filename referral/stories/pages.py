@@ -11,7 +11,7 @@ from litestar import Request, Response, Router, get, route
 from litestar.params import FromPath
 from litestar.response import Redirect
 
-from referral.lib.deps import Conn, RuntimeDep
+from referral.http.deps import Conn, RuntimeDep
 from referral.links.visitors import is_bot
 from referral.pages import i18n, render
 from referral.pages.intents import NETWORK_CHANNELS, SHARE_CHANNELS, intent_url

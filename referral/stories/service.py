@@ -13,7 +13,7 @@ import secrets
 import asyncpg
 import msgspec
 
-from referral.events.repo import emit
+from referral.events import service as events
 from referral.lib.errors import Conflict, InvalidInput, NotFound
 from referral.lib.pagination import split_page
 from referral.merchants.service import Caller
@@ -135,7 +135,9 @@ async def create(
         if existing is not None:  # a concurrent request told this reward's story first
             return existing, False
         # else the random slug collided: draw again
-    await emit(conn, caller.merchant_id, f"story.{status}", _event(runtime, row))
+    await events.emit(
+        conn, merchant_id=caller.merchant_id, type=f"story.{status}", data=_event(runtime, row)
+    )
     return row, True
 
 
@@ -178,7 +180,12 @@ async def update(
         conn, caller.merchant_id, row["id"], status=status, body=body, display_name=display_name
     )
     if status != row["status"]:
-        await emit(conn, caller.merchant_id, f"story.{status}", _event(runtime, updated))
+        await events.emit(
+            conn,
+            merchant_id=caller.merchant_id,
+            type=f"story.{status}",
+            data=_event(runtime, updated),
+        )
     return to_story(runtime, caller, updated)
 
 

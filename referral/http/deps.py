@@ -1,4 +1,5 @@
-"""Request dependencies: the runtime, a transaction per request, and the caller's key.
+"""Request dependencies: the runtime, a transaction per request, the caller's key, and the
+two pieces every handler shares (`once` for state changes, `listing` for lists).
 
 The request owns the transaction: it commits when the handler returns and rolls back when
 it raises, so services never commit.
@@ -13,6 +14,8 @@ from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 
+from referral.http.idempotency import Once
+from referral.http.listing import ListQuery, provide_list_query
 from referral.lib.errors import Forbidden, Unauthorized
 from referral.merchants.service import Caller, authenticate, hash_key
 from referral.runtime import Runtime
@@ -31,7 +34,7 @@ async def provide_auth(request: Request, state: State) -> Caller | None:
     transaction, for good.
     """
     wants = request.route_handler.parsed_fn_signature.parameters
-    if "caller" in wants:
+    if "caller" in wants or "once" in wants:  # `once` runs under the secret caller
         return _require_secret(await _caller(request, state.runtime))
     if "reader" in wants:
         return await _caller(request, state.runtime)
@@ -89,10 +92,20 @@ async def provide_any_caller(
     return auth or await _caller(request, state.runtime)
 
 
+async def provide_once(
+    request: Request,
+    conn: NamedDependency[asyncpg.Connection],
+    caller: NamedDependency[Caller],
+) -> Once:
+    return Once(request, conn, caller)
+
+
 # Handler parameter types: the parameter's name picks the dependency.
 Conn = NamedDependency[asyncpg.Connection]
 CallerDep = NamedDependency[Caller]  # as `caller` (secret key) or `reader` (any key)
 RuntimeDep = NamedDependency[Runtime]
+OnceDep = NamedDependency[Once]  # as `once`
+Listing = NamedDependency[ListQuery]  # as `listing`
 
 DEPENDENCIES = {
     "runtime": Provide(runtime_of, sync_to_thread=False),
@@ -100,4 +113,6 @@ DEPENDENCIES = {
     "conn": Provide(provide_conn),
     "caller": Provide(provide_secret_caller),
     "reader": Provide(provide_any_caller),
+    "once": Provide(provide_once),
+    "listing": Provide(provide_list_query, sync_to_thread=False),
 }

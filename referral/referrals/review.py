@@ -14,17 +14,15 @@ from __future__ import annotations
 import asyncpg
 import structlog
 
-from referral.advocates import service as advocates
-from referral.advocates.schemas import Advocate
 from referral.attribution import repo as attribution_repo
 from referral.attribution import service as attribution
 from referral.attribution.schemas import Referral
-from referral.events.repo import emit
+from referral.events import service as events
 from referral.fraud import repo
 from referral.fraud.backtest import OVERRIDABLE
-from referral.fraud.schemas import ReviewAction
 from referral.lib.errors import Conflict, NotFound
 from referral.merchants.service import Caller
+from referral.referrals.schemas import ReviewAction
 from referral.rewards import repo as rewards_repo
 from referral.rewards import service as rewards
 from referral.runtime import Runtime
@@ -68,11 +66,11 @@ async def _finish(
         reward_ids,
     )
     public_id = runtime.ids.encode("referral", referral["id"])
-    await emit(
+    await events.emit(
         conn,
-        caller.merchant_id,
-        {"approve": "referral.review_approved", "reject": "referral.review_rejected"}[action],
-        {
+        merchant_id=caller.merchant_id,
+        type={"approve": "referral.review_approved", "reject": "referral.review_rejected"}[action],
+        data={
             "referral_id": public_id,
             "advocate_id": runtime.ids.encode("advocate", referral["advocate_id"]),
             "status": status,
@@ -207,28 +205,3 @@ async def _check_still_first(
             "the friend has been referred again since this referral was rejected",
             code="friend_referred_since",
         )
-
-
-async def reactivate_advocate(
-    conn: asyncpg.Connection,
-    runtime: Runtime,
-    caller: Caller,
-    advocate_id: str,
-    data: ReviewAction,
-) -> Advocate:
-    """Lift a suspension: the codes work again, and only rejections from now on count
-    towards the limit. A no-op for an advocate who is not suspended."""
-    advocate = await advocates.get(conn, runtime, caller, advocate_id)
-    codes = await repo.reactivate(
-        conn, caller.merchant_id, runtime.ids.decode("advocate", advocate_id)
-    )
-    if advocate.suspended_at is None:
-        return advocate
-    await emit(
-        conn,
-        caller.merchant_id,
-        "advocate.codes_reactivated",
-        {"advocate_id": advocate_id, "codes": codes, "actor": data.actor, "note": data.note},
-    )
-    log.info("advocate_reactivated", advocate_id=advocate_id, codes=len(codes))
-    return await advocates.get(conn, runtime, caller, advocate_id)
