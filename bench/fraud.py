@@ -411,13 +411,12 @@ async def time_decide(
     from referral.fraud.signals import SignalHasher, normalise_address
     from referral.lib.db import create_pool
     from referral.lib.emails import normalise_email
-    from referral.lib.ids import PublicIds
     from referral.lib.logging import configure_logging
     from referral.links.visitors import IpHasher
 
     configure_logging("console", "warning")
     settings = settings_module.from_env(env)
-    ids, ip_hasher = PublicIds(settings.hashids_salt), IpHasher(settings.ip_hash_key)
+    ip_hasher = IpHasher(settings.ip_hash_key)
     hasher = SignalHasher(settings.ip_hash_key)
     texts = {
         label: msgspec.json.encode(msgspec.convert(raw, FraudPolicy)).decode()
@@ -446,7 +445,6 @@ async def time_decide(
                         merchant_id=program["merchant_id"],
                         program_id=program_pk,
                         advocate_id=advocate["id"],
-                        advocate_public_id=ids.encode("advocate", advocate["id"]),
                         identity=Identity(
                             friend_customer_id=f["customer_id"],
                             friend_email=normalise_email(f["email"]),
@@ -482,7 +480,7 @@ async def time_decide(
                     try:
                         started = time.perf_counter()
                         decision = await fraud.decide(
-                            conn, context, policy_text=texts[label], policy_version=0
+                            conn, context=context, policy_text=texts[label], policy_version=0
                         )
                         elapsed = time.perf_counter() - started
                     finally:
@@ -591,11 +589,11 @@ def plan_history(advocates: list[tuple], merchant_id: int, program_id: int, temp
     the last BACKTEST_DAYS, each decided under the default policy, in time order."""
     import msgspec
 
-    from referral.attribution.schemas import Attribution
     from referral.fraud.policy import FraudPolicy, RejectedReferrals
     from referral.fraud.repo import FRAUD_REJECTIONS
     from referral.fraud.rules import Compiled, Decision, Features, Identity, evaluate
     from referral.lib.emails import normalise_email
+    from referral.referrals.schemas import Attribution
 
     rng = random.Random("backtest")
     current = Compiled(FraudPolicy())

@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Controller, Request, Response, get, post, put
 from litestar.params import FromPath, JSONBody
 
-from referral.fraud import backtest, service
+from referral.fraud import service
 from referral.fraud.policy import FraudPolicy
 from referral.fraud.schemas import Backtest, BacktestRequest, PolicyDocument
 from referral.http import idempotency
@@ -40,7 +40,9 @@ class FraudPolicyController(Controller):
     async def read(
         self, program_id: FromPath[str], conn: Conn, caller: CallerDep, runtime: RuntimeDep
     ) -> PolicyDocument:
-        return await service.get_policy(conn, runtime.ids, caller.merchant_id, program_id)
+        return await service.get_policy(
+            conn, ids=runtime.ids, merchant_id=caller.merchant_id, program_id=program_id
+        )
 
     @put(
         operation_id="putFraudPolicy",
@@ -58,7 +60,13 @@ class FraudPolicyController(Controller):
         caller: CallerDep,
         runtime: RuntimeDep,
     ) -> PolicyDocument:
-        return await service.put_policy(conn, runtime.ids, caller.merchant_id, program_id, data)
+        return await service.put_policy(
+            conn,
+            ids=runtime.ids,
+            merchant_id=caller.merchant_id,
+            program_id=program_id,
+            policy=data,
+        )
 
     @post(
         "/backtest",
@@ -78,12 +86,10 @@ class FraudPolicyController(Controller):
         caller: CallerDep,
         runtime: RuntimeDep,
     ) -> Backtest:
-        current = await service.get_policy(conn, runtime.ids, caller.merchant_id, program_id)
-        return await backtest.run(
+        return await service.backtest(
             conn,
-            runtime.ids,
-            caller.merchant_id,
-            runtime.ids.decode("program", program_id),
-            current.policy,
-            data,
+            ids=runtime.ids,
+            merchant_id=caller.merchant_id,
+            program_id=program_id,
+            request=data,
         )

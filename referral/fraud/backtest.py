@@ -83,6 +83,7 @@ class Tally:
 
 async def run(
     conn: asyncpg.Connection,
+    *,
     ids: PublicIds,
     merchant_id: int,
     program_id: int,
@@ -94,7 +95,7 @@ async def run(
     started = time.perf_counter()
     tally = Tally(Compiled(request.policy), request.samples)
     # The request's transaction: made read-only, so a replay can never write.
-    await conn.execute("SET LOCAL transaction_read_only = on")
+    await repo.read_only(conn)
     rows = 0
     async for row in repo.replay(
         conn, merchant_id, program_id, request.created_from, request.created_before
@@ -102,15 +103,15 @@ async def run(
         rows += 1
         if rows % YIELD_EVERY == 0:
             await asyncio.sleep(0)
-        made = _decision.decode(row["decision"]) if row["decision"] else None
+        made = _decision.decode(row.decision) if row.decision else None
         who = Identity(
-            friend_customer_id=row["friend_customer_id"],
-            friend_email=row["friend_email_normalised"],
-            advocate_customer_id=row["advocate_customer_id"],
-            advocate_email=normalise_email(row["advocate_email"]),
+            friend_customer_id=row.friend_customer_id,
+            friend_email=row.friend_email_normalised,
+            advocate_customer_id=row.advocate_customer_id,
+            advocate_email=normalise_email(row.advocate_email),
         )
-        eligible = row["status"] != "rejected" or row["rejection_reason"] in OVERRIDABLE
-        tally.add(row["id"], made, who, eligible=eligible)
+        eligible = row.status != "rejected" or row.rejection_reason in OVERRIDABLE
+        tally.add(row.id, made, who, eligible=eligible)
     changes = [
         Change(
             was=was,

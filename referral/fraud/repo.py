@@ -12,6 +12,9 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import msgspec
+
+from referral.lib.db import one
 
 # Rejections that say something about the advocate (not "the friend bought before").
 FRAUD_REJECTIONS = ["self_referral", "fraud_blocked", "review_rejected"]
@@ -86,8 +89,37 @@ ORDER BY r.created_at, r.id
 """
 
 
-async def features(conn: asyncpg.Connection, *values: Any) -> asyncpg.Record:
-    return await conn.fetchrow(FEATURES, *values)
+READ_ONLY = "SET LOCAL transaction_read_only = on"
+
+
+class FeatureRow(msgspec.Struct, frozen=True):
+    matched: list[str]
+    advocate_hour: int
+    advocate_day: int
+    ip_day: int | None
+    reciprocal: bool
+    advocate_rejected: int
+
+
+class PolicyRow(msgspec.Struct, frozen=True):
+    policy: str
+    version: int
+    updated_at: datetime
+
+
+class ReplayRow(msgspec.Struct, frozen=True):
+    id: int
+    status: str
+    rejection_reason: str | None
+    decision: str | None  # the stored decision as JSON text, decoded by the replay
+    friend_customer_id: str | None
+    friend_email_normalised: str | None
+    advocate_customer_id: str
+    advocate_email: str | None
+
+
+async def features(conn: asyncpg.Connection, *values: Any) -> FeatureRow:
+    return FeatureRow(**await conn.fetchrow(FEATURES, *values))
 
 
 async def remember(
@@ -102,14 +134,19 @@ async def remember(
         await conn.execute(REMEMBER, merchant_id, customer_id, list(kinds), list(values), at)
 
 
-async def policy(conn: asyncpg.Connection, merchant_id: int, program_id: int) -> asyncpg.Record:
-    return await conn.fetchrow(POLICY, merchant_id, program_id)
+async def policy(conn: asyncpg.Connection, merchant_id: int, program_id: int) -> PolicyRow | None:
+    return one(PolicyRow, await conn.fetchrow(POLICY, merchant_id, program_id))
 
 
 async def set_policy(
     conn: asyncpg.Connection, merchant_id: int, program_id: int, policy: dict
-) -> asyncpg.Record:
-    return await conn.fetchrow(SET_POLICY, merchant_id, program_id, policy)
+) -> PolicyRow | None:
+    return one(PolicyRow, await conn.fetchrow(SET_POLICY, merchant_id, program_id, policy))
+
+
+async def read_only(conn: asyncpg.Connection) -> None:
+    """Make the caller's transaction read-only: a replay can then never write."""
+    await conn.execute(READ_ONLY)
 
 
 async def replay(
@@ -118,76 +155,9 @@ async def replay(
     program_id: int,
     created_from: datetime,
     created_before: datetime,
-) -> AsyncIterator[asyncpg.Record]:
+) -> AsyncIterator[ReplayRow]:
     """Past decided referrals, streamed (the caller holds a transaction)."""
     async for row in conn.cursor(
         REPLAY, merchant_id, program_id, created_from, created_before, prefetch=1000
     ):
-        yield row
-
-
-# --- reviews --------------------------------------------------------------------------
-
-LOCK_REFERRAL = """
-SELECT id, merchant_id, program_id, advocate_id, friend_key, friend_customer_id,
-       friend_email_normalised, status, rejection_reason, first_order_pk, source
-FROM referrals WHERE merchant_id = $1 AND id = $2
-FOR UPDATE
-"""
-
-SET_REVIEWED = """
-UPDATE referrals SET status = $3, rejection_reason = $4,
-       converted_at = CASE WHEN $3 = 'converted' THEN coalesce(converted_at, now())
-                           ELSE converted_at END
-WHERE merchant_id = $1 AND id = $2
-"""
-
-INSERT_REVIEW = """
-INSERT INTO referral_reviews (merchant_id, referral_id, action, actor, note, from_status,
-                              to_status, reward_ids)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-"""
-
-LAST_REJECTION = """
-SELECT reward_ids, from_status FROM referral_reviews
-WHERE merchant_id = $1 AND referral_id = $2 AND action = 'reject'
-ORDER BY id DESC LIMIT 1
-"""
-
-REVIEWS = """
-SELECT referral_id, action, actor, note, from_status, to_status, created_at
-FROM referral_reviews WHERE merchant_id = $1 AND referral_id = ANY($2::bigint[]) ORDER BY id
-"""
-
-
-async def lock_referral(
-    conn: asyncpg.Connection, merchant_id: int, referral_id: int
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(LOCK_REFERRAL, merchant_id, referral_id)
-
-
-async def set_reviewed(
-    conn: asyncpg.Connection,
-    merchant_id: int,
-    referral_id: int,
-    status: str,
-    rejection_reason: str | None,
-) -> None:
-    await conn.execute(SET_REVIEWED, merchant_id, referral_id, status, rejection_reason)
-
-
-async def insert_review(conn: asyncpg.Connection, *values: Any) -> None:
-    await conn.execute(INSERT_REVIEW, *values)
-
-
-async def last_rejection(
-    conn: asyncpg.Connection, merchant_id: int, referral_id: int
-) -> asyncpg.Record | None:
-    """The latest reject of a referral: the rewards it reversed and the status it ended."""
-    return await conn.fetchrow(LAST_REJECTION, merchant_id, referral_id)
-
-
-async def reviews(
-    conn: asyncpg.Connection, merchant_id: int, referral_ids: list[int]
-) -> list[asyncpg.Record]:
-    return await conn.fetch(REVIEWS, merchant_id, referral_ids)
+        yield ReplayRow(**row)

@@ -18,6 +18,7 @@ import structlog
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
 
 from referral.events import service as events
+from referral.fraud import backtest as backtests
 from referral.fraud import repo
 from referral.fraud.policy import RULE_NAMES, FraudPolicy, dump
 from referral.fraud.rules import (
@@ -28,7 +29,7 @@ from referral.fraud.rules import (
     domain_of,
     evaluate,
 )
-from referral.fraud.schemas import PolicyDocument
+from referral.fraud.schemas import Backtest, BacktestRequest, PolicyDocument
 from referral.lib.errors import NotFound
 from referral.lib.ids import PublicIds
 
@@ -50,7 +51,6 @@ class Context:
     merchant_id: int
     program_id: int
     advocate_id: int
-    advocate_public_id: str
     identity: Identity
     event: Literal["signup", "order"]
     occurred_at: datetime
@@ -91,10 +91,10 @@ def _blocklisted(ip: IpAddress | None, networks: list[ipaddress._BaseNetwork]) -
 
 
 async def decide(
-    conn: asyncpg.Connection, context: Context, *, policy_text: str, policy_version: int
+    conn: asyncpg.Connection, *, context: Context, policy_text: str, policy_version: int
 ) -> Decision:
-    """Gather the features in one statement, evaluate the rules, and act on an advocate
-    whose rejected referrals reached the limit (their codes are suspended)."""
+    """Gather the features in one statement and evaluate the rules. Acting on the decision
+    (holding rewards, suspending an advocate: `suspends_advocate`) is the caller's."""
     compiled = compile_policy(policy_text)
     policy = compiled.policy
     who = context.identity
@@ -117,18 +117,18 @@ async def decide(
     clicked = context.clicked_at
     features = Features(
         event=context.event,
-        matched=sorted(row["matched"]),
+        matched=sorted(row.matched),
         new_customer=context.new_customer,
         disposable_domain=_disposable(domain_of(who.friend_email)),
-        advocate_referrals_hour=row["advocate_hour"],
-        advocate_referrals_day=row["advocate_day"],
-        ip_events_day=row["ip_day"],
+        advocate_referrals_hour=row.advocate_hour,
+        advocate_referrals_day=row.advocate_day,
+        ip_events_day=row.ip_day,
         referer_host=context.referer_host,
-        reciprocal=row["reciprocal"],
+        reciprocal=row.reciprocal,
         seconds_since_click=max(0, int((context.occurred_at - clicked).total_seconds()))
         if clicked
         else None,
-        advocate_rejected=row["advocate_rejected"],
+        advocate_rejected=row.advocate_rejected,
         ip_blocklisted=_blocklisted(context.ip, compiled.ip_networks),
         forced=[] if context.livemode else magic_rules(who.friend_email, context.ip),
     )
@@ -155,6 +155,7 @@ def suspends_advocate(decision: Decision, *, policy_text: str) -> bool:
 
 async def remember(
     conn: asyncpg.Connection,
+    *,
     merchant_id: int,
     customer_id: str | None,
     signals: list[tuple[str, bytes]],
@@ -169,7 +170,7 @@ async def remember(
 
 
 async def get_policy(
-    conn: asyncpg.Connection, ids: PublicIds, merchant_id: int, program_id: str
+    conn: asyncpg.Connection, *, ids: PublicIds, merchant_id: int, program_id: str
 ) -> PolicyDocument:
     row = await repo.policy(conn, merchant_id, ids.decode("program", program_id))
     if row is None:
@@ -179,6 +180,7 @@ async def get_policy(
 
 async def put_policy(
     conn: asyncpg.Connection,
+    *,
     ids: PublicIds,
     merchant_id: int,
     program_id: str,
@@ -194,16 +196,36 @@ async def put_policy(
         conn,
         merchant_id=merchant_id,
         type="program.fraud_policy_changed",
-        data={"program_id": program_id, "version": row["version"], "policy": stored},
+        data={"program_id": program_id, "version": row.version, "policy": stored},
     )
-    log.info("fraud_policy_changed", program_id=program_id, version=row["version"])
+    log.info("fraud_policy_changed", program_id=program_id, version=row.version)
     return _document(program_id, row)
 
 
-def _document(program_id: str, row: asyncpg.Record) -> PolicyDocument:
+def _document(program_id: str, row: repo.PolicyRow) -> PolicyDocument:
     return PolicyDocument(
         program_id=program_id,
-        version=row["version"],
-        policy=compile_policy(row["policy"]).policy,
-        updated_at=row["updated_at"],
+        version=row.version,
+        policy=compile_policy(row.policy).policy,
+        updated_at=row.updated_at,
+    )
+
+
+async def backtest(
+    conn: asyncpg.Connection,
+    *,
+    ids: PublicIds,
+    merchant_id: int,
+    program_id: str,
+    request: BacktestRequest,
+) -> Backtest:
+    """Replay the program's past decisions under a candidate policy (writes nothing)."""
+    current = await get_policy(conn, ids=ids, merchant_id=merchant_id, program_id=program_id)
+    return await backtests.run(
+        conn,
+        ids=ids,
+        merchant_id=merchant_id,
+        program_id=ids.decode("program", program_id),
+        current=current.policy,
+        request=request,
     )

@@ -5,6 +5,8 @@ Unknown currencies are refused rather than guessed: a wrong exponent is a 100x e
 
 from __future__ import annotations
 
+from referral.lib.errors import InvalidInput
+
 # ISO 4217 active codes with their minor-unit exponents (2 unless listed elsewhere).
 _EXPONENT_0 = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
 _EXPONENT_3 = "BHD IQD JOD KWD LYD OMR TND"
@@ -44,3 +46,9 @@ def to_decimal_string(amount_minor: int, currency: str) -> str:
     sign = "-" if amount_minor < 0 else ""
     whole, frac = divmod(abs(amount_minor), 10**exp)
     return f"{sign}{whole}.{frac:0{exp}d}" if exp else f"{sign}{whole}"
+
+
+def require_currency(code: str) -> None:
+    """Refuse a currency the exponent table does not know (a 422 naming it)."""
+    if not is_currency(code):
+        raise InvalidInput(f"unknown currency {code}", code="unknown_currency")

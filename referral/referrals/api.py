@@ -1,15 +1,118 @@
-"""HTTP handlers for referrals: explain, list (the review queue), approve and reject."""
+"""HTTP handlers for referrals: the checkout's quote and signups, explain and list (with
+`status=in_review`, the review queue), and a person's approve and reject."""
 
 from __future__ import annotations
 
-from litestar import Controller, Response, post
-from litestar.params import FromPath, JSONBody
+from typing import Literal
 
-from referral.attribution.schemas import Referral
-from referral.http.deps import CallerDep, Conn, OnceDep, RuntimeDep
+from litestar import Controller, Response, get, post
+from litestar.params import FromPath, FromQuery, JSONBody
+
+from referral.http.deps import CallerDep, Conn, Listing, OnceDep, RuntimeDep
 from referral.lib.errors import API_ERRORS
-from referral.referrals import review
-from referral.referrals.schemas import ReviewAction
+from referral.lib.pagination import Page
+from referral.referrals import explain, review, service
+from referral.referrals.schemas import (
+    Quote,
+    QuoteRequest,
+    Referral,
+    ReviewAction,
+    SignupRequest,
+    SignupResult,
+)
+
+IDEMPOTENT = (
+    "Idempotent by its natural key; an `Idempotency-Key` header is honoured too "
+    "(same key and body: the stored response; other body: 409)."
+)
+
+
+class CheckoutController(Controller):
+    path = "/v1"
+    tags = ["checkout"]
+    security = [{"secretKey": []}]
+
+    @post(
+        "/checkout/quote",
+        operation_id="quoteCheckout",
+        responses=API_ERRORS,
+        status_code=200,
+        summary="Would the friend offer apply to this cart?",
+        description="Before payment: whether the friend offer applies, its value, the "
+        "advocate it would credit, and why not. Writes nothing.",
+    )
+    async def quote(
+        self, data: JSONBody[QuoteRequest], conn: Conn, caller: CallerDep, runtime: RuntimeDep
+    ) -> Quote:
+        return await service.quote(conn, runtime=runtime, caller=caller, data=data)
+
+    @post(
+        "/signups",
+        operation_id="recordSignup",
+        responses=API_ERRORS,
+        summary="Record a signup",
+        description="Attributes a new customer to an advocate. "
+        "Idempotent by customer id (201 first, 200 after). " + IDEMPOTENT,
+    )
+    async def signup(
+        self,
+        data: JSONBody[SignupRequest],
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+        once: OnceDep,
+    ) -> Response[SignupResult]:
+        return await once(
+            lambda: service.record_signup(conn, runtime=runtime, caller=caller, data=data)
+        )
+
+
+class ReferralController(Controller):
+    path = "/v1/referrals"
+    tags = ["referrals"]
+    security = [{"secretKey": []}]
+
+    @get(
+        "/{referral_id:str}",
+        operation_id="getReferral",
+        responses=API_ERRORS,
+        summary="Explain a referral",
+        description="Which attribution path matched, every eligibility check with its "
+        "inputs and outcome, the fraud decision, and each reward's history.",
+    )
+    async def read(
+        self, referral_id: FromPath[str], conn: Conn, caller: CallerDep, runtime: RuntimeDep
+    ) -> Referral:
+        return await explain.get_referral(
+            conn, runtime=runtime, caller=caller, referral_id=referral_id
+        )
+
+    @get(
+        operation_id="listReferrals",
+        responses=API_ERRORS,
+        summary="List referrals (with status=in_review: the review queue)",
+        description="Oldest first, each with its eligibility checks, fraud decision (rules "
+        "fired, evidence, score) and rewards. `status=in_review` is the review queue.",
+    )
+    async def list(
+        self,
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+        listing: Listing,
+        status: FromQuery[Literal["pending", "converted", "in_review", "rejected"] | None] = None,
+        advocate_id: FromQuery[str | None] = None,
+        program_id: FromQuery[str | None] = None,
+    ) -> Page[Referral]:
+        return await explain.list_referrals(
+            conn,
+            runtime=runtime,
+            caller=caller,
+            status=status,
+            advocate_id=advocate_id,
+            program_id=program_id,
+            cursor=listing.cursor(runtime.ids, "referral"),
+        )
 
 
 class ReviewController(Controller):
@@ -36,7 +139,16 @@ class ReviewController(Controller):
         runtime: RuntimeDep,
         once: OnceDep,
     ) -> Response[Referral]:
-        return await once(lambda: review.approve(conn, runtime, caller, referral_id, data))
+        return await once(
+            lambda: review.approve(
+                conn,
+                runtime=runtime,
+                caller=caller,
+                referral_id=referral_id,
+                actor=data.actor,
+                note=data.note,
+            )
+        )
 
     @post(
         "/{referral_id:str}/reject",
@@ -56,4 +168,13 @@ class ReviewController(Controller):
         runtime: RuntimeDep,
         once: OnceDep,
     ) -> Response[Referral]:
-        return await once(lambda: review.reject(conn, runtime, caller, referral_id, data))
+        return await once(
+            lambda: review.reject(
+                conn,
+                runtime=runtime,
+                caller=caller,
+                referral_id=referral_id,
+                actor=data.actor,
+                note=data.note,
+            )
+        )

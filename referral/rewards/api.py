@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from litestar import Controller, Request, Response, get, post
+from typing import Literal
+
+from litestar import Controller, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from referral.http import idempotency
-from referral.http.deps import CallerDep, Conn, RuntimeDep
+from referral.http.deps import CallerDep, Conn, Listing, OnceDep, RuntimeDep
 from referral.lib.errors import API_ERRORS
-from referral.lib.pagination import (
-    CreatedBefore,
-    CreatedFrom,
-    Limit,
-    Page,
-    StartingAfter,
-    split_page,
-)
-from referral.rewards import repo, service
+from referral.lib.pagination import Page
+from referral.merchants.service import Caller
+from referral.rewards import service
 from referral.rewards.schemas import Reward, RewardAction, RewardStatus
+from referral.runtime import Runtime
 
 
 class RewardController(Controller):
@@ -34,8 +30,9 @@ class RewardController(Controller):
     async def read(
         self, reward_id: FromPath[str], conn: Conn, caller: CallerDep, runtime: RuntimeDep
     ) -> Reward:
-        row = await service.get(conn, runtime.ids, caller.merchant_id, reward_id)
-        return await service.to_reward(conn, runtime.ids, row)
+        return await service.get(
+            conn, ids=runtime.ids, merchant_id=caller.merchant_id, reward_id=reward_id
+        )
 
     @get(operation_id="listRewards", responses=API_ERRORS, summary="List rewards")
     async def list(
@@ -43,61 +40,18 @@ class RewardController(Controller):
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
+        listing: Listing,
         status: FromQuery[RewardStatus | None] = None,
         advocate_id: FromQuery[str | None] = None,
-        starting_after: StartingAfter = None,
-        created_from: CreatedFrom = None,
-        created_before: CreatedBefore = None,
-        limit: Limit = 20,
     ) -> Page[Reward]:
-        ids = runtime.ids
-        rows = await repo.list_page(
+        return await service.list_rewards(
             conn,
-            caller.merchant_id,
+            ids=runtime.ids,
+            merchant_id=caller.merchant_id,
             status=status,
-            advocate_id=ids.decode("advocate", advocate_id) if advocate_id else None,
-            after_id=ids.decode("reward", starting_after) if starting_after else None,
-            created_from=created_from,
-            created_before=created_before,
-            limit=limit,
+            advocate_id=advocate_id,
+            cursor=listing.cursor(runtime.ids, "reward"),
         )
-        rows, more = split_page(rows, limit)
-        return Page(data=await service.to_rewards(conn, ids, rows), has_more=more)
-
-    async def _act(
-        self,
-        request: Request,
-        reward_id: str,
-        data: RewardAction,
-        conn,
-        caller,
-        runtime,
-        action: str,
-    ) -> Response[Reward]:
-        async def effect():
-            row = await service.get(conn, runtime.ids, caller.merchant_id, reward_id)
-            kwargs = dict(reason=f"manual_{action}", actor=data.actor, note=data.note)
-            if action == "approve":
-                row = await service.approve(
-                    conn, runtime.ids, caller.merchant_id, row["id"], **kwargs
-                )
-            elif action == "reverse":
-                row = await service.transition(
-                    conn,
-                    runtime.ids,
-                    caller.merchant_id,
-                    row["id"],
-                    expected={"pending", "in_review", "approved", "paid"},
-                    to="reversed",
-                    **kwargs,
-                )
-            else:
-                row = await service.reinstate(
-                    conn, runtime.ids, caller.merchant_id, row["id"], **kwargs
-                )
-            return 200, await service.to_reward(conn, runtime.ids, row)
-
-        return await idempotency.run(conn, caller, request, effect)
 
     @post(
         "/{reward_id:str}/approve",
@@ -108,14 +62,14 @@ class RewardController(Controller):
     )
     async def approve(
         self,
-        request: Request,
         reward_id: FromPath[str],
         data: JSONBody[RewardAction],
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
+        once: OnceDep,
     ) -> Response[Reward]:
-        return await self._act(request, reward_id, data, conn, caller, runtime, "approve")
+        return await once(_act(conn, runtime, caller, reward_id, data, "approve"))
 
     @post(
         "/{reward_id:str}/reverse",
@@ -127,14 +81,14 @@ class RewardController(Controller):
     )
     async def reverse(
         self,
-        request: Request,
         reward_id: FromPath[str],
         data: JSONBody[RewardAction],
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
+        once: OnceDep,
     ) -> Response[Reward]:
-        return await self._act(request, reward_id, data, conn, caller, runtime, "reverse")
+        return await once(_act(conn, runtime, caller, reward_id, data, "reverse"))
 
     @post(
         "/{reward_id:str}/reinstate",
@@ -146,11 +100,30 @@ class RewardController(Controller):
     )
     async def reinstate(
         self,
-        request: Request,
         reward_id: FromPath[str],
         data: JSONBody[RewardAction],
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
+        once: OnceDep,
     ) -> Response[Reward]:
-        return await self._act(request, reward_id, data, conn, caller, runtime, "reinstate")
+        return await once(_act(conn, runtime, caller, reward_id, data, "reinstate"))
+
+
+def _act(
+    conn: Conn,
+    runtime: Runtime,
+    caller: Caller,
+    reward_id: str,
+    data: RewardAction,
+    action: Literal["approve", "reverse", "reinstate"],
+):
+    return lambda: service.act(
+        conn,
+        ids=runtime.ids,
+        merchant_id=caller.merchant_id,
+        reward_id=reward_id,
+        action=action,
+        actor=data.actor,
+        note=data.note,
+    )

@@ -1,4 +1,5 @@
-"""SQL for rewards, their ledger entries, transitions and coupons."""
+"""SQL for rewards, their ledger entries and transitions. Every statement is scoped by
+merchant_id, except the release worker's pick, which takes due rewards of every merchant."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 
-from referral.lib.pagination import CURSOR_CLAUSE
+from referral.lib.db import many, one
+from referral.lib.pagination import CURSOR_CLAUSE, Cursor
 
 COLUMNS = """id, merchant_id, program_id, referral_id, advocate_id, side, payee_key, kind,
 currency, amount, original_amount, basis_points, order_pk, milestone, status, reversed_from,
@@ -23,6 +26,7 @@ RETURNING {COLUMNS}
 """
 
 GET = f"SELECT {COLUMNS} FROM rewards WHERE merchant_id = $1 AND id = $2"
+
 LOCK = GET + " FOR UPDATE"
 
 SET_STATE = f"""
@@ -81,18 +85,19 @@ SELECT public_id, referral_public_id FROM rewards WHERE merchant_id = $1 AND id 
 """
 
 # The set-based twin of one transition, for many rewards that keep their amount (payouts):
-# state, history row, ledger entries (from `ledger_moves` with unit amounts) and events.
-# A reward paid more than it is worth now ($11, a frozen payout line) books the difference
-# as paid and receivable, as a refund after payment would ($12: +1 paying, -1 undoing it).
+# state, history row, ledger entries (from `ledger_moves` with unit amounts), and the
+# events' payloads for the outbox.
+# A reward paid more than it is worth now ($10, a frozen payout line) books the difference
+# as paid and receivable, as a refund after payment would ($11: +1 paying, -1 undoing it).
 # $1 merchant, $2 ids, $3 from, $4 to, $5 reason, $6 actor, $7 note, $8 accounts, $9 signs,
-# $10 event, $11 paid amounts or NULL, $12 sign of the paid account's move
+# $10 paid amounts or NULL, $11 sign of the paid account's move
 TRANSITION_MANY = """
 WITH changed AS (
     UPDATE rewards r SET status = $4, updated_at = now(),
         paid_at = CASE WHEN $4 = 'paid' THEN now() ELSE r.paid_at END,
         approved_at = CASE WHEN $4 = 'approved' THEN coalesce(r.approved_at, now())
                            ELSE r.approved_at END
-    FROM unnest($2::bigint[], $11::bigint[]) AS p (id, paid)
+    FROM unnest($2::bigint[], $10::bigint[]) AS p (id, paid)
     WHERE r.merchant_id = $1 AND r.id = p.id AND r.status = $3
     RETURNING r.id, r.amount, coalesce(p.paid, r.amount) AS paid, r.payee_key, r.currency,
               r.kind, r.side, r.public_id, r.referral_public_id, r.advocate_id
@@ -110,43 +115,21 @@ entries AS (
     FROM changed c JOIN history h ON h.reward_id = c.id
     CROSS JOIN LATERAL (
         SELECT u.account, u.sign * c.amount FROM unnest($8::text[], $9::int[]) AS u (account, sign)
-        UNION ALL SELECT 'paid', $12 * (c.paid - c.amount)
-        UNION ALL SELECT 'receivable', $12 * (c.amount - c.paid)
+        UNION ALL SELECT 'paid', $11 * (c.paid - c.amount)
+        UNION ALL SELECT 'receivable', $11 * (c.amount - c.paid)
     ) AS m (account, amount)
     WHERE c.kind IN ('cash', 'store_credit') AND m.amount <> 0
     RETURNING 1
 )
-INSERT INTO events (merchant_id, type, data)
-SELECT $1, $10, jsonb_build_object('reward_id', c.public_id, 'referral_id', c.referral_public_id,
-                                   'side', c.side, 'kind', c.kind, 'status', $4,
-                                   'amount', c.amount, 'currency', c.currency, 'reason', $5,
-                                   'contact_preference', (SELECT a.contact_preference
-                                       FROM advocates a WHERE c.side = 'advocate'
-                                       AND a.merchant_id = $1 AND a.id = c.advocate_id))
+SELECT coalesce(jsonb_agg(jsonb_build_object(
+           'reward_id', c.public_id, 'referral_id', c.referral_public_id, 'side', c.side,
+           'kind', c.kind, 'status', $4, 'amount', c.amount, 'currency', c.currency,
+           'reason', $5,
+           'contact_preference', (SELECT a.contact_preference FROM advocates a
+                                  WHERE c.side = 'advocate' AND a.merchant_id = $1
+                                    AND a.id = c.advocate_id))), '[]'::jsonb)
 FROM changed c
 """
-
-# A reward event in the outbox, with the advocate's contact preference (email, sms, none)
-# for an advocate-side reward, so whoever tells the advocate knows how; NULL for a friend's.
-EMIT_EVENT = """
-INSERT INTO events (merchant_id, type, data)
-SELECT $1, $2, $3::jsonb || jsonb_build_object('contact_preference',
-    (SELECT a.contact_preference FROM advocates a
-     WHERE $5::text = 'advocate' AND a.merchant_id = $1 AND a.id = $4))
-"""
-
-
-async def emit_event(
-    conn: asyncpg.Connection,
-    merchant_id: int,
-    type_: str,
-    data: dict[str, Any],
-    *,
-    advocate_id: int,
-    side: str,
-) -> None:
-    await conn.execute(EMIT_EVENT, merchant_id, type_, data, advocate_id, side)
-
 
 HISTORIES = """
 SELECT reward_id, from_status, to_status, amount, delta, reason, actor, note, created_at
@@ -154,13 +137,11 @@ FROM reward_transitions WHERE merchant_id = $1 AND reward_id = ANY($2::bigint[])
 ORDER BY reward_id, id
 """
 
-COUPON_CODES = """
-SELECT reward_id, code FROM coupons WHERE merchant_id = $1 AND reward_id = ANY($2::bigint[])
-"""
-
 ENTRIES = """
-SELECT account, amount, transition_id, created_at FROM ledger_entries
-WHERE merchant_id = $1 AND reward_id = $2 ORDER BY id
+INSERT INTO ledger_entries (merchant_id, reward_id, transition_id, payee_key, currency,
+                            account, amount)
+SELECT $1, $2, $3, $4, $5, account, amount
+FROM unnest($6::text[], $7::bigint[]) AS e (account, amount)
 """
 
 LAST_REVERSAL_DELTA = """
@@ -199,10 +180,6 @@ WHERE o.merchant_id = $1 AND o.id = $2
 FOR UPDATE OF o
 """
 
-UNVOID_COUPON = """
-UPDATE coupons SET status = 'issued' WHERE merchant_id = $1 AND reward_id = $2 AND status = 'void'
-"""
-
 # NO KEY UPDATE: serialises with the order transaction's advocate lock, but not with the
 # key-share lock a referral's foreign key takes (FOR UPDATE would deadlock against it).
 LOCK_ADVOCATE = "SELECT 1 FROM advocates WHERE merchant_id = $1 AND id = $2 FOR NO KEY UPDATE"
@@ -230,39 +207,6 @@ WHERE merchant_id = $1 AND advocate_id = $2 AND side = 'advocate' AND milestone 
   AND status <> 'reversed'
 """
 
-INSERT_COUPON = """
-INSERT INTO coupons (code, merchant_id, reward_id, amount, currency, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT DO NOTHING
-RETURNING code
-"""
-
-VOID_COUPON = """
-UPDATE coupons SET status = 'void' WHERE merchant_id = $1 AND reward_id = $2 AND status = 'issued'
-"""
-
-COUPON_FOR_REWARD = (
-    "SELECT code, status, expires_at FROM coupons WHERE merchant_id = $1 AND reward_id = $2"
-)
-
-REDEEM_COUPON = """
-UPDATE coupons SET status = 'redeemed', redeemed_order_pk = $3
-WHERE merchant_id = $1 AND code = $2 AND status = 'issued' AND expires_at > $4
-RETURNING reward_id
-"""
-
-EXPIRED_COUPONS = """
-SELECT c.merchant_id, c.reward_id FROM coupons c
-WHERE c.status = 'issued' AND c.expires_at <= $1
-ORDER BY c.expires_at
-LIMIT $2
-FOR UPDATE SKIP LOCKED
-"""
-
-MARK_COUPON_EXPIRED = """
-UPDATE coupons SET status = 'expired' WHERE merchant_id = $1 AND reward_id = $2
-"""
-
 LIST = f"""
 SELECT {COLUMNS} FROM rewards t
 WHERE t.merchant_id = $1 AND ($2::text IS NULL OR t.status = $2)
@@ -272,15 +216,88 @@ ORDER BY t.created_at, t.id
 LIMIT $6
 """
 
+PROGRAM_RULES = "SELECT rewards FROM programs WHERE merchant_id = $1 AND id = $2"
 
-async def insert(conn: asyncpg.Connection, *values: Any) -> asyncpg.Record | None:
-    return await conn.fetchrow(INSERT, *values)
+
+class RewardRow(msgspec.Struct, frozen=True):
+    id: int
+    merchant_id: int
+    program_id: int
+    referral_id: int | None
+    advocate_id: int
+    side: str
+    payee_key: str
+    kind: str
+    currency: str | None
+    amount: int
+    original_amount: int
+    basis_points: int | None
+    order_pk: int | None
+    milestone: int | None
+    status: str
+    reversed_from: str | None
+    hold_until: datetime
+    earned_at: datetime
+    rule: dict[str, Any]
+    created_at: datetime
+    approved_at: datetime | None
+    paid_at: datetime | None
+    reversed_at: datetime | None
+    updated_at: datetime
+
+
+class HistoryRow(msgspec.Struct, frozen=True):
+    reward_id: int
+    from_status: str | None
+    to_status: str
+    amount: int
+    delta: int
+    reason: str
+    actor: str
+    note: str | None
+    created_at: datetime
+
+
+class Locked(msgspec.Struct, frozen=True):
+    found: int
+    unexpected: int
+    reversed: list[int]
+
+
+class PublicIds(msgspec.Struct, frozen=True):
+    public_id: str | None
+    referral_public_id: str | None
+
+
+class DueReward(msgspec.Struct, frozen=True):
+    id: int
+    merchant_id: int
+    advocate_id: int
+
+
+class OrderOfReward(msgspec.Struct, frozen=True):
+    subtotal: int
+    total: int
+    refunded: int
+    status: str
+    currency: str
+    rewards: dict[str, Any]
+
+
+class CapUsageRow(msgspec.Struct, frozen=True):
+    in_period: int
+    total: int
+    amount: int
+
+
+async def insert(conn: asyncpg.Connection, *values: Any) -> RewardRow | None:
+    return one(RewardRow, await conn.fetchrow(INSERT, *values))
 
 
 async def get(
     conn: asyncpg.Connection, merchant_id: int, reward_id: int, *, lock: bool = False
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(LOCK if lock else GET, merchant_id, reward_id)
+) -> RewardRow | None:
+    return one(RewardRow, await conn.fetchrow(LOCK if lock else GET, merchant_id, reward_id))
 
 
 async def set_state(
@@ -290,8 +307,9 @@ async def set_state(
     status: str,
     amount: int,
     reversed_from: str | None,
-) -> asyncpg.Record:
-    return await conn.fetchrow(SET_STATE, merchant_id, reward_id, status, amount, reversed_from)
+) -> RewardRow:
+    row = await conn.fetchrow(SET_STATE, merchant_id, reward_id, status, amount, reversed_from)
+    return RewardRow(**row)
 
 
 async def insert_transition(
@@ -352,12 +370,13 @@ async def lock_many(
     reward_ids: list[int],
     expected: str,
     paid: list[int] | None = None,
-) -> asyncpg.Record:
-    return await conn.fetchrow(LOCK_MANY, merchant_id, reward_ids, expected, paid)
+) -> Locked:
+    row = await conn.fetchrow(LOCK_MANY, merchant_id, reward_ids, expected, paid)
+    return Locked(found=row["found"], unexpected=row["unexpected"], reversed=list(row["reversed"]))
 
 
-async def public_ids(conn: asyncpg.Connection, merchant_id: int, reward_id: int) -> asyncpg.Record:
-    return await conn.fetchrow(PUBLIC_IDS, merchant_id, reward_id)
+async def public_ids(conn: asyncpg.Connection, merchant_id: int, reward_id: int) -> PublicIds:
+    return PublicIds(**await conn.fetchrow(PUBLIC_IDS, merchant_id, reward_id))
 
 
 async def transition_many(
@@ -370,11 +389,11 @@ async def transition_many(
     actor: str,
     note: str | None,
     moves: list[tuple[str, int]],
-    event: str,
     paid: list[int] | None = None,
     paid_sign: int = 1,
-) -> None:
-    await conn.execute(
+) -> list[dict[str, Any]]:
+    """The moves, and the payload of each moved reward's event (for the outbox)."""
+    return await conn.fetchval(
         TRANSITION_MANY,
         merchant_id,
         reward_ids,
@@ -385,7 +404,6 @@ async def transition_many(
         note,
         [a for a, _ in moves],
         [s for _, s in moves],
-        event,
         paid,
         paid_sign,
     )
@@ -415,60 +433,44 @@ async def insert_entries(
 
 async def histories(
     conn: asyncpg.Connection, merchant_id: int, reward_ids: list[int]
-) -> list[asyncpg.Record]:
-    return await conn.fetch(HISTORIES, merchant_id, reward_ids)
-
-
-async def coupon_codes(
-    conn: asyncpg.Connection, merchant_id: int, reward_ids: list[int]
-) -> dict[int, str]:
-    if not reward_ids:
-        return {}
-    return {
-        r["reward_id"]: r["code"] for r in await conn.fetch(COUPON_CODES, merchant_id, reward_ids)
-    }
+) -> list[HistoryRow]:
+    return many(HistoryRow, await conn.fetch(HISTORIES, merchant_id, reward_ids))
 
 
 async def for_referrals(
     conn: asyncpg.Connection, merchant_id: int, referral_ids: list[int]
-) -> list[asyncpg.Record]:
-    return await conn.fetch(FOR_REFERRALS, merchant_id, referral_ids)
-
-
-async def entries(
-    conn: asyncpg.Connection, merchant_id: int, reward_id: int
-) -> list[asyncpg.Record]:
-    return await conn.fetch(ENTRIES, merchant_id, reward_id)
+) -> list[RewardRow]:
+    return many(RewardRow, await conn.fetch(FOR_REFERRALS, merchant_id, referral_ids))
 
 
 async def last_reversal_delta(conn: asyncpg.Connection, merchant_id: int, reward_id: int) -> int:
     return await conn.fetchval(LAST_REVERSAL_DELTA, merchant_id, reward_id) or 0
 
 
-async def for_order(
-    conn: asyncpg.Connection, merchant_id: int, order_pk: int
-) -> list[asyncpg.Record]:
-    return await conn.fetch(FOR_ORDER, merchant_id, order_pk)
+async def for_order(conn: asyncpg.Connection, merchant_id: int, order_pk: int) -> list[RewardRow]:
+    return many(RewardRow, await conn.fetch(FOR_ORDER, merchant_id, order_pk))
 
 
 async def for_referral(
     conn: asyncpg.Connection, merchant_id: int, referral_id: int
-) -> list[asyncpg.Record]:
-    return await conn.fetch(FOR_REFERRAL, merchant_id, referral_id)
+) -> list[RewardRow]:
+    return many(RewardRow, await conn.fetch(FOR_REFERRAL, merchant_id, referral_id))
 
 
-async def due(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch(DUE, now, limit)
+async def due(conn: asyncpg.Connection, now: datetime, limit: int) -> list[DueReward]:
+    return many(DueReward, await conn.fetch(DUE, now, limit))
 
 
 async def order_of_reward(
     conn: asyncpg.Connection, merchant_id: int, order_pk: int, program_id: int
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(ORDER_OF_REWARD, merchant_id, order_pk, program_id)
+) -> OrderOfReward | None:
+    row = await conn.fetchrow(ORDER_OF_REWARD, merchant_id, order_pk, program_id)
+    return one(OrderOfReward, row)
 
 
-async def unvoid_coupon(conn: asyncpg.Connection, merchant_id: int, reward_id: int) -> None:
-    await conn.execute(UNVOID_COUPON, merchant_id, reward_id)
+async def program_rules(conn: asyncpg.Connection, merchant_id: int, program_id: int) -> Any:
+    """A program's reward settings as stored (JSON)."""
+    return await conn.fetchval(PROGRAM_RULES, merchant_id, program_id)
 
 
 async def lock_advocate(conn: asyncpg.Connection, merchant_id: int, advocate_id: int) -> None:
@@ -489,51 +491,9 @@ async def cap_usage(
     advocate_id: int,
     currency: str | None,
     period_start: datetime,
-) -> asyncpg.Record:
-    return await conn.fetchrow(CAP_USAGE, merchant_id, advocate_id, currency, period_start)
-
-
-async def insert_coupon(
-    conn: asyncpg.Connection,
-    code: str,
-    merchant_id: int,
-    reward_id: int,
-    amount: int,
-    currency: str,
-    expires_at: datetime,
-) -> bool:
-    return (
-        await conn.fetchval(
-            INSERT_COUPON, code, merchant_id, reward_id, amount, currency, expires_at
-        )
-        is not None
-    )
-
-
-async def void_coupon(conn: asyncpg.Connection, merchant_id: int, reward_id: int) -> None:
-    await conn.execute(VOID_COUPON, merchant_id, reward_id)
-
-
-async def coupon_for_reward(
-    conn: asyncpg.Connection, merchant_id: int, reward_id: int
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(COUPON_FOR_REWARD, merchant_id, reward_id)
-
-
-async def redeem_coupon(
-    conn: asyncpg.Connection, merchant_id: int, code: str, order_pk: int, at: datetime
-) -> int | None:
-    return await conn.fetchval(REDEEM_COUPON, merchant_id, code, order_pk, at)
-
-
-async def expired_coupons(
-    conn: asyncpg.Connection, now: datetime, limit: int
-) -> list[asyncpg.Record]:
-    return await conn.fetch(EXPIRED_COUPONS, now, limit)
-
-
-async def mark_coupon_expired(conn: asyncpg.Connection, merchant_id: int, reward_id: int) -> None:
-    await conn.execute(MARK_COUPON_EXPIRED, merchant_id, reward_id)
+) -> CapUsageRow:
+    row = await conn.fetchrow(CAP_USAGE, merchant_id, advocate_id, currency, period_start)
+    return CapUsageRow(**row)
 
 
 async def list_page(
@@ -542,11 +502,16 @@ async def list_page(
     *,
     status: str | None,
     advocate_id: int | None,
-    after_id: int | None,
-    created_from: datetime | None,
-    created_before: datetime | None,
-    limit: int,
-) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        LIST, merchant_id, status, after_id, created_from, created_before, limit + 1, advocate_id
+    cursor: Cursor,
+) -> list[RewardRow]:
+    rows = await conn.fetch(
+        LIST,
+        merchant_id,
+        status,
+        cursor.after_id,
+        cursor.created_from,
+        cursor.created_before,
+        cursor.fetch,
+        advocate_id,
     )
+    return many(RewardRow, rows)

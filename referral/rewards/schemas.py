@@ -45,6 +45,16 @@ class Reward(msgspec.Struct):
     object: str = "reward"
 
 
+class RewardSummary(msgspec.Struct):
+    id: str
+    side: str
+    kind: str
+    amount: int
+    currency: str | None
+    status: str
+    coupon_code: str | None = None
+
+
 class RewardAction(msgspec.Struct, forbid_unknown_fields=True):
     """Who did it and why: kept in the reward's history."""
 

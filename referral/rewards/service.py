@@ -3,12 +3,12 @@
 Every state change of a reward goes through `transition()`: it locks the row, checks the
 expected current state, writes the new state, its ledger entries, a history row and an
 outbox event — all in the caller's transaction. Refunds, releases, reviews, manual actions
-and (later) payouts use it; nothing else writes a reward's status or amount.
+and payouts use it (payouts through its set-based twin `transition_many()`); nothing else
+writes a reward's status or amount. Granting rewards for a referral is in `grant.py`.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections import defaultdict
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
@@ -18,11 +18,14 @@ import asyncpg
 import msgspec
 import structlog
 
-from referral.codes.codec import CODE_ALPHABET, COUPON_PREFIX
+from referral.coupons import service as coupons
+from referral.events import service as events
 from referral.lib.errors import Conflict, NotFound
 from referral.lib.ids import PublicIds
+from referral.lib.pagination import Cursor, Page
 from referral.programs.schemas import RewardRule, RewardSettings
 from referral.rewards import repo
+from referral.rewards.repo import RewardRow
 from referral.rewards.rules import (
     MONEY_KINDS,
     Amount,
@@ -31,32 +34,62 @@ from referral.rewards.rules import (
     refund_target,
     rule_amount,
 )
-from referral.rewards.schemas import Reward, Transition
+from referral.rewards.schemas import Reward, RewardSummary, Transition
 
 log = structlog.get_logger("referral.rewards")
 
+__all__ = ["RewardRow"]
 
-def new_coupon_code() -> str:
-    return COUPON_PREFIX + "".join(secrets.choice(CODE_ALPHABET) for _ in range(10))
+_EVENT_FOR = {
+    "approved": "reward.approved",
+    "paid": "reward.paid",
+    "reversed": "reward.reversed",
+    "in_review": "reward.in_review",
+    "pending": "reward.pending",
+}
 
 
-def _event_data(ids: PublicIds, row: asyncpg.Record) -> dict[str, Any]:
+def _event_data(ids: PublicIds, row: RewardRow) -> dict[str, Any]:
     return {
-        "reward_id": ids.encode("reward", row["id"]),
-        "advocate_id": ids.encode("advocate", row["advocate_id"]),
-        "referral_id": ids.encode("referral", row["referral_id"]) if row["referral_id"] else None,
-        "side": row["side"],
-        "kind": row["kind"],
-        "status": row["status"],
-        "amount": row["amount"],
-        "currency": row["currency"],
+        "reward_id": ids.encode("reward", row.id),
+        "advocate_id": ids.encode("advocate", row.advocate_id),
+        "referral_id": ids.encode("referral", row.referral_id) if row.referral_id else None,
+        "side": row.side,
+        "kind": row.kind,
+        "status": row.status,
+        "amount": row.amount,
+        "currency": row.currency,
     }
+
+
+async def _announce(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    type_: str,
+    data: dict[str, Any],
+    *,
+    advocate_id: int,
+    side: str,
+) -> None:
+    """A reward event: an advocate's carries their contact preference, a friend's says none
+    is known (the key is there either way, so consumers read one shape)."""
+    if side == "advocate":
+        await events.emit(
+            conn, merchant_id=merchant_id, type=type_, data=data, advocate_id=advocate_id
+        )
+    else:
+        await events.emit(
+            conn,
+            merchant_id=merchant_id,
+            type=type_,
+            data={**data, "contact_preference": None},
+        )
 
 
 async def create(
     conn: asyncpg.Connection,
-    ids: PublicIds,
     *,
+    ids: PublicIds,
     merchant_id: int,
     program_id: int,
     referral_id: int | None,
@@ -72,7 +105,7 @@ async def create(
     earned_at: datetime,
     coupon_days: int,
     reason: str,
-) -> asyncpg.Record | None:
+) -> RewardRow | None:
     """Create a reward (pending or in_review) with its first ledger entry; None if it exists."""
     row = await repo.insert(
         conn,
@@ -98,30 +131,33 @@ async def create(
     transition_id = await repo.insert_first_transition(
         conn,
         merchant_id,
-        row["id"],
+        row.id,
         status,
         amount.value,
         reason,
-        ids.encode("reward", row["id"]),
+        ids.encode("reward", row.id),
         ids.encode("referral", referral_id) if referral_id else None,
     )
     if rule.kind in MONEY_KINDS:
         await repo.insert_entries(
             conn,
             merchant_id,
-            row["id"],
+            row.id,
             transition_id,
             payee_key,
             amount.currency,
             ledger_moves(None, status, 0, amount.value),
         )
     if rule.kind == "coupon":
-        expires = max(earned_at, datetime.now(UTC)) + timedelta(days=coupon_days)
-        while not await repo.insert_coupon(
-            conn, new_coupon_code(), merchant_id, row["id"], amount.value, amount.currency, expires
-        ):
-            pass  # a 10-character random code collided: draw again
-    await repo.emit_event(
+        await coupons.issue(
+            conn,
+            merchant_id=merchant_id,
+            reward_id=row.id,
+            amount=amount.value,
+            currency=amount.currency,
+            expires_at=max(earned_at, datetime.now(UTC)) + timedelta(days=coupon_days),
+        )
+    await _announce(
         conn,
         merchant_id,
         "reward.created",
@@ -132,33 +168,24 @@ async def create(
     return row
 
 
-_EVENT_FOR = {
-    "approved": "reward.approved",
-    "paid": "reward.paid",
-    "reversed": "reward.reversed",
-    "in_review": "reward.in_review",
-    "pending": "reward.pending",
-}
-
-
 async def transition(
     conn: asyncpg.Connection,
+    *,
     ids: PublicIds,
     merchant_id: int,
     reward_id: int,
-    *,
     expected: Collection[str],
     to: str,
     reason: str,
     amount: int | None = None,
     actor: str = "system",
     note: str | None = None,
-) -> asyncpg.Record:
+) -> RewardRow:
     """The one way a reward changes state or value. Raises Conflict on an unexpected state."""
     row = await repo.get(conn, merchant_id, reward_id, lock=True)
     if row is None:
         raise NotFound("no such reward", code="reward_not_found")
-    old_status, old_amount = row["status"], row["amount"]
+    old_status, old_amount = row.status, row.amount
     if old_status not in expected:
         raise Conflict(
             f"the reward is {old_status}; this needs it to be {' or '.join(sorted(expected))}",
@@ -190,38 +217,36 @@ async def transition(
         actor,
         note,
     )
-    if row["kind"] in MONEY_KINDS:
+    if row.kind in MONEY_KINDS:
         await repo.insert_entries(
             conn,
             merchant_id,
             reward_id,
             transition_id,
-            row["payee_key"],
-            row["currency"],
+            row.payee_key,
+            row.currency,
             ledger_moves(old_status, to, old_amount, new_amount),
         )
-    if row["kind"] == "coupon" and to == "reversed":
-        await repo.void_coupon(conn, merchant_id, reward_id)
-    elif row["kind"] == "coupon" and old_status == "reversed":
-        await repo.unvoid_coupon(conn, merchant_id, reward_id)
+    if row.kind == "coupon" and to == "reversed":
+        await coupons.void(conn, merchant_id=merchant_id, reward_id=reward_id)
+    elif row.kind == "coupon" and old_status == "reversed":
+        await coupons.restore(conn, merchant_id=merchant_id, reward_id=reward_id)
     event = _EVENT_FOR[to] if to != old_status else "reward.adjusted"
     data = {**_event_data(ids, updated), "reason": reason}
-    await repo.emit_event(
-        conn, merchant_id, event, data, advocate_id=row["advocate_id"], side=row["side"]
-    )
+    await _announce(conn, merchant_id, event, data, advocate_id=row.advocate_id, side=row.side)
     return updated
 
 
 async def reinstate(
     conn: asyncpg.Connection,
+    *,
     ids: PublicIds,
     merchant_id: int,
     reward_id: int,
-    *,
     reason: str,
     actor: str = "system",
     note: str | None = None,
-) -> asyncpg.Record:
+) -> RewardRow:
     """Undo a reversal: back to the state and value before it, but never worth more than its
     order still supports. Refunds skip reversed rewards, so the order is re-read here (locked,
     as a refund locks it); an order refunded in full, cancelled or below the minimum leaves
@@ -230,19 +255,19 @@ async def reinstate(
     if row is None:
         raise NotFound("no such reward", code="reward_not_found")
     cap = None
-    if row["order_pk"] is not None and row["status"] == "reversed":
-        order = await repo.order_of_reward(conn, merchant_id, row["order_pk"], row["program_id"])
-        settings = msgspec.convert(order["rewards"], RewardSettings)
-        currency = order["currency"].strip()
+    if row.order_pk is not None and row.status == "reversed":
+        order = await repo.order_of_reward(conn, merchant_id, row.order_pk, row.program_id)
+        settings = msgspec.convert(order.rewards, RewardSettings)
+        currency = order.currency.strip()
         cap = (
             0
-            if order["status"] == "cancelled"
+            if order.status == "cancelled"
             else refund_target(
-                original=row["original_amount"],
-                basis_points=row["basis_points"],
-                subtotal=order["subtotal"],
-                total=order["total"],
-                refunded=order["refunded"],
+                original=row.original_amount,
+                basis_points=row.basis_points,
+                subtotal=order.subtotal,
+                total=order.total,
+                refunded=order.refunded,
                 minimum=settings.minimum_order.get(currency),
             )
         )
@@ -254,11 +279,11 @@ async def reinstate(
         row = await repo.get(conn, merchant_id, reward_id)  # as it is now the order is locked
     return await transition(
         conn,
-        ids,
-        merchant_id,
-        reward_id,
+        ids=ids,
+        merchant_id=merchant_id,
+        reward_id=reward_id,
         expected={"reversed"},
-        to=row["reversed_from"] or "pending",
+        to=row.reversed_from or "pending",
         reason=reason,
         actor=actor,
         note=note,
@@ -294,12 +319,12 @@ async def transition_many(
     if paid is not None and (paid_sign is None or len(paid) != len(reward_ids)):
         raise ValueError("paid amounts go with a move into or out of paid, one per reward")
     locked = await repo.lock_many(conn, merchant_id, reward_ids, expected, paid)
-    if locked["found"] != len(reward_ids) or locked["unexpected"]:
+    if locked.found != len(reward_ids) or locked.unexpected:
         raise Conflict(
-            f"{locked['unexpected']} of {len(reward_ids)} rewards are not {expected}",
+            f"{locked.unexpected} of {len(reward_ids)} rewards are not {expected}",
             code="reward_state_conflict",
         )
-    await repo.transition_many(
+    payloads = await repo.transition_many(
         conn,
         merchant_id,
         reward_ids,
@@ -309,13 +334,13 @@ async def transition_many(
         actor,
         note,
         unit_moves,
-        _EVENT_FOR[to],
         paid,
         paid_sign or 1,
     )
-    if paid is not None and locked["reversed"]:
+    await events.emit_many(conn, merchant_id=merchant_id, type=_EVENT_FOR[to], payloads=payloads)
+    if paid is not None and locked.reversed:
         paid_of = dict(zip(reward_ids, paid, strict=True))
-        for reward_id in locked["reversed"]:
+        for reward_id in locked.reversed:
             await _move_reversed(
                 conn,
                 merchant_id,
@@ -357,61 +382,61 @@ async def _move_reversed(
         transition_id = await repo.insert_transition(
             conn, merchant_id, reward_id, old, new, amount, delta, why, actor, note
         )
-        if row["kind"] in MONEY_KINDS:
+        if row.kind in MONEY_KINDS:
             await repo.insert_entries(
                 conn,
                 merchant_id,
                 reward_id,
                 transition_id,
-                row["payee_key"],
-                row["currency"],
+                row.payee_key,
+                row.currency,
                 [(account, value)],
             )
     await repo.set_state(conn, merchant_id, reward_id, "reversed", 0, "paid" if paying else to)
     public = await repo.public_ids(conn, merchant_id, reward_id)
-    await repo.emit_event(
+    await _announce(
         conn,
         merchant_id,
         "reward.paid" if paying else "reward.adjusted",
         {
-            "reward_id": public["public_id"],
-            "referral_id": public["referral_public_id"],
-            "side": row["side"],
-            "kind": row["kind"],
+            "reward_id": public.public_id,
+            "referral_id": public.referral_public_id,
+            "side": row.side,
+            "kind": row.kind,
             "status": "reversed",
             "amount": 0,
-            "currency": row["currency"],
+            "currency": row.currency,
             "reason": reason,
         },
-        advocate_id=row["advocate_id"],
-        side=row["side"],
+        advocate_id=row.advocate_id,
+        side=row.side,
     )
 
 
 async def approve(
     conn: asyncpg.Connection,
+    *,
     ids: PublicIds,
     merchant_id: int,
     reward_id: int,
-    *,
     reason: str,
     actor: str = "system",
     note: str | None = None,
     settings: RewardSettings | None = None,
-) -> asyncpg.Record:
+) -> RewardRow:
     """Approve, then grant any milestone bonus the advocate has now reached."""
     row = await transition(
         conn,
-        ids,
-        merchant_id,
-        reward_id,
+        ids=ids,
+        merchant_id=merchant_id,
+        reward_id=reward_id,
         expected={"pending", "in_review"},
         to="approved",
         reason=reason,
         actor=actor,
         note=note,
     )
-    if row["side"] == "advocate" and row["milestone"] is None:
+    if row.side == "advocate" and row.milestone is None:
         await _grant_milestones(conn, ids, row, settings)
     return row
 
@@ -419,35 +444,33 @@ async def approve(
 async def _grant_milestones(
     conn: asyncpg.Connection,
     ids: PublicIds,
-    reward: asyncpg.Record,
+    reward: RewardRow,
     settings: RewardSettings | None,
 ) -> None:
     if settings is None:
-        raw = await conn.fetchval(
-            "SELECT rewards FROM programs WHERE id = $1", reward["program_id"]
-        )
+        raw = await repo.program_rules(conn, reward.merchant_id, reward.program_id)
         settings = msgspec.convert(raw, RewardSettings)
     if not settings.milestones:
         return
     # Two approvals at once must not both count 2 when together they make 3.
-    await repo.lock_advocate(conn, reward["merchant_id"], reward["advocate_id"])
-    successful = await repo.successful_referrals(conn, reward["merchant_id"], reward["advocate_id"])
+    await repo.lock_advocate(conn, reward.merchant_id, reward.advocate_id)
+    successful = await repo.successful_referrals(conn, reward.merchant_id, reward.advocate_id)
     rules = {m.referrals: m.reward for m in settings.milestones}
     now = datetime.now(UTC)
     for threshold in milestones_reached(settings, successful):
         rule = rules[threshold]
-        amount = rule_amount(rule, 0, reward["currency"] or "")
+        amount = rule_amount(rule, 0, reward.currency or "")
         if amount is None:
             continue  # no amount in this currency: nothing to grant
         created = await create(
             conn,
-            ids,
-            merchant_id=reward["merchant_id"],
-            program_id=reward["program_id"],
+            ids=ids,
+            merchant_id=reward.merchant_id,
+            program_id=reward.program_id,
             referral_id=None,
-            advocate_id=reward["advocate_id"],
+            advocate_id=reward.advocate_id,
             side="advocate",
-            payee_key=reward["payee_key"],
+            payee_key=reward.payee_key,
             rule=rule,
             amount=amount,
             order_pk=None,
@@ -459,11 +482,14 @@ async def _grant_milestones(
             reason=f"milestone_{threshold}",
         )
         if created is not None:
-            log.info("milestone_granted", reward_id=created["id"], milestone=threshold)
+            log.info("milestone_granted", reward_id=created.id, milestone=threshold)
+
+
+# --- workers --------------------------------------------------------------------------
 
 
 async def release_due(
-    pool: asyncpg.Pool, ids: PublicIds, *, batch: int = 200, now: datetime | None = None
+    pool: asyncpg.Pool, *, ids: PublicIds, batch: int = 200, now: datetime | None = None
 ) -> int:
     """Approve every pending reward whose hold has passed. Safe with many instances: each
     batch takes its rows with FOR UPDATE SKIP LOCKED. Rewards in review are not pending,
@@ -474,98 +500,206 @@ async def release_due(
             rows = await repo.due(conn, now or datetime.now(UTC), batch)
             # Approving may lock the advocate (milestones): take those locks in one global
             # order, so two workers sharing advocates never deadlock.
-            for row in sorted(rows, key=lambda r: (r["advocate_id"], r["id"])):
-                await approve(conn, ids, row["merchant_id"], row["id"], reason="hold_passed")
+            for row in sorted(rows, key=lambda r: (r.advocate_id, r.id)):
+                await approve(
+                    conn,
+                    ids=ids,
+                    merchant_id=row.merchant_id,
+                    reward_id=row.id,
+                    reason="hold_passed",
+                )
         released += len(rows)
         if len(rows) < batch:
             return released
 
 
 async def expire_coupons(
-    pool: asyncpg.Pool, ids: PublicIds, *, batch: int = 200, now: datetime | None = None
+    pool: asyncpg.Pool, *, ids: PublicIds, batch: int = 200, now: datetime | None = None
 ) -> int:
     """Unused friend coupons past their expiry: the coupon expires, its reward is reversed."""
     expired = 0
     while True:
         async with pool.acquire() as conn, conn.transaction():
-            rows = await repo.expired_coupons(conn, now or datetime.now(UTC), batch)
-            for row in rows:
-                await repo.mark_coupon_expired(conn, row["merchant_id"], row["reward_id"])
-                reward = await repo.get(conn, row["merchant_id"], row["reward_id"])
-                if reward["status"] != "reversed":
+            due = await coupons.take_due_to_expire(conn, now=now or datetime.now(UTC), limit=batch)
+            for coupon in due:
+                reward = await repo.get(conn, coupon.merchant_id, coupon.reward_id)
+                if reward.status != "reversed":
                     await transition(
                         conn,
-                        ids,
-                        row["merchant_id"],
-                        row["reward_id"],
-                        expected={reward["status"]},
+                        ids=ids,
+                        merchant_id=coupon.merchant_id,
+                        reward_id=coupon.reward_id,
+                        expected={reward.status},
                         to="reversed",
                         reason="coupon_expired",
                     )
-        expired += len(rows)
-        if len(rows) < batch:
+        expired += len(due)
+        if len(due) < batch:
             return expired
 
 
-async def to_reward(conn: asyncpg.Connection, ids: PublicIds, row: asyncpg.Record) -> Reward:
-    return (await to_rewards(conn, ids, [row]))[0]
+# --- reading --------------------------------------------------------------------------
 
 
 async def to_rewards(
-    conn: asyncpg.Connection, ids: PublicIds, rows: list[asyncpg.Record]
+    conn: asyncpg.Connection, *, ids: PublicIds, rows: list[RewardRow]
 ) -> list[Reward]:
     """Rewards with their histories and coupon codes in two queries however many there are,
     so a page of a list costs what one reward does."""
     if not rows:
         return []
-    merchant_id = rows[0]["merchant_id"]
+    merchant_id = rows[0].merchant_id
     histories: dict[int, list[Transition]] = defaultdict(list)
-    for h in await repo.histories(conn, merchant_id, [r["id"] for r in rows]):
-        histories[h["reward_id"]].append(
+    for h in await repo.histories(conn, merchant_id, [r.id for r in rows]):
+        histories[h.reward_id].append(
             Transition(
-                from_status=h["from_status"],
-                to_status=h["to_status"],
-                amount=h["amount"],
-                delta=h["delta"],
-                reason=h["reason"],
-                actor=h["actor"],
-                note=h["note"],
-                at=h["created_at"],
+                from_status=h.from_status,
+                to_status=h.to_status,
+                amount=h.amount,
+                delta=h.delta,
+                reason=h.reason,
+                actor=h.actor,
+                note=h.note,
+                at=h.created_at,
             )
         )
-    coupons = await repo.coupon_codes(
-        conn, merchant_id, [r["id"] for r in rows if r["kind"] == "coupon"]
+    codes = await coupons.codes_of(
+        conn, merchant_id=merchant_id, reward_ids=[r.id for r in rows if r.kind == "coupon"]
     )
     return [
         Reward(
-            id=ids.encode("reward", row["id"]),
-            referral_id=ids.encode("referral", row["referral_id"]) if row["referral_id"] else None,
-            advocate_id=ids.encode("advocate", row["advocate_id"]),
-            side=row["side"],
-            payee=row["payee_key"],
-            kind=row["kind"],
-            amount=row["amount"],
-            original_amount=row["original_amount"],
-            currency=row["currency"],
-            status=row["status"],
-            hold_until=row["hold_until"],
-            earned_at=row["earned_at"],
-            milestone=row["milestone"],
-            coupon_code=coupons.get(row["id"]),
-            created_at=row["created_at"],
-            approved_at=row["approved_at"],
-            paid_at=row["paid_at"],
-            reversed_at=row["reversed_at"],
-            history=histories[row["id"]],
+            id=ids.encode("reward", row.id),
+            referral_id=ids.encode("referral", row.referral_id) if row.referral_id else None,
+            advocate_id=ids.encode("advocate", row.advocate_id),
+            side=row.side,
+            payee=row.payee_key,
+            kind=row.kind,
+            amount=row.amount,
+            original_amount=row.original_amount,
+            currency=row.currency,
+            status=row.status,
+            hold_until=row.hold_until,
+            earned_at=row.earned_at,
+            milestone=row.milestone,
+            coupon_code=codes.get(row.id),
+            created_at=row.created_at,
+            approved_at=row.approved_at,
+            paid_at=row.paid_at,
+            reversed_at=row.reversed_at,
+            history=histories[row.id],
         )
         for row in rows
     ]
 
 
-async def get(
-    conn: asyncpg.Connection, ids: PublicIds, merchant_id: int, reward_id: str
-) -> asyncpg.Record:
+async def summaries(
+    conn: asyncpg.Connection, *, ids: PublicIds, rows: list[RewardRow]
+) -> list[RewardSummary]:
+    """Rewards as a checkout answer shows them: what each party got, with coupon codes."""
+    out = []
+    for row in rows:
+        coupon = (
+            await coupons.of_reward(conn, merchant_id=row.merchant_id, reward_id=row.id)
+            if row.kind == "coupon"
+            else None
+        )
+        out.append(
+            RewardSummary(
+                id=ids.encode("reward", row.id),
+                side=row.side,
+                kind=row.kind,
+                amount=row.amount,
+                currency=row.currency,
+                status=row.status,
+                coupon_code=coupon.code if coupon else None,
+            )
+        )
+    return out
+
+
+async def of_order(
+    conn: asyncpg.Connection, *, ids: PublicIds, merchant_id: int, order_pk: int
+) -> list[RewardSummary]:
+    """The rewards an order earned (milestone bonuses are the advocate's, not the order's)."""
+    rows = await repo.for_order(conn, merchant_id, order_pk)
+    return await summaries(conn, ids=ids, rows=rows)
+
+
+async def of_referral(
+    conn: asyncpg.Connection, *, merchant_id: int, referral_id: int
+) -> list[RewardRow]:
+    return await repo.for_referral(conn, merchant_id, referral_id)
+
+
+async def of_referrals(
+    conn: asyncpg.Connection, *, ids: PublicIds, merchant_id: int, referral_ids: list[int]
+) -> dict[int, list[Reward]]:
+    """Each referral's rewards, in a fixed number of queries for the whole page."""
+    rows = await repo.for_referrals(conn, merchant_id, referral_ids)
+    out: dict[int, list[Reward]] = defaultdict(list)
+    for row, reward in zip(rows, await to_rewards(conn, ids=ids, rows=rows), strict=True):
+        out[row.referral_id].append(reward)
+    return out
+
+
+async def _get(conn: asyncpg.Connection, ids: PublicIds, merchant_id: int, reward_id: str):
     row = await repo.get(conn, merchant_id, ids.decode("reward", reward_id))
     if row is None:
         raise NotFound(f"no reward with id {reward_id}", code="reward_not_found")
     return row
+
+
+async def get(
+    conn: asyncpg.Connection, *, ids: PublicIds, merchant_id: int, reward_id: str
+) -> Reward:
+    row = await _get(conn, ids, merchant_id, reward_id)
+    return (await to_rewards(conn, ids=ids, rows=[row]))[0]
+
+
+async def list_rewards(
+    conn: asyncpg.Connection,
+    *,
+    ids: PublicIds,
+    merchant_id: int,
+    status: str | None,
+    advocate_id: str | None,
+    cursor: Cursor,
+) -> Page[Reward]:
+    rows = await repo.list_page(
+        conn,
+        merchant_id,
+        status=status,
+        advocate_id=ids.decode("advocate", advocate_id) if advocate_id else None,
+        cursor=cursor,
+    )
+    rows, more = cursor.split(rows)
+    return Page(data=await to_rewards(conn, ids=ids, rows=rows), has_more=more)
+
+
+async def act(
+    conn: asyncpg.Connection,
+    *,
+    ids: PublicIds,
+    merchant_id: int,
+    reward_id: str,
+    action: str,
+    actor: str,
+    note: str | None,
+) -> Reward:
+    """A person's approve, reverse or reinstate of one reward."""
+    row = await _get(conn, ids, merchant_id, reward_id)
+    common = dict(ids=ids, merchant_id=merchant_id, reward_id=row.id, actor=actor, note=note)
+    reason = f"manual_{action}"
+    if action == "approve":
+        row = await approve(conn, reason=reason, **common)
+    elif action == "reverse":
+        row = await transition(
+            conn,
+            expected={"pending", "in_review", "approved", "paid"},
+            to="reversed",
+            reason=reason,
+            **common,
+        )
+    else:
+        row = await reinstate(conn, reason=reason, **common)
+    return (await to_rewards(conn, ids=ids, rows=[row]))[0]

@@ -1,0 +1,71 @@
+"""Request and response shapes for orders, refunds and cancels."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from referral.referrals.schemas import Currency, MinorUnits, ReferralSummary, Shopper, Text200
+from referral.rewards.schemas import RewardSummary
+
+
+class Address(msgspec.Struct, forbid_unknown_fields=True):
+    line1: Annotated[str, Meta(max_length=200)] = ""
+    line2: Annotated[str, Meta(max_length=200)] = ""
+    city: Annotated[str, Meta(max_length=100)] = ""
+    postal_code: Annotated[str, Meta(max_length=20)] = ""
+    country: Annotated[str, Meta(max_length=2)] = ""
+
+
+class LineItem(msgspec.Struct, forbid_unknown_fields=True):
+    sku: Annotated[str, Meta(max_length=100)]
+    quantity: Annotated[int, Meta(ge=1, le=100_000)] = 1
+    amount: MinorUnits = 0
+
+
+class OrderRequest(Shopper, kw_only=True):
+    order_id: Text200
+    subtotal: MinorUnits
+    total: MinorUnits
+    currency: Currency
+    occurred_at: datetime
+    shipping_address: Address | None = None
+    payment_fingerprint: Annotated[str, Meta(max_length=200)] | None = None
+    line_items: Annotated[list[LineItem], Meta(max_length=500)] = []
+    customer_is_new: bool | None = None
+    is_import: bool = False
+    metadata: Annotated[dict[str, str], Meta(max_length=50)] = {}
+
+
+class RefundRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    refund_id: Text200
+    amount: Annotated[int, Meta(ge=1, le=10**13)]
+    currency: Currency
+    occurred_at: datetime | None = None
+
+
+class CancelRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    reason: Annotated[str, Meta(max_length=200)] | None = None
+
+
+class OrderResult(msgspec.Struct):
+    order_id: str
+    referred: bool
+    referral: ReferralSummary | None
+    rewards: list[RewardSummary]
+    coupons_redeemed: list[str]
+    notes: list[str]
+    object: str = "order"
+
+
+class OrderState(msgspec.Struct):
+    order_id: str
+    status: str
+    total: int
+    refunded: int
+    currency: str
+    rewards: list[RewardSummary]
+    object: str = "order_state"

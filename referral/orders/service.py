@@ -1,0 +1,221 @@
+"""Orders as the shop reports them: every order (referred or not), its refunds and its
+cancel. A friend's first order is attributed and settled by the referrals room in the
+order's own transaction; refunds and cancels bring its rewards to their new value.
+
+Idempotent by the shop's ids: the same order id (or refund id) answers what the first call
+did; the same id with other money fields is a conflict, not a second order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+import asyncpg
+import msgspec
+
+from referral.coupons import service as coupons
+from referral.events import service as events
+from referral.fraud.signals import parse_ip
+from referral.lib.errors import Conflict, InvalidInput, NotFound
+from referral.lib.money import require_currency
+from referral.lib.timestamps import reported_at
+from referral.merchants.service import Caller
+from referral.orders import repo
+from referral.orders.repo import OrderRow
+from referral.orders.schemas import OrderRequest, OrderResult, OrderState, RefundRequest
+from referral.referrals import attribution
+from referral.referrals import service as referrals
+from referral.rewards import grant
+from referral.rewards import service as rewards
+from referral.runtime import Runtime
+
+
+def _fingerprint(data: OrderRequest, email: str | None) -> bytes:
+    """The fields a retry must repeat exactly (money and whose order it is); a retry that
+    differs in them is a different order reusing the id."""
+    key = msgspec.json.encode([data.customer_id, email, data.subtotal, data.total, data.currency])
+    return hashlib.sha256(key).digest()
+
+
+async def record_order(
+    conn: asyncpg.Connection, *, runtime: Runtime, caller: Caller, data: OrderRequest
+) -> tuple[OrderResult, bool]:
+    """Record an order, attribute it, and reward both parties for a friend's first order.
+    Idempotent by order id; the same id with other money fields is `order_conflict`."""
+    at = reported_at(data.occurred_at, datetime.now(UTC))
+    require_currency(data.currency)
+    friend = attribution.identify(data)
+    fingerprint = _fingerprint(data, friend.email)
+    ip = parse_ip(data.ip)
+    order_pk = await repo.insert_order(
+        conn,
+        caller.merchant_id,
+        data.order_id,
+        friend.customer_id,
+        friend.email,
+        data.subtotal,
+        data.total,
+        data.currency,
+        at,
+        data.is_import,
+        fingerprint,
+        data.metadata,
+        runtime.ip_hasher.hashes(ip)[0],
+    )
+    if order_pk is None:
+        existing = await repo.order(conn, caller.merchant_id, data.order_id)
+        if existing.fingerprint != fingerprint:
+            raise Conflict(
+                f"order {data.order_id} was already recorded with other amounts "
+                "or another customer",
+                code="order_conflict",
+            )
+        return msgspec.convert(existing.result, OrderResult), False
+    checkout = await referrals.attribute_order(
+        conn, runtime=runtime, merchant_id=caller.merchant_id, shopper=data, friend=friend, at=at
+    )
+    redeemed = []
+    for code in checkout.coupon_codes:
+        if await coupons.redeem(
+            conn, merchant_id=caller.merchant_id, code=code, order_pk=order_pk, at=at
+        ):
+            redeemed.append(code)
+        else:
+            checkout.notes.append("coupon_not_redeemable")
+    settled = await referrals.settle_order(
+        conn,
+        runtime=runtime,
+        merchant_id=caller.merchant_id,
+        checkout=checkout,
+        ip=ip,
+        purchase=referrals.Purchase(
+            order_pk, data.subtotal, data.currency, at, data.is_import, data.customer_is_new
+        ),
+    )
+    result = OrderResult(
+        order_id=data.order_id,
+        referred=settled.referral is not None,
+        referral=settled.referral,
+        rewards=settled.rewards,
+        coupons_redeemed=redeemed,
+        notes=settled.notes,
+    )
+    await repo.set_order_result(
+        conn, caller.merchant_id, order_pk, settled.referral_pk, msgspec.to_builtins(result)
+    )
+    return result, True
+
+
+async def _state(
+    conn: asyncpg.Connection, runtime: Runtime, merchant_id: int, order_id: str
+) -> OrderState:
+    current = await repo.order(conn, merchant_id, order_id)
+    return OrderState(
+        order_id=current.order_id,
+        status=current.status,
+        total=current.total,
+        refunded=current.refunded,
+        currency=current.currency.strip(),
+        rewards=await rewards.of_order(
+            conn, ids=runtime.ids, merchant_id=merchant_id, order_pk=current.id
+        ),
+    )
+
+
+async def _locked(conn: asyncpg.Connection, merchant_id: int, order_id: str) -> OrderRow:
+    order = await repo.order(conn, merchant_id, order_id, lock=True)
+    if order is None:
+        raise NotFound(f"no order {order_id}", code="order_not_found")
+    return order
+
+
+def _amounts(order: OrderRow, refunded: int) -> grant.OrderAmounts:
+    return grant.OrderAmounts(
+        order_pk=order.id,
+        subtotal=order.subtotal,
+        total=order.total,
+        currency=order.currency.strip(),
+        refunded=refunded,
+    )
+
+
+async def record_refund(
+    conn: asyncpg.Connection,
+    *,
+    runtime: Runtime,
+    caller: Caller,
+    order_id: str,
+    data: RefundRequest,
+) -> tuple[OrderState, bool]:
+    """Idempotent by refund id; over-refunds and other currencies are refused."""
+    at = reported_at(data.occurred_at, datetime.now(UTC))
+    order = await _locked(conn, caller.merchant_id, order_id)
+    existing = await repo.refund(conn, caller.merchant_id, order.id, data.refund_id)
+    if existing is not None:
+        if (existing.amount, existing.currency.strip()) != (data.amount, data.currency):
+            raise Conflict(
+                f"refund {data.refund_id} was already recorded with another amount",
+                code="refund_conflict",
+            )
+        return await _state(conn, runtime, caller.merchant_id, order_id), False
+    if data.currency != order.currency.strip():
+        raise InvalidInput(
+            f"the order is in {order.currency}, the refund in {data.currency}",
+            code="currency_mismatch",
+        )
+    if order.status == "cancelled":
+        raise Conflict("the order is cancelled", code="order_cancelled")
+    refunded = order.refunded + data.amount
+    if refunded > order.total:
+        raise InvalidInput(
+            f"refunds would total {refunded}, more than the order's {order.total}",
+            code="over_refund",
+        )
+    await repo.insert_refund(
+        conn, caller.merchant_id, order.id, data.refund_id, data.amount, data.currency, at
+    )
+    status = "refunded" if refunded == order.total else "partially_refunded"
+    await repo.set_order_refunded(conn, caller.merchant_id, order.id, refunded, status)
+    await grant.rebalance_order(
+        conn,
+        ids=runtime.ids,
+        merchant_id=caller.merchant_id,
+        order=_amounts(order, refunded),
+        cancelled=False,
+        reason="order_refunded" if status == "refunded" else "partial_refund",
+    )
+    await events.emit(
+        conn,
+        merchant_id=caller.merchant_id,
+        type="order.refunded",
+        data={
+            "order_id": order_id,
+            "refund_id": data.refund_id,
+            "amount": data.amount,
+            "currency": data.currency,
+        },
+    )
+    return await _state(conn, runtime, caller.merchant_id, order_id), True
+
+
+async def cancel_order(
+    conn: asyncpg.Connection, *, runtime: Runtime, caller: Caller, order_id: str
+) -> OrderState:
+    """Reverse every reward of the order. Idempotent: a cancelled order answers its state."""
+    order = await _locked(conn, caller.merchant_id, order_id)
+    if order.status == "cancelled":
+        return await _state(conn, runtime, caller.merchant_id, order_id)
+    await repo.set_order_refunded(conn, caller.merchant_id, order.id, order.refunded, "cancelled")
+    await grant.rebalance_order(
+        conn,
+        ids=runtime.ids,
+        merchant_id=caller.merchant_id,
+        order=_amounts(order, order.refunded),
+        cancelled=True,
+        reason="order_cancelled",
+    )
+    await events.emit(
+        conn, merchant_id=caller.merchant_id, type="order.cancelled", data={"order_id": order_id}
+    )
+    return await _state(conn, runtime, caller.merchant_id, order_id)
