@@ -230,7 +230,7 @@ async def test_release_from_several_workers_approves_each_reward_once(client, te
     async def release():
         return await asyncio.gather(
             *(
-                rewards_service.release_due(runtime.pool, runtime.ids, batch=10, now=later)
+                rewards_service.release_due(runtime.pool, ids=runtime.ids, batch=10, now=later)
                 for _ in range(4)
             )
         )

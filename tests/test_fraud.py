@@ -383,7 +383,7 @@ async def test_review_holds_rewards_until_approved(client, tenant, pool, ids):
     assert queue["data"][0]["decision"]["reasons"][0]["rule"] == "same_ip"
 
     later = datetime.now(UTC) + timedelta(days=1)
-    assert await release_due(pool, ids, now=later) == 0  # held: the worker skips them
+    assert await release_due(pool, ids=ids, now=later) == 0  # held: the worker skips them
 
     approved = await post(
         client,
@@ -396,7 +396,7 @@ async def test_review_holds_rewards_until_approved(client, tenant, pool, ids):
     assert [(r["action"], r["actor"], r["note"]) for r in approved["reviews"]] == [
         ("approve", "risk@shop.example", "known household")
     ]
-    assert await release_due(pool, ids, now=later) == 2
+    assert await release_due(pool, ids=ids, now=later) == 2
     queue = await get(client, tenant, "/v1/referrals?status=in_review")
     assert queue["data"] == []
 
@@ -408,7 +408,7 @@ async def test_reject_after_payment_reverses_through_the_ledger_and_approve_undo
     referral_id = result["referral"]["id"]
     action = {"actor": "risk@shop.example"}
     await post(client, tenant, f"/v1/referrals/{referral_id}/approve", action)
-    await release_due(pool, ids, now=datetime.now(UTC) + timedelta(days=1))
+    await release_due(pool, ids=ids, now=datetime.now(UTC) + timedelta(days=1))
     batch = await post(client, tenant, "/v1/payout-batches", {"currency": "EUR"}, 201)
     await post(client, tenant, f"/v1/payout-batches/{batch['id']}/export", None)
     await post(client, tenant, f"/v1/payout-batches/{batch['id']}/mark-paid", None)
@@ -452,7 +452,7 @@ async def test_rejecting_a_referral_takes_its_stories_off_the_public_pages(
 ):
     s = await setup(client, tenant, hold_days=0, stories_auto_publish=True)
     result = await order(client, tenant, "bert", s["code"])
-    await release_due(pool, ids, now=datetime.now(UTC) + timedelta(days=1))
+    await release_due(pool, ids=ids, now=datetime.now(UTC) + timedelta(days=1))
     reward = next(r for r in result["rewards"] if r["side"] == "advocate")
     story = await post(
         client,

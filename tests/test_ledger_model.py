@@ -494,7 +494,7 @@ class Example:
         elif op[0] == "release":
             m.release()
             await release_due(
-                self.runtime.pool, self.runtime.ids, now=self.base + timedelta(days=3650)
+                self.runtime.pool, ids=self.runtime.ids, now=self.base + timedelta(days=3650)
             )
         else:
             if not m.rewards:

@@ -55,7 +55,7 @@ async def _release(client, now: datetime) -> int:
     runtime = client.app.state.runtime
 
     async def run():
-        return await release_due(runtime.pool, runtime.ids, now=now)
+        return await release_due(runtime.pool, ids=runtime.ids, now=now)
 
     return await asyncio.to_thread(client.blocking_portal.call, run)
 

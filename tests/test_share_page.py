@@ -8,7 +8,7 @@ import time
 from html import unescape
 from urllib.parse import unquote
 
-from referral.pages.service import signer
+from referral.share_page.service import signer
 from tests.factories import approved_advocate_reward, create_program, referred_order
 
 

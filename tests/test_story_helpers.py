@@ -9,11 +9,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from PIL import Image
 
-from referral.pages import i18n
-from referral.pages.intents import SHARE_CHANNELS, intent_url
-from referral.pages.token import SharePageSigner, derive_key
+from referral.share_page.token import SharePageSigner, derive_key
 from referral.stories import image
 from referral.stories.service import clean_text, new_slug
+from referral.web import i18n
+from referral.web.intents import SHARE_CHANNELS, intent_url
 
 
 def test_money_reads_naturally_in_both_languages():

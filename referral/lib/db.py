@@ -76,6 +76,12 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
     return pool
 
 
+async def ping(pool: asyncpg.Pool, *, within_seconds: float = 2) -> None:
+    """Raise unless the database answers within `within_seconds` (readiness)."""
+    async with pool.acquire(timeout=within_seconds) as conn:
+        await conn.fetchval("SELECT 1")
+
+
 def migration_files(sql_dir: Path = SQL_DIR) -> list[tuple[str, str, str]]:
     """(version, sql, checksum) for every `NNNN_name.sql`, in order."""
     found = []

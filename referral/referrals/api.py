@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Literal
 
 from litestar import Controller, Response, get, post
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from referral.http.deps import CallerDep, Conn, Listing, OnceDep, RuntimeDep
@@ -115,66 +116,59 @@ class ReferralController(Controller):
         )
 
 
+def _review(
+    action: Literal["approve", "reject"], *, operation_id: str, **docs: str
+) -> HTTPRouteHandler:
+    """A person's decision on a referral in the review queue, audited with actor and note."""
+    decide = {"approve": review.approve, "reject": review.reject}[action]
+
+    @post(
+        f"/{{referral_id:str}}/{action}",
+        operation_id=operation_id,
+        responses=API_ERRORS,
+        status_code=200,
+        **docs,
+    )
+    async def handler(
+        self,
+        referral_id: FromPath[str],
+        data: JSONBody[ReviewAction],
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+        once: OnceDep,
+    ) -> Response[Referral]:
+        return await once(
+            lambda: decide(
+                conn,
+                runtime=runtime,
+                caller=caller,
+                referral_id=referral_id,
+                actor=data.actor,
+                note=data.note,
+            )
+        )
+
+    return handler
+
+
 class ReviewController(Controller):
     path = "/v1/referrals"
     tags = ["fraud"]
     security = [{"secretKey": []}]
 
-    @post(
-        "/{referral_id:str}/approve",
+    approve = _review(
+        "approve",
         operation_id="approveReferral",
-        responses=API_ERRORS,
-        status_code=200,
         summary="Approve a referral in review, or overturn a fraud rejection",
         description="Held rewards enter their hold period; rewards an earlier rejection "
         "reversed are reinstated; a blocked referral gets its rewards. Eligibility failures "
         "cannot be approved (409 referral_not_eligible). Audited with actor and note.",
     )
-    async def approve(
-        self,
-        referral_id: FromPath[str],
-        data: JSONBody[ReviewAction],
-        conn: Conn,
-        caller: CallerDep,
-        runtime: RuntimeDep,
-        once: OnceDep,
-    ) -> Response[Referral]:
-        return await once(
-            lambda: review.approve(
-                conn,
-                runtime=runtime,
-                caller=caller,
-                referral_id=referral_id,
-                actor=data.actor,
-                note=data.note,
-            )
-        )
-
-    @post(
-        "/{referral_id:str}/reject",
+    reject = _review(
+        "reject",
         operation_id="rejectReferral",
-        responses=API_ERRORS,
-        status_code=200,
         summary="Reject a referral (in review, or after approval)",
         description="Every live reward is reversed through the ledger; after payment the "
         "amount becomes a receivable. Undo with approve. Audited with actor and note.",
     )
-    async def reject(
-        self,
-        referral_id: FromPath[str],
-        data: JSONBody[ReviewAction],
-        conn: Conn,
-        caller: CallerDep,
-        runtime: RuntimeDep,
-        once: OnceDep,
-    ) -> Response[Referral]:
-        return await once(
-            lambda: review.reject(
-                conn,
-                runtime=runtime,
-                caller=caller,
-                referral_id=referral_id,
-                actor=data.actor,
-                note=data.note,
-            )
-        )

@@ -5,15 +5,50 @@ from __future__ import annotations
 from typing import Literal
 
 from litestar import Controller, Response, get, post
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from referral.http.deps import CallerDep, Conn, Listing, OnceDep, RuntimeDep
 from referral.lib.errors import API_ERRORS
 from referral.lib.pagination import Page
-from referral.merchants.service import Caller
 from referral.rewards import service
 from referral.rewards.schemas import Reward, RewardAction, RewardStatus
-from referral.runtime import Runtime
+
+
+def _action(
+    action: Literal["approve", "reverse", "reinstate"], *, operation_id: str, **docs: str
+) -> HTTPRouteHandler:
+    """A person's action on one reward: the three share their shape and idempotency."""
+
+    @post(
+        f"/{{reward_id:str}}/{action}",
+        operation_id=operation_id,
+        responses=API_ERRORS,
+        status_code=200,
+        **docs,
+    )
+    async def act(
+        self,
+        reward_id: FromPath[str],
+        data: JSONBody[RewardAction],
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+        once: OnceDep,
+    ) -> Response[Reward]:
+        return await once(
+            lambda: service.act(
+                conn,
+                ids=runtime.ids,
+                merchant_id=caller.merchant_id,
+                reward_id=reward_id,
+                action=action,
+                actor=data.actor,
+                note=data.note,
+            )
+        )
+
+    return act
 
 
 class RewardController(Controller):
@@ -53,77 +88,20 @@ class RewardController(Controller):
             cursor=listing.cursor(runtime.ids, "reward"),
         )
 
-    @post(
-        "/{reward_id:str}/approve",
+    approve = _action(
+        "approve",
         operation_id="approveReward",
-        responses=API_ERRORS,
-        status_code=200,
         summary="Approve a reward now (pending or in review)",
     )
-    async def approve(
-        self,
-        reward_id: FromPath[str],
-        data: JSONBody[RewardAction],
-        conn: Conn,
-        caller: CallerDep,
-        runtime: RuntimeDep,
-        once: OnceDep,
-    ) -> Response[Reward]:
-        return await once(_act(conn, runtime, caller, reward_id, data, "approve"))
-
-    @post(
-        "/{reward_id:str}/reverse",
+    reverse = _action(
+        "reverse",
         operation_id="reverseReward",
-        responses=API_ERRORS,
-        status_code=200,
         summary="Reverse a reward",
         description="After payment the amount becomes a receivable that later payouts net.",
     )
-    async def reverse(
-        self,
-        reward_id: FromPath[str],
-        data: JSONBody[RewardAction],
-        conn: Conn,
-        caller: CallerDep,
-        runtime: RuntimeDep,
-        once: OnceDep,
-    ) -> Response[Reward]:
-        return await once(_act(conn, runtime, caller, reward_id, data, "reverse"))
-
-    @post(
-        "/{reward_id:str}/reinstate",
+    reinstate = _action(
+        "reinstate",
         operation_id="reinstateReward",
-        responses=API_ERRORS,
-        status_code=200,
         summary="Undo a reversal",
         description="Returns the reward to the state and value it had before the reversal.",
-    )
-    async def reinstate(
-        self,
-        reward_id: FromPath[str],
-        data: JSONBody[RewardAction],
-        conn: Conn,
-        caller: CallerDep,
-        runtime: RuntimeDep,
-        once: OnceDep,
-    ) -> Response[Reward]:
-        return await once(_act(conn, runtime, caller, reward_id, data, "reinstate"))
-
-
-def _act(
-    conn: Conn,
-    runtime: Runtime,
-    caller: Caller,
-    reward_id: str,
-    data: RewardAction,
-    action: Literal["approve", "reverse", "reinstate"],
-):
-    return lambda: service.act(
-        conn,
-        ids=runtime.ids,
-        merchant_id=caller.merchant_id,
-        reward_id=reward_id,
-        action=action,
-        actor=data.actor,
-        note=data.note,
     )

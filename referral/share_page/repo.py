@@ -3,7 +3,13 @@ the lookup is by advocate id and returns its merchant; everything after is scope
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 import asyncpg
+import msgspec
+
+from referral.lib.db import many, one
 
 ADVOCATE = """
 SELECT a.id, a.merchant_id, a.program_id, a.name, a.contact_preference,
@@ -41,17 +47,58 @@ LIMIT 50
 """
 
 
-async def advocate(conn: asyncpg.Connection, advocate_id: int) -> asyncpg.Record | None:
-    return await conn.fetchrow(ADVOCATE, advocate_id)
+class AdvocateRow(msgspec.Struct, frozen=True):
+    id: int
+    merchant_id: int
+    program_id: int
+    name: str | None
+    contact_preference: str
+    program_rewards: dict[str, Any]
+    brand_colour: str
+    locale: str
+    stories_auto_publish: bool
+    shop: str
 
 
-async def referrals(conn: asyncpg.Connection, merchant_id: int, advocate_id: int):
-    return await conn.fetch(REFERRALS, merchant_id, advocate_id)
+class ReferralRow(msgspec.Struct, frozen=True):
+    friend_email_normalised: str | None
+    status: str
+    created_at: datetime
 
 
-async def rewards(conn: asyncpg.Connection, merchant_id: int, advocate_id: int):
-    return await conn.fetch(REWARDS, merchant_id, advocate_id)
+class RewardRow(msgspec.Struct, frozen=True):
+    id: int
+    kind: str
+    amount: int
+    currency: str | None
+    status: str
+    hold_until: datetime
+    milestone: int | None
+    created_at: datetime
+    story_id: int | None
 
 
-async def stories(conn: asyncpg.Connection, merchant_id: int, advocate_id: int):
-    return await conn.fetch(STORIES, merchant_id, advocate_id)
+class StoryRow(msgspec.Struct, frozen=True):
+    id: int
+    slug: str
+    body: str
+    status: str
+    created_at: datetime
+
+
+async def advocate(conn: asyncpg.Connection, advocate_id: int) -> AdvocateRow | None:
+    return one(AdvocateRow, await conn.fetchrow(ADVOCATE, advocate_id))
+
+
+async def referrals(
+    conn: asyncpg.Connection, merchant_id: int, advocate_id: int
+) -> list[ReferralRow]:
+    return many(ReferralRow, await conn.fetch(REFERRALS, merchant_id, advocate_id))
+
+
+async def rewards(conn: asyncpg.Connection, merchant_id: int, advocate_id: int) -> list[RewardRow]:
+    return many(RewardRow, await conn.fetch(REWARDS, merchant_id, advocate_id))
+
+
+async def stories(conn: asyncpg.Connection, merchant_id: int, advocate_id: int) -> list[StoryRow]:
+    return many(StoryRow, await conn.fetch(STORIES, merchant_id, advocate_id))

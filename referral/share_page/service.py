@@ -14,17 +14,24 @@ from typing import Any, Literal
 
 import asyncpg
 
+from referral.advocates import service as advocates
 from referral.advocates.schemas import ShareUrl
-from referral.advocates.service import get as get_advocate
-from referral.advocates.service import links_for
-from referral.lib.errors import NotFound
+from referral.lib.errors import AppError, NotFound
 from referral.merchants.service import Caller
-from referral.pages import i18n, repo
-from referral.pages.intents import NETWORK_CHANNELS, SHARE_CHANNELS, intent_url
-from referral.pages.token import SharePageClaims, SharePageSigner, derive_key
 from referral.runtime import Runtime
 from referral.settings import Settings
-from referral.stories.service import story_url
+from referral.share_page import repo
+from referral.share_page.token import SharePageClaims, SharePageSigner, derive_key
+from referral.stories import service as stories
+from referral.stories.schemas import Story, StoryCreate
+from referral.web import i18n
+from referral.web.intents import NETWORK_CHANNELS, SHARE_CHANNELS, intent_url
+
+CONTACT_PREFERENCES = ("email", "sms", "none")
+
+Reason = Literal[
+    "invalid", "expired", "unknown_advocate", "unknown_channel", "bad_contact", "story_input"
+]
 
 
 @functools.lru_cache(maxsize=8)
@@ -38,17 +45,19 @@ def signer(settings: Settings) -> SharePageSigner:
 
 async def share_url(
     conn: asyncpg.Connection,
+    *,
     runtime: Runtime,
     caller: Caller,
     advocate_id: str,
     expires_in_days: int,
 ) -> ShareUrl:
-    await get_advocate(conn, runtime, caller, advocate_id)  # this merchant's, or NotFound
+    # The merchant's own advocate, or NotFound.
+    await advocates.get(conn, runtime=runtime, caller=caller, advocate_id=advocate_id)
     expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(days=expires_in_days)
-    return share_url_until(runtime.settings, advocate_id, expires_at)
+    return share_url_until(runtime.settings, advocate_id=advocate_id, expires_at=expires_at)
 
 
-def share_url_until(settings: Settings, advocate_id: str, expires_at: datetime) -> ShareUrl:
+def share_url_until(settings: Settings, *, advocate_id: str, expires_at: datetime) -> ShareUrl:
     """The signed URL of an advocate's share page, valid until `expires_at`."""
     token = signer(settings).sign(advocate_id, int(expires_at.timestamp()))
     return ShareUrl(
@@ -56,10 +65,6 @@ def share_url_until(settings: Settings, advocate_id: str, expires_at: datetime) 
         advocate_id=advocate_id,
         expires_at=expires_at,
     )
-
-
-def verify(runtime: Runtime, token: str) -> SharePageClaims | Literal["invalid", "expired"]:
-    return signer(runtime.settings).verify(token, now=time.time())
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,29 @@ class PageAdvocate:
     auto_publish: bool
 
 
-async def load_advocate(
+class Refused(Exception):
+    """Why the page answers with an error page (the handler picks which); `advocate` once
+    the token named one, so the error speaks their language in their shop's colour."""
+
+    def __init__(self, reason: Reason, advocate: PageAdvocate | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.advocate = advocate
+
+
+async def open_page(conn: asyncpg.Connection, *, runtime: Runtime, token: str) -> PageAdvocate:
+    """The advocate a share token opens the page of: the token stands in for a key.
+    Refused for a forged, expired or orphaned token."""
+    claims = signer(runtime.settings).verify(token, now=time.time())
+    if isinstance(claims, str):  # "invalid" or "expired"
+        raise Refused(claims)
+    advocate = await _load_advocate(conn, runtime, claims)
+    if advocate is None:
+        raise Refused("unknown_advocate")
+    return advocate
+
+
+async def _load_advocate(
     conn: asyncpg.Connection, runtime: Runtime, claims: SharePageClaims
 ) -> PageAdvocate | None:
     try:
@@ -91,24 +118,29 @@ async def load_advocate(
     row = await repo.advocate(conn, internal)
     if row is None:
         return None
-    locale = i18n.locale_of(row["locale"])
-    code = runtime.codec.generate(row["id"])
-    link, _, _ = links_for(runtime.settings.public_base_url, code)
+    locale = i18n.locale_of(row.locale)
+    code = runtime.codec.generate(row.id)
+    link, _, _ = advocates.links_for(runtime.settings.public_base_url, code)
     return PageAdvocate(
-        id=row["id"],
+        id=row.id,
         public_id=claims.advocate_id,
-        merchant_id=row["merchant_id"],
-        program_id=row["program_id"],
+        merchant_id=row.merchant_id,
+        program_id=row.program_id,
         code=code,
         link=link,
-        name=row["name"],
-        contact_preference=row["contact_preference"],
+        name=row.name,
+        contact_preference=row.contact_preference,
         locale=locale,
-        colour=row["brand_colour"],
-        shop=row["shop"],
-        offer=i18n.offer_text(row["program_rewards"].get("friend"), row["shop"], locale),
-        auto_publish=row["stories_auto_publish"],
+        colour=row.brand_colour,
+        shop=row.shop,
+        offer=i18n.offer_text(row.program_rewards.get("friend"), row.shop, locale),
+        auto_publish=row.stories_auto_publish,
     )
+
+
+def _caller(advocate: PageAdvocate) -> Caller:
+    # The token names the merchant and this one advocate: it acts for them, as a key would.
+    return Caller(merchant_id=advocate.merchant_id, mode="", kind="share_page")
 
 
 def _date(at: datetime, locale: str) -> str:
@@ -116,41 +148,41 @@ def _date(at: datetime, locale: str) -> str:
 
 
 async def page_context(
-    conn: asyncpg.Connection, runtime: Runtime, advocate: PageAdvocate, token: str
+    conn: asyncpg.Connection, *, runtime: Runtime, advocate: PageAdvocate, token: str
 ) -> dict[str, Any]:
     """What share_page.html shows: only this advocate's own data, friends masked."""
     locale = advocate.locale
     base = runtime.settings.public_base_url
     referrals = [
         {
-            "friend": i18n.masked_friend(r["friend_email_normalised"], n, locale),
-            "status": r["status"],
-            "date": _date(r["created_at"], locale),
+            "friend": i18n.masked_friend(r.friend_email_normalised, n, locale),
+            "status": r.status,
+            "date": _date(r.created_at, locale),
         }
         for n, r in enumerate(await repo.referrals(conn, advocate.merchant_id, advocate.id), 1)
     ]
     now = datetime.now(UTC)
     rewards = [
         {
-            "id": runtime.ids.encode("reward", r["id"]),
-            "text": i18n.reward_text(r["kind"], r["amount"], r["currency"], locale),
-            "status": r["status"],
-            "release": _date(r["hold_until"], locale)
-            if r["status"] in ("pending", "in_review") and r["hold_until"] > now
+            "id": runtime.ids.encode("reward", r.id),
+            "text": i18n.reward_text(r.kind, r.amount, r.currency, locale),
+            "status": r.status,
+            "release": _date(r.hold_until, locale)
+            if r.status in ("pending", "in_review") and r.hold_until > now
             else None,
-            "milestone": r["milestone"],
-            "can_tell": r["story_id"] is None and r["status"] in ("approved", "paid"),
+            "milestone": r.milestone,
+            "can_tell": r.story_id is None and r.status in ("approved", "paid"),
             "default_story": i18n.t(
                 locale,
                 "story_default",
-                reward=i18n.reward_text(r["kind"], r["amount"], r["currency"], locale),
+                reward=i18n.reward_text(r.kind, r.amount, r.currency, locale),
                 shop=advocate.shop,
             ),
         }
         for r in await repo.rewards(conn, advocate.merchant_id, advocate.id)
     ]
-    stories = [
-        {"text": s["body"], "status": s["status"], "url": story_url(base, s["slug"])}
+    stories_told = [
+        {"text": s.body, "status": s.status, "url": stories.story_url(base, s.slug)}
         for s in await repo.stories(conn, advocate.merchant_id, advocate.id)
     ]
     return {
@@ -161,12 +193,12 @@ async def page_context(
         "channels": NETWORK_CHANNELS,
         "referrals": referrals,
         "rewards": rewards,
-        "stories": stories,
+        "stories": stories_told,
         "share_text": i18n.t(locale, "share_text", shop=advocate.shop, offer=advocate.offer),
     }
 
 
-def link_intent(advocate: PageAdvocate, channel: str) -> str | None:
+def _link_intent(advocate: PageAdvocate, channel: str) -> str | None:
     """Where a share button of the share page goes: the network's intent with the
     advocate's link tagged with the channel. KeyError for an unknown channel."""
     if channel not in SHARE_CHANNELS:
@@ -177,3 +209,61 @@ def link_intent(advocate: PageAdvocate, channel: str) -> str | None:
         url=f"{advocate.link}?ch={channel}",
         subject=advocate.shop,
     )
+
+
+async def share(
+    conn: asyncpg.Connection, *, advocate: PageAdvocate, channel: str, counted: bool
+) -> str | None:
+    """A share button followed: its intent URL (None for copy and the share sheet, which
+    happen in the browser), the share recorded when `counted` (a person, not a bot)."""
+    try:
+        target = _link_intent(advocate, channel)
+    except KeyError:
+        raise Refused("unknown_channel", advocate) from None
+    if counted:
+        await stories.record_share(
+            conn,
+            merchant_id=advocate.merchant_id,
+            program_id=advocate.program_id,
+            advocate_id=advocate.id,
+            channel=channel,
+        )
+    return target
+
+
+async def set_contact(
+    conn: asyncpg.Connection, *, runtime: Runtime, advocate: PageAdvocate, choice: object
+) -> None:
+    """The advocate's own choice of how to hear about rewards, from the page's form."""
+    if choice not in CONTACT_PREFERENCES:
+        raise Refused("bad_contact", advocate)
+    await advocates.set_contact_preference(
+        conn,
+        runtime=runtime,
+        caller=_caller(advocate),
+        advocate_id=advocate.public_id,
+        preference=choice,
+    )
+
+
+async def tell_story(
+    conn: asyncpg.Connection,
+    *,
+    runtime: Runtime,
+    advocate: PageAdvocate,
+    reward_id: str,
+    text: str | None,
+    show_first_name: bool,
+) -> Story:
+    """The advocate's story about one of their rewards, told from their page."""
+    data = StoryCreate(
+        advocate_id=advocate.public_id,
+        reward_id=reward_id,
+        text=text,
+        show_first_name=show_first_name,
+    )
+    try:
+        story, _ = await stories.create(conn, runtime=runtime, caller=_caller(advocate), data=data)
+    except AppError:
+        raise Refused("story_input", advocate) from None
+    return story

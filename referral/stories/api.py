@@ -8,10 +8,9 @@ import msgspec
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from referral.http import idempotency
-from referral.http.deps import CallerDep, Conn, RuntimeDep
+from referral.http.deps import CallerDep, Conn, Listing, OnceDep, RuntimeDep
 from referral.lib.errors import API_ERRORS, PUBLIC_ERRORS
-from referral.lib.pagination import CreatedBefore, CreatedFrom, Limit, Page, StartingAfter
+from referral.lib.pagination import Page
 from referral.stories import service
 from referral.stories.schemas import SocialProof, Story, StoryCreate, StoryStatus, StoryUpdate
 
@@ -35,17 +34,15 @@ class StoryController(Controller):
     )
     async def create(
         self,
-        request: Request,
         data: JSONBody[StoryCreate],
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
+        once: OnceDep,
     ) -> Response[Story]:
-        async def effect():
-            row, created = await service.create(conn, runtime, caller, data)
-            return (201 if created else 200), service.to_story(runtime, caller, row)
-
-        return await idempotency.run(conn, caller, request, effect)
+        return await once(
+            lambda: service.create(conn, runtime=runtime, caller=caller, data=data), status=201
+        )
 
     @get(
         "/{story_id:str}",
@@ -59,7 +56,7 @@ class StoryController(Controller):
     async def read(
         self, story_id: FromPath[str], conn: Conn, caller: CallerDep, runtime: RuntimeDep
     ) -> Story:
-        return await service.get(conn, runtime, caller, story_id)
+        return await service.get(conn, runtime=runtime, caller=caller, story_id=story_id)
 
     @patch(
         "/{story_id:str}",
@@ -77,7 +74,9 @@ class StoryController(Controller):
         caller: CallerDep,
         runtime: RuntimeDep,
     ) -> Story:
-        return await service.update(conn, runtime, caller, story_id, data)
+        return await service.update(
+            conn, runtime=runtime, caller=caller, story_id=story_id, data=data
+        )
 
     @get(operation_id="listStories", responses=API_ERRORS, summary="List stories")
     async def list(
@@ -88,22 +87,17 @@ class StoryController(Controller):
         program_id: FromQuery[str | None] = None,
         advocate_id: FromQuery[str | None] = None,
         status: FromQuery[StoryStatus | None] = None,
-        starting_after: StartingAfter = None,
-        created_from: CreatedFrom = None,
-        created_before: CreatedBefore = None,
-        limit: Limit = 20,
+        *,
+        listing: Listing,  # after the filters: the documented parameter order stays
     ) -> Page[Story]:
         stories, more = await service.list_stories(
             conn,
-            runtime,
-            caller,
+            runtime=runtime,
+            caller=caller,
+            listing=listing,
             program_id=program_id,
             advocate_id=advocate_id,
             status=status,
-            starting_after=starting_after,
-            created_from=created_from,
-            created_before=created_before,
-            limit=limit,
         )
         return Page(data=stories, has_more=more)
 
@@ -122,7 +116,9 @@ class StoryController(Controller):
 async def social_proof(
     request: Request, program_id: FromPath[str], conn: Conn, runtime: RuntimeDep
 ) -> Response[SocialProof]:
-    body = msgspec.json.encode(await service.social_proof(conn, runtime, program_id))
+    body = msgspec.json.encode(
+        await service.social_proof(conn, runtime=runtime, program_id=program_id)
+    )
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     headers = {
         "etag": etag,

@@ -4,10 +4,13 @@ the public lookups by slug, which return the merchant with the row."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import asyncpg
+import msgspec
 
-from referral.lib.pagination import CURSOR_CLAUSE
+from referral.lib.db import many, one
+from referral.lib.pagination import CURSOR_CLAUSE, Cursor
 
 COLUMNS = """t.id, t.merchant_id, t.program_id, t.advocate_id, t.reward_id, t.slug, t.body,
 t.display_name, t.status, t.created_at, t.published_at"""
@@ -54,7 +57,12 @@ ORDER BY t.created_at, t.id
 LIMIT $6
 """
 
-ADVOCATE_NAME = "SELECT name FROM advocates WHERE merchant_id = $1 AND id = $2"
+# The name of the story's advocate, for a story that starts or stops showing it.
+ADVOCATE_NAME = """
+SELECT a.name FROM stories t
+JOIN advocates a ON a.merchant_id = t.merchant_id AND a.id = t.advocate_id
+WHERE t.merchant_id = $1 AND t.id = $2
+"""
 
 # A story page: the story with its program's look and offer. Public, so by slug alone.
 PAGE = f"""
@@ -126,8 +134,64 @@ LIMIT $3
 """
 
 
-async def reward(conn: asyncpg.Connection, merchant_id: int, reward_id: int):
-    return await conn.fetchrow(REWARD, merchant_id, reward_id)
+class StoryRow(msgspec.Struct, frozen=True):
+    id: int
+    merchant_id: int
+    program_id: int
+    advocate_id: int
+    reward_id: int
+    slug: str
+    body: str
+    display_name: str | None
+    status: str
+    created_at: datetime
+    published_at: datetime | None
+
+
+class RewardRow(msgspec.Struct, frozen=True):
+    id: int
+    program_id: int
+    advocate_id: int
+    side: str
+    status: str
+    kind: str
+    amount: int
+    currency: str | None
+    advocate_name: str | None
+    locale: str
+    stories_auto_publish: bool
+    shop: str
+
+
+class PageRow(StoryRow, frozen=True):
+    advocate_name: str | None
+    program_rewards: dict[str, Any]
+    brand_colour: str
+    locale: str
+    program_status: str
+    shop: str
+
+
+class StatsRow(msgspec.Struct, frozen=True):
+    views: int
+    shares: dict[str, int]
+    clicks: int
+    signups: int
+    orders: int
+    referred_revenue: dict[str, int]
+
+
+class PublicProgramRow(msgspec.Struct, frozen=True):
+    id: int
+    merchant_id: int
+    locale: str
+    time_zone: str
+    month: str
+    month_start: datetime
+
+
+async def reward(conn: asyncpg.Connection, merchant_id: int, reward_id: int) -> RewardRow | None:
+    return one(RewardRow, await conn.fetchrow(REWARD, merchant_id, reward_id))
 
 
 async def insert(
@@ -140,22 +204,24 @@ async def insert(
     body: str,
     display_name: str | None,
     status: str,
-) -> asyncpg.Record | None:
+) -> StoryRow | None:
     """The new story, or None when the reward already has one (or, rarely, the slug is
     taken): ON CONFLICT DO NOTHING, so the transaction stays usable."""
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         INSERT, merchant_id, program_id, advocate_id, reward_id, slug, body, display_name, status
     )
+    return one(StoryRow, row)
 
 
 async def get(
     conn: asyncpg.Connection, merchant_id: int, story_id: int, *, for_update: bool = False
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(GET_FOR_UPDATE if for_update else GET, merchant_id, story_id)
+) -> StoryRow | None:
+    query = GET_FOR_UPDATE if for_update else GET
+    return one(StoryRow, await conn.fetchrow(query, merchant_id, story_id))
 
 
-async def by_reward(conn: asyncpg.Connection, merchant_id: int, reward_id: int):
-    return await conn.fetchrow(BY_REWARD, merchant_id, reward_id)
+async def by_reward(conn: asyncpg.Connection, merchant_id: int, reward_id: int) -> StoryRow | None:
+    return one(StoryRow, await conn.fetchrow(BY_REWARD, merchant_id, reward_id))
 
 
 async def update(
@@ -166,12 +232,13 @@ async def update(
     status: str,
     body: str,
     display_name: str | None,
-) -> asyncpg.Record:
-    return await conn.fetchrow(UPDATE, merchant_id, story_id, status, body, display_name)
+) -> StoryRow:
+    row = await conn.fetchrow(UPDATE, merchant_id, story_id, status, body, display_name)
+    return StoryRow(**row)
 
 
-async def advocate_name(conn: asyncpg.Connection, merchant_id: int, advocate_id: int):
-    return await conn.fetchval(ADVOCATE_NAME, merchant_id, advocate_id)
+async def advocate_name(conn: asyncpg.Connection, merchant_id: int, story_id: int) -> str | None:
+    return await conn.fetchval(ADVOCATE_NAME, merchant_id, story_id)
 
 
 async def list_page(
@@ -181,29 +248,29 @@ async def list_page(
     program_id: int | None,
     advocate_id: int | None,
     status: str | None,
-    after_id: int | None,
-    created_from: datetime | None,
-    created_before: datetime | None,
-    limit: int,
-) -> list[asyncpg.Record]:
-    return await conn.fetch(
+    cursor: Cursor,
+) -> list[StoryRow]:
+    rows = await conn.fetch(
         LIST,
         merchant_id,
         program_id,
-        after_id,
-        created_from,
-        created_before,
-        limit + 1,
+        cursor.after_id,
+        cursor.created_from,
+        cursor.created_before,
+        cursor.fetch,
         advocate_id,
         status,
     )
+    return many(StoryRow, rows)
 
 
-async def page(conn: asyncpg.Connection, slug: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(PAGE, slug)
+async def page(conn: asyncpg.Connection, slug: str) -> PageRow | None:
+    return one(PageRow, await conn.fetchrow(PAGE, slug))
 
 
-async def hide_for_rewards(conn: asyncpg.Connection, merchant_id: int, reward_ids: list[int]):
+async def hide_for_rewards(
+    conn: asyncpg.Connection, merchant_id: int, reward_ids: list[int]
+) -> None:
     await conn.execute(HIDE_FOR_REWARDS, merchant_id, reward_ids)
 
 
@@ -222,12 +289,14 @@ async def record_share(
     await conn.execute(INSERT_SHARE, merchant_id, program_id, advocate_id, story_id, channel)
 
 
-async def stats(conn: asyncpg.Connection, merchant_id: int, story_id: int, public_id: str):
-    return await conn.fetchrow(STATS, merchant_id, story_id, public_id)
+async def stats(
+    conn: asyncpg.Connection, merchant_id: int, story_id: int, public_id: str
+) -> StatsRow:
+    return StatsRow(**await conn.fetchrow(STATS, merchant_id, story_id, public_id))
 
 
-async def public_program(conn: asyncpg.Connection, program_id: int):
-    return await conn.fetchrow(PUBLIC_PROGRAM, program_id)
+async def public_program(conn: asyncpg.Connection, program_id: int) -> PublicProgramRow | None:
+    return one(PublicProgramRow, await conn.fetchrow(PUBLIC_PROGRAM, program_id))
 
 
 async def friends_since(
@@ -238,5 +307,5 @@ async def friends_since(
 
 async def latest_published(
     conn: asyncpg.Connection, merchant_id: int, program_id: int, limit: int
-) -> list[asyncpg.Record]:
-    return await conn.fetch(LATEST_PUBLISHED, merchant_id, program_id, limit)
+) -> list[StoryRow]:
+    return many(StoryRow, await conn.fetch(LATEST_PUBLISHED, merchant_id, program_id, limit))

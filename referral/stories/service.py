@@ -2,7 +2,8 @@
 
 A story needs an approved (or paid) advocate-side reward of that advocate: a referral
 reward or a milestone bonus. Its page lives at a random slug; its status is pending until
-the merchant publishes it, or published at once when the program auto-publishes.
+the merchant publishes it, or published at once when the program auto-publishes. Only a
+published story of a program not archived shows on its public page (`PublishedStory`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import asyncpg
 import msgspec
 
 from referral.events import service as events
+from referral.http.listing import ListQuery
 from referral.lib.errors import Conflict, InvalidInput, NotFound
-from referral.lib.pagination import split_page
 from referral.merchants.service import Caller
-from referral.pages import i18n
 from referral.runtime import Runtime
 from referral.stories import repo
+from referral.stories.repo import PageRow, StoryRow
 from referral.stories.schemas import (
     MAX_TEXT,
     PublicStory,
@@ -29,6 +30,8 @@ from referral.stories.schemas import (
     StoryStats,
     StoryUpdate,
 )
+from referral.web import i18n
+from referral.web.intents import SHARE_CHANNELS, intent_url
 
 STORY_REWARD_STATUSES = ("approved", "paid")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
@@ -62,66 +65,66 @@ def story_url(base_url: str, slug: str) -> str:
     return f"{base_url}/s/{slug}"
 
 
-def to_story(runtime: Runtime, caller: Caller, row: asyncpg.Record) -> Story:
-    url = story_url(runtime.settings.public_base_url, row["slug"])
+def _to_story(runtime: Runtime, caller: Caller, row: StoryRow) -> Story:
+    url = story_url(runtime.settings.public_base_url, row.slug)
     return Story(
-        id=runtime.ids.encode("story", row["id"]),
-        program_id=runtime.ids.encode("program", row["program_id"]),
-        advocate_id=runtime.ids.encode("advocate", row["advocate_id"]),
-        reward_id=runtime.ids.encode("reward", row["reward_id"]),
-        status=row["status"],
-        text=row["body"],
-        display_name=row["display_name"],
+        id=runtime.ids.encode("story", row.id),
+        program_id=runtime.ids.encode("program", row.program_id),
+        advocate_id=runtime.ids.encode("advocate", row.advocate_id),
+        reward_id=runtime.ids.encode("reward", row.reward_id),
+        status=row.status,
+        text=row.body,
+        display_name=row.display_name,
         url=url,
         image_url=f"{url}/image.png",
-        created_at=row["created_at"],
-        published_at=row["published_at"],
+        created_at=row.created_at,
+        published_at=row.published_at,
         livemode=caller.mode == "live",
     )
 
 
-def _event(runtime: Runtime, row: asyncpg.Record) -> dict[str, object]:
+def _event(runtime: Runtime, row: StoryRow) -> dict[str, object]:
     return {
-        "story_id": runtime.ids.encode("story", row["id"]),
-        "advocate_id": runtime.ids.encode("advocate", row["advocate_id"]),
-        "reward_id": runtime.ids.encode("reward", row["reward_id"]),
-        "status": row["status"],
+        "story_id": runtime.ids.encode("story", row.id),
+        "advocate_id": runtime.ids.encode("advocate", row.advocate_id),
+        "reward_id": runtime.ids.encode("reward", row.reward_id),
+        "status": row.status,
     }
 
 
 async def create(
-    conn: asyncpg.Connection, runtime: Runtime, caller: Caller, data: StoryCreate
-) -> tuple[asyncpg.Record, bool]:
-    """(story row, created). A reward has at most one story: asking again returns it."""
+    conn: asyncpg.Connection, *, runtime: Runtime, caller: Caller, data: StoryCreate
+) -> tuple[Story, bool]:
+    """(story, created). A reward has at most one story: asking again returns it."""
     advocate_id = runtime.ids.decode("advocate", data.advocate_id)
     reward_id = runtime.ids.decode("reward", data.reward_id)
     reward = await repo.reward(conn, caller.merchant_id, reward_id)
-    if reward is None or reward["advocate_id"] != advocate_id:
+    if reward is None or reward.advocate_id != advocate_id:
         raise NotFound(
             f"the advocate {data.advocate_id} has no reward {data.reward_id}",
             code="reward_not_found",
         )
     existing = await repo.by_reward(conn, caller.merchant_id, reward_id)
     if existing is not None:
-        return existing, False
-    if reward["side"] != "advocate" or reward["status"] not in STORY_REWARD_STATUSES:
+        return _to_story(runtime, caller, existing), False
+    if reward.side != "advocate" or reward.status not in STORY_REWARD_STATUSES:
         raise Conflict(
-            f"a story needs an approved advocate reward; this one is {reward['status']}",
+            f"a story needs an approved advocate reward; this one is {reward.status}",
             code="reward_not_eligible",
         )
-    locale = i18n.locale_of(reward["locale"])
+    locale = i18n.locale_of(reward.locale)
     if data.text is None:
-        told = i18n.reward_text(reward["kind"], reward["amount"], reward["currency"], locale)
-        text = i18n.t(locale, "story_default", reward=told, shop=reward["shop"])
+        told = i18n.reward_text(reward.kind, reward.amount, reward.currency, locale)
+        text = i18n.t(locale, "story_default", reward=told, shop=reward.shop)
     else:
         text = clean_text(data.text)
-    name = i18n.first_name(reward["advocate_name"]) if data.show_first_name else None
-    status = "published" if reward["stories_auto_publish"] else "pending"
+    name = i18n.first_name(reward.advocate_name) if data.show_first_name else None
+    status = "published" if reward.stories_auto_publish else "pending"
     while True:
         row = await repo.insert(
             conn,
             caller.merchant_id,
-            reward["program_id"],
+            reward.program_id,
             advocate_id,
             reward_id,
             new_slug(),
@@ -133,12 +136,12 @@ async def create(
             break
         existing = await repo.by_reward(conn, caller.merchant_id, reward_id)
         if existing is not None:  # a concurrent request told this reward's story first
-            return existing, False
+            return _to_story(runtime, caller, existing), False
         # else the random slug collided: draw again
     await events.emit(
         conn, merchant_id=caller.merchant_id, type=f"story.{status}", data=_event(runtime, row)
     )
-    return row, True
+    return _to_story(runtime, caller, row), True
 
 
 async def _row(
@@ -148,7 +151,7 @@ async def _row(
     story_id: str,
     *,
     for_update: bool = False,
-) -> asyncpg.Record:
+) -> StoryRow:
     row = await repo.get(
         conn, caller.merchant_id, runtime.ids.decode("story", story_id), for_update=for_update
     )
@@ -157,94 +160,219 @@ async def _row(
     return row
 
 
-async def get(conn: asyncpg.Connection, runtime: Runtime, caller: Caller, story_id: str) -> Story:
+async def get(
+    conn: asyncpg.Connection, *, runtime: Runtime, caller: Caller, story_id: str
+) -> Story:
     """The story with its figures."""
     row = await _row(conn, runtime, caller, story_id)
-    story = to_story(runtime, caller, row)
-    figures = await repo.stats(conn, caller.merchant_id, row["id"], story.id)
-    story.stats = msgspec.convert(dict(figures), StoryStats)
+    story = _to_story(runtime, caller, row)
+    figures = await repo.stats(conn, caller.merchant_id, row.id, story.id)
+    story.stats = StoryStats(
+        views=figures.views,
+        shares=figures.shares,
+        clicks=figures.clicks,
+        signups=figures.signups,
+        orders=figures.orders,
+        referred_revenue=figures.referred_revenue,
+    )
     return story
 
 
 async def update(
-    conn: asyncpg.Connection, runtime: Runtime, caller: Caller, story_id: str, data: StoryUpdate
+    conn: asyncpg.Connection,
+    *,
+    runtime: Runtime,
+    caller: Caller,
+    story_id: str,
+    data: StoryUpdate,
 ) -> Story:
     row = await _row(conn, runtime, caller, story_id, for_update=True)
-    status = row["status"] if data.status is msgspec.UNSET else data.status
-    body = row["body"] if data.text is msgspec.UNSET else clean_text(data.text)
-    display_name = row["display_name"]
+    status = row.status if data.status is msgspec.UNSET else data.status
+    body = row.body if data.text is msgspec.UNSET else clean_text(data.text)
+    display_name = row.display_name
     if data.show_first_name is not msgspec.UNSET:
-        name = await repo.advocate_name(conn, caller.merchant_id, row["advocate_id"])
+        name = await repo.advocate_name(conn, caller.merchant_id, row.id)
         display_name = i18n.first_name(name) if data.show_first_name else None
     updated = await repo.update(
-        conn, caller.merchant_id, row["id"], status=status, body=body, display_name=display_name
+        conn, caller.merchant_id, row.id, status=status, body=body, display_name=display_name
     )
-    if status != row["status"]:
+    if status != row.status:
         await events.emit(
             conn,
             merchant_id=caller.merchant_id,
             type=f"story.{status}",
             data=_event(runtime, updated),
         )
-    return to_story(runtime, caller, updated)
+    return _to_story(runtime, caller, updated)
 
 
 async def list_stories(
     conn: asyncpg.Connection,
+    *,
     runtime: Runtime,
     caller: Caller,
-    *,
+    listing: ListQuery,
     program_id: str | None,
     advocate_id: str | None,
     status: str | None,
-    starting_after: str | None,
-    created_from,
-    created_before,
-    limit: int,
 ) -> tuple[list[Story], bool]:
+    program = runtime.ids.decode("program", program_id) if program_id else None
+    advocate = runtime.ids.decode("advocate", advocate_id) if advocate_id else None
+    cursor = listing.cursor(runtime.ids, "story")
     rows = await repo.list_page(
         conn,
         caller.merchant_id,
-        program_id=runtime.ids.decode("program", program_id) if program_id else None,
-        advocate_id=runtime.ids.decode("advocate", advocate_id) if advocate_id else None,
+        program_id=program,
+        advocate_id=advocate,
         status=status,
-        after_id=runtime.ids.decode("story", starting_after) if starting_after else None,
-        created_from=created_from,
-        created_before=created_before,
-        limit=limit,
+        cursor=cursor,
     )
-    rows, more = split_page(rows, limit)
-    return [to_story(runtime, caller, r) for r in rows], more
+    rows, more = cursor.split(rows)
+    return [_to_story(runtime, caller, r) for r in rows], more
 
 
-def to_public(base_url: str, row: asyncpg.Record) -> PublicStory:
-    url = story_url(base_url, row["slug"])
+def _to_public(base_url: str, row: StoryRow) -> PublicStory:
+    url = story_url(base_url, row.slug)
     return PublicStory(
-        text=row["body"],
-        display_name=row["display_name"],
+        text=row.body,
+        display_name=row.display_name,
         url=url,
         image_url=f"{url}/image.png",
-        published_at=row["published_at"],
+        published_at=row.published_at,
     )
 
 
-async def social_proof(conn: asyncpg.Connection, runtime: Runtime, program_id: str) -> SocialProof:
+async def social_proof(
+    conn: asyncpg.Connection, *, runtime: Runtime, program_id: str
+) -> SocialProof:
     """Public figures of a running program: friends who joined this month (in the
     merchant's time zone) and the latest published stories. Counts only, no one's data."""
     program = await repo.public_program(conn, runtime.ids.decode("program", program_id))
     if program is None:
         raise NotFound(f"no program with id {program_id}", code="program_not_found")
-    count = await repo.friends_since(
-        conn, program["merchant_id"], program["id"], program["month_start"]
-    )
+    count = await repo.friends_since(conn, program.merchant_id, program.id, program.month_start)
     stories = await repo.latest_published(
-        conn, program["merchant_id"], program["id"], SOCIAL_PROOF_STORIES
+        conn, program.merchant_id, program.id, SOCIAL_PROOF_STORIES
     )
     base = runtime.settings.public_base_url
     return SocialProof(
         program_id=program_id,
-        month=program["month"],
+        month=program.month,
         friends_joined_this_month=count,
-        headline=i18n.friends_joined(count, i18n.locale_of(program["locale"])),
-        stories=[to_public(base, r) for r in stories],
+        headline=i18n.friends_joined(count, i18n.locale_of(program.locale)),
+        stories=[_to_public(base, r) for r in stories],
     )
+
+
+async def hide_for_rewards(
+    conn: asyncpg.Connection, *, merchant_id: int, reward_ids: list[int]
+) -> None:
+    """A referral rejected as fraud takes the stories about its rewards off the pages."""
+    await repo.hide_for_rewards(conn, merchant_id, reward_ids)
+
+
+async def record_share(
+    conn: asyncpg.Connection,
+    *,
+    merchant_id: int,
+    program_id: int,
+    advocate_id: int,
+    channel: str,
+    story_id: int | None = None,
+) -> None:
+    """A share button followed: from a story page, or (no story) the advocate's share page."""
+    await repo.record_share(conn, merchant_id, program_id, advocate_id, story_id, channel)
+
+
+class PublishedStory(msgspec.Struct, frozen=True, kw_only=True):
+    """A published story with what its page, image and share buttons need."""
+
+    id: int
+    merchant_id: int
+    program_id: int
+    advocate_id: int
+    slug: str
+    public_id: str
+    locale: str
+    colour: str
+    shop: str
+    text: str
+    name: str | None
+    url: str
+    image_url: str
+    offer: str
+    cta_url: str
+    byline: str
+
+    def intent(self, channel: str) -> str | None:
+        """The share intent of `channel` for the story page's URL (its preview shows the
+        story image); None for a browser-only channel."""
+        return intent_url(channel, text=self.text, url=self.url, subject=self.shop)
+
+
+def _published_story(runtime: Runtime, row: PageRow) -> PublishedStory:
+    base = runtime.settings.public_base_url
+    locale = i18n.locale_of(row.locale)
+    public_id = runtime.ids.encode("story", row.id)
+    url = story_url(base, row.slug)
+    name = row.display_name
+    code = runtime.codec.generate(row.advocate_id)
+    return PublishedStory(
+        id=row.id,
+        merchant_id=row.merchant_id,
+        program_id=row.program_id,
+        advocate_id=row.advocate_id,
+        slug=row.slug,
+        public_id=public_id,
+        locale=locale,
+        colour=row.brand_colour,
+        shop=row.shop,
+        text=row.body,
+        name=name,
+        url=url,
+        image_url=f"{url}/image.png",
+        offer=i18n.offer_text(row.program_rewards.get("friend"), row.shop, locale),
+        # The call to action: the advocate's referral link with the story attached, so the
+        # click, and the signup and order after it, are credited to this story.
+        cta_url=f"{base}/r/{code}?ch=story&s={public_id}",
+        byline=i18n.t(locale, "story_by", name=name, shop=row.shop)
+        if name
+        else i18n.t(locale, "story_by_anonymous", shop=row.shop),
+    )
+
+
+async def published(
+    conn: asyncpg.Connection, *, runtime: Runtime, slug: str
+) -> PublishedStory | None:
+    """The story at `slug` if anyone may see it: published, in a program not archived."""
+    if not 8 <= len(slug) <= 32:
+        return None
+    row = await repo.page(conn, slug)
+    if row is None or row.status != "published" or row.program_status == "archived":
+        return None
+    return _published_story(runtime, row)
+
+
+async def view(
+    conn: asyncpg.Connection, *, runtime: Runtime, slug: str, counted: bool
+) -> PublishedStory | None:
+    """The story for its page, its view recorded when `counted` (a person, not a bot)."""
+    story = await published(conn, runtime=runtime, slug=slug)
+    if story is not None and counted:
+        await repo.record_view(conn, story.merchant_id, story.id)
+    return story
+
+
+async def share(
+    conn: asyncpg.Connection, *, runtime: Runtime, slug: str, channel: str, counted: bool
+) -> PublishedStory | None:
+    """The story shared on `channel`, the share recorded when `counted`; None for an
+    unknown story or channel."""
+    story = await published(conn, runtime=runtime, slug=slug)
+    if story is None or channel not in SHARE_CHANNELS:
+        return None
+    if counted:
+        await repo.record_share(
+            conn, story.merchant_id, story.program_id, story.advocate_id, story.id, channel
+        )
+    return story

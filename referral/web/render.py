@@ -11,11 +11,11 @@ import functools
 import jinja2
 from litestar import Response
 
-from referral.pages import i18n
-from referral.pages.intents import LABELS
+from referral.web import i18n
+from referral.web.intents import LABELS
 
 _ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("referral", "templates"),
+    loader=jinja2.PackageLoader("referral.web", "templates"),
     autoescape=True,  # every template, whatever its name: story text is user input
     trim_blocks=True,
     lstrip_blocks=True,
