@@ -558,14 +558,16 @@ async def seed(url: str, env: dict[str, str], advocates: int) -> tuple[str, list
     try:
         runtime = Runtime.build(settings, pool)
         async with pool.acquire() as conn, conn.transaction():
-            merchant = (await merchant_service.create_merchant(conn, "Bench Shop"))["test"]
-            key = await merchant_service.create_key(conn, merchant.id, "secret", label="bench")
+            merchant = (await merchant_service.create_merchant(conn, name="Bench Shop"))["test"]
+            key = await merchant_service.create_key(
+                conn, merchant_id=merchant.id, kind="secret", label="bench"
+            )
             caller = Caller(merchant_id=merchant.id, mode="test", kind="secret")
             program = await program_service.create(
                 conn,
-                runtime.ids,
-                caller,
-                ProgramCreate(
+                runtime=runtime,
+                caller=caller,
+                data=ProgramCreate(
                     name="Bench: give 10, get 10",
                     landing_url=LANDING_URL,
                     hold_days=30,
@@ -579,9 +581,9 @@ async def seed(url: str, env: dict[str, str], advocates: int) -> tuple[str, list
             for i in range(advocates):
                 advocate, _ = await advocate_service.upsert(
                     conn,
-                    runtime,
-                    caller,
-                    AdvocateUpsert(
+                    runtime=runtime,
+                    caller=caller,
+                    data=AdvocateUpsert(
                         program_id=program.id,
                         customer_id=f"adv-{i:05d}",
                         email=f"advocate.{i}@example.com",

@@ -55,6 +55,7 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from harness import (
     ROOT,
@@ -290,9 +291,10 @@ class Seeded:
     steps: list[tuple[str, float]] = field(default_factory=list)
 
 
-async def seed(url: str, salt: str) -> Seeded:
+async def seed(url: str, env: dict[str, str]) -> Seeded:
     import asyncpg
 
+    from referral import settings as settings_module
     from referral.lib.db import create_pool, migrate
     from referral.lib.ids import PublicIds
     from referral.lib.logging import configure_logging
@@ -300,8 +302,10 @@ async def seed(url: str, salt: str) -> Seeded:
     from referral.merchants.service import Caller
     from referral.programs import service as program_service
     from referral.programs.schemas import ProgramCreate, RewardRule, RewardSettings
+    from referral.runtime import Runtime
 
     configure_logging("console", "warning")
+    salt = env["REFERRAL_HASHIDS_SALT"]
     ids = PublicIds(salt)
     steps: list[tuple[str, float]] = []
     mark = time.perf_counter()
@@ -316,17 +320,21 @@ async def seed(url: str, salt: str) -> Seeded:
     step("migrate")
     pool = await create_pool(url, min_size=1, max_size=1)
     try:
+        runtime = Runtime.build(settings_module.from_env(env), pool)
         async with pool.acquire() as conn:
             async with conn.transaction():
-                merchant = (await merchant_service.create_merchant(conn, "Bench Payouts"))["live"]
-                key = await merchant_service.create_key(conn, merchant.id, "secret",
-                                                        label="bench")  # fmt: skip
+                merchant = (await merchant_service.create_merchant(conn, name="Bench Payouts"))[
+                    "live"
+                ]
+                key = await merchant_service.create_key(
+                    conn, merchant_id=merchant.id, kind="secret", label="bench"
+                )
                 caller = Caller(merchant_id=merchant.id, mode="live", kind="secret")
                 program = await program_service.create(
                     conn,
-                    ids,
-                    caller,
-                    ProgramCreate(
+                    runtime=runtime,
+                    caller=caller,
+                    data=ProgramCreate(
                         name="Bench: 10% cash for every friend",
                         landing_url=LANDING_URL,
                         hold_days=30,
@@ -420,28 +428,33 @@ async def seed(url: str, salt: str) -> Seeded:
 # --------------------------------------------------------------------------- batch, COPY
 
 
-async def create_batch(url: str, salt: str, merchant_id: int) -> tuple[dict, float, str]:
+async def create_batch(url: str, env: dict[str, str], merchant_id: int) -> tuple[Any, float, str]:
+    """The batch's row (what the exports read), the seconds `service.create` took, its id."""
+    from referral import settings as settings_module
     from referral.lib.db import create_pool
-    from referral.lib.ids import PublicIds
     from referral.merchants.service import Caller
-    from referral.payouts import service
+    from referral.payouts import repo, service
     from referral.payouts.schemas import BatchCreate
+    from referral.runtime import Runtime
 
-    ids = PublicIds(salt)
     caller = Caller(merchant_id=merchant_id, mode="live", kind="secret")
     pool = await create_pool(url, min_size=1, max_size=1)
     try:
+        runtime = Runtime.build(settings_module.from_env(env), pool)
         async with pool.acquire() as conn:
             started = time.perf_counter()
             async with conn.transaction():
-                row = await service.create(conn, ids, caller, BatchCreate(currency="EUR"))
+                batch = await service.create(
+                    conn, runtime=runtime, caller=caller, data=BatchCreate(currency="EUR")
+                )
             elapsed = time.perf_counter() - started
-        return dict(row), elapsed, ids.encode("payout", row["id"])
+            row = await repo.get(conn, merchant_id, runtime.ids.decode("payout", batch.id))
+        return row, elapsed, batch.id
     finally:
         await pool.close()
 
 
-async def bare_copy(url: str, batch: dict, batch_id: str, rewards: bool, out) -> float:
+async def bare_copy(url: str, batch: Any, batch_id: str, rewards: bool, out) -> float:
     """The export's own SELECT through `COPY ... TO STDOUT`, straight into a file."""
     from referral.lib.db import create_pool
     from referral.payouts import export
@@ -468,7 +481,7 @@ async def bare_copy(url: str, batch: dict, batch_id: str, rewards: bool, out) ->
         await pool.close()
 
 
-async def planner_view(url: str, batch: dict, batch_id: str) -> str:
+async def planner_view(url: str, batch: Any, batch_id: str) -> str:
     """What the planner believes about payout_items, and its plan for rewards.csv: plans
     differ before and after payout_items is first analyzed."""
     import asyncpg
@@ -495,7 +508,7 @@ async def planner_view(url: str, batch: dict, batch_id: str) -> str:
     return f"payout_items {stats}; rewards.csv plan: {' > '.join(nodes[:6])}"
 
 
-def run_bare_copy(url: str, batch: dict, batch_id: str, rewards: bool, path: Path) -> float:
+def run_bare_copy(url: str, batch: Any, batch_id: str, rewards: bool, path: Path) -> float:
     with path.open("wb") as out:
         return asyncio.run(bare_copy(url, batch, batch_id, rewards, out))
 
@@ -702,9 +715,8 @@ def main() -> int:
         with fresh_database("bench-payouts") as db:
             url = db.url
             env = app_env(url, base, "warning")
-            salt = env["REFERRAL_HASHIDS_SALT"]
             started = time.perf_counter()
-            seeded = asyncio.run(seed(url, salt))
+            seeded = asyncio.run(seed(url, env))
             seed_seconds = time.perf_counter() - started
             print(
                 f"seeded {ADVOCATES:,} advocates, {REWARDS:,} approved EUR cash rewards "
@@ -714,11 +726,11 @@ def main() -> int:
             print("  " + ", ".join(f"{name} {s:.1f} s" for name, s in seeded.steps))
 
             batch, create_seconds, batch_id = asyncio.run(
-                create_batch(url, salt, seeded.merchant_id)
+                create_batch(url, env, seeded.merchant_id)
             )
             print(
-                f"\nbatch {batch_id}: {batch['line_count']:,} lines, {batch['reward_count']:,} "
-                f"rewards, total {batch['total']:,} EUR minor units; created by "
+                f"\nbatch {batch_id}: {batch.line_count:,} lines, {batch.reward_count:,} "
+                f"rewards, total {batch.total:,} EUR minor units; created by "
                 f"payouts.service.create in {create_seconds:.2f} s"
             )
 
@@ -787,26 +799,26 @@ def main() -> int:
                 f"{ledger['payable']:,} = approved sum, receivable {ledger['receivable']:,}",
             ),
             (
-                batch["line_count"] == ADVOCATES
-                and p_facts["rows"] == batch["line_count"]
+                batch.line_count == ADVOCATES
+                and p_facts["rows"] == batch.line_count
                 and p_facts["payees"] == ADVOCATES
                 and p_facts["emails"] == ADVOCATES,
-                f"payouts.csv rows {p_facts['rows']:,} = line_count {batch['line_count']:,} "
+                f"payouts.csv rows {p_facts['rows']:,} = line_count {batch.line_count:,} "
                 f"= payees {ADVOCATES:,} (all with an email)",
             ),
             (
-                batch["reward_count"] == REWARDS
+                batch.reward_count == REWARDS
                 and p_facts["reward_count"] == REWARDS
                 and r_facts["rows"] == REWARDS + CLAWBACKS
                 and r_facts["distinct"] == REWARDS
                 and r_facts["clawbacks"] == CLAWBACKS,
                 f"rewards.csv rows {r_facts['rows']:,} = {r_facts['distinct']:,} distinct "
                 f"rewards + {r_facts['clawbacks']:,} clawbacks; reward_count "
-                f"{batch['reward_count']:,}",
+                f"{batch.reward_count:,}",
             ),
             (
-                p_facts["sum"] == batch["total"] == r_facts["sum"] == expected_total,
-                f"sum amount_minor {p_facts['sum']:,} = batch total {batch['total']:,} = sum "
+                p_facts["sum"] == batch.total == r_facts["sum"] == expected_total,
+                f"sum amount_minor {p_facts['sum']:,} = batch total {batch.total:,} = sum "
                 f"net_minor {r_facts['sum']:,} = seeded approved {ledger['approved_sum']:,} "
                 f"- clawbacks {CLAWBACKS * CLAWBACK_AMOUNT:,}",
             ),

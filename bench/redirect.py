@@ -301,13 +301,13 @@ async def seed(url: str, env: dict[str, str], advocates: int) -> list[str]:
     try:
         runtime = Runtime.build(settings, pool)
         async with pool.acquire() as conn, conn.transaction():
-            merchant = (await merchant_service.create_merchant(conn, "Bench Shop"))["test"]
+            merchant = (await merchant_service.create_merchant(conn, name="Bench Shop"))["test"]
             caller = Caller(merchant_id=merchant.id, mode="test", kind="secret")
             program = await program_service.create(
                 conn,
-                runtime.ids,
-                caller,
-                ProgramCreate(
+                runtime=runtime,
+                caller=caller,
+                data=ProgramCreate(
                     name="Bench: give 10, get 10",
                     landing_url=LANDING_URL,
                     hold_days=0,
@@ -321,9 +321,9 @@ async def seed(url: str, env: dict[str, str], advocates: int) -> list[str]:
             for i in range(advocates):
                 advocate, _ = await advocate_service.upsert(
                     conn,
-                    runtime,
-                    caller,
-                    AdvocateUpsert(program_id=program.id, customer_id=f"bench-{i:05d}"),
+                    runtime=runtime,
+                    caller=caller,
+                    data=AdvocateUpsert(program_id=program.id, customer_id=f"bench-{i:05d}"),
                 )
                 codes.append(advocate.code)
         return codes

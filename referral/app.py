@@ -18,23 +18,24 @@ from litestar.openapi.spec import Tag as OpenAPITag
 
 from referral import settings as settings_module
 from referral.advocates.api import AdvocateController, CodeController, SuspensionController
-from referral.attribution.api import CheckoutController, ReferralController
 from referral.demo.api import demo_router
 from referral.events.api import list_events
 from referral.fraud.api import FraudPolicyController
 from referral.http.deps import DEPENDENCIES
-from referral.lib.db import create_pool, migrate
+from referral.lib.db import create_pool, migrate, ping
 from referral.lib.errors import EXCEPTION_HANDLERS
 from referral.lib.logging import configure_logging, request_id_middleware
+from referral.links import service as links
 from referral.links.api import links_router
-from referral.pages.api import share_page_router
+from referral.orders.api import OrderController
 from referral.payouts.api import PayoutController
 from referral.programs.api import ProgramController
-from referral.referrals.api import ReviewController
+from referral.referrals.api import CheckoutController, ReferralController, ReviewController
 from referral.rewards import service as rewards
 from referral.rewards.api import RewardController
 from referral.runtime import Runtime
 from referral.settings import Settings
+from referral.share_page.api import share_page_router
 from referral.stories.api import StoryController, social_proof
 from referral.stories.pages import story_pages_router
 
@@ -57,8 +58,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(state: State) -> Response[dict[str, object]]:
     runtime: Runtime = state.runtime
     try:
-        async with runtime.pool.acquire(timeout=2) as conn:
-            await conn.fetchval("SELECT 1")
+        await ping(runtime.pool, within_seconds=2)
     except (OSError, TimeoutError, Exception) as exc:  # any failure means "not ready"
         return Response({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
     return Response(
@@ -74,8 +74,7 @@ async def _maintain_partitions(runtime: Runtime) -> None:
     while True:
         await asyncio.sleep(6 * 3600)
         try:
-            async with runtime.pool.acquire() as conn:
-                await conn.execute("SELECT ensure_click_partitions(now(), 2)")
+            await links.ensure_click_partitions(runtime.pool)
         except Exception as exc:  # retried in six hours; the default partition catches rows
             log.warning("click_partition_maintenance_failed", error=type(exc).__name__)
 
@@ -85,8 +84,8 @@ async def _release_rewards(runtime: Runtime) -> None:
     interval = runtime.settings.release_interval_seconds
     while True:
         try:
-            released = await rewards.release_due(runtime.pool, runtime.ids)
-            expired = await rewards.expire_coupons(runtime.pool, runtime.ids)
+            released = await rewards.release_due(runtime.pool, ids=runtime.ids)
+            expired = await rewards.expire_coupons(runtime.pool, ids=runtime.ids)
             if released or expired:
                 log.info("rewards_released", released=released, coupons_expired=expired)
         except Exception as exc:  # the next turn tries again
@@ -103,8 +102,7 @@ def create_app(settings: Settings) -> Litestar:
         )
         runtime = Runtime.build(settings, pool)
         app.state.runtime = runtime
-        async with pool.acquire() as conn:
-            await conn.execute("SELECT ensure_click_partitions(now(), 2)")
+        await links.ensure_click_partitions(pool)
         runtime.clicks.start()
         background = [asyncio.create_task(_maintain_partitions(runtime))]
         if settings.release_interval_seconds > 0:
@@ -126,6 +124,7 @@ def create_app(settings: Settings) -> Litestar:
         AdvocateController,
         CodeController,
         CheckoutController,
+        OrderController,
         ReferralController,
         ReviewController,
         FraudPolicyController,

@@ -89,7 +89,9 @@ async def _seed(settings: Settings):
     await migrate(settings.database_url)
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)
     try:
-        return await seed_demo(pool, Runtime.build(settings, pool), devstate.demo_keys())
+        return await seed_demo(
+            pool, runtime=Runtime.build(settings, pool), keys=devstate.demo_keys()
+        )
     finally:
         await pool.close()
 
@@ -148,7 +150,7 @@ async def _merchants_create(settings: Settings, name: str) -> None:
     await migrate(settings.database_url)
     conn = await asyncpg.connect(settings.database_url)
     try:
-        created = await service.create_merchant(conn, name)
+        created = await service.create_merchant(conn, name=name)
     finally:
         await conn.close()
     ids = PublicIds(settings.hashids_salt)
@@ -175,7 +177,7 @@ async def _keys_create(settings: Settings, merchant: str, kind: str, label: str)
         raise CliError(exc.detail) from None
     conn = await asyncpg.connect(settings.database_url)
     try:
-        raw = await service.create_key(conn, merchant_id, kind, label=label)
+        raw = await service.create_key(conn, merchant_id=merchant_id, kind=kind, label=label)
     except LookupError:
         raise CliError(f"no merchant {merchant}") from None
     finally:
@@ -195,7 +197,7 @@ async def _release_due(settings: Settings) -> int:
 
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)
     try:
-        return await release_due(pool, PublicIds(settings.hashids_salt))
+        return await release_due(pool, ids=PublicIds(settings.hashids_salt))
     finally:
         await pool.close()
 

@@ -28,13 +28,13 @@ class Tenant:
 
 
 async def make_tenant(conn: asyncpg.Connection, name: str) -> Tenant:
-    created = await merchants.create_merchant(conn, name)
+    created = await merchants.create_merchant(conn, name=name)
     test, live = created["test"], created["live"]
     return Tenant(
         merchant_id=test.id,
-        secret_key=await merchants.create_key(conn, test.id, "secret"),
-        publishable_key=await merchants.create_key(conn, test.id, "publishable"),
-        live_secret_key=await merchants.create_key(conn, live.id, "secret"),
+        secret_key=await merchants.create_key(conn, merchant_id=test.id, kind="secret"),
+        publishable_key=await merchants.create_key(conn, merchant_id=test.id, kind="publishable"),
+        live_secret_key=await merchants.create_key(conn, merchant_id=live.id, kind="secret"),
     )
 
 

@@ -102,9 +102,7 @@ def test_no_module_imports_another_rooms_repo(path: Path):
         {
             name
             for name in _imports(path)
-            if name.startswith("referral.")
-            and name.endswith(".repo")
-            and name.split(".")[1] != own
+            if name.startswith("referral.") and name.endswith(".repo") and name.split(".")[1] != own
         }
     )
     assert not wrong, f"{_rel(path)} imports {wrong}: ask that room's service instead"

@@ -18,6 +18,7 @@ import pytest
 from referral.lib.db import create_pool
 from referral.links.api import _channel_and_story
 from referral.links.clicks import ClickWriter
+from referral.links.repo import CodeRow
 from referral.links.service import CodeTarget, _landing_url, landing_url_for, new_click_id
 from referral.links.token import ClickToken, ClickTokenSigner, HmacSha256
 from referral.links.visitors import IpHasher, client_ip, is_bot
@@ -351,7 +352,7 @@ def test_prepared_landing_url_equals_the_full_build():
             qr_foreground="#000000",
             qr_background="#ffffff",
         )
-        target = CodeTarget.from_row(row)  # type: ignore[arg-type]
+        target = CodeTarget.from_row(CodeRow(**row))
         token = ClickTokenSigner("k" * 16).sign(
             ClickToken("ABCD234", new_click_id(), "link", "v" * 16, 1_700_000_000)
         )

@@ -193,7 +193,7 @@ async def test_csv_totals_reconcile_with_the_ledger_in_eur_jpy_and_kwd(
     for (payee, currency), count in earned.items():
         for _ in range(count):
             await order(client, tenant, anna if payee == "anna" else ben, currency=currency)
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
 
     expected_text = {
         ("anna", "EUR"): "24.68",
@@ -232,7 +232,7 @@ async def test_clawback_after_payment_is_netted_off_the_next_batch(client, tenan
     first = await order(client, tenant, anna, order_id="a-1")
     await order(client, tenant, anna)
     ben_order = await order(client, tenant, ben)
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     paid = await new_batch(client, tenant)
     assert paid["total"] == 3000
     await post(client, tenant, paid["id"], "mark-paid")
@@ -250,7 +250,7 @@ async def test_clawback_after_payment_is_netted_off_the_next_batch(client, tenan
 
     await order(client, tenant, anna)
     await order(client, tenant, anna)
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     second = await new_batch(client, tenant)
     by_payee = await lines(client, tenant, second["id"])
     assert set(by_payee) == {"anna"}, "ben only owes money: no line, he rolls over"
@@ -277,7 +277,7 @@ async def test_clawback_after_payment_is_netted_off_the_next_batch(client, tenan
     await order(client, tenant, ben)
     await order(client, tenant, ben)
     await order(client, tenant, anna)
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     third = await new_batch(client, tenant)
     by_payee = await lines(client, tenant, third["id"])
     assert {p: (x["gross"], x["netted"], x["amount"]) for p, x in by_payee.items()} == {
@@ -295,7 +295,7 @@ async def test_concurrent_batch_creation_never_shares_a_reward(client, tenant, d
     codes = [await make_advocate(client, tenant, program, f"payee-{n}") for n in range(4)]
     for code in codes:
         await order(client, tenant, code)
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     for code in codes:  # pending: approved while the batches are being created
         await order(client, tenant, code)
 
@@ -304,7 +304,9 @@ async def test_concurrent_batch_creation_never_shares_a_reward(client, tenant, d
             *(http.post(BATCHES, json={"currency": "EUR"}, headers=tenant.auth) for _ in range(5))
         )
 
-    responses, _ = await asyncio.gather(on_app_loop(client, five_batches), release_due(pool, ids))
+    responses, _ = await asyncio.gather(
+        on_app_loop(client, five_batches), release_due(pool, ids=ids)
+    )
     assert [r.status_code for r in responses] == [201] * 5, [r.text for r in responses]
     batches = [r.json() for r in responses]
     batches.append(await new_batch(client, tenant))  # whatever was approved after them
@@ -369,7 +371,7 @@ async def test_mark_paid_twice_and_concurrently_pays_once(client, tenant, db, po
     ben = await make_advocate(client, tenant, program, "ben")
     for code in (anna, anna, ben):
         await order(client, tenant, code)
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     first = await new_batch(client, tenant)
     once = await post(client, tenant, first["id"], "mark-paid", json={"actor": "finance"})
     twice = await post(client, tenant, first["id"], "mark-paid")
@@ -381,7 +383,7 @@ async def test_mark_paid_twice_and_concurrently_pays_once(client, tenant, db, po
 
     for code in (anna, ben, ben):
         await order(client, tenant, code)
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     second = await new_batch(client, tenant)
     assert (await post(client, tenant, second["id"], "export"))["status"] == "exported"
 
@@ -421,7 +423,7 @@ async def test_refund_after_batching_is_paid_as_exported_and_owed_back(
     refunded = await order(client, tenant, anna)
     cancelled = await order(client, tenant, anna)
     await order(client, tenant, ben)
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     batch = await new_batch(client, tenant)
     assert batch["total"] == 3000
     exported = await download(client, tenant, batch["id"])
@@ -489,7 +491,7 @@ async def test_refund_after_batching_is_paid_as_exported_and_owed_back(
 
     for code in (anna, anna, ben):
         await order(client, tenant, code)
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     later = await new_batch(client, tenant)
     by_payee = await lines(client, tenant, later["id"])
     assert {p: (x["gross"], x["netted"], x["amount"]) for p, x in by_payee.items()} == {
@@ -507,7 +509,7 @@ async def test_cancel_returns_rewards_to_the_pool(client, tenant, db, pool, ids)
     anna = await make_advocate(client, tenant, program, "anna")
     await order(client, tenant, anna)
     await order(client, tenant, anna)
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     batch = await new_batch(client, tenant)
     taken = await reward_items(db, ids, batch["id"])
     await post(client, tenant, batch["id"], "export")
@@ -534,7 +536,7 @@ async def test_failed_line_before_payment_frees_its_rewards(client, tenant, db, 
     ben = await make_advocate(client, tenant, program, "ben")
     for code in (anna, anna, ben):
         await order(client, tenant, code)
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     batch = await new_batch(client, tenant)
     line = (await lines(client, tenant, batch["id"]))["anna"]
     body = {"reason": "account closed", "actor": "finance"}
@@ -563,7 +565,7 @@ async def test_failed_line_after_payment_reverses_the_paid_entries(client, tenan
     ben = await make_advocate(client, tenant, program, "ben")
     for code in (anna, anna, ben):
         await order(client, tenant, code)
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     batch = await new_batch(client, tenant)
     exported = await download(client, tenant, batch["id"])
     await post(client, tenant, batch["id"], "mark-paid")
@@ -626,7 +628,7 @@ async def test_failed_line_after_a_clawback_undoes_payment_and_clawback(
     )  # 20% of 5000 = 1000
     anna = await make_advocate(client, tenant, program, "anna")
     refunded, cancelled, _ = [await order(client, tenant, anna) for _ in range(3)]
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     batch = await new_batch(client, tenant)
     await post(client, tenant, batch["id"], "mark-paid")
     response = await client.post(
@@ -677,7 +679,7 @@ async def test_payees_under_the_minimum_roll_over(client, tenant, db, pool, ids)
     ben = await make_advocate(client, tenant, program, "ben")
     for code in (anna, ben, ben):
         await order(client, tenant, code)
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     batch = await new_batch(client, tenant, minimum=2000)
     assert batch["minimum"] == 2000
     assert set(await lines(client, tenant, batch["id"])) == {"ben"}
@@ -690,7 +692,7 @@ async def test_payees_under_the_minimum_roll_over(client, tenant, db, pool, ids)
     )
     assert (await new_batch(client, tenant))["line_count"] == 0
     await order(client, tenant, anna)
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     later = await new_batch(client, tenant)
     assert later["minimum"] == 2000
     line = (await lines(client, tenant, later["id"]))["anna"]
@@ -702,12 +704,12 @@ async def test_cutoff_is_the_approval_time(client, tenant, db, pool, ids):
     program = await make_program(client, tenant)
     anna = await make_advocate(client, tenant, program, "anna")
     await order(client, tenant, anna)
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     await asyncio.sleep(0.05)
     cutoff = datetime.now(UTC)
     await asyncio.sleep(0.05)
     await order(client, tenant, anna)
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     early = await db.fetchval("SELECT id FROM rewards WHERE approved_at <= $1", cutoff)
 
     batch = await new_batch(client, tenant, cutoff=cutoff.isoformat())
@@ -740,7 +742,7 @@ async def test_formula_cells_are_escaped_in_text_columns_only(client, tenant, db
         await order(client, tenant, code, order_id=f"={cid}" if cid == "@SUM" else None)
     plain = await make_advocate(client, tenant, program, "plain")
     clawed = await order(client, tenant, plain, order_id="+refund-me")
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     first = await new_batch(client, tenant)
     first_rewards = parse(await download(client, tenant, first["id"], "rewards.csv"))
     assert {r["order_id"] for r in first_rewards} >= {"'=@SUM", "'+refund-me"}
@@ -750,7 +752,7 @@ async def test_formula_cells_are_escaped_in_text_columns_only(client, tenant, db
     await order(client, tenant, plain)
     for code in codes.values():
         await order(client, tenant, code)
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     batch = await new_batch(client, tenant)
 
     raw = await download(client, tenant, batch["id"])
@@ -779,7 +781,7 @@ async def test_paypal_layout(client, tenant, db, pool, ids):
     for code in (anna, anna, eve):
         await order(client, tenant, code, currency="JPY")
     await order(client, tenant, anna, currency="EUR")
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     jpy = await new_batch(client, tenant, currency="JPY")
 
     raw = await download(client, tenant, jpy["id"], format="paypal")
@@ -814,7 +816,7 @@ async def test_paypal_layout(client, tenant, db, pool, ids):
 
     nomail = await make_advocate(client, tenant, program, "no-email")
     await order(client, tenant, nomail, currency="JPY")
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     missing = await new_batch(client, tenant, currency="JPY")
     response = await client.get(
         f"{BATCHES}/{missing['id']}/payouts.csv?format=paypal", headers=tenant.auth
@@ -865,7 +867,7 @@ async def test_exports_are_byte_identical_and_the_bom_is_opt_in(client, tenant, 
     for n, name in enumerate(["Zoë", "anna", "Ørjan"]):
         code = await make_advocate(client, tenant, program, name, email=f"p{n}@example.com")
         await order(client, tenant, code)
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     batch = await new_batch(client, tenant)
     kinds = [("payouts.csv", {}), ("payouts.csv", {"format": "paypal"}), ("rewards.csv", {})]
     first = [await download(client, tenant, batch["id"], name, **q) for name, q in kinds]
@@ -883,7 +885,7 @@ async def test_exports_are_byte_identical_and_the_bom_is_opt_in(client, tenant, 
     await post(client, tenant, batch["id"], "mark-paid")
     code = await make_advocate(client, tenant, program, "anna")
     await order(client, tenant, code)
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     await new_batch(client, tenant)
     assert [await download(client, tenant, batch["id"], n, **q) for n, q in kinds] == first
     status = (await client.get(f"{BATCHES}/{batch['id']}", headers=tenant.auth)).json()
@@ -893,7 +895,7 @@ async def test_exports_are_byte_identical_and_the_bom_is_opt_in(client, tenant, 
 async def test_a_download_never_marks_a_batch_exported(client, tenant, db, pool, ids):
     program = await make_program(client, tenant)
     await order(client, tenant, await make_advocate(client, tenant, program, "anna"))
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     batch = await new_batch(client, tenant)
     await download(client, tenant, batch["id"])
     await download(client, tenant, batch["id"], "rewards.csv")
@@ -915,7 +917,7 @@ async def test_another_merchant_sees_nothing(client, tenant, other_tenant, db, p
         tenant,
         await make_advocate(client, tenant, program, "anna", email="anna@example.com"),
     )
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
     batch = await new_batch(client, tenant)
     line = (await lines(client, tenant, batch["id"]))["anna"]
     base = f"{BATCHES}/{batch['id']}"

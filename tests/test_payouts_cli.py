@@ -73,7 +73,7 @@ async def test_create_export_and_mark_paid_from_the_command_line(
             },
         )
         assert response.status_code == 201, response.text
-    await release_due(pool, ids)
+    await release_due(pool, ids=ids)
 
     merchant = ids.encode("merchant", tenant.merchant_id)
     created = await referral(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from referral.advocates import service
@@ -15,12 +15,11 @@ from referral.advocates.schemas import (
     ShareUrlCreate,
     VanityCodeCreate,
 )
-from referral.http import idempotency
-from referral.http.deps import CallerDep, Conn, OnceDep, RuntimeDep
+from referral.http.deps import CallerDep, Conn, Listing, OnceDep, RuntimeDep
 from referral.lib.errors import API_ERRORS
-from referral.lib.pagination import CreatedBefore, CreatedFrom, Limit, Page, StartingAfter
-from referral.pages import service as share_page
+from referral.lib.pagination import Page
 from referral.referrals.schemas import ReviewAction
+from referral.share_page import service as share_page
 
 
 class AdvocateController(Controller):
@@ -36,17 +35,13 @@ class AdvocateController(Controller):
     )
     async def upsert(
         self,
-        request: Request,
         data: JSONBody[AdvocateUpsert],
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
+        once: OnceDep,
     ) -> Response[Advocate]:
-        async def effect():
-            advocate, created = await service.upsert(conn, runtime, caller, data)
-            return (201 if created else 200), advocate
-
-        return await idempotency.run(conn, caller, request, effect)
+        return await once(lambda: service.upsert(conn, runtime=runtime, caller=caller, data=data))
 
     @get(
         "/{advocate_id:str}",
@@ -57,7 +52,7 @@ class AdvocateController(Controller):
     async def read(
         self, advocate_id: FromPath[str], conn: Conn, caller: CallerDep, runtime: RuntimeDep
     ) -> Advocate:
-        return await service.get(conn, runtime, caller, advocate_id)
+        return await service.get(conn, runtime=runtime, caller=caller, advocate_id=advocate_id)
 
     @get(operation_id="listAdvocates", responses=API_ERRORS, summary="List advocates")
     async def list(
@@ -65,23 +60,16 @@ class AdvocateController(Controller):
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
+        listing: Listing,
         program_id: FromQuery[str | None] = None,
-        starting_after: StartingAfter = None,
-        created_from: CreatedFrom = None,
-        created_before: CreatedBefore = None,
-        limit: Limit = 20,
     ) -> Page[Advocate]:
-        advocates, more = await service.list_advocates(
+        return await service.list_advocates(
             conn,
-            runtime,
-            caller,
+            runtime=runtime,
+            caller=caller,
             program_id=program_id,
-            starting_after=starting_after,
-            created_from=created_from,
-            created_before=created_before,
-            limit=limit,
+            cursor=listing.cursor(runtime.ids, "advocate"),
         )
-        return Page(data=advocates, has_more=more)
 
     @post(
         "/{advocate_id:str}/codes",
@@ -93,20 +81,18 @@ class AdvocateController(Controller):
     )
     async def add_code(
         self,
-        request: Request,
         advocate_id: FromPath[str],
         data: JSONBody[VanityCodeCreate],
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
+        once: OnceDep,
     ) -> Response[Advocate]:
-        async def effect():
-            advocate, created = await service.add_vanity_code(
-                conn, runtime, caller, advocate_id, data.code
+        return await once(
+            lambda: service.add_vanity_code(
+                conn, runtime=runtime, caller=caller, advocate_id=advocate_id, code=data.code
             )
-            return (201 if created else 200), advocate
-
-        return await idempotency.run(conn, caller, request, effect)
+        )
 
     @post(
         "/{advocate_id:str}/share-url",
@@ -120,20 +106,23 @@ class AdvocateController(Controller):
     )
     async def share_url(
         self,
-        request: Request,
         advocate_id: FromPath[str],
         data: JSONBody[ShareUrlCreate],
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
+        once: OnceDep,
     ) -> Response[ShareUrl]:
-        async def effect():
-            url = await share_page.share_url(
-                conn, runtime, caller, advocate_id, data.expires_in_days
-            )
-            return 201, url
-
-        return await idempotency.run(conn, caller, request, effect)
+        return await once(
+            lambda: share_page.share_url(
+                conn,
+                runtime=runtime,
+                caller=caller,
+                advocate_id=advocate_id,
+                expires_in_days=data.expires_in_days,
+            ),
+            status=201,
+        )
 
     @post(
         "/{advocate_id:str}/contact-preference",
@@ -145,20 +134,22 @@ class AdvocateController(Controller):
     )
     async def set_contact_preference(
         self,
-        request: Request,
         advocate_id: FromPath[str],
         data: JSONBody[ContactPreferenceUpdate],
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
+        once: OnceDep,
     ) -> Response[Advocate]:
-        async def effect():
-            advocate = await service.set_contact_preference(
-                conn, runtime, caller, advocate_id, data.contact_preference
+        return await once(
+            lambda: service.set_contact_preference(
+                conn,
+                runtime=runtime,
+                caller=caller,
+                advocate_id=advocate_id,
+                preference=data.contact_preference,
             )
-            return 200, advocate
-
-        return await idempotency.run(conn, caller, request, effect)
+        )
 
 
 class CodeController(Controller):
@@ -176,7 +167,7 @@ class CodeController(Controller):
     async def read(
         self, code: FromPath[str], conn: Conn, reader: CallerDep, runtime: RuntimeDep
     ) -> CodeInfo:
-        return await service.code_info(conn, runtime, reader, code)
+        return await service.code_info(conn, runtime=runtime, caller=reader, code=code)
 
 
 class SuspensionController(Controller):
@@ -205,6 +196,11 @@ class SuspensionController(Controller):
     ) -> Response[Advocate]:
         return await once(
             lambda: service.reactivate(
-                conn, runtime, caller, advocate_id=advocate_id, actor=data.actor, note=data.note
+                conn,
+                runtime=runtime,
+                caller=caller,
+                advocate_id=advocate_id,
+                actor=data.actor,
+                note=data.note,
             )
         )

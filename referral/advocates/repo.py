@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 import asyncpg
+import msgspec
 
-from referral.lib.pagination import CURSOR_CLAUSE
+from referral.lib.db import many, one
+from referral.lib.pagination import CURSOR_CLAUSE, Cursor
 
 UPSERT = """
 INSERT INTO advocates AS a (merchant_id, program_id, customer_id, email, name)
@@ -80,6 +82,35 @@ RETURNING code
 """
 
 
+class Upserted(msgspec.Struct, frozen=True):
+    id: int
+    created: bool
+
+
+class CodeOwner(msgspec.Struct, frozen=True):
+    merchant_id: int
+    advocate_id: int
+
+
+class AdvocateRow(msgspec.Struct, frozen=True):
+    id: int
+    program_id: int
+    customer_id: str
+    email: str | None
+    name: str | None
+    created_at: datetime
+    contact_preference: str
+    suspended_at: datetime | None
+    vanity_codes: list[str]
+    clicks: int
+
+
+class CodeInfoRow(msgspec.Struct, frozen=True):
+    code: str
+    program_id: int
+    active: bool
+
+
 async def suspend_codes(conn: asyncpg.Connection, merchant_id: int, advocate_id: int) -> list[str]:
     return [r["code"] for r in await conn.fetch(SUSPEND_CODES, merchant_id, advocate_id)]
 
@@ -109,8 +140,9 @@ async def upsert(
     customer_id: str,
     email: str | None,
     name: str | None,
-) -> asyncpg.Record:
-    return await conn.fetchrow(UPSERT, merchant_id, program_id, customer_id, email, name)
+) -> Upserted:
+    row = await conn.fetchrow(UPSERT, merchant_id, program_id, customer_id, email, name)
+    return Upserted(**row)
 
 
 async def insert_code(
@@ -128,30 +160,20 @@ async def insert_code(
     )
 
 
-async def code_owner(conn: asyncpg.Connection, key: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(CODE_OWNER, key)
+async def code_owner(conn: asyncpg.Connection, key: str) -> CodeOwner | None:
+    return one(CodeOwner, await conn.fetchrow(CODE_OWNER, key))
 
 
-async def get(
-    conn: asyncpg.Connection, merchant_id: int, advocate_id: int
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(GET, merchant_id, advocate_id)
+async def get(conn: asyncpg.Connection, merchant_id: int, advocate_id: int) -> AdvocateRow | None:
+    return one(AdvocateRow, await conn.fetchrow(GET, merchant_id, advocate_id))
 
 
 async def list_page(
-    conn: asyncpg.Connection,
-    merchant_id: int,
-    *,
-    program_id: int | None,
-    after_id: int | None,
-    created_from: datetime | None,
-    created_before: datetime | None,
-    limit: int,
-) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        LIST, merchant_id, program_id, after_id, created_from, created_before, limit + 1
-    )
+    conn: asyncpg.Connection, merchant_id: int, *, program_id: int | None, cursor: Cursor
+) -> list[AdvocateRow]:
+    page = (cursor.after_id, cursor.created_from, cursor.created_before, cursor.fetch)
+    return many(AdvocateRow, await conn.fetch(LIST, merchant_id, program_id, *page))
 
 
-async def code_info(conn: asyncpg.Connection, key: str, merchant_id: int) -> asyncpg.Record | None:
-    return await conn.fetchrow(CODE_INFO, key, merchant_id)
+async def code_info(conn: asyncpg.Connection, key: str, merchant_id: int) -> CodeInfoRow | None:
+    return one(CodeInfoRow, await conn.fetchrow(CODE_INFO, key, merchant_id))

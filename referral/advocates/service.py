@@ -19,7 +19,7 @@ from referral.events import service as events
 from referral.fraud import service as fraud
 from referral.fraud.signals import parse_ip
 from referral.lib.errors import Conflict, InvalidInput, NotFound
-from referral.lib.pagination import split_page
+from referral.lib.pagination import Cursor, Page
 from referral.merchants.service import Caller
 from referral.runtime import Runtime
 
@@ -34,30 +34,30 @@ def links_for(base_url: str, code: str) -> tuple[str, dict[str, str], QrLinks]:
     return link, share, QrLinks(png=f"{link}/qr.png", svg=f"{link}/qr.svg")
 
 
-def _to_advocate(runtime: Runtime, caller: Caller, row: asyncpg.Record) -> Advocate:
-    code = runtime.codec.generate(row["id"])
+def _to_advocate(runtime: Runtime, caller: Caller, row: repo.AdvocateRow) -> Advocate:
+    code = runtime.codec.generate(row.id)
     link, share, qr = links_for(runtime.settings.public_base_url, code)
     return Advocate(
-        id=runtime.ids.encode("advocate", row["id"]),
-        program_id=runtime.ids.encode("program", row["program_id"]),
-        customer_id=row["customer_id"],
-        email=row["email"],
-        name=row["name"],
+        id=runtime.ids.encode("advocate", row.id),
+        program_id=runtime.ids.encode("program", row.program_id),
+        customer_id=row.customer_id,
+        email=row.email,
+        name=row.name,
         code=code,
-        vanity_codes=list(row["vanity_codes"]),
+        vanity_codes=list(row.vanity_codes),
         link=link,
         share_links=share,
         qr=qr,
-        clicks=row["clicks"],
-        contact_preference=row["contact_preference"],
-        suspended_at=row["suspended_at"],
-        created_at=row["created_at"],
+        clicks=row.clicks,
+        contact_preference=row.contact_preference,
+        suspended_at=row.suspended_at,
+        created_at=row.created_at,
         livemode=caller.mode == "live",
     )
 
 
 async def upsert(
-    conn: asyncpg.Connection, runtime: Runtime, caller: Caller, data: AdvocateUpsert
+    conn: asyncpg.Connection, *, runtime: Runtime, caller: Caller, data: AdvocateUpsert
 ) -> tuple[Advocate, bool]:
     """(advocate, created). Concurrent calls for one customer all get the same advocate."""
     program_id = runtime.ids.decode("program", data.program_id)
@@ -76,7 +76,7 @@ async def upsert(
         data.email.strip() if data.email else None,
         data.name,
     )
-    advocate_id = row["id"]
+    advocate_id = row.id
     code = runtime.codec.generate(advocate_id)
     await repo.insert_code(
         conn, code, code, caller.merchant_id, program_id, advocate_id, "generated"
@@ -89,13 +89,19 @@ async def upsert(
         payment_fingerprint=None,
         address=None,
     )
-    await fraud.remember(conn, caller.merchant_id, data.customer_id, seen, datetime.now(UTC))
+    await fraud.remember(
+        conn,
+        merchant_id=caller.merchant_id,
+        customer_id=data.customer_id,
+        signals=seen,
+        at=datetime.now(UTC),
+    )
     advocate = await repo.get(conn, caller.merchant_id, advocate_id)
-    return _to_advocate(runtime, caller, advocate), row["created"]
+    return _to_advocate(runtime, caller, advocate), row.created
 
 
 async def get(
-    conn: asyncpg.Connection, runtime: Runtime, caller: Caller, advocate_id: str
+    conn: asyncpg.Connection, *, runtime: Runtime, caller: Caller, advocate_id: str
 ) -> Advocate:
     row = await repo.get(conn, caller.merchant_id, runtime.ids.decode("advocate", advocate_id))
     if row is None:
@@ -104,29 +110,29 @@ async def get(
 
 
 async def set_contact_preference(
-    conn: asyncpg.Connection, runtime: Runtime, caller: Caller, advocate_id: str, preference: str
+    conn: asyncpg.Connection, *, runtime: Runtime, caller: Caller, advocate_id: str, preference: str
 ) -> Advocate:
     internal_id = runtime.ids.decode("advocate", advocate_id)
     if not await repo.set_contact_preference(conn, caller.merchant_id, internal_id, preference):
         raise NotFound(f"no advocate with id {advocate_id}", code="advocate_not_found")
-    return await get(conn, runtime, caller, advocate_id)
+    return await get(conn, runtime=runtime, caller=caller, advocate_id=advocate_id)
 
 
 async def add_vanity_code(
-    conn: asyncpg.Connection, runtime: Runtime, caller: Caller, advocate_id: str, raw_code: str
+    conn: asyncpg.Connection, *, runtime: Runtime, caller: Caller, advocate_id: str, code: str
 ) -> tuple[Advocate, bool]:
     """(advocate, created). Adding a code the advocate already has changes nothing."""
-    advocate = await get(conn, runtime, caller, advocate_id)
+    advocate = await get(conn, runtime=runtime, caller=caller, advocate_id=advocate_id)
     try:
-        code = runtime.codec.check_vanity(raw_code)
+        vanity = runtime.codec.check_vanity(code)
     except VanityCodeError as exc:
         raise InvalidInput(str(exc), code=exc.code) from None
     internal_id = runtime.ids.decode("advocate", advocate_id)
-    key = lookup_key(code)
+    key = lookup_key(vanity)
     created = await repo.insert_code(
         conn,
         key,
-        code,
+        vanity,
         caller.merchant_id,
         runtime.ids.decode("program", advocate.program_id),
         internal_id,
@@ -134,51 +140,45 @@ async def add_vanity_code(
     )
     if not created:
         owner = await repo.code_owner(conn, key)
-        if owner is None or (owner["merchant_id"], owner["advocate_id"]) != (
+        if owner is None or (owner.merchant_id, owner.advocate_id) != (
             caller.merchant_id,
             internal_id,
         ):
             raise Conflict(
-                f"the code {code} (or one that reads like it) is taken", code="code_taken"
+                f"the code {vanity} (or one that reads like it) is taken", code="code_taken"
             )
         return advocate, False
-    return await get(conn, runtime, caller, advocate_id), True
+    return await get(conn, runtime=runtime, caller=caller, advocate_id=advocate_id), True
 
 
 async def list_advocates(
     conn: asyncpg.Connection,
+    *,
     runtime: Runtime,
     caller: Caller,
-    *,
     program_id: str | None,
-    starting_after: str | None,
-    created_from,
-    created_before,
-    limit: int,
-) -> tuple[list[Advocate], bool]:
+    cursor: Cursor,
+) -> Page[Advocate]:
     rows = await repo.list_page(
         conn,
         caller.merchant_id,
         program_id=runtime.ids.decode("program", program_id) if program_id else None,
-        after_id=runtime.ids.decode("advocate", starting_after) if starting_after else None,
-        created_from=created_from,
-        created_before=created_before,
-        limit=limit,
+        cursor=cursor,
     )
-    rows, more = split_page(rows, limit)
-    return [_to_advocate(runtime, caller, r) for r in rows], more
+    rows, more = cursor.split(rows)
+    return Page(data=[_to_advocate(runtime, caller, r) for r in rows], has_more=more)
 
 
 async def code_info(
-    conn: asyncpg.Connection, runtime: Runtime, caller: Caller, raw_code: str
+    conn: asyncpg.Connection, *, runtime: Runtime, caller: Caller, code: str
 ) -> CodeInfo:
-    row = await repo.code_info(conn, lookup_key(raw_code)[:40], caller.merchant_id)
+    row = await repo.code_info(conn, lookup_key(code)[:40], caller.merchant_id)
     if row is None:
         raise NotFound("no such referral code", code="code_not_found")
     return CodeInfo(
-        code=row["code"],
-        program_id=runtime.ids.encode("program", row["program_id"]),
-        active=row["active"],
+        code=row.code,
+        program_id=runtime.ids.encode("program", row.program_id),
+        active=row.active,
     )
 
 
@@ -201,16 +201,16 @@ async def suspend_codes(
 
 async def reactivate(
     conn: asyncpg.Connection,
+    *,
     runtime: Runtime,
     caller: Caller,
-    *,
     advocate_id: str,
     actor: str,
     note: str | None,
 ) -> Advocate:
     """Lift a suspension: the codes work again, and only rejections from now on count
     towards the limit. A no-op for an advocate who is not suspended."""
-    advocate = await get(conn, runtime, caller, advocate_id)
+    advocate = await get(conn, runtime=runtime, caller=caller, advocate_id=advocate_id)
     codes = await repo.reactivate(
         conn, caller.merchant_id, runtime.ids.decode("advocate", advocate_id)
     )
@@ -223,4 +223,4 @@ async def reactivate(
         data={"advocate_id": advocate_id, "codes": codes, "actor": actor, "note": note},
     )
     log.info("advocate_reactivated", advocate_id=advocate_id, codes=len(codes))
-    return await get(conn, runtime, caller, advocate_id)
+    return await get(conn, runtime=runtime, caller=caller, advocate_id=advocate_id)

@@ -9,15 +9,16 @@ import asyncpg
 
 from referral.advocates import service as advocates
 from referral.advocates.schemas import AdvocateUpsert
-from referral.attribution import service as checkout
-from referral.attribution.schemas import OrderRequest
+from referral.demo import repo
 from referral.merchants import service as merchants
 from referral.merchants.service import Caller
-from referral.pages import service as share_page
+from referral.orders import service as orders
+from referral.orders.schemas import OrderRequest
 from referral.programs import service as programs
 from referral.programs.schemas import ProgramCreate, RewardRule, RewardSettings
 from referral.rewards import service as rewards
 from referral.runtime import Runtime
+from referral.share_page import service as share_page
 from referral.stories import service as stories
 from referral.stories.schemas import StoryCreate, StoryUpdate
 
@@ -40,30 +41,25 @@ class Demo:
     story: str | None
 
 
-async def seed_demo(pool: asyncpg.Pool, runtime: Runtime, keys: dict[str, str]) -> Demo:
+async def seed_demo(pool: asyncpg.Pool, *, runtime: Runtime, keys: dict[str, str]) -> Demo:
     async with pool.acquire() as conn, conn.transaction():
-        # One seed at a time, even with several instances starting.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('referral.seed_demo'))")
-        caller = await merchants.authenticate(conn, keys["secret_key"])
+        await repo.lock_seed(conn)  # one seed at a time, even with several instances starting
+        caller = await merchants.authenticate(conn, raw=keys["secret_key"])
         if caller is None:
-            merchant = (await merchants.create_merchant(conn, "Demo Shop"))["test"]
-            await merchants.create_key(
-                conn, merchant.id, "secret", label="demo", raw=keys["secret_key"]
-            )
-            await merchants.create_key(
-                conn, merchant.id, "publishable", label="demo", raw=keys["publishable_key"]
-            )
+            merchant = (await merchants.create_merchant(conn, name="Demo Shop"))["test"]
+            for kind in ("secret", "publishable"):
+                await merchants.create_key(
+                    conn, merchant_id=merchant.id, kind=kind, label="demo", raw=keys[f"{kind}_key"]
+                )
             caller = Caller(merchant_id=merchant.id, mode="test", kind="secret")
-        program_id = await conn.fetchval(
-            "SELECT id FROM programs WHERE merchant_id = $1 ORDER BY id LIMIT 1", caller.merchant_id
-        )
+        program_id = await repo.first_program(conn, caller.merchant_id)
         if program_id is None:
             base = runtime.settings.public_base_url
             program = await programs.create(
                 conn,
-                runtime.ids,
-                caller,
-                ProgramCreate(
+                runtime=runtime,
+                caller=caller,
+                data=ProgramCreate(
                     name="Demo: give 10 EUR, get 10 EUR",
                     landing_url=f"{base}/demo/landing",
                     hold_days=0,
@@ -79,14 +75,16 @@ async def seed_demo(pool: asyncpg.Pool, runtime: Runtime, keys: dict[str, str]) 
             public_program_id = runtime.ids.encode("program", program_id)
         advocate, _ = await advocates.upsert(
             conn,
-            runtime,
-            caller,
-            AdvocateUpsert(
+            runtime=runtime,
+            caller=caller,
+            data=AdvocateUpsert(
                 program_id=public_program_id, customer_id=DEMO_CUSTOMER, name="Anna (demo)"
             ),
         )
         story_url = await _published_story(conn, runtime, caller, advocate)
-        share = share_page.share_url_until(runtime.settings, advocate.id, DEMO_SHARE_EXPIRY)
+        share = share_page.share_url_until(
+            runtime.settings, advocate_id=advocate.id, expires_at=DEMO_SHARE_EXPIRY
+        )
     return Demo(
         share_page=share.url,
         story=story_url,
@@ -103,18 +101,16 @@ async def seed_demo(pool: asyncpg.Pool, runtime: Runtime, keys: dict[str, str]) 
 async def _published_story(conn: asyncpg.Connection, runtime: Runtime, caller: Caller, advocate):
     """The demo advocate's story, told once: a demo friend's order with her code, its
     reward approved, and a published story about it. Later starts find the story."""
-    existing = await conn.fetchrow(
-        "SELECT slug FROM stories WHERE merchant_id = $1 AND advocate_id = $2 LIMIT 1",
-        caller.merchant_id,
-        runtime.ids.decode("advocate", advocate.id),
+    slug = await repo.story_slug(
+        conn, caller.merchant_id, runtime.ids.decode("advocate", advocate.id)
     )
-    if existing is not None:
-        return stories.story_url(runtime.settings.public_base_url, existing["slug"])
-    order, _ = await checkout.record_order(
+    if slug is not None:
+        return stories.story_url(runtime.settings.public_base_url, slug)
+    order, _ = await orders.record_order(
         conn,
-        runtime,
-        caller,
-        OrderRequest(
+        runtime=runtime,
+        caller=caller,
+        data=OrderRequest(
             order_id=DEMO_STORY_ORDER,
             customer_id="demo-friend",
             email="demo.friend@example.com",
@@ -131,16 +127,26 @@ async def _published_story(conn: asyncpg.Connection, runtime: Runtime, caller: C
     reward_id = runtime.ids.decode("reward", earned[0].id)
     if earned[0].status in ("pending", "in_review"):
         await rewards.approve(
-            conn, runtime.ids, caller.merchant_id, reward_id, reason="demo", actor="demo"
+            conn,
+            ids=runtime.ids,
+            merchant_id=caller.merchant_id,
+            reward_id=reward_id,
+            reason="demo",
+            actor="demo",
         )
-    row, _ = await stories.create(
+    told, _ = await stories.create(
         conn,
-        runtime,
-        caller,
-        StoryCreate(advocate_id=advocate.id, reward_id=earned[0].id, show_first_name=True),
+        runtime=runtime,
+        caller=caller,
+        data=StoryCreate(advocate_id=advocate.id, reward_id=earned[0].id, show_first_name=True),
     )
-    story_id = runtime.ids.encode("story", row["id"])
-    story = await stories.update(conn, runtime, caller, story_id, StoryUpdate(status="published"))
+    story = await stories.update(
+        conn,
+        runtime=runtime,
+        caller=caller,
+        story_id=told.id,
+        data=StoryUpdate(status="published"),
+    )
     return story.url
 
 

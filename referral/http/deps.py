@@ -60,7 +60,7 @@ async def _caller(request: Request, runtime: Runtime) -> Caller:
     caller = runtime.keys.get(key_hash)
     if caller is None:
         async with runtime.pool.acquire() as conn:
-            caller = await authenticate(conn, raw)
+            caller = await authenticate(conn, raw=raw)
         if caller is None:
             raise Unauthorized(
                 "this API key is not valid (unknown or revoked)", code="invalid_api_key"

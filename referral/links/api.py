@@ -22,7 +22,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.types import ASGIApp, HTTPScope, Receive, Send
 
-from referral.lib.errors import PUBLIC_ERRORS, InvalidInput, NotFound, problem_responses
+from referral.lib.errors import PUBLIC_ERRORS, NotFound, problem_responses
 from referral.links import qr as qr_images
 from referral.links import service
 from referral.links.visitors import client_ip, is_bot
@@ -275,14 +275,7 @@ QrSize = Annotated[
 async def _qr(
     request: Request, code: FromPath[str], fmt: qr_images.QrFormat, size: int
 ) -> Response:
-    runtime: Runtime = request.app.state.runtime
-    target = await runtime.codes.resolve(code)
-    if target is None:
-        raise NotFound("no such referral code", code="code_not_found")
-    if not target.active:
-        raise InvalidInput("this referral code is not active", code="code_inactive")
-    url = f"{runtime.settings.public_base_url}/r/{target.code}?ch=qr"
-    image = runtime.qr.get(url, fmt, size, target.qr_foreground, target.qr_background)
+    image = await service.qr_image(request.app.state.runtime, code=code, fmt=fmt, size=size)
     headers = {"etag": image.etag, "cache-control": "public, max-age=86400"}
     if image.etag in request.headers.get("if-none-match", ""):
         return Response(b"", status_code=304, headers=headers)

@@ -18,26 +18,12 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import structlog
 
+from referral.links import repo
+
 log = structlog.get_logger("referral.clicks")
 _HOUR = timedelta(hours=1)
 
-CLICK_COLUMNS = (
-    "id",
-    "clicked_at",
-    "merchant_id",
-    "program_id",
-    "advocate_id",
-    "code",
-    "channel",
-    "visitor_id",
-    "ip_hash",
-    "ip_net_hash",
-    "user_agent",
-    "referer_host",
-    "story_id",
-    "is_bot",
-)
-
+# In the order of `repo.CLICK_COLUMNS`.
 Click = tuple[
     uuid.UUID | str,  # a UUID or its 32 hex digits
     datetime,
@@ -54,16 +40,6 @@ Click = tuple[
     int | None,
     bool,
 ]
-
-ADD_ROLLUPS = """
-INSERT INTO click_rollups AS r
-    (merchant_id, program_id, advocate_id, channel, hour, clicks, bot_hits)
-SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[],
-                     $6::bigint[], $7::bigint[])
-ORDER BY 1, 3, 4, 5  -- a fixed lock order: concurrent writers never deadlock
-ON CONFLICT (merchant_id, advocate_id, channel, hour) DO UPDATE
-SET clicks = r.clicks + excluded.clicks, bot_hits = r.bot_hits + excluded.bot_hits
-"""
 
 
 class ClickWriter:
@@ -120,8 +96,8 @@ class ClickWriter:
         batch, self._buffer = self._buffer, []
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                await conn.copy_records_to_table("clicks", records=batch, columns=CLICK_COLUMNS)
-                await conn.execute(ADD_ROLLUPS, *_rollup_columns(batch))
+                await repo.copy_clicks(conn, batch)
+                await repo.add_rollups(conn, _rollup_columns(batch))
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # Keep the batch (older clicks first) and try again next turn.
             self._buffer[:0] = batch
@@ -140,7 +116,7 @@ class ClickWriter:
 
 def _rollup_columns(batch: list[Click]) -> tuple[list, ...]:
     """The batch counted per (merchant, program, advocate, channel, hour): clicks and bot
-    hits, as the columns `ADD_ROLLUPS` takes."""
+    hits, as the columns `repo.add_rollups` takes."""
     counts: dict[tuple, list[int]] = {}
     utc_hour = utc_hour_end = None  # clicks are in UTC and a batch mostly shares one hour
     for c in batch:

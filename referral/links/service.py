@@ -10,15 +10,21 @@ from __future__ import annotations
 import os
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import msgspec
 
 from referral.codes.codec import lookup_key
+from referral.lib.errors import InvalidInput, NotFound
 from referral.links import repo
 from referral.links.clicks import ClickWriter
 from referral.links.token import ClickToken, ClickTokenSigner
+
+if TYPE_CHECKING:  # the runtime holds this module's resolver
+    from referral.links.qr import QrFormat, RenderedQr
+    from referral.runtime import Runtime
 
 CHANNELS = frozenset(
     {
@@ -44,23 +50,14 @@ _MAX_CACHE = 100_000
 _TOKEN_SLOT = "REFTOKENSLOTq7Xw3Z"
 
 
-class CodeTarget(msgspec.Struct, frozen=True):
-    code: str
-    merchant_id: int
-    program_id: int
-    advocate_id: int
-    active: bool
-    landing_url: str
-    fallback_url: str | None
-    qr_foreground: str
-    qr_background: str
+class CodeTarget(repo.CodeRow, frozen=True):
     # The redirect URL before and after its `ref_token` value, prepared once per code so a
     # redirect only joins three strings (see `landing_url_for`).
     redirect_parts: tuple[str, str] | None = None
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record) -> CodeTarget:
-        target = cls(**dict(row))
+    def from_row(cls, row: repo.CodeRow) -> CodeTarget:
+        target = cls(**msgspec.structs.asdict(row))
         parts = _landing_url(target, _TOKEN_SLOT).split(_TOKEN_SLOT)
         if len(parts) != 2:  # the landing URL itself contains the slot marker
             return target
@@ -103,6 +100,23 @@ class CodeResolver:
 
     def forget_all(self) -> None:
         self._cache.clear()
+
+
+async def ensure_click_partitions(db: asyncpg.Pool | asyncpg.Connection) -> None:
+    """This month's and the next two months' partitions of `clicks`, where missing: at
+    start-up and every few hours, so a new month's clicks never land in the default one."""
+    await repo.ensure_partitions(db)
+
+
+async def qr_image(runtime: Runtime, *, code: str, fmt: QrFormat, size: int) -> RenderedQr:
+    """The QR code of an active code's link (`?ch=qr`), in the program's colours."""
+    target = await runtime.codes.resolve(code)
+    if target is None:
+        raise NotFound("no such referral code", code="code_not_found")
+    if not target.active:
+        raise InvalidInput("this referral code is not active", code="code_inactive")
+    url = f"{runtime.settings.public_base_url}/r/{target.code}?ch=qr"
+    return runtime.qr.get(url, fmt, size, target.qr_foreground, target.qr_background)
 
 
 def landing_url_for(target: CodeTarget, token: str) -> str:

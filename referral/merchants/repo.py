@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncpg
+import msgspec
+
+from referral.lib.db import one
 
 INSERT_MERCHANT = """
 INSERT INTO merchants (account_id, mode, name) VALUES ($1, $2, $3) RETURNING id
@@ -22,6 +25,18 @@ WHERE k.key_hash = $1 AND k.revoked_at IS NULL
 MERCHANT_BY_ID = "SELECT id, name, mode FROM merchants WHERE id = $1"
 
 
+class KeyRow(msgspec.Struct, frozen=True):
+    merchant_id: int
+    kind: str
+    mode: str
+
+
+class MerchantRow(msgspec.Struct, frozen=True):
+    id: int
+    name: str
+    mode: str
+
+
 async def insert_merchant(conn: asyncpg.Connection, account_id, mode: str, name: str) -> int:
     return await conn.fetchval(INSERT_MERCHANT, account_id, mode, name)
 
@@ -32,9 +47,9 @@ async def insert_key(
     return await conn.fetchval(INSERT_KEY, merchant_id, kind, key_hash, hint, label)
 
 
-async def key_by_hash(conn: asyncpg.Connection, key_hash: bytes) -> asyncpg.Record | None:
-    return await conn.fetchrow(KEY_BY_HASH, key_hash)
+async def key_by_hash(conn: asyncpg.Connection, key_hash: bytes) -> KeyRow | None:
+    return one(KeyRow, await conn.fetchrow(KEY_BY_HASH, key_hash))
 
 
-async def merchant_by_id(conn: asyncpg.Connection, merchant_id: int) -> asyncpg.Record | None:
-    return await conn.fetchrow(MERCHANT_BY_ID, merchant_id)
+async def merchant_by_id(conn: asyncpg.Connection, merchant_id: int) -> MerchantRow | None:
+    return one(MerchantRow, await conn.fetchrow(MERCHANT_BY_ID, merchant_id))

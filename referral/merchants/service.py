@@ -42,7 +42,7 @@ def new_raw_key(kind: str, mode: str) -> str:
     return f"{KEY_KINDS[kind]}_{mode}_{secrets.token_urlsafe(24)}"
 
 
-async def create_merchant(conn: asyncpg.Connection, name: str) -> dict[str, Merchant]:
+async def create_merchant(conn: asyncpg.Connection, *, name: str) -> dict[str, Merchant]:
     """A live merchant and its test twin, in one transaction."""
     account_id = uuid.uuid4()
     async with conn.transaction():
@@ -54,9 +54,9 @@ async def create_merchant(conn: asyncpg.Connection, name: str) -> dict[str, Merc
 
 async def create_key(
     conn: asyncpg.Connection,
+    *,
     merchant_id: int,
     kind: str,
-    *,
     label: str = "",
     raw: str | None = None,
 ) -> str:
@@ -64,14 +64,14 @@ async def create_key(
     merchant = await repo.merchant_by_id(conn, merchant_id)
     if merchant is None:
         raise LookupError(f"no merchant {merchant_id}")
-    raw = raw or new_raw_key(kind, merchant["mode"])
+    raw = raw or new_raw_key(kind, merchant.mode)
     hint = raw[:8] + "…" + raw[-4:]
     await repo.insert_key(conn, merchant_id, kind, hash_key(raw), hint, label)
     return raw
 
 
-async def authenticate(conn: asyncpg.Connection, raw: str) -> Caller | None:
+async def authenticate(conn: asyncpg.Connection, *, raw: str) -> Caller | None:
     row = await repo.key_by_hash(conn, hash_key(raw))
     if row is None:
         return None
-    return Caller(merchant_id=row["merchant_id"], mode=row["mode"], kind=row["kind"])
+    return Caller(merchant_id=row.merchant_id, mode=row.mode, kind=row.kind)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Stream
 
-from referral.http import idempotency
-from referral.http.deps import CallerDep, Conn, RuntimeDep
+from referral.http.deps import CallerDep, Conn, Listing, OnceDep, RuntimeDep
 from referral.lib.errors import API_ERRORS
-from referral.lib.pagination import CreatedBefore, CreatedFrom, Limit, Page, StartingAfter
+from referral.lib.pagination import Page
 from referral.payouts import export, service
 from referral.payouts.schemas import (
     BatchCreate,
@@ -38,17 +37,15 @@ class PayoutController(Controller):
     )
     async def create(
         self,
-        request: Request,
         data: JSONBody[BatchCreate],
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
+        once: OnceDep,
     ) -> Response[PayoutBatch]:
-        async def effect():
-            row = await service.create(conn, runtime.ids, caller, data)
-            return 201, service.to_batch(runtime.ids, runtime.settings.public_base_url, row)
-
-        return await idempotency.run(conn, caller, request, effect)
+        return await once(
+            lambda: service.create(conn, runtime=runtime, caller=caller, data=data), status=201
+        )
 
     @get(
         "/{batch_id:str}",
@@ -59,8 +56,7 @@ class PayoutController(Controller):
     async def read(
         self, batch_id: FromPath[str], conn: Conn, caller: CallerDep, runtime: RuntimeDep
     ) -> PayoutBatch:
-        row = await service.get(conn, runtime.ids, caller, batch_id)
-        return service.to_batch(runtime.ids, runtime.settings.public_base_url, row)
+        return await service.get(conn, runtime=runtime, caller=caller, batch_id=batch_id)
 
     @get(
         "/{batch_id:str}/lines",
@@ -71,7 +67,7 @@ class PayoutController(Controller):
     async def lines(
         self, batch_id: FromPath[str], conn: Conn, caller: CallerDep, runtime: RuntimeDep
     ) -> list[PayoutLine]:
-        return await service.lines(conn, runtime.ids, caller, batch_id)
+        return await service.lines(conn, runtime=runtime, caller=caller, batch_id=batch_id)
 
     @get(operation_id="listPayoutBatches", responses=API_ERRORS, summary="List payout batches")
     async def list(
@@ -79,24 +75,16 @@ class PayoutController(Controller):
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
+        listing: Listing,
         status: FromQuery[BatchStatus | None] = None,
-        starting_after: StartingAfter = None,
-        created_from: CreatedFrom = None,
-        created_before: CreatedBefore = None,
-        limit: Limit = 20,
     ) -> Page[PayoutBatch]:
-        rows, more = await service.list_batches(
+        return await service.list_batches(
             conn,
-            runtime.ids,
-            caller,
+            runtime=runtime,
+            caller=caller,
             status=status,
-            starting_after=starting_after,
-            created_from=created_from,
-            created_before=created_before,
-            limit=limit,
+            cursor=listing.cursor(runtime.ids, "payout"),
         )
-        base = runtime.settings.public_base_url
-        return Page(data=[service.to_batch(runtime.ids, base, r) for r in rows], has_more=more)
 
     @post(
         "/{batch_id:str}/export",
@@ -108,17 +96,15 @@ class PayoutController(Controller):
     )
     async def exported(
         self,
-        request: Request,
         batch_id: FromPath[str],
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
+        once: OnceDep,
     ) -> Response[PayoutBatch]:
-        async def effect():
-            row = await service.mark_exported(conn, runtime.ids, caller, batch_id)
-            return 200, service.to_batch(runtime.ids, runtime.settings.public_base_url, row)
-
-        return await idempotency.run(conn, caller, request, effect)
+        return await once(
+            lambda: service.mark_exported(conn, runtime=runtime, caller=caller, batch_id=batch_id)
+        )
 
     @post(
         "/{batch_id:str}/mark-paid",
@@ -131,20 +117,19 @@ class PayoutController(Controller):
     )
     async def mark_paid(
         self,
-        request: Request,
         batch_id: FromPath[str],
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
+        once: OnceDep,
         data: JSONBody[MarkPaid | None] = None,
     ) -> Response[PayoutBatch]:
-        async def effect():
-            row = await service.mark_paid(
-                conn, runtime.ids, caller, batch_id, data.actor if data else "api"
+        actor = data.actor if data else "api"
+        return await once(
+            lambda: service.mark_paid(
+                conn, runtime=runtime, caller=caller, batch_id=batch_id, actor=actor
             )
-            return 200, service.to_batch(runtime.ids, runtime.settings.public_base_url, row)
-
-        return await idempotency.run(conn, caller, request, effect)
+        )
 
     @post(
         "/{batch_id:str}/cancel",
@@ -155,17 +140,15 @@ class PayoutController(Controller):
     )
     async def cancel(
         self,
-        request: Request,
         batch_id: FromPath[str],
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
+        once: OnceDep,
     ) -> Response[PayoutBatch]:
-        async def effect():
-            row = await service.cancel(conn, runtime.ids, caller, batch_id)
-            return 200, service.to_batch(runtime.ids, runtime.settings.public_base_url, row)
-
-        return await idempotency.run(conn, caller, request, effect)
+        return await once(
+            lambda: service.cancel(conn, runtime=runtime, caller=caller, batch_id=batch_id)
+        )
 
     @post(
         "/{batch_id:str}/lines/{line_id:str}/fail",
@@ -178,21 +161,25 @@ class PayoutController(Controller):
     )
     async def fail_line(
         self,
-        request: Request,
         batch_id: FromPath[str],
         line_id: FromPath[str],
         data: JSONBody[LineFailure],
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
+        once: OnceDep,
     ) -> Response[PayoutBatch]:
-        async def effect():
-            row = await service.fail_line(
-                conn, runtime.ids, caller, batch_id, line_id, data.reason, data.actor
+        return await once(
+            lambda: service.fail_line(
+                conn,
+                runtime=runtime,
+                caller=caller,
+                batch_id=batch_id,
+                line_id=line_id,
+                reason=data.reason,
+                actor=data.actor,
             )
-            return 200, service.to_batch(runtime.ids, runtime.settings.public_base_url, row)
-
-        return await idempotency.run(conn, caller, request, effect)
+        )
 
     @get(
         "/{batch_id:str}/payouts.csv",
@@ -212,10 +199,9 @@ class PayoutController(Controller):
         part: FromQuery[int] = 1,
         bom: FromQuery[bool] = False,
     ) -> Stream:
-        batch = await service.get(conn, runtime.ids, caller, batch_id)
-        if format == "paypal":
-            await export.check_paypal(conn, batch)
-        query = export.payouts_query(batch, batch_id, format, part)
+        query = await service.export_query(
+            conn, runtime=runtime, caller=caller, batch_id=batch_id, format=format, part=part
+        )
         name = f"{batch_id}-paypal-{part}.csv" if format == "paypal" else f"{batch_id}.csv"
         return _csv(runtime, query, name, bom)
 
@@ -234,13 +220,15 @@ class PayoutController(Controller):
         runtime: RuntimeDep,
         bom: FromQuery[bool] = False,
     ) -> Stream:
-        batch = await service.get(conn, runtime.ids, caller, batch_id)
-        return _csv(runtime, export.rewards_query(batch, batch_id), f"{batch_id}-rewards.csv", bom)
+        query = await service.export_query(
+            conn, runtime=runtime, caller=caller, batch_id=batch_id, rewards=True
+        )
+        return _csv(runtime, query, f"{batch_id}-rewards.csv", bom)
 
 
 def _csv(runtime, query: export.ExportQuery, filename: str, bom: bool) -> Stream:
     return Stream(
-        export.stream(runtime.pool, query, bom=bom),
+        export.stream(runtime.pool, query=query, bom=bom),
         media_type="text/csv; charset=utf-8",
         headers={
             "content-disposition": f'attachment; filename="{filename}"',

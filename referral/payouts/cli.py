@@ -7,10 +7,9 @@ given with --merchant for create), so a finance person needs database access, no
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-
-import asyncpg
 
 from referral.lib.db import create_pool
 from referral.lib.ids import PublicIds
@@ -20,66 +19,69 @@ from referral.payouts.schemas import BatchCreate
 from referral.settings import Settings
 
 
+@dataclass(frozen=True, slots=True)
+class _Runtime:
+    """The part of the app's runtime the payouts service uses (`service.Context`)."""
+
+    ids: PublicIds
+    settings: Settings
+
+
+def _runtime(settings: Settings) -> _Runtime:
+    return _Runtime(ids=PublicIds(settings.hashids_salt), settings=settings)
+
+
 def _caller(merchant_id: int) -> Caller:
     return Caller(merchant_id=merchant_id, mode="live", kind="secret")
-
-
-async def _merchant_of_batch(conn: asyncpg.Connection, batch_id: int) -> int:
-    merchant_id = await conn.fetchval(
-        "SELECT merchant_id FROM payout_batches WHERE id = $1", batch_id
-    )
-    if merchant_id is None:
-        raise LookupError("no such payout batch")
-    return merchant_id
 
 
 async def create(
     settings: Settings, merchant: str, currency: str, kind: str, cutoff: datetime | None
 ) -> None:
-    ids = PublicIds(settings.hashids_salt)
+    runtime = _runtime(settings)
     pool = await create_pool(settings.database_url, min_size=1, max_size=1)  # jsonb codec
     try:
         async with pool.acquire() as conn, conn.transaction():
-            row = await service.create(
+            batch = await service.create(
                 conn,
-                ids,
-                _caller(ids.decode("merchant", merchant)),
-                BatchCreate(currency=currency, kind=kind, cutoff=cutoff),
+                runtime=runtime,
+                caller=_caller(runtime.ids.decode("merchant", merchant)),
+                data=BatchCreate(currency=currency, kind=kind, cutoff=cutoff),
             )
     finally:
         await pool.close()
     print(
-        f"{ids.encode('payout', row['id'])}  {row['line_count']} payee(s)  "
-        f"{row['reward_count']} reward(s)  total {row['total']} {currency} (minor units)"
+        f"{batch.id}  {batch.line_count} payee(s)  "
+        f"{batch.reward_count} reward(s)  total {batch.total} {currency} (minor units)"
     )
 
 
 async def export_csv(
     settings: Settings, batch: str, output: Path, fmt: str, part: int, rewards: bool, bom: bool
 ) -> None:
-    ids = PublicIds(settings.hashids_salt)
+    runtime = _runtime(settings)
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)
     try:
         async with pool.acquire() as conn:
-            merchant_id = await _merchant_of_batch(conn, ids.decode("payout", batch))
-            row = await service.get(conn, ids, _caller(merchant_id), batch)
-            if fmt == "paypal":
-                await export.check_paypal(conn, row)
-        query = (
-            export.rewards_query(row, batch)
-            if rewards
-            else export.payouts_query(row, batch, fmt, part)
-        )
-        expected = row["reward_count"] if rewards else row["line_count"]
+            merchant_id = await service.merchant_of_batch(conn, runtime=runtime, batch_id=batch)
+            query = await service.export_query(
+                conn,
+                runtime=runtime,
+                caller=_caller(merchant_id),
+                batch_id=batch,
+                rewards=rewards,
+                format=fmt,
+                part=part,
+            )
         show = sys.stderr.isatty()
         written = lines = 0
         with output.open("wb") as sink:
-            async for chunk in export.stream(pool, query, bom=bom):
+            async for chunk in export.stream(pool, query=query, bom=bom):
                 sink.write(chunk)
                 written += len(chunk)
                 lines += chunk.count(b"\n")
                 if show:
-                    percent = min(100, 100 * lines // max(expected, 1))
+                    percent = min(100, 100 * lines // max(query.rows, 1))
                     print(
                         f"\r{output}: {percent:3d}%  {written / 1e6:8.1f} MB",
                         end="",
@@ -94,12 +96,14 @@ async def export_csv(
 
 
 async def mark_paid(settings: Settings, batch: str, actor: str) -> None:
-    ids = PublicIds(settings.hashids_salt)
+    runtime = _runtime(settings)
     pool = await create_pool(settings.database_url, min_size=1, max_size=1)
     try:
         async with pool.acquire() as conn, conn.transaction():
-            merchant_id = await _merchant_of_batch(conn, ids.decode("payout", batch))
-            row = await service.mark_paid(conn, ids, _caller(merchant_id), batch, actor)
+            merchant_id = await service.merchant_of_batch(conn, runtime=runtime, batch_id=batch)
+            paid = await service.mark_paid(
+                conn, runtime=runtime, caller=_caller(merchant_id), batch_id=batch, actor=actor
+            )
     finally:
         await pool.close()
-    print(f"{batch} is {row['status']}: {row['total']} paid to {row['line_count']} payee(s)")
+    print(f"{batch} is {paid.status}: {paid.total} paid to {paid.line_count} payee(s)")

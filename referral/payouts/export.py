@@ -37,20 +37,21 @@ _BOM = "\ufeff".encode()
 
 
 class ExportQuery:
-    """A COPY query with its arguments, checked before the response starts."""
+    """A COPY query with its arguments, checked before the response starts. `rows`: the
+    batch's lines (or rewards), what a progress display counts towards."""
 
-    def __init__(self, sql: str, args: tuple, header: bool) -> None:
-        self.sql, self.args, self.header = sql, args, header
+    def __init__(self, sql: str, args: tuple, header: bool, rows: int) -> None:
+        self.sql, self.args, self.header, self.rows = sql, args, header, rows
 
 
 def payouts_query(
-    batch: asyncpg.Record, batch_public_id: str, fmt: Format, part: int
+    batch: repo.BatchRow, batch_public_id: str, fmt: Format, part: int
 ) -> ExportQuery:
-    currency = batch["currency"].strip()
+    currency = batch.currency.strip()
     exponent = money.exponent(currency)
     if fmt == "paypal":
         whole = currency in PAYPAL_WHOLE_UNITS
-        parts = max(1, -(-batch["line_count"] // PAYPAL_ROWS_PER_PART))
+        parts = max(1, -(-batch.line_count // PAYPAL_ROWS_PER_PART))
         if not 1 <= part <= parts:
             raise InvalidInput(
                 f"this batch has {parts} PayPal part(s); ask for part 1-{parts}",
@@ -60,44 +61,47 @@ def payouts_query(
         return ExportQuery(
             repo.PAYOUTS_PAYPAL,
             (
-                batch["merchant_id"],
-                batch["id"],
+                batch.merchant_id,
+                batch.id,
                 batch_public_id,
                 decimals,
                 divisor,
                 (part - 1) * PAYPAL_ROWS_PER_PART,
             ),
             header=False,
+            rows=batch.line_count,
         )
     return ExportQuery(
         repo.PAYOUTS_CSV,
-        (batch["merchant_id"], batch["id"], batch_public_id, exponent),
+        (batch.merchant_id, batch.id, batch_public_id, exponent),
         header=True,
+        rows=batch.line_count,
     )
 
 
-def rewards_query(batch: asyncpg.Record, batch_public_id: str) -> ExportQuery:
-    exponent = money.exponent(batch["currency"].strip())
+def rewards_query(batch: repo.BatchRow, batch_public_id: str) -> ExportQuery:
+    exponent = money.exponent(batch.currency.strip())
     return ExportQuery(
         repo.REWARDS_CSV,
-        (batch["merchant_id"], batch["id"], batch_public_id, exponent),
+        (batch.merchant_id, batch.id, batch_public_id, exponent),
         header=True,
+        rows=batch.reward_count,
     )
 
 
-async def check_paypal(conn: asyncpg.Connection, batch: asyncpg.Record) -> None:
+async def check_paypal(conn: asyncpg.Connection, *, batch: repo.BatchRow) -> None:
     """PayPal pays to an email and takes HUF, JPY and TWD in whole units only: refuse a file
     PayPal would reject (or pay wrongly) rather than drop rows or round money."""
-    missing = await repo.lines_without_email(conn, batch["merchant_id"], batch["id"])
+    missing = await repo.lines_without_email(conn, batch.merchant_id, batch.id)
     if missing:
         raise InvalidInput(
             f"{missing} payee(s) in this batch have no email; PayPal pays to an email address",
             code="paypal_missing_email",
         )
-    currency = batch["currency"].strip()
+    currency = batch.currency.strip()
     if currency in PAYPAL_WHOLE_UNITS and money.exponent(currency) > 0:
         uneven = await repo.uneven_paypal_amounts(
-            conn, batch["merchant_id"], batch["id"], 10 ** money.exponent(currency)
+            conn, batch.merchant_id, batch.id, 10 ** money.exponent(currency)
         )
         if uneven:
             raise InvalidInput(
@@ -109,8 +113,8 @@ async def check_paypal(conn: asyncpg.Connection, batch: asyncpg.Record) -> None:
 
 async def stream(
     pool: asyncpg.Pool,
-    query: ExportQuery,
     *,
+    query: ExportQuery,
     bom: bool = False,
     chunks_in_flight: int = 8,
     chunk_bytes: int = CHUNK_BYTES,
@@ -137,9 +141,7 @@ async def stream(
     async def produce() -> None:
         try:
             async with pool.acquire() as conn:
-                await conn.copy_from_query(
-                    query.sql, *query.args, output=sink, format="csv", header=query.header
-                )
+                await repo.copy_csv(conn, query.sql, query.args, output=sink, header=query.header)
             if pending:
                 await put(bytes(pending))
         finally:

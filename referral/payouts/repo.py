@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import asyncpg
+import msgspec
 
-from referral.lib.pagination import CURSOR_CLAUSE
+from referral.lib.db import many, one
+from referral.lib.pagination import CURSOR_CLAUSE, Cursor
 
 BATCH_COLUMNS = """id, merchant_id, currency, kind, status, cutoff, minimum, total, line_count,
 reward_count, created_at, exported_at, paid_at, cancelled_at"""
@@ -18,6 +21,13 @@ RETURNING {BATCH_COLUMNS}
 """
 
 MINIMUM = "SELECT (payout_minimums ->> $2)::bigint FROM merchants WHERE id = $1"
+
+# Held until the transaction ends: two creations for one merchant, currency and kind never
+# see the same approved rewards.
+CREATION_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))"
+
+# The CLI knows a batch by its id only.
+MERCHANT_OF_BATCH = "SELECT merchant_id FROM payout_batches WHERE id = $1"
 
 # One statement, one snapshot: the rewards are locked, summed per payee, and linked to the
 # lines they were summed into, so a reward approved meanwhile can never be linked without
@@ -98,6 +108,8 @@ SELECT coalesce(sum(amount), 0)::bigint AS total, count(*)::int AS line_count,
        (SELECT count(*) FROM reward_items) + (SELECT count(*) FROM receivable_items) AS items
 FROM lines
 """
+
+ANALYZE_BATCHES = "ANALYZE payout_lines, payout_items"
 
 SET_TOTALS = f"""
 UPDATE payout_batches SET total = $3, line_count = $4, reward_count = $5
@@ -207,6 +219,66 @@ SELECT count(*) FROM payout_lines WHERE merchant_id = $1 AND batch_id = $2
 """
 
 
+class BatchRow(msgspec.Struct, frozen=True):
+    id: int
+    merchant_id: int
+    currency: str
+    kind: str
+    status: str
+    cutoff: datetime
+    minimum: int
+    total: int
+    line_count: int
+    reward_count: int
+    created_at: datetime
+    exported_at: datetime | None
+    paid_at: datetime | None
+    cancelled_at: datetime | None
+
+
+class Filled(msgspec.Struct, frozen=True):
+    total: int
+    line_count: int
+    reward_count: int
+    items: int
+
+
+class LineRow(msgspec.Struct, frozen=True):
+    id: int
+    payee_key: str
+    payee_email: str | None
+    gross: int
+    netted: int
+    amount: int
+    reward_count: int
+    status: str
+    failure_reason: str | None
+    reference: str
+
+
+class LockedLine(msgspec.Struct, frozen=True):
+    id: int
+    batch_id: int
+    payee_key: str
+    amount: int
+    status: str
+
+
+class RewardItem(msgspec.Struct, frozen=True):
+    reward_id: int
+    amount: int
+
+
+async def lock_creation(
+    conn: asyncpg.Connection, merchant_id: int, currency: str, kind: str
+) -> None:
+    await conn.execute(CREATION_LOCK, f"payouts|{currency}|{kind}", merchant_id)
+
+
+async def merchant_of_batch(conn: asyncpg.Connection, batch_id: int) -> int | None:
+    return await conn.fetchval(MERCHANT_OF_BATCH, batch_id)
+
+
 async def insert_batch(
     conn: asyncpg.Connection,
     merchant_id: int,
@@ -214,8 +286,9 @@ async def insert_batch(
     kind: str,
     cutoff: datetime,
     minimum: int,
-) -> asyncpg.Record:
-    return await conn.fetchrow(INSERT_BATCH, merchant_id, currency, kind, cutoff, minimum)
+) -> BatchRow:
+    row = await conn.fetchrow(INSERT_BATCH, merchant_id, currency, kind, cutoff, minimum)
+    return BatchRow(**row)
 
 
 async def merchant_minimum(conn: asyncpg.Connection, merchant_id: int, currency: str) -> int:
@@ -231,14 +304,15 @@ async def fill_batch(
     cutoff: datetime,
     minimum: int,
     reference: str,
-) -> asyncpg.Record:
-    return await conn.fetchrow(
+) -> Filled:
+    row = await conn.fetchrow(
         FILL_BATCH, merchant_id, batch_id, currency, kind, cutoff, minimum, reference
     )
+    return Filled(**row)
 
 
 async def analyze_batches(conn: asyncpg.Connection) -> None:
-    await conn.execute("ANALYZE payout_lines, payout_items")
+    await conn.execute(ANALYZE_BATCHES)
 
 
 async def set_totals(
@@ -248,30 +322,32 @@ async def set_totals(
     total: int,
     line_count: int,
     reward_count: int,
-) -> asyncpg.Record:
-    return await conn.fetchrow(SET_TOTALS, merchant_id, batch_id, total, line_count, reward_count)
+) -> BatchRow:
+    row = await conn.fetchrow(SET_TOTALS, merchant_id, batch_id, total, line_count, reward_count)
+    return BatchRow(**row)
 
 
 async def get(
     conn: asyncpg.Connection, merchant_id: int, batch_id: int, *, lock: bool = False
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(GET + (" FOR UPDATE" if lock else ""), merchant_id, batch_id)
+) -> BatchRow | None:
+    row = await conn.fetchrow(GET + (" FOR UPDATE" if lock else ""), merchant_id, batch_id)
+    return one(BatchRow, row)
 
 
 async def set_status(
     conn: asyncpg.Connection, merchant_id: int, batch_id: int, status: str
-) -> asyncpg.Record:
-    return await conn.fetchrow(SET_STATUS, merchant_id, batch_id, status)
+) -> BatchRow:
+    return BatchRow(**await conn.fetchrow(SET_STATUS, merchant_id, batch_id, status))
 
 
-async def lines(conn: asyncpg.Connection, merchant_id: int, batch_id: int) -> list[asyncpg.Record]:
-    return await conn.fetch(LINES, merchant_id, batch_id)
+async def lines(conn: asyncpg.Connection, merchant_id: int, batch_id: int) -> list[LineRow]:
+    return many(LineRow, await conn.fetch(LINES, merchant_id, batch_id))
 
 
 async def line(
     conn: asyncpg.Connection, merchant_id: int, batch_id: int, line_id: int
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(LINE, merchant_id, batch_id, line_id)
+) -> LockedLine | None:
+    return one(LockedLine, await conn.fetchrow(LINE, merchant_id, batch_id, line_id))
 
 
 async def set_lines_paid(conn: asyncpg.Connection, merchant_id: int, batch_id: int) -> None:
@@ -284,9 +360,9 @@ async def fail_line(conn: asyncpg.Connection, merchant_id: int, line_id: int, re
 
 async def reward_items(
     conn: asyncpg.Connection, merchant_id: int, batch_id: int, line_id: int | None = None
-) -> list[asyncpg.Record]:
-    """(reward_id, amount) of every active reward in the batch (or line): what it pays."""
-    return await conn.fetch(REWARDS_OF_LINES, merchant_id, batch_id, line_id)
+) -> list[RewardItem]:
+    """Every active reward in the batch (or line) with what it pays."""
+    return many(RewardItem, await conn.fetch(REWARDS_OF_LINES, merchant_id, batch_id, line_id))
 
 
 async def deactivate_items(
@@ -305,16 +381,20 @@ async def lines_without_email(conn: asyncpg.Connection, merchant_id: int, batch_
     return await conn.fetchval(LINES_WITHOUT_EMAIL, merchant_id, batch_id)
 
 
-async def list_page(
+async def copy_csv(
     conn: asyncpg.Connection,
-    merchant_id: int,
+    sql: str,
+    args: tuple,
     *,
-    status: str | None,
-    after_id: int | None,
-    created_from: datetime | None,
-    created_before: datetime | None,
-    limit: int,
-) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        LIST, merchant_id, status, after_id, created_from, created_before, limit + 1
-    )
+    output: Callable[[bytes], Awaitable[None]],
+    header: bool,
+) -> None:
+    """`COPY (sql) TO STDOUT` as CSV, each chunk handed to `output` as PostgreSQL sends it."""
+    await conn.copy_from_query(sql, *args, output=output, format="csv", header=header)
+
+
+async def list_page(
+    conn: asyncpg.Connection, merchant_id: int, *, status: str | None, cursor: Cursor
+) -> list[BatchRow]:
+    page = (cursor.after_id, cursor.created_from, cursor.created_before, cursor.fetch)
+    return many(BatchRow, await conn.fetch(LIST, merchant_id, status, *page))

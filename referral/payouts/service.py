@@ -10,6 +10,7 @@ a line can fail (before or after payment), freeing its rewards for a later batch
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Protocol
 
 import asyncpg
 
@@ -17,32 +18,41 @@ from referral.events import service as events
 from referral.lib import money
 from referral.lib.errors import Conflict, InvalidInput, NotFound
 from referral.lib.ids import PublicIds
-from referral.lib.pagination import split_page
+from referral.lib.pagination import Cursor, Page
 from referral.merchants.service import Caller
-from referral.payouts import repo
+from referral.payouts import export, repo
 from referral.payouts.schemas import BatchCreate, PayoutBatch, PayoutLine
 from referral.rewards import service as rewards
+from referral.settings import Settings
 
 LARGE_BATCH = 10_000
 
 
-def to_batch(ids: PublicIds, base_url: str, row: asyncpg.Record) -> PayoutBatch:
-    batch_id = ids.encode("payout", row["id"])
-    path = f"{base_url}/v1/payout-batches/{batch_id}"
+class Context(Protocol):
+    """What payouts needs of the app's `Runtime`. The CLI passes a lighter one: a whole
+    runtime loads the QR renderer (PIL), a fifth of a finance command's start-up."""
+
+    ids: PublicIds
+    settings: Settings
+
+
+def _to_batch(runtime: Context, row: repo.BatchRow) -> PayoutBatch:
+    batch_id = runtime.ids.encode("payout", row.id)
+    path = f"{runtime.settings.public_base_url}/v1/payout-batches/{batch_id}"
     return PayoutBatch(
         id=batch_id,
-        currency=row["currency"].strip(),
-        kind=row["kind"],
-        status=row["status"],
-        cutoff=row["cutoff"],
-        minimum=row["minimum"],
-        total=row["total"],
-        line_count=row["line_count"],
-        reward_count=row["reward_count"],
-        created_at=row["created_at"],
-        exported_at=row["exported_at"],
-        paid_at=row["paid_at"],
-        cancelled_at=row["cancelled_at"],
+        currency=row.currency.strip(),
+        kind=row.kind,
+        status=row.status,
+        cutoff=row.cutoff,
+        minimum=row.minimum,
+        total=row.total,
+        line_count=row.line_count,
+        reward_count=row.reward_count,
+        created_at=row.created_at,
+        exported_at=row.exported_at,
+        paid_at=row.paid_at,
+        cancelled_at=row.cancelled_at,
         csv={
             "payouts": f"{path}/payouts.csv",
             "paypal": f"{path}/payouts.csv?format=paypal",
@@ -52,8 +62,8 @@ def to_batch(ids: PublicIds, base_url: str, row: asyncpg.Record) -> PayoutBatch:
 
 
 async def create(
-    conn: asyncpg.Connection, ids: PublicIds, caller: Caller, data: BatchCreate
-) -> asyncpg.Record:
+    conn: asyncpg.Connection, *, runtime: Context, caller: Caller, data: BatchCreate
+) -> PayoutBatch:
     if not money.is_currency(data.currency):
         raise InvalidInput(f"unknown currency {data.currency}", code="unknown_currency")
     now = datetime.now(UTC)
@@ -62,194 +72,222 @@ async def create(
         raise InvalidInput("cutoff needs a time zone", code="invalid_timestamp")
     if cutoff > now:
         raise InvalidInput("cutoff may not be in the future", code="cutoff_in_future")
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))",
-        f"payouts|{data.currency}|{data.kind}",
-        caller.merchant_id,
-    )
+    await repo.lock_creation(conn, caller.merchant_id, data.currency, data.kind)
     minimum = data.minimum
     if minimum is None:
         minimum = await repo.merchant_minimum(conn, caller.merchant_id, data.currency)
     batch = await repo.insert_batch(
         conn, caller.merchant_id, data.currency, data.kind, cutoff, minimum
     )
+    public_id = runtime.ids.encode("payout", batch.id)
     filled = await repo.fill_batch(
         conn,
         caller.merchant_id,
-        batch["id"],
+        batch.id,
         data.currency,
         data.kind,
         cutoff,
         minimum,
-        ids.encode("payout", batch["id"]),
+        public_id,
     )
-    if filled["items"] >= LARGE_BATCH:
+    if filled.items >= LARGE_BATCH:
         # Fresh statistics, or the exports of a just-made large batch may get a plan built
         # for an empty table (seen: minutes instead of seconds for a million rows).
         await repo.analyze_batches(conn)
     batch = await repo.set_totals(
-        conn,
-        caller.merchant_id,
-        batch["id"],
-        filled["total"],
-        filled["line_count"],
-        filled["reward_count"],
+        conn, caller.merchant_id, batch.id, filled.total, filled.line_count, filled.reward_count
     )
     await events.emit(
         conn,
         merchant_id=caller.merchant_id,
         type="payout_batch.created",
         data={
-            "batch_id": ids.encode("payout", batch["id"]),
-            "total": batch["total"],
+            "batch_id": public_id,
+            "total": batch.total,
             "currency": data.currency,
-            "lines": batch["line_count"],
+            "lines": batch.line_count,
         },
     )
-    return batch
+    return _to_batch(runtime, batch)
 
 
-async def get(
+async def _batch(
     conn: asyncpg.Connection, ids: PublicIds, caller: Caller, batch_id: str, *, lock: bool = False
-) -> asyncpg.Record:
+) -> repo.BatchRow:
     row = await repo.get(conn, caller.merchant_id, ids.decode("payout", batch_id), lock=lock)
     if row is None:
         raise NotFound(f"no payout batch with id {batch_id}", code="payout_batch_not_found")
     return row
 
 
+async def get(
+    conn: asyncpg.Connection, *, runtime: Context, caller: Caller, batch_id: str
+) -> PayoutBatch:
+    return _to_batch(runtime, await _batch(conn, runtime.ids, caller, batch_id))
+
+
+async def merchant_of_batch(conn: asyncpg.Connection, *, runtime: Context, batch_id: str) -> int:
+    """The merchant a batch belongs to, for commands that know only the batch id."""
+    merchant_id = await repo.merchant_of_batch(conn, runtime.ids.decode("payout", batch_id))
+    if merchant_id is None:
+        raise LookupError("no such payout batch")
+    return merchant_id
+
+
 async def lines(
-    conn: asyncpg.Connection, ids: PublicIds, caller: Caller, batch_id: str
+    conn: asyncpg.Connection, *, runtime: Context, caller: Caller, batch_id: str
 ) -> list[PayoutLine]:
-    batch = await get(conn, ids, caller, batch_id)
+    ids = runtime.ids
+    batch = await _batch(conn, ids, caller, batch_id)
     return [
         PayoutLine(
-            id=ids.encode("payout_line", r["id"]),
-            payee=r["payee_key"],
-            payee_email=r["payee_email"],
-            gross=r["gross"],
-            netted=r["netted"],
-            amount=r["amount"],
-            reward_count=r["reward_count"],
-            status=r["status"],
-            failure_reason=r["failure_reason"],
-            reference=r["reference"],
+            id=ids.encode("payout_line", r.id),
+            payee=r.payee_key,
+            payee_email=r.payee_email,
+            gross=r.gross,
+            netted=r.netted,
+            amount=r.amount,
+            reward_count=r.reward_count,
+            status=r.status,
+            failure_reason=r.failure_reason,
+            reference=r.reference,
         )
-        for r in await repo.lines(conn, caller.merchant_id, batch["id"])
+        for r in await repo.lines(conn, caller.merchant_id, batch.id)
     ]
 
 
+async def export_query(
+    conn: asyncpg.Connection,
+    *,
+    runtime: Context,
+    caller: Caller,
+    batch_id: str,
+    rewards: bool = False,
+    format: export.Format = "standard",
+    part: int = 1,
+) -> export.ExportQuery:
+    """The COPY of payouts.csv (or its PayPal `part`), or of rewards.csv, checked before
+    anything is sent."""
+    batch = await _batch(conn, runtime.ids, caller, batch_id)
+    if format == "paypal":
+        await export.check_paypal(conn, batch=batch)
+    if rewards:
+        return export.rewards_query(batch, batch_id)
+    return export.payouts_query(batch, batch_id, format, part)
+
+
 async def mark_exported(
-    conn: asyncpg.Connection, ids: PublicIds, caller: Caller, batch_id: str
-) -> asyncpg.Record:
-    batch = await get(conn, ids, caller, batch_id, lock=True)
-    if batch["status"] in ("exported", "paid"):
-        return batch
-    if batch["status"] != "open":
-        raise Conflict(f"the batch is {batch['status']}", code="payout_batch_state_conflict")
-    batch = await repo.set_status(conn, caller.merchant_id, batch["id"], "exported")
+    conn: asyncpg.Connection, *, runtime: Context, caller: Caller, batch_id: str
+) -> PayoutBatch:
+    batch = await _batch(conn, runtime.ids, caller, batch_id, lock=True)
+    if batch.status in ("exported", "paid"):
+        return _to_batch(runtime, batch)
+    if batch.status != "open":
+        raise Conflict(f"the batch is {batch.status}", code="payout_batch_state_conflict")
+    batch = await repo.set_status(conn, caller.merchant_id, batch.id, "exported")
     await events.emit(
         conn,
         merchant_id=caller.merchant_id,
         type="payout_batch.exported",
         data={"batch_id": batch_id},
     )
-    return batch
+    return _to_batch(runtime, batch)
 
 
 async def mark_paid(
-    conn: asyncpg.Connection, ids: PublicIds, caller: Caller, batch_id: str, actor: str
-) -> asyncpg.Record:
+    conn: asyncpg.Connection, *, runtime: Context, caller: Caller, batch_id: str, actor: str
+) -> PayoutBatch:
     """Idempotent: a batch already paid is answered as it is, and pays nothing again."""
-    batch = await get(conn, ids, caller, batch_id, lock=True)
-    if batch["status"] == "paid":
-        return batch
-    if batch["status"] == "cancelled":
+    batch = await _batch(conn, runtime.ids, caller, batch_id, lock=True)
+    if batch.status == "paid":
+        return _to_batch(runtime, batch)
+    if batch.status == "cancelled":
         raise Conflict("the batch is cancelled", code="payout_batch_state_conflict")
     # The lines are what finance paid: a reward refunded or reversed since the batch was
     # made is paid its frozen amount anyway, and the difference is owed back (receivable).
-    items = await repo.reward_items(conn, caller.merchant_id, batch["id"])
+    items = await repo.reward_items(conn, caller.merchant_id, batch.id)
     await rewards.transition_many(
         conn,
         merchant_id=caller.merchant_id,
-        reward_ids=[i["reward_id"] for i in items],
+        reward_ids=[i.reward_id for i in items],
         expected="approved",
         to="paid",
         reason="payout_paid",
         actor=actor,
         note=f"batch {batch_id}",
-        paid=[i["amount"] for i in items],
+        paid=[i.amount for i in items],
     )
-    await repo.set_lines_paid(conn, caller.merchant_id, batch["id"])
-    batch = await repo.set_status(conn, caller.merchant_id, batch["id"], "paid")
+    await repo.set_lines_paid(conn, caller.merchant_id, batch.id)
+    batch = await repo.set_status(conn, caller.merchant_id, batch.id, "paid")
     await events.emit(
         conn,
         merchant_id=caller.merchant_id,
         type="payout_batch.paid",
-        data={"batch_id": batch_id, "total": batch["total"], "actor": actor},
+        data={"batch_id": batch_id, "total": batch.total, "actor": actor},
     )
-    return batch
+    return _to_batch(runtime, batch)
 
 
 async def cancel(
-    conn: asyncpg.Connection, ids: PublicIds, caller: Caller, batch_id: str
-) -> asyncpg.Record:
+    conn: asyncpg.Connection, *, runtime: Context, caller: Caller, batch_id: str
+) -> PayoutBatch:
     """Before payment only: every reward returns to the pool for a later batch."""
-    batch = await get(conn, ids, caller, batch_id, lock=True)
-    if batch["status"] == "cancelled":
-        return batch
-    if batch["status"] == "paid":
+    batch = await _batch(conn, runtime.ids, caller, batch_id, lock=True)
+    if batch.status == "cancelled":
+        return _to_batch(runtime, batch)
+    if batch.status == "paid":
         raise Conflict(
             "a paid batch cannot be cancelled; fail its lines instead",
             code="payout_batch_state_conflict",
         )
-    await repo.deactivate_items(conn, caller.merchant_id, batch["id"])
-    batch = await repo.set_status(conn, caller.merchant_id, batch["id"], "cancelled")
+    await repo.deactivate_items(conn, caller.merchant_id, batch.id)
+    batch = await repo.set_status(conn, caller.merchant_id, batch.id, "cancelled")
     await events.emit(
         conn,
         merchant_id=caller.merchant_id,
         type="payout_batch.cancelled",
         data={"batch_id": batch_id},
     )
-    return batch
+    return _to_batch(runtime, batch)
 
 
 async def fail_line(
     conn: asyncpg.Connection,
-    ids: PublicIds,
+    *,
+    runtime: Context,
     caller: Caller,
     batch_id: str,
     line_id: str,
     reason: str,
     actor: str,
-) -> asyncpg.Record:
+) -> PayoutBatch:
     """A payee could not be paid (closed account, bad email). Its rewards and netted
     receivables are freed for a later batch; after payment, the paid entries are reversed."""
-    batch = await get(conn, ids, caller, batch_id, lock=True)
-    if batch["status"] == "cancelled":
+    batch = await _batch(conn, runtime.ids, caller, batch_id, lock=True)
+    if batch.status == "cancelled":
         raise Conflict("the batch is cancelled", code="payout_batch_state_conflict")
     line = await repo.line(
-        conn, caller.merchant_id, batch["id"], ids.decode("payout_line", line_id)
+        conn, caller.merchant_id, batch.id, runtime.ids.decode("payout_line", line_id)
     )
     if line is None:
         raise NotFound(f"no line {line_id} in this batch", code="payout_line_not_found")
-    if line["status"] == "failed":
-        return batch
-    if line["status"] == "paid":
-        items = await repo.reward_items(conn, caller.merchant_id, batch["id"], line["id"])
+    if line.status == "failed":
+        return _to_batch(runtime, batch)
+    if line.status == "paid":
+        items = await repo.reward_items(conn, caller.merchant_id, batch.id, line.id)
         await rewards.transition_many(
             conn,
             merchant_id=caller.merchant_id,
-            reward_ids=[i["reward_id"] for i in items],
+            reward_ids=[i.reward_id for i in items],
             expected="paid",
             to="approved",
             reason="payout_failed",
             actor=actor,
             note=reason,
-            paid=[i["amount"] for i in items],
+            paid=[i.amount for i in items],
         )
-    await repo.deactivate_items(conn, caller.merchant_id, batch["id"], line["id"])
-    await repo.fail_line(conn, caller.merchant_id, line["id"], reason)
+    await repo.deactivate_items(conn, caller.merchant_id, batch.id, line.id)
+    await repo.fail_line(conn, caller.merchant_id, line.id, reason)
     await events.emit(
         conn,
         merchant_id=caller.merchant_id,
@@ -257,32 +295,22 @@ async def fail_line(
         data={
             "batch_id": batch_id,
             "line_id": line_id,
-            "amount": line["amount"],
+            "amount": line.amount,
             "reason": reason,
             "actor": actor,
         },
     )
-    return batch
+    return _to_batch(runtime, batch)
 
 
 async def list_batches(
     conn: asyncpg.Connection,
-    ids: PublicIds,
-    caller: Caller,
     *,
+    runtime: Context,
+    caller: Caller,
     status: str | None,
-    starting_after: str | None,
-    created_from,
-    created_before,
-    limit: int,
-) -> tuple[list[asyncpg.Record], bool]:
-    rows = await repo.list_page(
-        conn,
-        caller.merchant_id,
-        status=status,
-        after_id=ids.decode("payout", starting_after) if starting_after else None,
-        created_from=created_from,
-        created_before=created_before,
-        limit=limit,
-    )
-    return split_page(rows, limit)
+    cursor: Cursor,
+) -> Page[PayoutBatch]:
+    rows = await repo.list_page(conn, caller.merchant_id, status=status, cursor=cursor)
+    rows, more = cursor.split(rows)
+    return Page(data=[_to_batch(runtime, r) for r in rows], has_more=more)

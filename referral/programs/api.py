@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from litestar import Controller, Request, Response, get, patch, post
+from litestar import Controller, Response, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from referral.http import idempotency
-from referral.http.deps import CallerDep, Conn, RuntimeDep
+from referral.http.deps import CallerDep, Conn, Listing, OnceDep, RuntimeDep
 from referral.lib.errors import API_ERRORS
-from referral.lib.pagination import CreatedBefore, CreatedFrom, Limit, Page, StartingAfter
+from referral.lib.pagination import Page
 from referral.programs import service
 from referral.programs.schemas import Program, ProgramCreate, ProgramStatus, ProgramUpdate
 
@@ -21,16 +20,15 @@ class ProgramController(Controller):
     @post(operation_id="createProgram", responses=API_ERRORS, summary="Create a program")
     async def create(
         self,
-        request: Request,
         data: JSONBody[ProgramCreate],
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
+        once: OnceDep,
     ) -> Response[Program]:
-        async def effect():
-            return 201, await service.create(conn, runtime.ids, caller, data)
-
-        return await idempotency.run(conn, caller, request, effect)
+        return await once(
+            lambda: service.create(conn, runtime=runtime, caller=caller, data=data), status=201
+        )
 
     @get(
         "/{program_id:str}",
@@ -41,7 +39,7 @@ class ProgramController(Controller):
     async def read(
         self, program_id: FromPath[str], conn: Conn, caller: CallerDep, runtime: RuntimeDep
     ) -> Program:
-        return await service.get(conn, runtime.ids, caller, program_id)
+        return await service.get(conn, runtime=runtime, caller=caller, program_id=program_id)
 
     @patch(
         "/{program_id:str}",
@@ -57,9 +55,9 @@ class ProgramController(Controller):
         caller: CallerDep,
         runtime: RuntimeDep,
     ) -> Program:
-        program = await service.update(conn, runtime.ids, caller, program_id, data)
-        runtime.codes.forget_all()
-        return program
+        return await service.update(
+            conn, runtime=runtime, caller=caller, program_id=program_id, data=data
+        )
 
     @get(operation_id="listPrograms", responses=API_ERRORS, summary="List programs")
     async def list(
@@ -67,20 +65,13 @@ class ProgramController(Controller):
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
+        listing: Listing,
         status: FromQuery[ProgramStatus | None] = None,
-        starting_after: StartingAfter = None,
-        created_from: CreatedFrom = None,
-        created_before: CreatedBefore = None,
-        limit: Limit = 20,
     ) -> Page[Program]:
-        programs, more = await service.list_programs(
+        return await service.list_programs(
             conn,
-            runtime.ids,
-            caller,
+            runtime=runtime,
+            caller=caller,
             status=status,
-            starting_after=starting_after,
-            created_from=created_from,
-            created_before=created_before,
-            limit=limit,
+            cursor=listing.cursor(runtime.ids, "program"),
         )
-        return Page(data=programs, has_more=more)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import asyncpg
+import msgspec
 
-from referral.lib.pagination import CURSOR_CLAUSE
+from referral.lib.db import many, one
+from referral.lib.pagination import CURSOR_CLAUSE, Cursor
 
 COLUMNS = """id, name, status, landing_url, fallback_url, attribution_window_days, hold_days,
 rewards, fraud_policy, fraud_policy_version, qr_foreground, qr_background, created_at,
@@ -58,32 +61,46 @@ WRITABLE = (
 )
 
 
-async def insert(conn: asyncpg.Connection, merchant_id: int, values: dict) -> asyncpg.Record:
-    return await conn.fetchrow(INSERT, merchant_id, *(values[k] for k in WRITABLE))
+class ProgramRow(msgspec.Struct, frozen=True):
+    id: int
+    name: str
+    status: str
+    landing_url: str
+    fallback_url: str | None
+    attribution_window_days: int
+    hold_days: int
+    rewards: dict[str, Any]
+    fraud_policy: dict[str, Any]
+    fraud_policy_version: int
+    qr_foreground: str
+    qr_background: str
+    created_at: datetime
+    updated_at: datetime
+    brand_colour: str
+    locale: str
+    stories_auto_publish: bool
+
+
+async def insert(conn: asyncpg.Connection, merchant_id: int, values: dict) -> ProgramRow:
+    return one(ProgramRow, await conn.fetchrow(INSERT, merchant_id, *(values[k] for k in WRITABLE)))
 
 
 async def get(
     conn: asyncpg.Connection, merchant_id: int, program_id: int, *, for_update: bool = False
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(GET_FOR_UPDATE if for_update else GET, merchant_id, program_id)
+) -> ProgramRow | None:
+    row = await conn.fetchrow(GET_FOR_UPDATE if for_update else GET, merchant_id, program_id)
+    return one(ProgramRow, row)
 
 
 async def update(
     conn: asyncpg.Connection, merchant_id: int, program_id: int, values: dict
-) -> asyncpg.Record:
-    return await conn.fetchrow(UPDATE, merchant_id, program_id, *(values[k] for k in WRITABLE))
+) -> ProgramRow:
+    row = await conn.fetchrow(UPDATE, merchant_id, program_id, *(values[k] for k in WRITABLE))
+    return one(ProgramRow, row)
 
 
 async def list_page(
-    conn: asyncpg.Connection,
-    merchant_id: int,
-    *,
-    status: str | None,
-    after_id: int | None,
-    created_from: datetime | None,
-    created_before: datetime | None,
-    limit: int,
-) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        LIST, merchant_id, status, after_id, created_from, created_before, limit + 1
-    )
+    conn: asyncpg.Connection, merchant_id: int, *, status: str | None, cursor: Cursor
+) -> list[ProgramRow]:
+    page = (cursor.after_id, cursor.created_from, cursor.created_before, cursor.fetch)
+    return many(ProgramRow, await conn.fetch(LIST, merchant_id, status, *page))

@@ -11,7 +11,7 @@ from referral.fraud import policy as fraud_policy
 from referral.lib import money
 from referral.lib.errors import InvalidInput, NotFound
 from referral.lib.ids import PublicIds
-from referral.lib.pagination import split_page
+from referral.lib.pagination import Cursor, Page
 from referral.merchants.service import Caller
 from referral.programs import repo
 from referral.programs.schemas import (
@@ -21,6 +21,7 @@ from referral.programs.schemas import (
     RewardRule,
     RewardSettings,
 )
+from referral.runtime import Runtime
 
 
 def check_url(field: str, url: str) -> None:
@@ -93,16 +94,16 @@ def check_rewards(rewards: RewardSettings) -> None:
             )
 
 
-def to_program(ids: PublicIds, caller: Caller, row: asyncpg.Record) -> Program:
-    values = dict(row)
-    values["id"] = ids.encode("program", row["id"])
-    values["rewards"] = msgspec.convert(row["rewards"], RewardSettings)
-    values["fraud_policy"] = fraud_policy.load(row["fraud_policy"])
+def to_program(ids: PublicIds, caller: Caller, row: repo.ProgramRow) -> Program:
+    values = msgspec.structs.asdict(row)
+    values["id"] = ids.encode("program", row.id)
+    values["rewards"] = msgspec.convert(row.rewards, RewardSettings)
+    values["fraud_policy"] = fraud_policy.load(row.fraud_policy)
     return Program(**values, livemode=caller.mode == "live")
 
 
 async def create(
-    conn: asyncpg.Connection, ids: PublicIds, caller: Caller, data: ProgramCreate
+    conn: asyncpg.Connection, *, runtime: Runtime, caller: Caller, data: ProgramCreate
 ) -> Program:
     check_url("landing_url", data.landing_url)
     if data.fallback_url is not None:
@@ -112,12 +113,14 @@ async def create(
     values["rewards"] = msgspec.to_builtins(data.rewards)
     values["fraud_policy"] = fraud_policy.dump(data.fraud_policy)
     row = await repo.insert(conn, caller.merchant_id, values)
-    return to_program(ids, caller, row)
+    return to_program(runtime.ids, caller, row)
 
 
-async def get(conn: asyncpg.Connection, ids: PublicIds, caller: Caller, program_id: str) -> Program:
-    row = await _row(conn, ids, caller, program_id)
-    return to_program(ids, caller, row)
+async def get(
+    conn: asyncpg.Connection, *, runtime: Runtime, caller: Caller, program_id: str
+) -> Program:
+    row = await _row(conn, runtime.ids, caller, program_id)
+    return to_program(runtime.ids, caller, row)
 
 
 async def _row(
@@ -127,7 +130,7 @@ async def _row(
     program_id: str,
     *,
     for_update: bool = False,
-) -> asyncpg.Record:
+) -> repo.ProgramRow:
     row = await repo.get(
         conn, caller.merchant_id, ids.decode("program", program_id), for_update=for_update
     )
@@ -137,10 +140,16 @@ async def _row(
 
 
 async def update(
-    conn: asyncpg.Connection, ids: PublicIds, caller: Caller, program_id: str, data: ProgramUpdate
+    conn: asyncpg.Connection,
+    *,
+    runtime: Runtime,
+    caller: Caller,
+    program_id: str,
+    data: ProgramUpdate,
 ) -> Program:
-    row = await _row(conn, ids, caller, program_id, for_update=True)
-    values = {k: row[k] for k in repo.WRITABLE}
+    """Also forgets this process's resolved codes, so its redirects follow the change at once."""
+    row = await _row(conn, runtime.ids, caller, program_id, for_update=True)
+    values = {k: getattr(row, k) for k in repo.WRITABLE}
     for field in repo.WRITABLE:
         # The fraud policy changes only through its own versioned endpoint.
         value = getattr(data, field, msgspec.UNSET)
@@ -152,30 +161,20 @@ async def update(
     if isinstance(values["rewards"], RewardSettings):
         check_rewards(values["rewards"])
         values["rewards"] = msgspec.to_builtins(values["rewards"])
-    row = await repo.update(conn, caller.merchant_id, row["id"], values)
-    return to_program(ids, caller, row)
+    row = await repo.update(conn, caller.merchant_id, row.id, values)
+    program = to_program(runtime.ids, caller, row)
+    runtime.codes.forget_all()
+    return program
 
 
 async def list_programs(
     conn: asyncpg.Connection,
-    ids: PublicIds,
-    caller: Caller,
     *,
+    runtime: Runtime,
+    caller: Caller,
     status: str | None,
-    starting_after: str | None,
-    created_from,
-    created_before,
-    limit: int,
-) -> tuple[list[Program], bool]:
-    after = ids.decode("program", starting_after) if starting_after else None
-    rows = await repo.list_page(
-        conn,
-        caller.merchant_id,
-        status=status,
-        after_id=after,
-        created_from=created_from,
-        created_before=created_before,
-        limit=limit,
-    )
-    rows, more = split_page(rows, limit)
-    return [to_program(ids, caller, r) for r in rows], more
+    cursor: Cursor,
+) -> Page[Program]:
+    rows = await repo.list_page(conn, caller.merchant_id, status=status, cursor=cursor)
+    rows, more = cursor.split(rows)
+    return Page(data=[to_program(runtime.ids, caller, r) for r in rows], has_more=more)

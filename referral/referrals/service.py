@@ -40,9 +40,9 @@ from referral.referrals.schemas import (
 )
 from referral.rewards import grant
 from referral.rewards import service as rewards
-from referral.rewards.service import RewardRow
 from referral.rewards.rules import rule_amount
 from referral.rewards.schemas import RewardSummary
+from referral.rewards.service import RewardRow
 from referral.runtime import Runtime
 
 log = structlog.get_logger("referral.referrals")
