@@ -60,8 +60,9 @@ class AdvocateController(Controller):
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
-        listing: Listing,
         program_id: FromQuery[str | None] = None,
+        *,
+        listing: Listing,  # after the filters: the documented parameter order stays
     ) -> Page[Advocate]:
         return await service.list_advocates(
             conn,

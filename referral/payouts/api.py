@@ -75,8 +75,9 @@ class PayoutController(Controller):
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
-        listing: Listing,
         status: FromQuery[BatchStatus | None] = None,
+        *,
+        listing: Listing,  # after the filters: the documented parameter order stays
     ) -> Page[PayoutBatch]:
         return await service.list_batches(
             conn,

@@ -65,8 +65,9 @@ class ProgramController(Controller):
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
-        listing: Listing,
         status: FromQuery[ProgramStatus | None] = None,
+        *,
+        listing: Listing,  # after the filters: the documented parameter order stays
     ) -> Page[Program]:
         return await service.list_programs(
             conn,

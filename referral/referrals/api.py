@@ -100,10 +100,11 @@ class ReferralController(Controller):
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
-        listing: Listing,
         status: FromQuery[Literal["pending", "converted", "in_review", "rejected"] | None] = None,
         advocate_id: FromQuery[str | None] = None,
         program_id: FromQuery[str | None] = None,
+        *,
+        listing: Listing,  # after the filters: the documented parameter order stays
     ) -> Page[Referral]:
         return await explain.list_referrals(
             conn,

@@ -75,9 +75,10 @@ class RewardController(Controller):
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
-        listing: Listing,
         status: FromQuery[RewardStatus | None] = None,
         advocate_id: FromQuery[str | None] = None,
+        *,
+        listing: Listing,  # after the filters: the documented parameter order stays
     ) -> Page[Reward]:
         return await service.list_rewards(
             conn,
