@@ -6,6 +6,9 @@ PYTHON := $(shell for p in python3.13 python3.12 python3.11 python3; do \
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Tests run in parallel (pytest-xdist); each worker has its own embedded PostgreSQL and
+# every test its own database, so workers never see each other's rows.
+TEST_WORKERS ?= 4
 
 .PHONY: run test reset lint openapi lock bench-redirect clean
 
@@ -29,7 +32,7 @@ run: $(VENV)/.runtime
 
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.
 test: $(VENV)/.dev
-	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected"; exit 1; fi; exit $$rc
 
 reset: $(VENV)/.runtime

@@ -6,8 +6,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parent.parent / "referral"
 
 # Folders under referral/ that are not rooms of the domain.
@@ -85,43 +83,61 @@ def test_the_house_has_its_rooms():
             assert (PACKAGE / room / role).exists(), f"referral/{room}/ has no {role}"
 
 
-@pytest.mark.parametrize("path", [p for p in _modules() if _room(p) == "lib"], ids=_rel)
-def test_lib_knows_no_room(path: Path):
-    wrong = [
-        name
-        for name in _imports(path)
-        if name.startswith("referral.") and not name.startswith("referral.lib")
-    ]
-    assert not wrong, f"{_rel(path)} imports {wrong}: lib/ must not depend on the rooms"
+def test_lib_knows_no_room():
+    wrong = {
+        _rel(path): names
+        for path in _modules()
+        if _room(path) == "lib"
+        and (
+            names := [
+                n
+                for n in _imports(path)
+                if n.startswith("referral.") and not n.startswith("referral.lib")
+            ]
+        )
+    }
+    assert not wrong, f"lib/ must not depend on the rooms: {wrong}"
 
 
-@pytest.mark.parametrize("path", _modules(), ids=_rel)
-def test_no_module_imports_another_rooms_repo(path: Path):
-    own = _room(path)
-    wrong = sorted(
-        {
-            name
-            for name in _imports(path)
-            if name.startswith("referral.") and name.endswith(".repo") and name.split(".")[1] != own
-        }
-    )
-    assert not wrong, f"{_rel(path)} imports {wrong}: ask that room's service instead"
+def test_no_module_imports_another_rooms_repo():
+    wrong = {}
+    for path in _modules():
+        names = sorted(
+            {
+                name
+                for name in _imports(path)
+                if name.startswith("referral.")
+                and name.endswith(".repo")
+                and name.split(".")[1] != _room(path)
+            }
+        )
+        if names:
+            wrong[_rel(path)] = names
+    assert not wrong, f"ask that room's service instead: {wrong}"
 
 
-@pytest.mark.parametrize("path", list(PACKAGE.glob("*/api.py")), ids=_rel)
-def test_handlers_do_not_reach_the_database(path: Path):
-    wrong = [n for n in _imports(path) if n.endswith(".repo") or n == "asyncpg"]
-    assert not wrong, f"{_rel(path)} imports {wrong}: handlers call their room's service"
+def test_handlers_do_not_reach_the_database():
+    wrong = {
+        _rel(path): names
+        for path in sorted(PACKAGE.glob("*/api.py"))
+        if (names := [n for n in _imports(path) if n.endswith(".repo") or n == "asyncpg"])
+    }
+    assert not wrong, f"handlers call their room's service: {wrong}"
 
 
-@pytest.mark.parametrize("rule", RULE_MODULES)
-def test_rules_are_pure(rule: str):
-    wrong = [
-        name
-        for name in _imports(PACKAGE / rule)
-        if name.split(".")[0] in IO_MODULES or name.startswith(IO_REFERRAL)
-    ]
-    assert not wrong, f"{rule} imports {wrong}: rule modules take values and return values"
+def test_rules_are_pure():
+    wrong = {
+        rule: names
+        for rule in RULE_MODULES
+        if (
+            names := [
+                n
+                for n in _imports(PACKAGE / rule)
+                if n.split(".")[0] in IO_MODULES or n.startswith(IO_REFERRAL)
+            ]
+        )
+    }
+    assert not wrong, f"rule modules take values and return values: {wrong}"
 
 
 def _db_calls(path: Path) -> list[int]:
@@ -137,20 +153,23 @@ def _db_calls(path: Path) -> list[int]:
     ]
 
 
-@pytest.mark.parametrize("path", _modules(), ids=_rel)
-def test_sql_lives_in_repos(path: Path):
-    if path.name == "repo.py" or _rel(path) in SQL_ALLOWED:
-        return
-    lines = _db_calls(path)
-    assert not lines, f"{_rel(path)} runs SQL at lines {lines}: move it to a repo module"
+def test_sql_lives_in_repos():
+    wrong = {
+        _rel(path): lines
+        for path in _modules()
+        if path.name != "repo.py" and _rel(path) not in SQL_ALLOWED and (lines := _db_calls(path))
+    }
+    assert not wrong, f"SQL runs outside repo modules (file: lines): {wrong}"
 
 
-@pytest.mark.parametrize("path", _modules(), ids=_rel)
-def test_only_the_events_room_writes_the_outbox(path: Path):
-    if _rel(path) == "events/repo.py":
-        return
-    text = " ".join(path.read_text(encoding="utf-8").split()).upper()
-    assert "INSERT INTO EVENTS" not in text, f"{_rel(path)} writes the outbox itself"
+def test_only_the_events_room_writes_the_outbox():
+    wrong = [
+        _rel(path)
+        for path in _modules()
+        if _rel(path) != "events/repo.py"
+        and "INSERT INTO EVENTS" in " ".join(path.read_text(encoding="utf-8").split()).upper()
+    ]
+    assert not wrong, f"these write the outbox themselves: {wrong}"
 
 
 def _service_modules() -> list[Path]:
@@ -167,14 +186,14 @@ def _service_modules() -> list[Path]:
     return out
 
 
-@pytest.mark.parametrize("path", _service_modules(), ids=_rel)
-def test_service_functions_take_keywords_after_the_connection(path: Path):
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+def test_service_functions_take_keywords_after_the_connection():
     wrong = []
-    for node in tree.body:
-        if not isinstance(node, ast.AsyncFunctionDef) or node.name.startswith("_"):
-            continue
-        positional = node.args.posonlyargs + node.args.args
-        if positional and positional[0].arg in ("conn", "pool") and len(positional) > 1:
-            wrong.append(f"{node.name}({', '.join(a.arg for a in positional)}, …)")
-    assert not wrong, f"{_rel(path)}: after the connection, arguments are keyword-only: {wrong}"
+    for path in _service_modules():
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if not isinstance(node, ast.AsyncFunctionDef) or node.name.startswith("_"):
+                continue
+            positional = node.args.posonlyargs + node.args.args
+            if positional and positional[0].arg in ("conn", "pool") and len(positional) > 1:
+                args = ", ".join(a.arg for a in positional)
+                wrong.append(f"{_rel(path)}: {node.name}({args}, …)")
+    assert not wrong, f"after the connection, arguments are keyword-only: {wrong}"

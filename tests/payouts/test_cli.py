@@ -13,7 +13,7 @@ from pathlib import Path
 from referral.rewards.service import release_due
 from tests.factories import create_program
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def referral(settings, *args: str, expect: int = 0) -> str:

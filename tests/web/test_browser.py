@@ -26,7 +26,7 @@ import pytest
 from bench.harness import app_env, app_server, free_port
 from tests.factories import make_tenant
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
