@@ -1,28 +1,15 @@
-"""HTTP handlers for fraud policies, backtests and the review of referrals."""
+"""HTTP handlers for fraud policies and backtests (reviewing a referral is in referrals/)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
-from litestar import Controller, Request, Response, get, post, put
+from litestar import Controller, get, post, put
 from litestar.params import FromPath, JSONBody
 
 from referral.fraud import service
 from referral.fraud.policy import FraudPolicy
 from referral.fraud.schemas import Backtest, BacktestRequest, PolicyDocument
-from referral.http import idempotency
 from referral.http.deps import CallerDep, Conn, RuntimeDep
 from referral.lib.errors import API_ERRORS
-
-
-async def _once(conn, caller, request: Request, action: Callable[[], Awaitable[Any]]) -> Response:
-    """Run a review action under the request's Idempotency-Key (a replay answers the same)."""
-
-    async def effect():
-        return 200, await action()
-
-    return await idempotency.run(conn, caller, request, effect)
 
 
 class FraudPolicyController(Controller):

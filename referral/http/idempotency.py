@@ -44,8 +44,6 @@ def _canonical_hash(path: str, body: bytes) -> bytes:
 def _shaped(outcome: Any, status: int) -> tuple[int, Any]:
     """A call answers its body, or `(body, created)` when it creates on first sight: 201
     the first time, 200 when it found what an earlier call made."""
-    if isinstance(outcome, _Status):
-        return outcome.status, outcome.body
     if isinstance(outcome, tuple) and len(outcome) == 2 and isinstance(outcome[1], bool):
         body, created = outcome
         return (201 if created else 200), body
@@ -95,25 +93,3 @@ class Once:
         encoded = msgspec.json.encode(body)
         await repo.store(conn, caller.merchant_id, route, key, request_hash, code, encoded)
         return Response(encoded, status_code=code, media_type="application/json")
-
-
-async def run(
-    conn: asyncpg.Connection,
-    caller: Caller,
-    request: Request,
-    effect: Callable[[], Awaitable[tuple[int, Any]]],
-) -> Response:
-    """Transitional: the old (status, body) form, until every handler uses `once`."""
-
-    async def call() -> Any:
-        status, body = await effect()
-        return _Status(status, body)
-
-    return await Once(request, conn, caller)(call)
-
-
-class _Status:
-    __slots__ = ("status", "body")
-
-    def __init__(self, status: int, body: Any) -> None:
-        self.status, self.body = status, body

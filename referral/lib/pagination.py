@@ -55,8 +55,3 @@ CURSOR_CLAUSE = """
   AND ($4::timestamptz IS NULL OR t.created_at >= $4)
   AND ($5::timestamptz IS NULL OR t.created_at < $5)
 """
-
-
-def split_page(rows: list, limit: int) -> tuple[list, bool]:
-    """Rows were fetched with `limit + 1`: the extra row only says there is more."""
-    return rows[:limit], len(rows) > limit
