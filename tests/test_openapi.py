@@ -65,7 +65,9 @@ def test_operation_ids_are_unique_and_present():
 _HTML_PAGES = {"followReferralLink", "headReferralLink"}
 
 
-@pytest.mark.parametrize("operation_id", [op.get("operationId") for _, _, op in operations(_DOC)])
+@pytest.mark.parametrize(
+    "operation_id", sorted(op.get("operationId") for _, _, op in operations(_DOC))
+)
 def test_client_errors_are_documented_as_problem_json(operation_id):
     (op,) = [op for _, _, op in operations(_DOC) if op.get("operationId") == operation_id]
     wrong = {

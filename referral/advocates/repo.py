@@ -171,8 +171,7 @@ async def get(conn: asyncpg.Connection, merchant_id: int, advocate_id: int) -> A
 async def list_page(
     conn: asyncpg.Connection, merchant_id: int, *, program_id: int | None, cursor: Cursor
 ) -> list[AdvocateRow]:
-    page = (cursor.after_id, cursor.created_from, cursor.created_before, cursor.fetch)
-    return many(AdvocateRow, await conn.fetch(LIST, merchant_id, program_id, *page))
+    return many(AdvocateRow, await conn.fetch(LIST, merchant_id, program_id, *cursor.params))
 
 
 async def code_info(conn: asyncpg.Connection, key: str, merchant_id: int) -> CodeInfoRow | None:

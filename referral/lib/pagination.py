@@ -43,12 +43,18 @@ class Cursor(msgspec.Struct, frozen=True, kw_only=True):
         """Rows to fetch: the extra row only says there is more."""
         return self.limit + 1
 
+    @property
+    def params(self) -> tuple[int | None, datetime | None, datetime | None, int]:
+        """$3-$6 of a list query built on CURSOR_CLAUSE: after id, time range, rows to fetch."""
+        return (self.after_id, self.created_from, self.created_before, self.fetch)
+
     def split(self, rows: list[T]) -> tuple[list[T], bool]:
         """(this page's rows, whether there is more) of rows fetched `fetch` at a time."""
         return rows[: self.limit], len(rows) > self.limit
 
 
-# $1 merchant, $3 after id, $4 created from, $5 created before ($2 and $6 are the list's own).
+# $1 merchant, $3 after id, $4 created from, $5 created before, $6 the LIMIT (`Cursor.params`);
+# $2 and from $7 on are the list's own filters.
 CURSOR_CLAUSE = """
   AND ($3::bigint IS NULL OR (t.created_at, t.id) >
        (SELECT c.created_at, c.id FROM {table} c WHERE c.merchant_id = $1 AND c.id = $3))

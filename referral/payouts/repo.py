@@ -396,5 +396,4 @@ async def copy_csv(
 async def list_page(
     conn: asyncpg.Connection, merchant_id: int, *, status: str | None, cursor: Cursor
 ) -> list[BatchRow]:
-    page = (cursor.after_id, cursor.created_from, cursor.created_before, cursor.fetch)
-    return many(BatchRow, await conn.fetch(LIST, merchant_id, status, *page))
+    return many(BatchRow, await conn.fetch(LIST, merchant_id, status, *cursor.params))

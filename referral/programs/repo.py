@@ -102,5 +102,4 @@ async def update(
 async def list_page(
     conn: asyncpg.Connection, merchant_id: int, *, status: str | None, cursor: Cursor
 ) -> list[ProgramRow]:
-    page = (cursor.after_id, cursor.created_from, cursor.created_before, cursor.fetch)
-    return many(ProgramRow, await conn.fetch(LIST, merchant_id, status, *page))
+    return many(ProgramRow, await conn.fetch(LIST, merchant_id, status, *cursor.params))

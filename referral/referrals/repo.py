@@ -262,10 +262,7 @@ async def list_referrals(
         LIST_REFERRALS,
         merchant_id,
         status,
-        cursor.after_id,
-        cursor.created_from,
-        cursor.created_before,
-        cursor.fetch,
+        *cursor.params,
         advocate_id,
         program_id,
     )

@@ -508,10 +508,7 @@ async def list_page(
         LIST,
         merchant_id,
         status,
-        cursor.after_id,
-        cursor.created_from,
-        cursor.created_before,
-        cursor.fetch,
+        *cursor.params,
         advocate_id,
     )
     return many(RewardRow, rows)

@@ -254,10 +254,7 @@ async def list_page(
         LIST,
         merchant_id,
         program_id,
-        cursor.after_id,
-        cursor.created_from,
-        cursor.created_before,
-        cursor.fetch,
+        *cursor.params,
         advocate_id,
         status,
     )
