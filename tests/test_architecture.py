@@ -197,3 +197,13 @@ def test_service_functions_take_keywords_after_the_connection():
                 args = ", ".join(a.arg for a in positional)
                 wrong.append(f"{_rel(path)}: {node.name}({args}, …)")
     assert not wrong, f"after the connection, arguments are keyword-only: {wrong}"
+
+
+def test_services_know_no_request():
+    """Services are called by handlers, workers and the CLI alike: no request plumbing."""
+    wrong = {
+        _rel(path): names
+        for path in _service_modules() + [p for p in _modules() if p.name == "repo.py"]
+        if (names := [n for n in _imports(path) if n.startswith("referral.http")])
+    }
+    assert not wrong, f"these reach into the request plumbing: {wrong}"

@@ -1,30 +1,11 @@
-"""The query every list takes: page size, cursor and creation-time range, read once from
-the query string (`listing` in a handler) and handed down as one value."""
+"""`listing` in a handler: the list query read once from the query string (page size,
+cursor, creation-time range) and handed down as one `ListQuery`."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from referral.lib.pagination import CreatedBefore, CreatedFrom, Limit, ListQuery, StartingAfter
 
-import msgspec
-
-from referral.lib.ids import PublicIds
-from referral.lib.pagination import CreatedBefore, CreatedFrom, Cursor, Limit, StartingAfter
-
-
-class ListQuery(msgspec.Struct, frozen=True, kw_only=True):
-    limit: int = 20
-    starting_after: str | None = None
-    created_from: datetime | None = None
-    created_before: datetime | None = None
-
-    def cursor(self, ids: PublicIds, kind: str) -> Cursor:
-        """The same query with `starting_after` decoded to the internal id of `kind`."""
-        return Cursor(
-            limit=self.limit,
-            after_id=ids.decode(kind, self.starting_after) if self.starting_after else None,
-            created_from=self.created_from,
-            created_before=self.created_before,
-        )
+__all__ = ["ListQuery", "provide_list_query"]
 
 
 def provide_list_query(

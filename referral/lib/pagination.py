@@ -9,6 +9,8 @@ from typing import Annotated, Generic, TypeVar
 import msgspec
 from litestar.params import QueryParameter
 
+from referral.lib.ids import PublicIds
+
 T = TypeVar("T")
 
 Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Page size (1-100)")]
@@ -61,3 +63,19 @@ CURSOR_CLAUSE = """
   AND ($4::timestamptz IS NULL OR t.created_at >= $4)
   AND ($5::timestamptz IS NULL OR t.created_at < $5)
 """
+
+
+class ListQuery(msgspec.Struct, frozen=True, kw_only=True):
+    limit: int = 20
+    starting_after: str | None = None
+    created_from: datetime | None = None
+    created_before: datetime | None = None
+
+    def cursor(self, ids: PublicIds, kind: str) -> Cursor:
+        """The same query with `starting_after` decoded to the internal id of `kind`."""
+        return Cursor(
+            limit=self.limit,
+            after_id=ids.decode(kind, self.starting_after) if self.starting_after else None,
+            created_from=self.created_from,
+            created_before=self.created_before,
+        )

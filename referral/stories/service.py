@@ -15,8 +15,8 @@ import asyncpg
 import msgspec
 
 from referral.events import service as events
-from referral.http.listing import ListQuery
 from referral.lib.errors import Conflict, InvalidInput, NotFound
+from referral.lib.pagination import ListQuery
 from referral.merchants.service import Caller
 from referral.runtime import Runtime
 from referral.stories import repo
