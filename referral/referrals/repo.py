@@ -175,7 +175,7 @@ class ProgramTerms(msgspec.Struct, frozen=True):
     rewards: dict[str, Any]
     hold_days: int
     attribution_window_days: int
-    starts_at: datetime | None
+    starts_at: datetime
     fraud_policy: str
     fraud_policy_version: int
     time_zone: str
