@@ -233,6 +233,12 @@ async def test_writer_flushes_on_its_own(pool, db):
         await asyncio.sleep(0.02)
         writer.record(_click(0))
         await _clicks(db, 1)  # without stop(): the writer's own turn wrote it
+        # The row is visible from COMMIT on, a moment before the writer resumes to count it
+        # (seen under parallel workers): wait for its count, as for the row.
+        for _ in range(250):
+            if writer.written:
+                break
+            await asyncio.sleep(0.02)
         assert (writer.pending, writer.written) == (0, 1)
     finally:
         await writer.stop()
