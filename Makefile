@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # every test its own database, so workers never see each other's rows.
 TEST_WORKERS ?= 4
 
-.PHONY: run test reset lint openapi lock bench-redirect clean
+.PHONY: run cli test reset lint openapi lock bench-redirect clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "referral needs Python 3.11 or newer on PATH (python3.11, python3.12 or python3.13); install one, e.g. 'apt-get install python3.11 python3.11-venv'"; exit 1; }
@@ -27,8 +27,15 @@ $(VENV)/.dev: requirements-dev.lock pyproject.toml | $(BIN)/python
 	@$(BIN)/pip install -q --no-deps -e . >$(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	@touch $@ $(VENV)/.runtime
 
+# PORT=8001 make run serves on another port (HOST, WORKERS likewise).
 run: $(VENV)/.runtime
 	$(BIN)/referral serve
+
+# The `referral` command without activating the venv: make cli ARGS="merchants list".
+# Beside a running `make run` it uses the same database and leaves the server running.
+ARGS ?= --help
+cli: $(VENV)/.runtime
+	@$(BIN)/referral $(ARGS)
 
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.
 test: $(VENV)/.dev

@@ -13,20 +13,26 @@ import structlog
 from litestar import Litestar, Response, get
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Server
 from litestar.openapi.spec import Tag as OpenAPITag
+from litestar.routes import HTTPRoute
 
 from referral import settings as settings_module
 from referral.advocates.api import AdvocateController, CodeController, SuspensionController
 from referral.demo.api import demo_router
 from referral.events.api import list_events
 from referral.fraud.api import FraudPolicyController
+from referral.http.body import JsonRequest
 from referral.http.deps import DEPENDENCIES
 from referral.lib.db import create_pool, migrate, ping
-from referral.lib.errors import EXCEPTION_HANDLERS
+from referral.lib.errors import EXCEPTION_HANDLERS, RETRY_AFTER_SECONDS, problem_guard
 from referral.lib.logging import configure_logging, request_id_middleware
 from referral.links import service as links
 from referral.links.api import links_router
+from referral.merchants.api import KeyController, MerchantController
+from referral.merchants.service import KEY_CACHE_SECONDS
+from referral.openapi import StructSchemaPlugin
 from referral.orders.api import OrderController
 from referral.payouts.api import PayoutController
 from referral.programs.api import ProgramController
@@ -38,6 +44,8 @@ from referral.settings import Settings
 from referral.share_page.api import share_page_router
 from referral.stories.api import StoryController, social_proof
 from referral.stories.pages import story_pages_router
+from referral.web.docs import SwaggerDocs
+from referral.web.security import security_hook
 
 log = structlog.get_logger("referral.app")
 VERSION = "0.1.0"
@@ -60,7 +68,11 @@ async def readyz(state: State) -> Response[dict[str, object]]:
     try:
         await ping(runtime.pool, within_seconds=2)
     except (OSError, TimeoutError, Exception) as exc:  # any failure means "not ready"
-        return Response({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
+        return Response(
+            {"status": "unavailable", "database": type(exc).__name__},
+            status_code=503,
+            headers={"retry-after": str(RETRY_AFTER_SECONDS)},
+        )
     return Response(
         {
             "status": "ready",
@@ -131,6 +143,8 @@ def create_app(settings: Settings) -> Litestar:
         SuspensionController,
         RewardController,
         PayoutController,
+        MerchantController,
+        KeyController,
         list_events,
         StoryController,
         social_proof,
@@ -144,14 +158,31 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
+        after_request=security_hook(settings.public_base_url),  # CSP & co. on every HTML page
+        request_class=JsonRequest,  # request bodies decoded strictly into the handler's type
         openapi_config=openapi_config(),
+        plugins=[StructSchemaPlugin()],  # the spec states what msgspec enforces
         request_max_body_size=1_000_000,
         debug=False,
         logging_config=None,
     )
-    # Outside Litestar's routing, so unknown routes and errors get a request id too.
-    app.asgi_handler = request_id_middleware(app.asgi_handler)
+    # Outside Litestar's routing, so unknown routes and errors get a request id too; the
+    # guard answers problem+json for anything that escapes the exception handlers.
+    app.asgi_handler = request_id_middleware(problem_guard(app.asgi_handler))
+    _answer_options_with_every_method(app)
     return app
+
+
+def _answer_options_with_every_method(app: Litestar) -> None:
+    """Litestar 2 answers OPTIONS with the methods of the first handler registered on a path
+    (litestar#4169, fixed in 3): `GET, OPTIONS` on a path that also takes PATCH. Point each
+    route's OPTIONS answer at the route as finally built."""
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            if handler.http_methods == {"OPTIONS"} and handler.handler_name == "options_handler":
+                handler._fn = route.create_options_handler(route.path)._fn
 
 
 def openapi_config() -> OpenAPIConfig:
@@ -160,11 +191,20 @@ def openapi_config() -> OpenAPIConfig:
         version=VERSION,
         description="Self-hosted referral and word-of-mouth programs for online shops. "
         "Server-to-server calls use a secret key (`Authorization: Bearer sk_…`); publishable "
-        "keys (`pk_…`) read public data only. Errors are RFC 9457 problem+json with a stable "
-        "`code`.",
+        "keys (`pk_…`) read public data only. `GET /v1/merchant` says which merchant and "
+        "key a call runs as. A revoked key is refused at once by the instance that revoked "
+        f"it and by every other instance within {KEY_CACHE_SECONDS} seconds (the key cache). "
+        "Errors are RFC "
+        "9457 problem+json with a stable `code`.",
         path="/openapi",
+        # The docs UI and its files from this deployment (no CDN); the spec at openapi.json.
+        render_plugins=[SwaggerDocs(), JsonRenderPlugin(), YamlRenderPlugin()],
         servers=[Server(url="/")],
         tags=[
+            OpenAPITag(
+                name="merchant",
+                description="Who am I, the merchant's settings, and its API keys",
+            ),
             OpenAPITag(name="programs", description="Referral campaigns and their settings"),
             OpenAPITag(name="advocates", description="Customers who refer, with their codes"),
             OpenAPITag(name="codes", description="Public referral code checks"),

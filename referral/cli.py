@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import errno
 import os
-import shutil
 import socket
 import sys
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from collections.abc import Iterator
 from referral import settings as settings_module
 from referral.lib import devstate
 from referral.lib.db import MigrationError, create_pool, migrate
-from referral.lib.embedded import EmbeddedPostgres, ensure_database
+from referral.lib.embedded import EmbeddedPostgres, ServerInUse, ensure_database
 from referral.settings import Settings, SettingsError
 
 DEV_DATABASE = "referral"
@@ -31,19 +30,24 @@ class CliError(Exception):
 
 
 @contextlib.contextmanager
-def _database() -> Iterator[tuple[Settings, EmbeddedPostgres | None]]:
+def _database(*, migrated: bool = True) -> Iterator[tuple[Settings, EmbeddedPostgres | None]]:
     """Settings with a reachable database: the given DATABASE_URL, or the embedded one,
-    which is stopped again when the block ends."""
+    migrated (so any command works on a fresh checkout) unless `migrated=False`.
+    The embedded server is shared with every other `referral` process of this checkout
+    (`make run` beside a CLI command): it is stopped when the block ends only if no other
+    process still uses it."""
     if os.environ.get("DATABASE_URL"):
         yield settings_module.from_env(), None
         return
     if os.environ.get("REFERRAL_ENV") == "production":
         raise CliError("REFERRAL_ENV=production needs DATABASE_URL")
     embedded = EmbeddedPostgres(devstate.home() / "pgdata")
-    print(f"starting embedded PostgreSQL in {embedded.data_dir} …", file=sys.stderr)
+    print(f"using the embedded PostgreSQL in {embedded.data_dir} …", file=sys.stderr)
     embedded.start()
     try:
         asyncio.run(ensure_database(embedded.uri(), DEV_DATABASE))
+        if migrated:
+            asyncio.run(migrate(embedded.uri(DEV_DATABASE)))
         env = dict(os.environ, DATABASE_URL=embedded.uri(DEV_DATABASE))
         yield settings_module.from_env(env, dev_secrets=devstate.dev_secrets()), embedded
     finally:
@@ -110,6 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
             demo = asyncio.run(_seed(settings))
             os.environ["REFERRAL_DEMO_PAGES"] = "1"
             print(banner(demo, settings.public_base_url), flush=True)
+            devstate.remember_base_url(settings.public_base_url)
         else:
             asyncio.run(migrate(settings.database_url))
         _export(settings)
@@ -123,15 +128,44 @@ def cmd_serve(args: argparse.Namespace) -> None:
             loop=Loops.uvloop,
             log_access=False,
             workers_kill_timeout=30,
+            # A crashed worker is replaced; granian stops only on a crash loop (a worker
+            # dying again within seconds of its respawn).
+            respawn_failed_workers=True,
         ).serve()
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
-    with _database() as (settings, embedded):
+    with _database(migrated=False) as (settings, embedded):
         applied = asyncio.run(migrate(settings.database_url))
         print(
             f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else "")
         )
+
+
+def cmd_dev_env(args: argparse.Namespace) -> None:
+    """The demo's key, code and ids as shell assignments, for the README's walk-through:
+    `eval "$(.venv/bin/referral dev env)"`. Seeds the demo first if it is not there yet."""
+    import shlex
+
+    # The base URL the server prints: PUBLIC_BASE_URL, else HOST/PORT when given, else the
+    # one the last `referral serve` here printed (`PORT=8001 make run`), else the default.
+    host, port = os.environ.get("HOST"), os.environ.get("PORT")
+    served = None if host or port else devstate.served_base_url()
+    default = f"http://{host or '127.0.0.1'}:{port or '8000'}"
+    os.environ.setdefault("PUBLIC_BASE_URL", served or default)
+    with _database() as (settings, _):
+        demo = asyncio.run(_seed(settings))
+    values = {
+        "BASE": settings.public_base_url,
+        "KEY": demo.secret_key,
+        "PK": demo.publishable_key,
+        "MERCHANT": demo.merchants["test"],
+        "PROGRAM": demo.program_id,
+        "ADVOCATE": demo.advocate_id,
+        "CODE": demo.code,
+    }
+    for name, value in values.items():
+        print(f"{name}={shlex.quote(value)}")
 
 
 def cmd_seed_demo(args: argparse.Namespace) -> None:
@@ -164,31 +198,49 @@ def cmd_merchants_create(args: argparse.Namespace) -> None:
         asyncio.run(_merchants_create(settings, args.name))
 
 
-async def _keys_create(settings: Settings, merchant: str, kind: str, label: str) -> None:
-    import asyncpg
+def _merchant_command(run) -> None:
+    """Run one of `referral merchants …` / `referral keys …` (referral/merchants/cli.py):
+    a refusal by the service is one line on stderr and exit code 2."""
+    from referral.lib.errors import AppError
 
-    from referral.lib.errors import NotFound
-    from referral.lib.ids import PublicIds
-    from referral.merchants import service
-
-    try:
-        merchant_id = PublicIds(settings.hashids_salt).decode("merchant", merchant)
-    except NotFound as exc:
-        raise CliError(exc.detail) from None
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        raw = await service.create_key(conn, merchant_id=merchant_id, kind=kind, label=label)
-    except LookupError:
-        raise CliError(f"no merchant {merchant}") from None
-    finally:
-        await conn.close()
-    print(raw)
-    print("store it now: only its hash is kept", file=sys.stderr)
+    with _database() as (settings, _):
+        try:
+            asyncio.run(run(settings))
+        except AppError as exc:
+            raise CliError(exc.detail) from None
 
 
-def cmd_keys_create(args: argparse.Namespace) -> None:
-    with _database() as (settings, embedded):
-        asyncio.run(_keys_create(settings, args.merchant, args.kind, args.label))
+def cmd_merchants(args: argparse.Namespace) -> None:
+    from referral.merchants import cli as merchants
+
+    if args.action == "list":
+        _merchant_command(merchants.list_merchants)
+    elif args.action == "show":
+        _merchant_command(lambda s: merchants.show_merchant(s, args.merchant, args.key))
+    else:
+        _merchant_command(
+            lambda s: merchants.update_merchant(
+                s, args.merchant, args.key, args.time_zone, args.payout_minimum
+            )
+        )
+
+
+def cmd_keys(args: argparse.Namespace) -> None:
+    from referral.merchants import cli as merchants
+
+    if args.action == "create":
+
+        async def create(settings: Settings) -> None:
+            print(
+                await merchants.create_key(settings, args.merchant, args.key, args.kind, args.label)
+            )
+            print("store it now: only its hash is kept", file=sys.stderr)
+
+        _merchant_command(create)
+    elif args.action == "list":
+        _merchant_command(lambda s: merchants.list_keys(s, args.merchant, args.key))
+    else:
+        _merchant_command(lambda s: merchants.revoke_key(s, args.key_id, args.merchant, args.key))
 
 
 async def _release_due(settings: Settings) -> int:
@@ -220,7 +272,9 @@ def cmd_payouts(args: argparse.Namespace) -> None:
             if args.action == "create":
                 cutoff = datetime.fromisoformat(args.cutoff) if args.cutoff else None
                 asyncio.run(
-                    payouts.create(settings, args.merchant, args.currency, args.kind, cutoff)
+                    payouts.create(
+                        settings, args.merchant, args.key, args.currency, args.kind, cutoff
+                    )
                 )
             elif args.action == "export":
                 asyncio.run(
@@ -246,12 +300,24 @@ def cmd_dev_reset(args: argparse.Namespace) -> None:
     if os.environ.get("DATABASE_URL"):
         raise CliError("dev reset only wipes the embedded database; DATABASE_URL is set")
     data_dir = devstate.home() / "pgdata"
-    EmbeddedPostgres(data_dir).stop()
-    shutil.rmtree(data_dir, ignore_errors=True)
+    try:
+        EmbeddedPostgres(data_dir).remove()
+    except ServerInUse as exc:
+        raise CliError(
+            f"the embedded database is in use by process {', '.join(map(str, exc.pids))} "
+            "(`make run` or another `referral` command): stop it first"
+        ) from None
     print(
         f"removed {data_dir}; the next `make run` starts from an empty database "
         "(secrets and demo keys are kept)"
     )
+
+
+def _merchant_option(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """`--merchant mer_…` or `--key sk_…`: a command that needs a merchant takes either."""
+    which = parser.add_mutually_exclusive_group(required=required)
+    which.add_argument("--merchant", help="merchant id (mer_…): see `referral merchants list`")
+    which.add_argument("--key", help="an API key of the merchant (sk_… or pk_…)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -275,15 +341,42 @@ def build_parser() -> argparse.ArgumentParser:
     create = merchants.add_parser("create", help="create a merchant (live and test)")
     create.add_argument("--name", required=True)
     create.set_defaults(func=cmd_merchants_create)
+    merchants.add_parser(
+        "list", help="every merchant: id (mer_…), mode, time zone, name"
+    ).set_defaults(func=cmd_merchants)
+    show = merchants.add_parser("show", help="a merchant's settings")
+    _merchant_option(show)
+    show.set_defaults(func=cmd_merchants)
+    update = merchants.add_parser("update", help="change a merchant's settings")
+    _merchant_option(update)
+    update.add_argument("--time-zone", help="IANA time zone name, e.g. Europe/Stockholm")
+    update.add_argument(
+        "--payout-minimum",
+        action="append",
+        default=[],
+        metavar="CURRENCY=AMOUNT",
+        help="payout minimum in minor units (EUR=5000 is 50.00 EUR; EUR=none removes it); "
+        "repeat for more currencies",
+    )
+    update.set_defaults(func=cmd_merchants)
 
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
         dest="action", required=True
     )
     key = keys.add_parser("create", help="create an API key and print it once")
-    key.add_argument("--merchant", required=True, help="merchant id (mer_…)")
+    _merchant_option(key)
     key.add_argument("--kind", choices=["secret", "publishable"], default="secret")
     key.add_argument("--label", default="")
-    key.set_defaults(func=cmd_keys_create)
+    key.set_defaults(func=cmd_keys)
+    list_keys = keys.add_parser("list", help="a merchant's keys (never the keys themselves)")
+    _merchant_option(list_keys)
+    list_keys.set_defaults(func=cmd_keys)
+    revoke = keys.add_parser(
+        "revoke", help="revoke a key; running servers refuse it within 30 seconds"
+    )
+    revoke.add_argument("key_id", help="key id (key_…), from `referral keys list`")
+    _merchant_option(revoke, required=False)
+    revoke.set_defaults(func=cmd_keys)
 
     rewards = sub.add_parser("rewards", help="reward operations").add_subparsers(
         dest="action", required=True
@@ -296,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     create_batch = payouts.add_parser("create", help="collect approved rewards into a batch")
-    create_batch.add_argument("--merchant", required=True, help="merchant id (mer_…)")
+    _merchant_option(create_batch)
     create_batch.add_argument("--currency", required=True)
     create_batch.add_argument("--kind", choices=["cash", "store_credit"], default="cash")
     create_batch.add_argument("--cutoff", help="ISO 8601 time: rewards approved up to then")
@@ -318,11 +411,23 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     dev.add_parser("reset", help="wipe the embedded database").set_defaults(func=cmd_dev_reset)
+    dev.add_parser(
+        "env", help='the demo\'s key, code and ids for the shell: eval "$(referral dev env)"'
+    ).set_defaults(func=cmd_dev_env)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
+    from referral.lib.logging import configure_logging
+
     args = build_parser().parse_args(argv)
+    # Redacted like the server's; a command's logs go to stderr, its answer to stdout (a key
+    # or `dev env` captured by the shell). serve logs to stdout, as its workers do.
+    configure_logging(
+        os.environ.get("LOG_FORMAT", "auto"),
+        os.environ.get("LOG_LEVEL", "info"),
+        stream=None if args.command == "serve" else sys.stderr,
+    )
     try:
         args.func(args)
     except (CliError, SettingsError, MigrationError) as exc:

@@ -14,22 +14,27 @@ import asyncpg
 from referral.codes.codec import CodeCodec
 from referral.fraud.signals import SignalHasher
 from referral.lib.ids import PublicIds
+from referral.lib.rate_limit import TokenBuckets
 from referral.links.clicks import ClickWriter
 from referral.links.qr import QrCache
 from referral.links.service import CodeResolver
 from referral.links.token import ClickTokenSigner
 from referral.links.visitors import IpHasher
-from referral.merchants.service import Caller
+from referral.merchants.service import KEY_CACHE_SECONDS, Caller
 from referral.settings import Settings
 
 
 @dataclass
 class KeyCache:
     """Authenticated keys for a few seconds: one query less on every checkout call.
-    A revoked key stops working within `ttl` seconds."""
+    A key revoked elsewhere stops working within `ttl` seconds; one revoked through this
+    instance at once (`forget`)."""
 
-    ttl: float = 30.0
+    ttl: float = float(KEY_CACHE_SECONDS)
     entries: dict[bytes, tuple[float, Caller]] = field(default_factory=dict)
+    # Keys forgotten lately are not cached again for `ttl`: a request that read the key
+    # before the revocation committed cannot put it back.
+    forgotten: dict[bytes, float] = field(default_factory=dict)
 
     def get(self, key_hash: bytes) -> Caller | None:
         hit = self.entries.get(key_hash)
@@ -38,9 +43,20 @@ class KeyCache:
         return hit[1]
 
     def put(self, key_hash: bytes, caller: Caller) -> None:
+        now = time.monotonic()
+        if self.forgotten.get(key_hash, 0.0) > now:
+            return
         if len(self.entries) > 10_000:
             self.entries.clear()
-        self.entries[key_hash] = (time.monotonic() + self.ttl, caller)
+        self.entries[key_hash] = (now + self.ttl, caller)
+
+    def forget(self, key_hash: bytes) -> None:
+        """Drop a revoked key now (the database refuses it from its commit on)."""
+        now = time.monotonic()
+        self.entries.pop(key_hash, None)
+        if len(self.forgotten) > 10_000:
+            self.forgotten = {h: t for h, t in self.forgotten.items() if t > now}
+        self.forgotten[key_hash] = now + max(self.ttl, 1.0)
 
 
 @dataclass
@@ -56,6 +72,8 @@ class Runtime:
     signals: SignalHasher
     qr: QrCache
     keys: KeyCache
+    # Per-IP token buckets, one per limit in `settings.rate_limits` (`http/rate_limits.py`).
+    limits: dict[str, TokenBuckets] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings, pool: asyncpg.Pool) -> Runtime:
@@ -70,5 +88,9 @@ class Runtime:
             ip_hasher=IpHasher(settings.ip_hash_key),
             signals=SignalHasher(settings.ip_hash_key),
             qr=QrCache(),
-            keys=KeyCache(ttl=30.0 if settings.code_cache_seconds > 0 else 0.0),
+            keys=KeyCache(ttl=KEY_CACHE_SECONDS if settings.code_cache_seconds > 0 else 0.0),
+            limits={
+                name: TokenBuckets(getattr(settings.rate_limits, name))
+                for name in settings.rate_limits.__struct_fields__
+            },
         )

@@ -12,9 +12,24 @@ from collections.abc import Mapping
 
 import msgspec
 
+from referral.lib.rate_limit import Limit
+
 
 class SettingsError(Exception):
     """The environment does not describe a service that may start."""
+
+
+class RateLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """Per client IP and per process (each instance and worker counts on its own), on the
+    public endpoints that guess or write; `/r/{code}` is never limited. `per_minute` 0: off."""
+
+    # Code lookups and quotes without a secret key (a shop's server, with its secret key, is
+    # never limited: all its calls come from one address).
+    lookups: Limit = Limit(per_minute=60, burst=20)
+    # The share page's forms and share buttons.
+    share_page: Limit = Limit(per_minute=30, burst=10)
+    # Story pages, their images and share buttons (slugs can be guessed, views are counted).
+    story_pages: Limit = Limit(per_minute=120, burst=60)
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,6 +51,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     demo_pages: bool = False
     code_cache_seconds: float = 10.0
     release_interval_seconds: float = 30.0
+    rate_limits: RateLimits = RateLimits()
 
     @property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -86,6 +102,11 @@ def from_env(
             demo_pages=env.get("REFERRAL_DEMO_PAGES", "") == "1",
             release_interval_seconds=float(env.get("RELEASE_INTERVAL_SECONDS", "30")),
             share_token_key=share_token_key,
+            rate_limits=RateLimits(
+                lookups=Limit.parse(env.get("RATE_LIMIT_LOOKUPS", "60/20")),
+                share_page=Limit.parse(env.get("RATE_LIMIT_SHARE_PAGE", "30/10")),
+                story_pages=Limit.parse(env.get("RATE_LIMIT_STORY_PAGES", "120/60")),
+            ),
             **secrets,
         )
     except ValueError as exc:

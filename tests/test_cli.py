@@ -1,27 +1,17 @@
 """The `referral` command as a new user runs it: migrate, seed-demo, serve, a click that
 survives shutdown, a stable banner, a clear error on a busy port or missing secrets.
 
-Each run gets its own REFERRAL_HOME under the project's `.referral/` (the embedded server
-changes the permissions of its parent folders, so not under /tmp); every server and
-subprocess started here is stopped at the end, also when a test fails.
+Each run gets its own REFERRAL_HOME (tests/sandbox.py); every server and subprocess started
+here is stopped at the end, also when a test fails.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
-import secrets
-import shutil
-import signal
 import socket
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -29,145 +19,13 @@ import httpx
 import pytest
 
 from referral.lib.embedded import EmbeddedPostgres
-
-ROOT = Path(__file__).resolve().parent.parent
-_SCRIPT = Path(sys.executable).with_name("referral")
-CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "referral"]
-BANNER = re.compile(r"^  referral is running on .*?/v1/advocates$", re.MULTILINE | re.DOTALL)
-# Variables a developer's shell may carry that would change what the CLI does.
-_CLEARED = ("DATABASE_URL", "PUBLIC_BASE_URL", "HOST", "PORT", "WORKERS", "LOG_FORMAT")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@dataclass
-class Sandbox:
-    home: Path
-    port: int
-    processes: list[subprocess.Popen] = field(default_factory=list)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in _CLEARED and not k.startswith("REFERRAL_")
-        }
-        env.update(
-            REFERRAL_HOME=str(self.home),
-            PUBLIC_BASE_URL=self.base_url,
-            LOG_FORMAT="json",
-            PYTHONUNBUFFERED="1",
-        )
-        env.update(extra)
-        return env
-
-    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60):
-        return subprocess.run(
-            [*CLI, *args],
-            env=env or self.env(),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    def start(self, *args: str, env: dict[str, str] | None = None) -> Server:
-        proc = subprocess.Popen(
-            [*CLI, *args],
-            env=env or self.env(),
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # its own process group: workers can be stopped with it
-        )
-        self.processes.append(proc)
-        return Server(proc)
-
-
-class Server:
-    """A running `referral serve`, its output collected in the background."""
-
-    def __init__(self, proc: subprocess.Popen) -> None:
-        self.proc = proc
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._pump, args=(proc.stdout, self.out), daemon=True),
-            threading.Thread(target=self._pump, args=(proc.stderr, self.err), daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    @staticmethod
-    def _pump(stream, into: list[str]) -> None:
-        for line in stream:
-            into.append(line)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.out)
-
-    def wait_ready(self, base_url: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"serve exited with {self.proc.returncode}:\n{''.join(self.err)[-3000:]}"
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.2)
-        raise AssertionError(f"not ready after {timeout} s:\n{''.join(self.err)[-3000:]}")
-
-    def terminate(self, timeout: float = 30) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=timeout)
-        for reader in self._readers:
-            reader.join(timeout=5)
-        return code
+from tests.sandbox import Sandbox, banner_of, error_lines, sandbox_in
 
 
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
-    box = Sandbox(home=ROOT / ".referral" / f"test-cli-{secrets.token_hex(4)}", port=free_port())
-    try:
+    with sandbox_in("test-cli") as box:
         yield box
-    finally:
-        for proc in box.processes:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=10)
-        if box.home.exists():
-            with contextlib.suppress(subprocess.SubprocessError, OSError):
-                box.run("dev", "reset", timeout=60)
-            EmbeddedPostgres(box.home / "pgdata").stop()
-            shutil.rmtree(box.home, ignore_errors=True)
-
-
-def banner_of(text: str) -> str:
-    match = BANNER.search(text)
-    assert match, f"no banner in:\n{text[-3000:]}"
-    return match.group(0)
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("referral:")]
 
 
 async def clicks_for(home: Path, code: str) -> list[asyncpg.Record]:
@@ -201,7 +59,7 @@ async def test_first_ten_minutes(sandbox: Sandbox):
     assert "demo secret key   sk_test_" in banner
 
     server = sandbox.start("serve", "--port", str(sandbox.port))
-    await asyncio.to_thread(server.wait_ready, sandbox.base_url, 60)
+    await asyncio.to_thread(server.wait_ready, sandbox.base_url, 180)
     assert banner_of(server.output) == banner, "serve prints the same banner as seed-demo"
     async with httpx.AsyncClient(timeout=10) as http:
         response = await http.get(link)
@@ -223,7 +81,7 @@ async def test_first_ten_minutes(sandbox: Sandbox):
 
     # A second start reuses the demo key and code: the banner is identical.
     again = sandbox.start("serve", "--port", str(sandbox.port))
-    await asyncio.to_thread(again.wait_ready, sandbox.base_url, 60)
+    await asyncio.to_thread(again.wait_ready, sandbox.base_url, 180)
     assert banner_of(again.output) == banner
     assert again.terminate() == 0
 
@@ -273,3 +131,38 @@ def test_port_check_ignores_a_recently_stopped_server():
     client.close()
     listener.close()
     _check_port_free("127.0.0.1", port)
+
+
+async def test_banner_names_the_merchants_and_dev_env_repeats_them(sandbox: Sandbox):
+    """A new user learns the merchant id from the banner (the payout commands need it);
+    `dev env` hands the same values to the shell, with the server running."""
+    server = sandbox.start("serve", "--port", str(sandbox.port))
+    await asyncio.to_thread(server.wait_ready, sandbox.base_url, 180)
+    banner = banner_of(server.output)
+    test_id = re.search(r"^  test merchant     (mer_\w+)", banner, re.MULTILINE).group(1)
+    live_id = re.search(r"^  live merchant     (mer_\w+)", banner, re.MULTILINE).group(1)
+    key = re.search(r"demo secret key   (\S+)", banner).group(1)
+    async with httpx.AsyncClient(base_url=sandbox.base_url, timeout=10) as http:
+        me = await http.get("/v1/merchant", headers={"Authorization": f"Bearer {key}"})
+    assert me.status_code == 200, me.text
+    assert (me.json()["id"], me.json()["mode"]) == (test_id, "test")
+
+    listed = await asyncio.to_thread(sandbox.run, "merchants", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert test_id in listed.stdout and live_id in listed.stdout
+
+    # Without PUBLIC_BASE_URL or PORT, `dev env` finds the running server's own base URL.
+    shell = {k: v for k, v in sandbox.env().items() if k != "PUBLIC_BASE_URL"}
+    env = await asyncio.to_thread(sandbox.run, "dev", "env", env=shell)
+    assert env.returncode == 0, env.stderr
+    values = dict(line.split("=", 1) for line in env.stdout.splitlines())
+    assert values["MERCHANT"] == test_id and values["KEY"] == key
+    assert values["BASE"] == sandbox.base_url
+    assert f"(code {values['CODE']})" in banner and values["ADVOCATE"] in banner
+
+    batch = await asyncio.to_thread(
+        sandbox.run, "payouts", "create", "--merchant", test_id, "--currency", "EUR"
+    )
+    assert batch.returncode == 0, batch.stderr
+    assert re.match(r"pay_\w+  1 payee\(s\)", batch.stdout), batch.stdout
+    assert server.terminate() == 0

@@ -55,6 +55,8 @@ class Side:
     line_id: str = ""
     story: dict[str, Any] = field(default_factory=dict)
     event_ids: list[str] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)  # kind -> id of the test-mode keys
+    live_key_ids: set[str] = field(default_factory=set)  # the live twin's own keys
 
     def order_id(self, n: int) -> str:
         return f"ord-{self.tag}-{n}"
@@ -70,6 +72,7 @@ class Side:
             "payout-batches": {self.batch["id"]},
             "events": set(self.event_ids),
             "stories": {self.story["id"]},
+            "keys": set(self.keys.values()),
         }
 
     @property
@@ -168,6 +171,12 @@ async def _make_side(client, tenant: Tenant, tag: str) -> Side:
     await ok("POST", f"/v1/rewards/{side.rewards['fr2']}/reverse", action)
     side.event_ids = [e["id"] for e in (await ok("GET", "/v1/events?limit=100"))["data"]]
     assert side.event_ids
+    side.keys = {k["kind"]: k["id"] for k in (await ok("GET", "/v1/keys?limit=100"))["data"]}
+    assert set(side.keys) == {"secret", "publishable"}, side.keys
+    live = await client.get(
+        "/v1/keys", headers={"Authorization": f"Bearer {tenant.live_secret_key}"}
+    )
+    side.live_key_ids = {k["id"] for k in live.json()["data"]}
     return side
 
 
@@ -456,6 +465,23 @@ CASES: dict[str, Case] = {
         ),
         "not_found",
     ),
+    # the merchant and its keys
+    "GET /v1/merchant": Case(False, lambda w: ("GET", "/v1/merchant", None), "own_data"),
+    "PATCH /v1/merchant": Case(
+        True,
+        lambda w: (
+            "PATCH",
+            "/v1/merchant",
+            {"time_zone": "Pacific/Kiritimati", "payout_minimums": {"EUR": 99}},
+        ),
+        "own_data",
+    ),
+    "GET /v1/keys": Case(True, lambda w: ("GET", "/v1/keys?limit=100", None), "own_rows"),
+    "POST /v1/keys/{key_id}/revoke": Case(
+        True,
+        lambda w: ("POST", f"/v1/keys/{w.a.keys['publishable']}/revoke", None),
+        "not_found",
+    ),
     # payouts
     "POST /v1/payout-batches": Case(
         True, lambda w: ("POST", "/v1/payout-batches", {"currency": "EUR"}), "own_data", 201
@@ -472,6 +498,11 @@ CASES: dict[str, Case] = {
     "GET /v1/payout-batches/{batch_id}/payouts.csv": Case(
         True,
         lambda w: ("GET", f"/v1/payout-batches/{w.a.batch['id']}/payouts.csv", None),
+        "not_found",
+    ),
+    "GET /v1/payout-batches/{batch_id}/paypal": Case(
+        True,
+        lambda w: ("GET", f"/v1/payout-batches/{w.a.batch['id']}/paypal", None),
         "not_found",
     ),
     "GET /v1/payout-batches/{batch_id}/rewards.csv": Case(
@@ -518,6 +549,7 @@ _SNAPSHOT_URLS: list[Callable[[World], str]] = [
     lambda w: f"/v1/payout-batches/{w.a.batch['id']}",
     lambda w: f"/v1/payout-batches/{w.a.batch['id']}/lines",
     lambda w: f"/v1/stories/{w.a.story['id']}",
+    lambda w: "/v1/merchant",
     *(
         (lambda w, kind=kind: f"/v1/{kind}?limit=100")
         for kind in (
@@ -528,6 +560,7 @@ _SNAPSHOT_URLS: list[Callable[[World], str]] = [
             "payout-batches",
             "events",
             "stories",
+            "keys",
         )
     ),
 ]
@@ -541,6 +574,9 @@ async def snapshot(client, world: World) -> dict[str, Any]:
         response = await client.get(url, headers=world.a.tenant.auth)
         assert response.status_code == 200, (url, response.text)
         views[url] = response.json()
+        if url.startswith("/v1/keys"):  # a key's last use changes with every call it makes
+            for key in views[url]["data"]:
+                key.pop("last_used_at")
     return views
 
 
@@ -669,7 +705,9 @@ async def test_lists_return_only_own_rows(client, world, path):
     assert world.a.ids[kind], f"the world has no {kind} for merchant A"
     assert await ids(world.a.tenant.secret_key) == world.a.ids[kind]
     assert await ids(world.b.tenant.secret_key) == world.b.ids[kind]
-    assert await ids(world.a.tenant.live_secret_key) == set()
+    # The live twin is another tenant: it sees its own rows only (its own key, for keys).
+    live = world.a.live_key_ids if kind == "keys" else set()
+    assert await ids(world.a.tenant.live_secret_key) == live
 
 
 async def test_filters_naming_another_merchants_rows_return_nothing(client, world):

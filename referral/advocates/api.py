@@ -16,7 +16,8 @@ from referral.advocates.schemas import (
     VanityCodeCreate,
 )
 from referral.http.deps import CallerDep, Conn, Listing, OnceDep, RuntimeDep
-from referral.lib.errors import API_ERRORS
+from referral.http.rate_limits import rate_limited
+from referral.lib import problem_docs
 from referral.lib.pagination import Page
 from referral.referrals.schemas import ReviewAction
 from referral.share_page import service as share_page
@@ -29,7 +30,16 @@ class AdvocateController(Controller):
 
     @post(
         operation_id="upsertAdvocate",
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "upsertAdvocate",
+            {
+                404: ("program_not_found",),
+                409: ("program_archived",),
+                422: ("invalid_email", "invalid_ip"),
+            },
+            once=True,
+            replay=Advocate,
+        ),
         summary="Get or create a customer's advocate",
         description="Idempotent by (program_id, customer_id): 201 when created, 200 after.",
     )
@@ -46,7 +56,7 @@ class AdvocateController(Controller):
     @get(
         "/{advocate_id:str}",
         operation_id="getAdvocate",
-        responses=API_ERRORS,
+        responses=problem_docs.responses("getAdvocate", {404: ("advocate_not_found",)}),
         summary="Read an advocate",
     )
     async def read(
@@ -54,7 +64,13 @@ class AdvocateController(Controller):
     ) -> Advocate:
         return await service.get(conn, runtime=runtime, caller=caller, advocate_id=advocate_id)
 
-    @get(operation_id="listAdvocates", responses=API_ERRORS, summary="List advocates")
+    @get(
+        operation_id="listAdvocates",
+        responses=problem_docs.responses(
+            "listAdvocates", {404: ("advocate_not_found", "program_not_found")}
+        ),
+        summary="List advocates",
+    )
     async def list(
         self,
         conn: Conn,
@@ -75,7 +91,21 @@ class AdvocateController(Controller):
     @post(
         "/{advocate_id:str}/codes",
         operation_id="addVanityCode",
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "addVanityCode",
+            {
+                404: ("advocate_not_found",),
+                409: ("code_taken",),
+                422: (
+                    "vanity_code_length",
+                    "vanity_code_charset",
+                    "vanity_code_reserved",
+                    "vanity_code_ambiguous",
+                ),
+            },
+            once=True,
+            replay=Advocate,
+        ),
         summary="Give an advocate a vanity code",
         description="4-20 letters or digits, unique deployment-wide (confusable characters "
         "count as one), not a reserved word, not readable as a generated code.",
@@ -98,7 +128,9 @@ class AdvocateController(Controller):
     @post(
         "/{advocate_id:str}/share-url",
         operation_id="createShareUrl",
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "createShareUrl", {404: ("advocate_not_found",)}, once=True, replay=ShareUrl
+        ),
         summary="A signed link to the advocate's share page",
         description="For the shop to hand to its customer: their link, QR code, share "
         "buttons, referrals, rewards and stories, and their contact preference. The URL is "
@@ -128,7 +160,9 @@ class AdvocateController(Controller):
     @post(
         "/{advocate_id:str}/contact-preference",
         operation_id="setContactPreference",
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "setContactPreference", {404: ("advocate_not_found",)}, once=True
+        ),
         summary="Set how the advocate wants to hear about rewards",
         description="email, sms or none; readable on the advocate and sent with every "
         "advocate-side `reward.*` event as `contact_preference`.",
@@ -161,7 +195,11 @@ class CodeController(Controller):
     @get(
         "/{code:str}",
         operation_id="getCode",
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "getCode",
+            {404: ("code_not_found",), 429: ("too_many_requests",)},
+        ),
+        guards=[rate_limited("lookups", except_secret_keys=True)],  # code guessing
         summary="Check a referral code",
         description="Readable with a publishable key: codes are public.",
     )
@@ -179,7 +217,9 @@ class SuspensionController(Controller):
     @post(
         "/{advocate_id:str}/reactivate",
         operation_id="reactivateAdvocate",
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "reactivateAdvocate", {404: ("advocate_not_found",)}, once=True
+        ),
         status_code=200,
         summary="Lift the suspension of an advocate's codes",
         description="The rule rejected_referrals suspends an advocate's codes; this enables "

@@ -33,7 +33,9 @@ COLUMNS = """t.id, t.program_id, t.customer_id, t.email, t.name, t.created_at, t
     WHERE c.merchant_id = t.merchant_id AND c.advocate_id = t.id AND c.kind = 'vanity'
       AND c.status = 'active') AS vanity_codes,
   (SELECT coalesce(sum(r.clicks), 0)::bigint FROM click_rollups r
-    WHERE r.merchant_id = t.merchant_id AND r.advocate_id = t.id) AS clicks"""
+    WHERE r.merchant_id = t.merchant_id AND r.advocate_id = t.id) AS clicks,
+  (SELECT coalesce(sum(r.unique_clicks), 0)::bigint FROM click_rollups r
+    WHERE r.merchant_id = t.merchant_id AND r.advocate_id = t.id) AS unique_clicks"""
 
 GET = f"SELECT {COLUMNS} FROM advocates t WHERE t.merchant_id = $1 AND t.id = $2"
 
@@ -103,6 +105,7 @@ class AdvocateRow(msgspec.Struct, frozen=True):
     suspended_at: datetime | None
     vanity_codes: list[str]
     clicks: int
+    unique_clicks: int
 
 
 class CodeInfoRow(msgspec.Struct, frozen=True):

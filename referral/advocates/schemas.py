@@ -8,11 +8,30 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+# Patterns read the same by Python's `re` (the decoder) and by ECMA-262 (how JSON Schema
+# readers, fuzzers included, read the spec): no `\s` or `.` alone, which differ on
+# \x1c-\x1f, \x85, \ufeff and line separators.
+_SPACE = r"\s\x1c-\x1f\x85\ufeff"
+_LINE = r"[^\n\r\u2028\u2029]"
 CustomerId = Annotated[
-    str, Meta(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$", examples=["cus_1042"])
+    str,
+    Meta(
+        min_length=1,
+        max_length=200,
+        pattern=rf"^[^{_SPACE}]({_LINE}*[^{_SPACE}])?$",  # no space at either end
+        examples=["cus_1042"],
+    ),
 ]
 Email = Annotated[
-    str, Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$", examples=["anna@example.com"])
+    str,
+    Meta(
+        max_length=254,
+        pattern=rf"^[^@{_SPACE}]+@[^@{_SPACE}]+$",
+        examples=["anna@example.com"],
+        description="Where payouts are sent: checked strictly (a dot-atom local part "
+        "starting with a letter, digit or _, at most 64 characters, and a domain such as "
+        "example.com), else 422 invalid_email",
+    ),
 ]
 
 
@@ -29,7 +48,17 @@ class AdvocateUpsert(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class VanityCodeCreate(msgspec.Struct, forbid_unknown_fields=True):
-    code: Annotated[str, Meta(min_length=1, max_length=40, examples=["ANNA10"])]
+    code: Annotated[
+        str,
+        Meta(
+            min_length=4,
+            max_length=40,
+            examples=["ANNA10"],
+            description="4 to 20 letters A-Z or digits once spaces, dashes and underscores "
+            "are dropped (case does not matter); not a reserved word, not one that reads as "
+            "a generated code or a friend coupon, else 422 `vanity_code_*`",
+        ),
+    ]
 
 
 ContactPreference = Annotated[
@@ -71,7 +100,16 @@ class Advocate(msgspec.Struct):
     link: str
     share_links: dict[str, str]
     qr: QrLinks
-    clicks: int
+    clicks: Annotated[
+        int, Meta(ge=0, description="Clicks on the advocate's links (bots and HEAD not counted)")
+    ]
+    unique_clicks: Annotated[
+        int,
+        Meta(
+            ge=0,
+            description="Unique clicks: one per visitor per day (the merchant's calendar day)",
+        ),
+    ]
     contact_preference: str
     # Set while the fraud engine has suspended the advocate's codes (too many rejected
     # referrals); `POST /v1/advocates/{id}/reactivate` lifts it.

@@ -18,6 +18,7 @@ from referral.codes.codec import VanityCodeError, lookup_key
 from referral.events import service as events
 from referral.fraud import service as fraud
 from referral.fraud.signals import parse_ip
+from referral.lib.emails import payout_email_problem
 from referral.lib.errors import Conflict, InvalidInput, NotFound
 from referral.lib.pagination import Cursor, Page
 from referral.merchants.service import Caller
@@ -49,6 +50,7 @@ def _to_advocate(runtime: Runtime, caller: Caller, row: repo.AdvocateRow) -> Adv
         share_links=share,
         qr=qr,
         clicks=row.clicks,
+        unique_clicks=row.unique_clicks,
         contact_preference=row.contact_preference,
         suspended_at=row.suspended_at,
         created_at=row.created_at,
@@ -60,6 +62,16 @@ async def upsert(
     conn: asyncpg.Connection, *, runtime: Runtime, caller: Caller, data: AdvocateUpsert
 ) -> tuple[Advocate, bool]:
     """(advocate, created). Concurrent calls for one customer all get the same advocate."""
+    if data.email is not None and payout_email_problem(data.email) is not None:
+        # Payouts are sent to this address: it is checked as strictly as the exports check
+        # it, so a payee never reaches a batch with an address no file can pay.
+        raise InvalidInput(
+            "email is not an address payouts can be sent to (letters, digits and "
+            "!#$%&'*+/=?^_`{|}~- in dotted parts starting with a letter, digit or _, "
+            "then @ and a domain such as example.com)",
+            code="invalid_email",
+            field="email",
+        )
     program_id = runtime.ids.decode("program", data.program_id)
     status = await repo.program_status(conn, caller.merchant_id, program_id)
     if status is None:
@@ -73,7 +85,7 @@ async def upsert(
         caller.merchant_id,
         program_id,
         data.customer_id,
-        data.email.strip() if data.email else None,
+        data.email,
         data.name,
     )
     advocate_id = row.id

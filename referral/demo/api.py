@@ -11,6 +11,7 @@ from litestar import Request, Response, Router, get
 from litestar.params import FromQuery
 
 from referral.runtime import Runtime
+from referral.web import security
 
 
 @get("/demo/landing", include_in_schema=False)
@@ -28,9 +29,11 @@ async def demo_landing(
     token_js = html.escape(ref_token if token else "")
     base_h = html.escape(base)
     order_suffix = token.click_id[:8] if token else "1"
+    nonce = security.new_nonce()
     body = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>Demo shop</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:3rem auto;padding:0 1rem}}
+<style nonce="{nonce}">
+body{{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:3rem auto;padding:0 1rem}}
 code,pre{{background:#f4f4f4;padding:.1rem .3rem;border-radius:4px}}pre{{padding:1rem;
 overflow-x:auto}}</style></head><body>
 <h1>Welcome to the demo shop</h1>
@@ -55,7 +58,7 @@ curl -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" \\
 # 3. The rewards, approved once the hold has passed
 curl -H "Authorization: Bearer $KEY" "{base_h}/v1/rewards?status=approved"</pre>
 </body></html>"""
-    return Response(body, media_type="text/html")
+    return Response(body, media_type="text/html", headers=security.page_headers(nonce))
 
 
 demo_router = Router(path="/", route_handlers=[demo_landing])

@@ -30,6 +30,7 @@ DEMO_SHARE_EXPIRY = datetime(2099, 12, 31, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Demo:
+    merchants: dict[str, str]  # mode to public merchant id: the demo keys' (test) and its twin
     secret_key: str
     publishable_key: str
     program_id: str
@@ -82,10 +83,12 @@ async def seed_demo(pool: asyncpg.Pool, *, runtime: Runtime, keys: dict[str, str
             ),
         )
         story_url = await _published_story(conn, runtime, caller, advocate)
+        twins = await repo.twins(conn, caller.merchant_id)
         share = share_page.share_url_until(
             runtime.settings, advocate_id=advocate.id, expires_at=DEMO_SHARE_EXPIRY
         )
     return Demo(
+        merchants={mode: runtime.ids.encode("merchant", id_) for mode, id_ in twins.items()},
         share_page=share.url,
         story=story_url,
         secret_key=keys["secret_key"],
@@ -152,10 +155,15 @@ async def _published_story(conn: asyncpg.Connection, runtime: Runtime, caller: C
 
 def banner(demo: Demo, base_url: str) -> str:
     key = demo.secret_key
+    about = {"test": "the demo keys' merchant", "live": "its live-mode twin"}
+    merchants = "".join(
+        f"  {f'{mode} merchant':<18}{merchant_id}  ({about[mode]})\n"
+        for mode, merchant_id in demo.merchants.items()
+    )
     return f"""
   referral is running on {base_url}
 
-  demo secret key   {key}
+{merchants}  demo secret key   {key}
   demo program      {demo.program_id}
   demo advocate     {demo.advocate_id}  (code {demo.code})
   referral link     {demo.link}
@@ -163,9 +171,11 @@ def banner(demo: Demo, base_url: str) -> str:
   share page        {demo.share_page}
   story             {demo.story or "(none: the demo order earned no reward)"}
   API docs          {base_url}/openapi
+  CLI               .venv/bin/referral merchants list   (or: make cli ARGS="merchants list")
 
   try:
     curl -i {demo.link}
+    curl -H "Authorization: Bearer {key}" {base_url}/v1/merchant
     curl -H "Authorization: Bearer {key}" {base_url}/v1/advocates/{demo.advocate_id}
     curl -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
          -d '{{"program_id": "{demo.program_id}", "customer_id": "cus_42"}}' {base_url}/v1/advocates

@@ -8,14 +8,14 @@ from litestar.params import FromQuery
 from referral.events import service
 from referral.events.schemas import Event
 from referral.http.deps import CallerDep, Conn, RuntimeDep
-from referral.lib.errors import API_ERRORS
+from referral.lib import problem_docs
 from referral.lib.pagination import Limit, Page, StartingAfter
 
 
 @get(
     "/v1/events",
     operation_id="listEvents",
-    responses=API_ERRORS,
+    responses=problem_docs.responses("listEvents", {404: ("event_not_found",)}),
     tags=["events"],
     summary="List events (the outbox)",
     security=[{"secretKey": []}],

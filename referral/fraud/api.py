@@ -9,7 +9,7 @@ from referral.fraud import service
 from referral.fraud.policy import FraudPolicy
 from referral.fraud.schemas import Backtest, BacktestRequest, PolicyDocument
 from referral.http.deps import CallerDep, Conn, RuntimeDep
-from referral.lib.errors import API_ERRORS
+from referral.lib import problem_docs
 
 
 class FraudPolicyController(Controller):
@@ -19,7 +19,7 @@ class FraudPolicyController(Controller):
 
     @get(
         operation_id="getFraudPolicy",
-        responses=API_ERRORS,
+        responses=problem_docs.responses("getFraudPolicy", {404: ("program_not_found",)}),
         summary="Read a program's fraud policy",
         description="Every rule with its switch, action (flag, review or block), weight and "
         "parameters, defaults filled in, and the policy's version.",
@@ -33,7 +33,9 @@ class FraudPolicyController(Controller):
 
     @put(
         operation_id="putFraudPolicy",
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "putFraudPolicy", {404: ("program_not_found",), 422: ("invalid_fraud_policy",)}
+        ),
         summary="Replace a program's fraud policy",
         description="The whole policy; fields left out take their defaults. Validated as a "
         "whole: a bad policy is refused with the path of each problem and nothing changes. "
@@ -58,7 +60,10 @@ class FraudPolicyController(Controller):
     @post(
         "/backtest",
         operation_id="backtestFraudPolicy",
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "backtestFraudPolicy",
+            {404: ("program_not_found",), 422: ("invalid_time_range", "invalid_fraud_policy")},
+        ),
         status_code=200,
         summary="Try a candidate policy on past referrals",
         description="Replays the referrals created in the range with the features stored at "

@@ -1,8 +1,9 @@
 """A program's fraud policy as data: per rule enabled, action, weight and parameters.
 
 The whole policy is one msgspec struct, so a PUT is decoded and checked in one step: every
-field is typed and bounded, and cross-field checks (CIDRs, domain patterns, score order)
-run in `__post_init__`, which msgspec reports as a validation error at the field's path.
+field is typed and bounded, and the checks JSON Schema cannot state (CIDRs, domain patterns,
+score order) run in `__post_init__` and refuse the policy as a 422 `invalid_fraud_policy`
+naming the field.
 A bad policy is refused whole, never half-applied. Missing fields take the defaults below.
 """
 
@@ -16,6 +17,7 @@ import msgspec
 from msgspec import Meta
 
 from referral.lib.emails import normalise_email
+from referral.lib.errors import InvalidInput
 
 Action = Literal["flag", "review", "block"]
 Weight = Annotated[int, Meta(ge=0, le=100, description="Added to the score when the rule fires")]
@@ -60,10 +62,16 @@ def _lowered(values: list[str]) -> list[str]:
     return [v.strip().lower() for v in values]
 
 
-def _check_all(values: list[str], pattern: re.Pattern[str], what: str) -> None:
+def _refuse(where: str, message: str) -> InvalidInput:
+    """A rule the schema cannot state (a CIDR, a score order): a 422 naming the field. Not a
+    ValueError, which msgspec would turn into a 400 as if the JSON had the wrong shape."""
+    return InvalidInput(f"{where}: {message}", code="invalid_fraud_policy")
+
+
+def _check_all(values: list[str], pattern: re.Pattern[str], what: str, where: str) -> None:
     for value in values:
         if not pattern.match(value):
-            raise ValueError(f"{value!r} is not a valid {what}")
+            raise _refuse(where, f"{value!r} is not a valid {what}")
 
 
 class Rule(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -124,7 +132,8 @@ class DisposableEmail(Rule, kw_only=True):
     def __post_init__(self) -> None:
         self.extra_domains = _lowered(self.extra_domains)
         self.allowed_domains = _lowered(self.allowed_domains)
-        _check_all(self.extra_domains + self.allowed_domains, _DOMAIN_PATTERN, "domain")
+        where = "disposable_email"
+        _check_all(self.extra_domains + self.allowed_domains, _DOMAIN_PATTERN, "domain", where)
 
 
 class AdvocateVelocity(Rule, kw_only=True):
@@ -157,18 +166,21 @@ class Blocklist(Rule, kw_only=True):
     referring_domains: Patterns = []
 
     def __post_init__(self) -> None:
-        _check_all(_lowered(self.emails), _EMAIL_PATTERN, "email pattern")
+        _check_all(_lowered(self.emails), _EMAIL_PATTERN, "email pattern", "blocklist.emails")
         # Friends' emails are compared normalised (Gmail dots, +tags): so are the entries.
         self.emails = [e if "*" in e else (normalise_email(e) or e) for e in _lowered(self.emails)]
         self.email_domains = _lowered(self.email_domains)
         self.referring_domains = _lowered(self.referring_domains)
-        _check_all(self.email_domains + self.referring_domains, _DOMAIN_PATTERN, "domain")
-        _check_all(self.customer_ids, _CUSTOMER_PATTERN, "customer id pattern")
+        domains = self.email_domains + self.referring_domains
+        _check_all(domains, _DOMAIN_PATTERN, "domain", "blocklist")
+        ids = self.customer_ids
+        _check_all(ids, _CUSTOMER_PATTERN, "customer id pattern", "blocklist.customer_ids")
         for entry in self.ips:
             try:
                 ipaddress.ip_network(entry, strict=False)
             except ValueError:
-                raise ValueError(f"{entry!r} is not an IP address or CIDR network") from None
+                message = f"{entry!r} is not an IP address or CIDR network"
+                raise _refuse("blocklist.ips", message) from None
 
 
 class DealSiteReferrer(Rule, kw_only=True):
@@ -176,7 +188,7 @@ class DealSiteReferrer(Rule, kw_only=True):
 
     def __post_init__(self) -> None:
         self.domains = _lowered(self.domains)
-        _check_all(self.domains, _DOMAIN_PATTERN, "domain")
+        _check_all(self.domains, _DOMAIN_PATTERN, "domain", "deal_site_referrer.domains")
 
 
 class ReciprocalReferral(Rule, kw_only=True):
@@ -228,9 +240,10 @@ class FraudPolicy(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     def __post_init__(self) -> None:
         if self.review_score > self.block_score:
-            raise ValueError(
+            raise _refuse(
+                "review_score",
                 f"review_score ({self.review_score}) must not exceed "
-                f"block_score ({self.block_score})"
+                f"block_score ({self.block_score})",
             )
 
 

@@ -49,7 +49,7 @@ SELECT
     (SELECT count(*) FROM referrals
      WHERE merchant_id = $1 AND advocate_id = $5 AND status = 'rejected'
        AND created_at > greatest(
-           now() - make_interval(days => $10),
+           now() - make_interval(days => $10::int),
            (SELECT coalesce(reactivated_at, '-infinity') FROM advocates
             WHERE merchant_id = $1 AND id = $5))
        AND rejection_reason = ANY($11::text[])) AS advocate_rejected

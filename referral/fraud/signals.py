@@ -11,6 +11,7 @@ import ipaddress
 import re
 import unicodedata
 
+from referral.lib.errors import InvalidInput
 from referral.lib.keyed_hash import HmacSha256
 
 _ABBREVIATIONS = {
@@ -32,13 +33,17 @@ _ABBREVIATIONS = {
 
 
 def parse_ip(raw: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The shop's `ip` field; unparseable means unknown, never an error at checkout."""
-    if not raw:
+    """The shop's `ip` field: absent or empty means unknown; anything else must be an IPv4
+    or IPv6 address (a 422 naming the field), so a shop sending the wrong value hears of it
+    instead of silently losing its fraud signals."""
+    if raw is None or not raw.strip():
         return None
     try:
         return ipaddress.ip_address(raw.strip())
     except ValueError:
-        return None
+        raise InvalidInput(
+            "ip must be an IPv4 or IPv6 address (or null when unknown)", code="invalid_ip"
+        ) from None
 
 
 def normalise_address(

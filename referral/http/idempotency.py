@@ -12,6 +12,7 @@ resource of the route (`/v1/rewards/A/approve` vs `.../B/approve`), gets 409
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,7 +27,19 @@ from referral.merchants.service import Caller
 HEADER = "idempotency-key"
 _MAX_KEY = 255
 
+_PRINTABLE = re.compile(rf"[\x20-\x7e]{{1,{_MAX_KEY}}}")
+
 Call = Callable[[], Awaitable[Any]]
+
+
+def _check_key(key: str) -> None:
+    """1-255 printable ASCII characters: a control character or a byte beyond ASCII is
+    refused before it reaches a lock or a row."""
+    if not _PRINTABLE.fullmatch(key):
+        raise InvalidInput(
+            f"the Idempotency-Key header must be 1-{_MAX_KEY} printable ASCII characters",
+            code="invalid_idempotency_key",
+        )
 
 
 def _canonical_hash(path: str, body: bytes) -> bytes:
@@ -65,10 +78,7 @@ class Once:
         if key is None:
             code, body = _shaped(await call(), status)
             return Response(body, status_code=code)
-        if not key or len(key) > _MAX_KEY:
-            raise InvalidInput(
-                f"Idempotency-Key must be 1-{_MAX_KEY} characters", code="invalid_idempotency_key"
-            )
+        _check_key(key)
         route = f"{request.method} {min(request.route_handler.paths)}"
         request_hash = _canonical_hash(request.url.path, await request.body())
         if not await repo.try_lock(conn, caller.merchant_id, f"{route}|{key}"):

@@ -3,7 +3,14 @@ cursor, creation-time range) and handed down as one `ListQuery`."""
 
 from __future__ import annotations
 
-from referral.lib.pagination import CreatedBefore, CreatedFrom, Limit, ListQuery, StartingAfter
+from referral.lib.pagination import (
+    CreatedBefore,
+    CreatedFrom,
+    Limit,
+    ListQuery,
+    StartingAfter,
+    query_time,
+)
 
 __all__ = ["ListQuery", "provide_list_query"]
 
@@ -17,6 +24,6 @@ def provide_list_query(
     return ListQuery(
         limit=limit,
         starting_after=starting_after,
-        created_from=created_from,
-        created_before=created_before,
+        created_from=query_time("created_from", created_from),
+        created_before=query_time("created_before", created_before),
     )

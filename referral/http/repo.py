@@ -14,7 +14,7 @@ WHERE merchant_id = $1 AND route = $2 AND key = $3
 
 STORE = """
 INSERT INTO idempotency_keys (merchant_id, route, key, request_hash, status_code, response)
-VALUES ($1, $2, $3, $4, $5, $6)
+VALUES ($1, $2, $3, $4, $5::int, $6)
 """
 
 

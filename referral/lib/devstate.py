@@ -44,3 +44,17 @@ def demo_keys() -> dict[str, str]:
             "publishable_key": f"pk_test_{secrets.token_urlsafe(24)}",
         },
     )
+
+
+def remember_base_url(base_url: str) -> None:
+    """What the last `referral serve` printed as its base URL, for `referral dev env`."""
+    path = home() / "server.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"base_url": base_url}))
+
+
+def served_base_url() -> str | None:
+    try:
+        return json.loads((home() / "server.json").read_text())["base_url"]
+    except (OSError, ValueError, KeyError):
+        return None

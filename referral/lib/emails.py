@@ -8,6 +8,8 @@ dots can be significant there.
 
 from __future__ import annotations
 
+import re
+
 _GMAIL = frozenset({"gmail.com", "googlemail.com"})
 _PLUS_ADDRESSING = frozenset(
     {
@@ -51,3 +53,31 @@ def normalise_email(raw: str | None) -> str | None:
     if not local:
         return None
     return f"{local}@{domain}"
+
+
+# --- payout emails ----------------------------------------------------------------------
+# An address money is sent to is validated strictly, never rewritten: a dot-atom local part
+# (RFC 5322) that starts with a letter, digit or underscore (so no spreadsheet reads it as a
+# formula and no export has to escape it), at most 64 characters; a domain of at least two
+# LDH labels ending in an alphabetic or punycode top-level label; at most 254 characters.
+# The same expression is the SQL function `payout_email_problem()` (sql/0008), which the
+# exports use; tests/payouts check the two agree.
+_ATEXT = "A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
+_LABEL = "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_LOCAL = f"[A-Za-z0-9_][{_ATEXT}]*([.][{_ATEXT}]+)*"
+_TOP = "([A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})"
+PAYOUT_EMAIL_REGEX = f"^{_LOCAL}@({_LABEL}[.])+{_TOP}$"
+_PAYOUT_EMAIL = re.compile(PAYOUT_EMAIL_REGEX)
+
+
+def payout_email_problem(value: str | None) -> str | None:
+    """Why money cannot be sent to this address (`no_email`, `invalid_email`), or None."""
+    if not value:
+        return "no_email"
+    if (
+        len(value) > 254
+        or len(value.partition("@")[0]) > 64
+        or _PAYOUT_EMAIL.fullmatch(value) is None
+    ):
+        return "invalid_email"
+    return None

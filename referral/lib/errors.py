@@ -18,6 +18,8 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.utils.scope.state import ScopeState
 
 from referral.lib.logging import loggable_path
 
@@ -29,6 +31,7 @@ class AppError(Exception):
     status = 400
     code = "bad_request"
     title = "Bad request"
+    headers: dict[str, str] = {}  # response headers the status calls for
 
     def __init__(self, detail: str, *, code: str | None = None, **extra: Any) -> None:
         super().__init__(detail)
@@ -48,6 +51,8 @@ class Unauthorized(AppError):
     status = 401
     code = "unauthorized"
     title = "Missing or invalid API key"
+    # RFC 9110: a 401 names the scheme to authenticate with.
+    headers = {"www-authenticate": 'Bearer realm="referral"'}
 
 
 class Forbidden(AppError):
@@ -94,7 +99,9 @@ def problem(
 
 
 def _app_error(request: Request, exc: AppError) -> Response[dict[str, Any]]:
-    return problem(exc.status, exc.code, exc.title, exc.detail, request, **exc.extra)
+    return problem(
+        exc.status, exc.code, exc.title, exc.detail, request, headers=exc.headers, **exc.extra
+    )
 
 
 def _validation_error(request: Request, exc: ValidationException) -> Response[dict[str, Any]]:
@@ -124,13 +131,14 @@ _HTTP_CODES = {
     413: ("payload_too_large", "Payload too large"),
     415: ("unsupported_media_type", "Unsupported media type"),
     429: ("too_many_requests", "Too many requests"),
+    503: ("service_unavailable", "Service unavailable"),
 }
 
 
 def _http_error(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:
     status = exc.status_code
     code, title = _HTTP_CODES.get(status, ("http_error", "HTTP error"))
-    if status >= 500:
+    if status >= 500 and status not in _HTTP_CODES:
         return _internal_error(request, exc)
     detail = exc.detail or title
     if isinstance(exc, NotFoundException) and detail == "Not Found":
@@ -144,23 +152,77 @@ def _http_error(request: Request, exc: HTTPException) -> Response[dict[str, Any]
     return problem(status, code, title, detail, request, headers=dict(exc.headers or {}))
 
 
-def _nul_in_text(request: Request, exc: asyncpg.PostgresError) -> Response[dict[str, Any]]:
-    """PostgreSQL refuses NUL characters in text and JSON: the input's fault, never a 500."""
+# Data exceptions (SQLSTATE class 22, and asyncpg's own refusal to encode a parameter) come
+# from the request's values: a 422, never a 500, and never the driver's text (it quotes SQL
+# parameters, which may be anyone's data).
+_TEXT_ERRORS = (
+    asyncpg.exceptions.CharacterNotInRepertoireError,
+    asyncpg.exceptions.UntranslatableCharacterError,
+)
+_RANGE_ERRORS = (
+    asyncpg.exceptions.NumericValueOutOfRangeError,
+    asyncpg.exceptions.DatetimeFieldOverflowError,
+    asyncpg.exceptions.IntervalFieldOverflowError,
+)
+
+
+def _data_error(request: Request, exc: asyncpg.exceptions.DataError) -> Response[dict[str, Any]]:
+    """A value the database cannot hold or read, mapped once for every asyncpg DataError."""
+    if isinstance(exc, _TEXT_ERRORS):
+        # PostgreSQL refuses NUL characters in text and JSON.
+        return problem(
+            422,
+            "invalid_text",
+            "Invalid input",
+            "text may not contain NUL characters (\\u0000)",
+            request,
+        )
+    if isinstance(exc, _RANGE_ERRORS) or isinstance(exc.__cause__, OverflowError):
+        # The server's "out of range", or asyncpg refusing to encode e.g. an int4 parameter.
+        return problem(
+            422,
+            "value_out_of_range",
+            "Invalid input",
+            "a number or time in the request is out of the range that can be stored",
+            request,
+        )
+    log.warning(
+        "data_error",
+        error=type(exc).__name__,
+        sqlstate=getattr(exc, "sqlstate", None),
+        path=loggable_path(request.url.path),
+    )
     return problem(
         422,
-        "invalid_text",
+        "unstorable_value",
         "Invalid input",
-        "text may not contain NUL characters (\\u0000)",
+        "a value in the request cannot be stored",
         request,
     )
 
 
-def _unstorable_value(request: Request, exc: asyncpg.exceptions._base.DataError) -> Response:
-    """A number the database cannot hold (asyncpg refuses it before sending the query)."""
-    if "out of" not in str(exc):  # another encoding failure is a bug in the service
-        return _internal_error(request, exc)
+# While the database is unreachable (refused, reset, shut down, out of connections) a call
+# answers 503 with Retry-After, as /readyz does: the client retries, nothing was done.
+RETRY_AFTER_SECONDS = 5
+DATABASE_UNAVAILABLE = (
+    OSError,  # refused, reset, unreachable, timed out (TimeoutError is an OSError)
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutdown, starting up, cancelled
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+)
+
+
+def _database_unavailable(request: Request, exc: Exception) -> Response[dict[str, Any]]:
+    log.warning(
+        "database_unavailable", error=type(exc).__name__, path=loggable_path(request.url.path)
+    )
     return problem(
-        422, "value_out_of_range", "Invalid input", "a number in the request is too large", request
+        503,
+        "database_unavailable",
+        "Service unavailable",
+        "the database cannot be reached right now; nothing was changed, retry shortly",
+        request,
+        headers={"retry-after": str(RETRY_AFTER_SECONDS)},
     )
 
 
@@ -181,6 +243,50 @@ def _internal_error(request: Request, exc: Exception) -> Response[dict[str, Any]
     )
 
 
+_LAST_RESORT = msgspec.json.encode(
+    {
+        "type": PROBLEM_BASE + "internal_error",
+        "title": "Internal error",
+        "status": 500,
+        "detail": "Something went wrong on our side; "
+        "the request id in X-Request-ID identifies it in the logs",
+        "code": "internal_error",
+    }
+)
+
+
+def problem_guard(app: ASGIApp) -> ASGIApp:
+    """The last line behind the exception handlers: an exception that escapes them (one
+    raised while rendering a problem, or by a middleware outside Litestar's routing) still
+    answers a problem+json 500, never a bare one. After the response started, nothing can be
+    said any more: the server ends the connection. It wraps nothing per request (Litestar
+    already records whether a response started), so the redirect's hot path pays nothing."""
+
+    async def guard(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await app(scope, receive, send)
+        except Exception as exc:
+            if scope["type"] != "http" or ScopeState.from_scope(scope).response_started:
+                raise
+            log.error("unhandled_error", exc_info=exc, path=loggable_path(scope.get("path", "")))
+            try:
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-type", b"application/problem+json"),
+                            (b"content-length", str(len(_LAST_RESORT)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": _LAST_RESORT})
+            except Exception:  # a start went out unrecorded: the server ends the connection
+                raise exc from None
+
+    return guard
+
+
 class Problem(msgspec.Struct):
     """RFC 9457 problem details; `code` is the stable name to branch on."""
 
@@ -199,6 +305,7 @@ _RESPONSE_TEXT = {
     404: "Not found, or owned by another merchant",
     409: "Conflicts with the current state",
     422: "Well-formed but not acceptable",
+    503: "The database cannot be reached right now; retry after `Retry-After` seconds",
 }
 
 
@@ -223,9 +330,8 @@ EXCEPTION_HANDLERS = {
     AppError: _app_error,
     ValidationException: _validation_error,
     HTTPException: _http_error,
-    asyncpg.exceptions.CharacterNotInRepertoireError: _nul_in_text,
-    asyncpg.exceptions.UntranslatableCharacterError: _nul_in_text,
-    asyncpg.exceptions._base.DataError: _unstorable_value,
+    asyncpg.exceptions.DataError: _data_error,
+    **dict.fromkeys(DATABASE_UNAVAILABLE, _database_unavailable),
     RecursionError: _too_deep,
     Exception: _internal_error,
 }

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Generic, TypeVar
 
 import msgspec
+from litestar.exceptions import ValidationException
 from litestar.params import QueryParameter
 
 from referral.lib.ids import PublicIds
@@ -18,12 +19,37 @@ StartingAfter = Annotated[
     str | None,
     QueryParameter(description="Return items after this id (the last id of the previous page)"),
 ]
+# Times in a query are RFC 3339 text, read strictly (`query_time`): Litestar's own reading of
+# a `datetime` parameter is msgspec's lax one, where `created_from=0.5` is 1970-01-01.
+_RFC3339 = {"format": "date-time"}
 CreatedFrom = Annotated[
-    datetime | None, QueryParameter(description="Only items created at or after this time")
+    str | None,
+    QueryParameter(
+        description="Only items created at or after this time (RFC 3339)", schema_extra=_RFC3339
+    ),
 ]
 CreatedBefore = Annotated[
-    datetime | None, QueryParameter(description="Only items created before this time")
+    str | None,
+    QueryParameter(
+        description="Only items created before this time (RFC 3339)", schema_extra=_RFC3339
+    ),
 ]
+
+
+def query_time(name: str, value: str | None) -> datetime | None:
+    """A time from the query string: RFC 3339 with a time zone, or a 400 naming the parameter."""
+    if value is None:
+        return None
+    try:
+        parsed = msgspec.convert(value, datetime, strict=True)
+    except msgspec.ValidationError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        message = "Expected an RFC 3339 time with a time zone, e.g. 2026-01-31T12:00:00Z"
+        raise ValidationException(
+            detail=message, extra=[{"key": name, "message": message, "source": "query"}]
+        )
+    return parsed
 
 
 class Page(msgspec.Struct, Generic[T]):

@@ -20,13 +20,17 @@ from urllib.parse import parse_qsl, urlsplit
 from litestar import Request, Response, Router, get, head
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.response import Redirect
 from litestar.types import ASGIApp, HTTPScope, Receive, Send
 
-from referral.lib.errors import PUBLIC_ERRORS, NotFound, problem_responses
+from referral.http.head import answer_head_as_get
+from referral.lib import problem_docs
+from referral.lib.errors import NotFound
 from referral.links import qr as qr_images
 from referral.links import service
 from referral.links.visitors import client_ip, is_bot
 from referral.runtime import Runtime
+from referral.web import security
 
 VISITOR_COOKIE = "rv"
 _VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{16,43}$")
@@ -100,6 +104,7 @@ def _trusted_networks(
 
 def _unknown_link_page() -> bytes:
     return _PAGE.format(
+        css=_PAGE_CSS,
         title="This referral link does not work any more",
         text="The code in this link is unknown or no longer active. "
         "Ask your friend for a new link, or visit the shop directly.",
@@ -127,10 +132,11 @@ async def serve_referral_link(scope: HTTPScope, receive: Receive, send: Send) ->
         if target is not None and target.fallback_url:
             location = (b"location", target.fallback_url.encode("latin-1"))
             await _respond(send, 302, [location, _NO_STORE, *_EMPTY_TEXT], b"")
-        elif method == "HEAD":
-            await _respond(send, 404, [*_PAGE_HEADERS[:2], (b"content-length", b"0")], b"")
         else:
-            await _respond(send, 404, list(_PAGE_HEADERS), _UNKNOWN_PAGE)
+            headers = _PAGE_HEADERS[security.is_https(runtime.settings.public_base_url)]
+            # HEAD: the GET's headers (its content-length too), without the body.
+            body = b"" if method == "HEAD" else _UNKNOWN_PAGE
+            await _respond(send, 404, [*headers, _UNKNOWN_PAGE_LENGTH], body)
         return
 
     # The first of each header, as Litestar's `request.headers.get` (latin-1); cookies
@@ -212,7 +218,7 @@ _FOLLOW_DOC = (
 # What the redirect answers: the 302, the friendly HTML page, and problem+json for a path
 # that cannot be a code at all.
 _LINK_RESPONSES = {
-    **problem_responses(400),
+    400: problem_docs.responses("followReferralLink", keyed=False)[400],
     404: ResponseSpec(
         str,
         media_type="text/html",
@@ -238,7 +244,7 @@ async def follow_link(
     code: FromPath[str],
     ch: FromQuery[str | None] = None,
     s: FromQuery[str | None] = None,
-) -> Response:
+) -> Redirect:  # documents a 302 with `Location` and no body
     """The route's documentation; `serve_referral_link` answers it."""
     raise NotImplementedError("served by serve_referral_link")
 
@@ -259,7 +265,7 @@ async def head_link(
     code: FromPath[str],
     ch: FromQuery[str | None] = None,
     s: FromQuery[str | None] = None,
-) -> Response[None]:
+) -> None:  # documents a 302 without a body
     """The route's documentation; `serve_referral_link` answers it."""
     raise NotImplementedError("served by serve_referral_link")
 
@@ -267,7 +273,10 @@ async def head_link(
 QrSize = Annotated[
     int,
     QueryParameter(
-        ge=qr_images.MIN_SIZE, le=qr_images.MAX_SIZE, description="Width and height in pixels"
+        ge=qr_images.MIN_SIZE,
+        le=qr_images.MAX_SIZE,
+        description="Width and height of the image in pixels: the PNG is exactly this size, "
+        "the SVG says this width and height",
     ),
 ]
 
@@ -282,10 +291,14 @@ async def _qr(
     return Response(image.body, media_type=image.media_type, headers=headers)
 
 
+_QR_PROBLEMS = {404: ("code_not_found",), 422: ("code_inactive", "qr_size_too_small")}
+_QR_HEAD = "The GET's status and headers (content-type, content-length, ETag, caching), no body."
+
+
 @get(
     "/r/{code:str}/qr.png",
     operation_id="getQrPng",
-    responses=PUBLIC_ERRORS,
+    responses=problem_docs.responses("getQrPng", _QR_PROBLEMS, keyed=False),
     summary="QR code of a link (PNG)",
     tags=["links"],
     media_type="image/png",
@@ -296,10 +309,26 @@ async def qr_png(
     return await _qr(request, code, "png", size)
 
 
+@head(
+    "/r/{code:str}/qr.png",
+    operation_id="headQrPng",
+    responses=problem_docs.responses("headQrPng", _QR_PROBLEMS, keyed=False),
+    summary="QR code of a link (PNG), headers only",
+    description=_QR_HEAD,
+    tags=["links"],
+    media_type="image/png",
+    middleware=[answer_head_as_get],  # drops the body the GET's answer has
+)
+async def qr_png_head(
+    request: Request, code: FromPath[str], size: QrSize = qr_images.DEFAULT_SIZE
+) -> Response[None]:
+    return await _qr(request, code, "png", size)
+
+
 @get(
     "/r/{code:str}/qr.svg",
     operation_id="getQrSvg",
-    responses=PUBLIC_ERRORS,
+    responses=problem_docs.responses("getQrSvg", _QR_PROBLEMS, keyed=False),
     summary="QR code of a link (SVG)",
     tags=["links"],
     media_type="image/svg+xml",
@@ -310,26 +339,56 @@ async def qr_svg(
     return await _qr(request, code, "svg", size)
 
 
-links_router = Router(path="/", route_handlers=[follow_link, head_link, qr_png, qr_svg])
+@head(
+    "/r/{code:str}/qr.svg",
+    operation_id="headQrSvg",
+    responses=problem_docs.responses("headQrSvg", _QR_PROBLEMS, keyed=False),
+    summary="QR code of a link (SVG), headers only",
+    description=_QR_HEAD,
+    tags=["links"],
+    media_type="image/svg+xml",
+    middleware=[answer_head_as_get],
+)
+async def qr_svg_head(
+    request: Request, code: FromPath[str], size: QrSize = qr_images.DEFAULT_SIZE
+) -> Response[None]:
+    return await _qr(request, code, "svg", size)
+
+
+links_router = Router(
+    path="/",
+    route_handlers=[follow_link, head_link, qr_png, qr_png_head, qr_svg, qr_svg_head],
+)
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex"><title>{title}</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:15vh auto;padding:0 1rem;
-color:#222}}h1{{font-size:1.4rem}}</style></head>
+<style>{css}</style></head>
 <body><h1>{title}</h1><p>{text}</p></body></html>
 """
+# Allowed by its hash in the page's Content-Security-Policy (no nonce: the page is a constant).
+_PAGE_CSS = (
+    "body{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:15vh auto;padding:0 1rem;"
+    "color:#222}h1{font-size:1.4rem}"
+)
 
 
 def page(title: str, text_html: str) -> str:
-    """A small friendly HTML page; `title` is escaped, `text_html` must already be safe."""
-    return _PAGE.format(title=html.escape(title), text=text_html)
+    """A small friendly HTML page; `title` is escaped, `text_html` must already be safe.
+    Send it with `_PAGE_HEADERS` (its style is allowed by hash)."""
+    return _PAGE.format(css=_PAGE_CSS, title=html.escape(title), text=text_html)
 
 
 _UNKNOWN_PAGE = _unknown_link_page()
-_PAGE_HEADERS = (
-    (b"content-type", b"text/html; charset=utf-8"),
-    _NO_STORE,
-    (b"content-length", str(len(_UNKNOWN_PAGE)).encode()),
-)
+_UNKNOWN_PAGE_LENGTH = (b"content-length", str(len(_UNKNOWN_PAGE)).encode())
+# The security headers (web/security.py) as constants, one set per scheme of the public URL:
+# nothing is built per request on the redirect's path.
+_PAGE_HEADERS = {
+    https: (
+        (b"content-type", b"text/html; charset=utf-8"),
+        _NO_STORE,
+        *security.static_page_headers(_PAGE_CSS, https=https),
+    )
+    for https in (False, True)
+}

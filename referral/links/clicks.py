@@ -2,7 +2,9 @@
 
 A redirect appends a tuple and returns; a background task flushes the buffer every
 `interval` (50 ms by default, within the 100 ms promise) with one COPY into `clicks` and one
-grouped upsert into `click_rollups`, in one transaction so counts always match rows. On
+statement that records the batch's unique clicks (`unique_clicks`, one per visitor,
+advocate and merchant's day) and upserts the grouped `click_rollups` (raw clicks, bot hits,
+unique clicks), in one transaction so counts always match rows. On
 shutdown the writer is drained, never cancelled mid-COPY (that lost rows in measurements).
 If the database is unreachable the batch is kept and retried; past `max_buffer` clicks the
 oldest are dropped and counted, so an outage cannot exhaust memory.
@@ -116,8 +118,11 @@ class ClickWriter:
 
 def _rollup_columns(batch: list[Click]) -> tuple[list, ...]:
     """The batch counted per (merchant, program, advocate, channel, hour): clicks and bot
-    hits, as the columns `repo.add_rollups` takes."""
+    hits; and each human click's merchant, advocate, visitor, time and rollup row, from
+    which the statement finds the unique clicks. As the columns `repo.add_rollups` takes."""
     counts: dict[tuple, list[int]] = {}
+    humans: list[Click] = []
+    slots: list[int] = []
     utc_hour = utc_hour_end = None  # clicks are in UTC and a batch mostly shares one hour
     for c in batch:
         at = c[1]
@@ -130,8 +135,13 @@ def _rollup_columns(batch: list[Click]) -> tuple[list, ...]:
         key = (c[2], c[3], c[4], c[6], hour)
         n = counts.get(key)
         if n is None:
-            counts[key] = n = [0, 0]
-        n[1 if c[13] else 0] += 1
+            counts[key] = n = [0, 0, len(counts) + 1]
+        if c[13]:
+            n[1] += 1
+        else:
+            n[0] += 1
+            humans.append(c)
+            slots.append(n[2])
     return (
         [k[0] for k in counts],
         [k[1] for k in counts],
@@ -140,4 +150,9 @@ def _rollup_columns(batch: list[Click]) -> tuple[list, ...]:
         [k[4] for k in counts],
         [n[0] for n in counts.values()],
         [n[1] for n in counts.values()],
+        [c[2] for c in humans],
+        [c[4] for c in humans],
+        [c[7] for c in humans],
+        [c[1] for c in humans],
+        slots,
     )

@@ -14,6 +14,7 @@ from typing import Literal
 
 import qrcode
 import qrcode.image.svg
+from PIL import Image
 from qrcode.constants import ERROR_CORRECT_M
 
 QrFormat = Literal["png", "svg"]
@@ -31,25 +32,44 @@ class RenderedQr:
         self.etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
+class QrTooSmall(ValueError):
+    """`size` has fewer pixels than the symbol has modules (with its quiet zone)."""
+
+
 def render(url: str, fmt: QrFormat, size: int, foreground: str, background: str) -> RenderedQr:
+    """The QR code of `url`, exactly `size` pixels wide and high.
+
+    The PNG draws each module as a whole number of pixels (scanners want crisp edges) and
+    gives the pixels left over to the quiet zone, split evenly around the symbol; the SVG
+    is drawn in module units (its viewBox) and scaled by the browser to `size`."""
     qr = qrcode.QRCode(error_correction=ERROR_CORRECT_M, border=_BORDER, box_size=1)
     qr.add_data(url)
     qr.make(fit=True)
     modules = qr.modules_count + 2 * _BORDER
-    qr.box_size = max(1, size // modules)
+    if size < modules:
+        raise QrTooSmall(f"a QR code of this link needs at least {modules} pixels")
     if fmt == "svg":
+        qr.box_size = 10  # the SVG factories draw box_size / 10 units a module: one each
         image = qr.make_image(image_factory=qrcode.image.svg.SvgPathImage)
         body = image.to_string(encoding="unicode")
         # The path factory paints black on transparent: apply the program's palette.
         body = body.replace('fill="#000000"', f'fill="{foreground}"', 1)
-        body = _SVG_SIZE.sub(f'width="{size}" height="{size}"', body, count=1)
+        body = _SVG_SIZE.sub(
+            f'width="{size}" height="{size}" shape-rendering="crispEdges"', body, count=1
+        )
         body = body.replace(
             "<path", f'<rect width="100%" height="100%" fill="{background}"/><path', 1
         )
         return RenderedQr(body.encode(), "image/svg+xml")
-    image = qr.make_image(fill_color=foreground, back_color=background)
+    qr.box_size = size // modules
+    symbol = qr.make_image(fill_color=foreground, back_color=background).get_image()
+    if symbol.size != (size, size):
+        canvas = Image.new(symbol.mode, (size, size), background)
+        offset = (size - symbol.width) // 2
+        canvas.paste(symbol, (offset, offset))
+        symbol = canvas
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
+    symbol.save(buffer, format="PNG", optimize=True)
     return RenderedQr(buffer.getvalue(), "image/png")
 
 

@@ -3,6 +3,8 @@ COPY and rollups."""
 
 from __future__ import annotations
 
+from datetime import date
+
 import asyncpg
 import msgspec
 
@@ -34,15 +36,52 @@ CLICK_COLUMNS = (
     "is_bot",
 )
 
+# One statement per flushed batch: the unique clicks it brings (the first human click of
+# each (merchant, advocate, merchant's day, visitor) not already in `unique_clicks`), then
+# the rollups with raw clicks, bot hits and those unique clicks, each unique click counted
+# under its own click's rollup row (`slot`: its 1-based position in the rollup arrays).
 ADD_ROLLUPS = """
+WITH visits AS (
+    SELECT * FROM unnest($8::bigint[], $9::bigint[], $10::text[], $11::timestamptz[],
+                         $12::integer[])
+        AS v(merchant_id, advocate_id, visitor_id, clicked_at, slot)
+), zones AS MATERIALIZED (
+    SELECT m.id, click_time_zone(m.time_zone) AS zone FROM merchants m
+    WHERE m.id IN (SELECT DISTINCT merchant_id FROM visits)
+), firsts AS (
+    SELECT DISTINCT ON (v.merchant_id, v.advocate_id, day, v.visitor_id)
+           v.merchant_id, v.advocate_id, (v.clicked_at AT TIME ZONE z.zone)::date AS day,
+           v.visitor_id, v.slot
+    FROM visits v JOIN zones z ON z.id = v.merchant_id
+    ORDER BY v.merchant_id, v.advocate_id, day, v.visitor_id, v.clicked_at
+), inserted AS (
+    INSERT INTO unique_clicks (merchant_id, advocate_id, day, visitor_id)
+    SELECT merchant_id, advocate_id, day, visitor_id FROM firsts
+    ORDER BY 1, 2, 3, 4  -- a fixed lock order, as below
+    ON CONFLICT DO NOTHING
+    RETURNING merchant_id, advocate_id, day, visitor_id
+), uniques AS (
+    SELECT f.slot, count(*) AS n
+    FROM inserted i JOIN firsts f USING (merchant_id, advocate_id, day, visitor_id)
+    GROUP BY f.slot
+)
 INSERT INTO click_rollups AS r
-    (merchant_id, program_id, advocate_id, channel, hour, clicks, bot_hits)
-SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[],
-                     $6::bigint[], $7::bigint[])
+    (merchant_id, program_id, advocate_id, channel, hour, clicks, bot_hits, unique_clicks)
+SELECT t.merchant_id, t.program_id, t.advocate_id, t.channel, t.hour, t.clicks, t.bot_hits,
+       coalesce(u.n, 0)
+FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[],
+            $6::bigint[], $7::bigint[])
+     WITH ORDINALITY AS t(merchant_id, program_id, advocate_id, channel, hour, clicks, bot_hits,
+                          slot)
+LEFT JOIN uniques u ON u.slot = t.slot
 ORDER BY 1, 3, 4, 5  -- a fixed lock order: concurrent writers never deadlock
 ON CONFLICT (merchant_id, advocate_id, channel, hour) DO UPDATE
-SET clicks = r.clicks + excluded.clicks, bot_hits = r.bot_hits + excluded.bot_hits
+SET clicks = r.clicks + excluded.clicks, bot_hits = r.bot_hits + excluded.bot_hits,
+    unique_clicks = r.unique_clicks + excluded.unique_clicks
 """
+
+# Deployment-wide upkeep, as the partitions: a day long over is never met again.
+PRUNE_UNIQUE_CLICKS = "DELETE FROM unique_clicks WHERE day < $1"
 
 # This month's and the next two months' partitions of `clicks` (the default one catches
 # the rest).
@@ -70,8 +109,14 @@ async def copy_clicks(conn: asyncpg.Connection, clicks: list[tuple]) -> None:
 
 
 async def add_rollups(conn: asyncpg.Connection, columns: tuple[list, ...]) -> None:
-    """`columns`: merchant, program and advocate ids, channels, hours, clicks, bot hits."""
+    """`columns`: per rollup row merchant, program and advocate ids, channels, hours, clicks
+    and bot hits; then per human click merchant and advocate ids, visitor ids, click times
+    and the 1-based rollup row the click belongs to."""
     await conn.execute(ADD_ROLLUPS, *columns)
+
+
+async def prune_unique_clicks(conn: asyncpg.Pool | asyncpg.Connection, before: date) -> None:
+    await conn.execute(PRUNE_UNIQUE_CLICKS, before)
 
 
 async def ensure_partitions(conn: asyncpg.Pool | asyncpg.Connection) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -20,6 +20,7 @@ from referral.codes.codec import lookup_key
 from referral.lib.errors import InvalidInput, NotFound
 from referral.links import repo
 from referral.links.clicks import ClickWriter
+from referral.links.qr import QrTooSmall
 from referral.links.token import ClickToken, ClickTokenSigner
 
 if TYPE_CHECKING:  # the runtime holds this module's resolver
@@ -45,6 +46,8 @@ CHANNELS = frozenset(
     }
 )
 _MAX_CACHE = 100_000
+# A click replayed after an outage longer than this could be counted unique twice.
+UNIQUE_CLICK_KEYS_KEPT = timedelta(days=8)
 # Stands in for the token while the redirect URL is prepared: base64url characters only, as
 # a real token, so URL-encoding leaves it (and later the token) exactly as it is.
 _TOKEN_SLOT = "REFTOKENSLOTq7Xw3Z"
@@ -104,8 +107,11 @@ class CodeResolver:
 
 async def ensure_click_partitions(db: asyncpg.Pool | asyncpg.Connection) -> None:
     """This month's and the next two months' partitions of `clicks`, where missing: at
-    start-up and every few hours, so a new month's clicks never land in the default one."""
+    start-up and every few hours, so a new month's clicks never land in the default one.
+    Also forgets the unique-click keys of days a week gone (their counts stay in the
+    rollups), so that table holds about a week of visitors, not all of history."""
     await repo.ensure_partitions(db)
+    await repo.prune_unique_clicks(db, (datetime.now(UTC) - UNIQUE_CLICK_KEYS_KEPT).date())
 
 
 async def qr_image(runtime: Runtime, *, code: str, fmt: QrFormat, size: int) -> RenderedQr:
@@ -116,7 +122,10 @@ async def qr_image(runtime: Runtime, *, code: str, fmt: QrFormat, size: int) -> 
     if not target.active:
         raise InvalidInput("this referral code is not active", code="code_inactive")
     url = f"{runtime.settings.public_base_url}/r/{target.code}?ch=qr"
-    return runtime.qr.get(url, fmt, size, target.qr_foreground, target.qr_background)
+    try:
+        return runtime.qr.get(url, fmt, size, target.qr_foreground, target.qr_background)
+    except QrTooSmall as small:  # a long public base URL and the smallest sizes
+        raise InvalidInput(str(small), code="qr_size_too_small") from None
 
 
 def landing_url_for(target: CodeTarget, token: str) -> str:

@@ -7,13 +7,12 @@ an order. HMAC-SHA256 (truncated to 128 bits) over a msgpack payload, base64url.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 from hashlib import sha256
 
 import msgspec
 
+from referral.lib import b64url
 from referral.lib.keyed_hash import HmacSha256
 
 
@@ -30,7 +29,6 @@ class ClickToken(msgspec.Struct, array_like=True, frozen=True):
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(ClickToken)
 _MAC_BYTES = 16
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 class ClickTokenSigner:
@@ -41,16 +39,14 @@ class ClickTokenSigner:
     def sign(self, token: ClickToken) -> str:
         body = _encoder.encode(token)
         blob = body + self._mac.digest(body)[:_MAC_BYTES]
-        # base64url without padding (what urlsafe_b64encode(...).rstrip(b"=") gives).
-        return binascii.b2a_base64(blob, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
+        return b64url.encode(blob)
 
     def verify(self, raw: str) -> ClickToken | None:
         """The token if it is ours and unaltered, else None (never an exception)."""
         if not raw or len(raw) > 512:
             return None
-        try:
-            blob = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
-        except (ValueError, TypeError):
+        blob = b64url.decode(raw)  # one spelling per token: padding or spare bits refused
+        if blob is None:
             return None
         body, mac = blob[:-_MAC_BYTES], blob[-_MAC_BYTES:]
         if len(body) < 1 or not hmac.compare_digest(

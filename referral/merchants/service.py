@@ -3,20 +3,34 @@
 A merchant is one tenant in one mode: a shop's live merchant and its test-mode twin share an
 account but nothing else, so test data can never leak into live figures. Keys are random
 (`secrets`), shown once, stored as SHA-256.
+
+The app caches an authenticated key for `KEY_CACHE_SECONDS`: a revoked key stops working at
+once on the instance that revoked it, and within that time on every other instance.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import uuid
+import zoneinfo
 from dataclasses import dataclass
+from typing import Protocol
 
 import asyncpg
+import msgspec
 
+from referral.lib import money
+from referral.lib.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from referral.lib.ids import PublicIds
+from referral.lib.pagination import Cursor, Page
 from referral.merchants import repo
+from referral.merchants.schemas import ApiKey, CallingKey, MerchantUpdate
+from referral.merchants.schemas import Merchant as MerchantView
 
 KEY_KINDS = {"secret": "sk", "publishable": "pk"}
+KEY_CACHE_SECONDS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +46,11 @@ class Caller:
     merchant_id: int
     mode: str
     kind: str  # secret | publishable
+    key_id: int | None = None  # None for the command line, which needs no key
+
+
+class KeyCacheLike(Protocol):
+    def forget(self, key_hash: bytes) -> None: ...
 
 
 def hash_key(raw: str) -> bytes:
@@ -74,4 +93,202 @@ async def authenticate(conn: asyncpg.Connection, *, raw: str) -> Caller | None:
     row = await repo.key_by_hash(conn, hash_key(raw))
     if row is None:
         return None
-    return Caller(merchant_id=row.merchant_id, mode=row.mode, kind=row.kind)
+    return Caller(merchant_id=row.merchant_id, mode=row.mode, kind=row.kind, key_id=row.id)
+
+
+# --- the merchant: who am I, and its settings ---
+
+
+def check_time_zone(name: str) -> None:
+    """An IANA zone name, spelled as the tz database does (`Europe/Stockholm`)."""
+    if name not in _zone_names():
+        raise InvalidInput(
+            f"time_zone: {name[:64]!r} is not an IANA time zone name (e.g. Europe/Stockholm, "
+            "America/New_York, UTC)",
+            code="invalid_time_zone",
+            field="time_zone",
+        )
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    # Less what are files of the tz database but not zones: the machine's own, a placeholder.
+    return frozenset(zoneinfo.available_timezones() - {"localtime", "Factory", "posixrules"})
+
+
+def _merchant(ids: PublicIds, row: repo.SettingsRow, key: CallingKey | None = None) -> MerchantView:
+    return MerchantView(
+        id=ids.encode("merchant", row.id),
+        mode=row.mode,
+        livemode=row.mode == "live",
+        name=row.name,
+        time_zone=row.time_zone,
+        payout_minimums=dict(sorted(msgspec.json.decode(row.payout_minimums).items())),
+        key=key or CallingKey(id=None, kind="secret", hint=None),
+    )
+
+
+async def _calling_key(conn: asyncpg.Connection, ids: PublicIds, caller: Caller) -> CallingKey:
+    row = None
+    if caller.key_id is not None:
+        row = await repo.key_by_id(conn, caller.merchant_id, caller.key_id)
+    if row is None:
+        return CallingKey(id=None, kind=caller.kind, hint=None)
+    return CallingKey(id=ids.encode("key", row.id), kind=row.kind, hint=row.key_hint)
+
+
+async def get_merchant(conn: asyncpg.Connection, *, ids: PublicIds, caller: Caller) -> MerchantView:
+    """Who am I: the caller's merchant, its settings and the key the call was made with."""
+    row = await repo.settings(conn, caller.merchant_id)
+    if row is None:  # the key outlived its merchant: nothing to show
+        raise NotFound("this key's merchant no longer exists", code="merchant_not_found")
+    return _merchant(ids, row, await _calling_key(conn, ids, caller))
+
+
+async def update_merchant(
+    conn: asyncpg.Connection, *, ids: PublicIds, caller: Caller, data: MerchantUpdate
+) -> MerchantView:
+    """Change the time zone and the payout minimums; what is left out stays as it is."""
+    time_zone = None
+    if data.time_zone is not msgspec.UNSET:
+        check_time_zone(data.time_zone)
+        if not await repo.time_zone_known(conn, data.time_zone):
+            raise InvalidInput(
+                f"time_zone: {data.time_zone!r} is not known to this server's database "
+                "(its time zone data is older): pick another name for the same zone",
+                code="invalid_time_zone",
+                field="time_zone",
+            )
+        time_zone = data.time_zone
+    minimums = {} if data.payout_minimums is msgspec.UNSET else data.payout_minimums
+    for currency in minimums:
+        if not money.is_currency(currency):
+            raise InvalidInput(
+                f"payout_minimums.{currency}: unknown currency {currency}",
+                code="unknown_currency",
+                field=f"payout_minimums.{currency}",
+            )
+    row = await repo.update_settings(
+        conn,
+        caller.merchant_id,
+        time_zone=time_zone,
+        set_minimums=msgspec.json.encode(
+            {c: v for c, v in minimums.items() if v is not None}
+        ).decode(),
+        drop_minimums=sorted(c for c, v in minimums.items() if v is None),
+    )
+    if row is None:
+        raise NotFound("this key's merchant no longer exists", code="merchant_not_found")
+    return _merchant(ids, row, await _calling_key(conn, ids, caller))
+
+
+async def list_merchants(conn: asyncpg.Connection, *, ids: PublicIds) -> list[MerchantView]:
+    """Every merchant of the deployment (the command line; no key names them all)."""
+    return [_merchant(ids, row) for row in await repo.all_merchants(conn)]
+
+
+async def resolve(
+    conn: asyncpg.Connection, *, ids: PublicIds, merchant: str | None, key: str | None
+) -> Caller:
+    """The merchant a command names, by id (`mer_…`) or by one of its keys (`sk_…`), checked
+    to exist: a wrong id is an error, never an empty tenant."""
+    if key:
+        caller = await authenticate(conn, raw=key.strip())
+        if caller is None:
+            raise Unauthorized(
+                "this API key is not valid (unknown or revoked): check it, or name the "
+                "merchant with --merchant (see `referral merchants list`)",
+                code="invalid_api_key",
+            )
+        return Caller(merchant_id=caller.merchant_id, mode=caller.mode, kind="secret")
+    if not merchant:
+        raise InvalidInput("name the merchant with --merchant mer_… or --key sk_…")
+    unknown = NotFound(
+        f"no merchant {merchant[:40]}: run `referral merchants list` to see the ids",
+        code="merchant_not_found",
+    )
+    try:
+        merchant_id = ids.decode("merchant", merchant.strip())
+    except NotFound:
+        raise unknown from None
+    row = await repo.merchant_by_id(conn, merchant_id)
+    if row is None:
+        raise unknown
+    return Caller(merchant_id=row.id, mode=row.mode, kind="secret")
+
+
+# --- API keys ---
+
+
+def _key(ids: PublicIds, mode: str, row: repo.ApiKeyRow) -> ApiKey:
+    return ApiKey(
+        id=ids.encode("key", row.id),
+        kind=row.kind,
+        label=row.label,
+        hint=row.key_hint,
+        livemode=mode == "live",
+        created_at=row.created_at,
+        last_used_at=row.last_used_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+async def list_keys(
+    conn: asyncpg.Connection,
+    *,
+    ids: PublicIds,
+    caller: Caller,
+    kind: str | None = None,
+    cursor: Cursor,
+) -> Page[ApiKey]:
+    rows = await repo.list_keys(conn, caller.merchant_id, kind=kind, cursor=cursor)
+    rows, more = cursor.split(rows)
+    return Page(data=[_key(ids, caller.mode, r) for r in rows], has_more=more)
+
+
+async def revoke_key(
+    conn: asyncpg.Connection,
+    *,
+    ids: PublicIds,
+    caller: Caller,
+    key_id: str,
+    cache: KeyCacheLike | None = None,
+) -> ApiKey:
+    """Revoke one of the merchant's keys (again: no change). The merchant's last active
+    secret key cannot be revoked: nothing could then manage the merchant through the API."""
+    internal = ids.decode("key", key_id)
+    await repo.lock_merchant(conn, caller.merchant_id)
+    row = await repo.key_by_id(conn, caller.merchant_id, internal)
+    if row is None:
+        raise NotFound(f"no key with id {key_id[:40]!r}", code="key_not_found")
+    if row.revoked_at is not None:
+        return _key(ids, caller.mode, row)
+    if row.kind == "secret" and await repo.active_secret_keys(conn, caller.merchant_id) <= 1:
+        raise Conflict(
+            "this is the merchant's last active secret key: create another secret key "
+            "(`referral keys create --kind secret`) before revoking this one",
+            code="last_secret_key",
+        )
+    revoked = await repo.revoke_key(conn, caller.merchant_id, internal)
+    if revoked is None:  # revoked meanwhile outside the API (in SQL): show it as it is now
+        revoked = await repo.key_by_id(conn, caller.merchant_id, internal) or row
+    if cache is not None:
+        cache.forget(revoked.key_hash)
+    return _key(ids, caller.mode, revoked)
+
+
+async def merchant_of_key(conn: asyncpg.Connection, *, ids: PublicIds, key_id: str) -> Caller:
+    """The merchant a key id belongs to, for the command line, which knows only the id."""
+    unknown = NotFound(
+        f"no key {key_id[:40]}: run `referral keys list --merchant mer_…` to see the ids",
+        code="key_not_found",
+    )
+    try:
+        internal = ids.decode("key", key_id.strip())
+    except NotFound:
+        raise unknown from None
+    merchant_id = await repo.merchant_of_key(conn, internal)
+    row = None if merchant_id is None else await repo.merchant_by_id(conn, merchant_id)
+    if row is None:
+        raise unknown
+    return Caller(merchant_id=row.id, mode=row.mode, kind="secret")

@@ -6,7 +6,8 @@ from litestar import Controller, Response, post
 from litestar.params import FromPath, JSONBody
 
 from referral.http.deps import CallerDep, Conn, OnceDep, RuntimeDep
-from referral.lib.errors import API_ERRORS
+from referral.lib import problem_docs
+from referral.openapi import OptionalBody
 from referral.orders import service
 from referral.orders.schemas import (
     CancelRequest,
@@ -25,11 +26,33 @@ class OrderController(Controller):
 
     @post(
         operation_id="recordOrder",
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "recordOrder",
+            {
+                404: ("program_not_found",),
+                409: ("order_conflict", "order_cancelled"),
+                422: (
+                    "invalid_email",
+                    "friend_unidentified",
+                    "unknown_currency",
+                    "invalid_timestamp",
+                    "occurred_in_future",
+                    "occurred_too_early",
+                    "invalid_ip",
+                    "code_inactive",
+                ),
+            },
+            once=True,
+            replay=OrderResult,
+        ),
         summary="Record an order (send every order, referred or not)",
         description="Attributes the order, checks eligibility and fraud, and creates both "
         "parties' rewards for a friend's first order, in one transaction. Idempotent by "
-        "order id (201 first, 200 after; other amounts: 409 order_conflict). " + IDEMPOTENT,
+        "order id (201 first, 200 after; other amounts: 409 order_conflict). Friend coupons "
+        "typed in `codes` are redeemed only while their reward is approved; one that cannot "
+        "be (`coupon_held` while its referral is in review or within its hold, used, "
+        "expired, void, another currency) does not stop the order: `coupons` says why, as "
+        "the quote did. " + IDEMPOTENT,
     )
     async def order(
         self,
@@ -46,7 +69,23 @@ class OrderController(Controller):
     @post(
         "/{order_id:str}/refunds",
         operation_id="refundOrder",
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "refundOrder",
+            {
+                404: ("order_not_found",),
+                409: ("refund_conflict", "order_cancelled"),
+                422: (
+                    "over_refund",
+                    "currency_mismatch",
+                    "unknown_currency",
+                    "invalid_timestamp",
+                    "occurred_in_future",
+                    "occurred_too_early",
+                ),
+            },
+            once=True,
+            replay=OrderState,
+        ),
         summary="Record a refund (partial or full)",
         description="Percentage rewards shrink pro rata; rewards whose order falls below "
         "the minimum, or is refunded in full, are reversed; after payment the reduction is "
@@ -70,7 +109,16 @@ class OrderController(Controller):
     @post(
         "/{order_id:str}/cancel",
         operation_id="cancelOrder",
-        responses=API_ERRORS,
+        operation_class=OptionalBody,  # the body may be left out
+        responses=problem_docs.responses(
+            "cancelOrder",
+            {
+                404: ("order_not_found",),
+                409: ("order_conflict",),
+                422: ("invalid_timestamp", "occurred_in_future", "occurred_too_early"),
+            },
+            once=True,
+        ),
         status_code=200,
         summary="Cancel an order",
         description="Reverses every reward of the order. Idempotent. " + IDEMPOTENT,

@@ -8,6 +8,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from referral.coupons.schemas import CouponAnswer
 from referral.referrals.schemas import Currency, MinorUnits, ReferralSummary, Shopper, Text200
 from referral.rewards.schemas import RewardSummary
 
@@ -58,6 +59,7 @@ class OrderResult(msgspec.Struct):
     rewards: list[RewardSummary]
     coupons_redeemed: list[str]
     notes: list[str]
+    coupons: list[CouponAnswer] = msgspec.field(default_factory=list)
     object: str = "order"
 
 

@@ -75,13 +75,20 @@ async def record_order(
     checkout = await referrals.attribute_order(
         conn, runtime=runtime, merchant_id=caller.merchant_id, shopper=data, friend=friend, at=at
     )
-    redeemed = []
+    # A coupon that cannot be redeemed (held with its reward, used, expired…) does not stop
+    # the order: the shop has taken it. The answer says why, as the quote would have.
+    typed = []
     for code in checkout.coupon_codes:
-        if await coupons.redeem(
-            conn, merchant_id=caller.merchant_id, code=code, order_pk=order_pk, at=at
-        ):
-            redeemed.append(code)
-        else:
+        answer = await coupons.redeem(
+            conn,
+            merchant_id=caller.merchant_id,
+            code=code,
+            order_pk=order_pk,
+            currency=data.currency,
+            at=at,
+        )
+        typed.append(answer)
+        if not answer.applies:
             checkout.notes.append("coupon_not_redeemable")
     settled = await referrals.settle_order(
         conn,
@@ -98,8 +105,9 @@ async def record_order(
         referred=settled.referral is not None,
         referral=settled.referral,
         rewards=settled.rewards,
-        coupons_redeemed=redeemed,
+        coupons_redeemed=[c.code for c in typed if c.applies],
         notes=settled.notes,
+        coupons=typed,
     )
     await repo.set_order_result(
         conn, caller.merchant_id, order_pk, settled.referral_pk, msgspec.to_builtins(result)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Literal
 
 from litestar import Controller, Response, get, post
+from litestar.datastructures import ResponseHeader
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Stream
 
 from referral.http.deps import CallerDep, Conn, Listing, OnceDep, RuntimeDep
-from referral.lib.errors import API_ERRORS
+from referral.lib import problem_docs
 from referral.lib.pagination import Page
+from referral.openapi import OptionalBody
 from referral.payouts import export, service
 from referral.payouts.schemas import (
     BatchCreate,
@@ -19,6 +21,7 @@ from referral.payouts.schemas import (
     MarkPaid,
     PayoutBatch,
     PayoutLine,
+    PaypalExport,
 )
 
 
@@ -29,7 +32,12 @@ class PayoutController(Controller):
 
     @post(
         operation_id="createPayoutBatch",
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "createPayoutBatch",
+            {422: ("cutoff_in_future", "invalid_timestamp", "unknown_currency")},
+            once=True,
+            replay=PayoutBatch,
+        ),
         summary="Collect approved, unpaid rewards into a batch",
         description="One currency and kind (cash or store credit) per batch; every approved "
         "reward up to `cutoff` (approval time), per payee, with earlier clawbacks netted off; "
@@ -50,7 +58,15 @@ class PayoutController(Controller):
     @get(
         "/{batch_id:str}",
         operation_id="getPayoutBatch",
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "getPayoutBatch",
+            {
+                404: (
+                    "payout_batch_not_found",
+                    "payout_not_found",
+                )
+            },
+        ),
         summary="Read a payout batch",
     )
     async def read(
@@ -61,7 +77,15 @@ class PayoutController(Controller):
     @get(
         "/{batch_id:str}/lines",
         operation_id="listPayoutLines",
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "listPayoutLines",
+            {
+                404: (
+                    "payout_batch_not_found",
+                    "payout_not_found",
+                )
+            },
+        ),
         summary="The batch's lines, one per payee",
     )
     async def lines(
@@ -69,7 +93,19 @@ class PayoutController(Controller):
     ) -> list[PayoutLine]:
         return await service.lines(conn, runtime=runtime, caller=caller, batch_id=batch_id)
 
-    @get(operation_id="listPayoutBatches", responses=API_ERRORS, summary="List payout batches")
+    @get(
+        operation_id="listPayoutBatches",
+        responses=problem_docs.responses(
+            "listPayoutBatches",
+            {
+                404: (
+                    "payout_batch_not_found",
+                    "payout_not_found",
+                )
+            },
+        ),
+        summary="List payout batches",
+    )
     async def list(
         self,
         conn: Conn,
@@ -91,7 +127,17 @@ class PayoutController(Controller):
         "/{batch_id:str}/export",
         operation_id="markPayoutBatchExported",
         status_code=200,
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "markPayoutBatchExported",
+            {
+                404: (
+                    "payout_batch_not_found",
+                    "payout_not_found",
+                ),
+                409: ("payout_batch_state_conflict",),
+            },
+            once=True,
+        ),
         summary="Mark the batch exported (handed to the payment rails)",
         description="Downloading a CSV never changes a batch; this POST does. Idempotent.",
     )
@@ -110,8 +156,19 @@ class PayoutController(Controller):
     @post(
         "/{batch_id:str}/mark-paid",
         operation_id="markPayoutBatchPaid",
+        operation_class=OptionalBody,  # the body may be left out
         status_code=200,
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "markPayoutBatchPaid",
+            {
+                404: (
+                    "payout_batch_not_found",
+                    "payout_not_found",
+                ),
+                409: ("payout_batch_state_conflict", "reward_state_conflict"),
+            },
+            once=True,
+        ),
         summary="Mark the batch paid",
         description="Every open line's rewards become paid, once: calling it again changes "
         "nothing.",
@@ -136,7 +193,17 @@ class PayoutController(Controller):
         "/{batch_id:str}/cancel",
         operation_id="cancelPayoutBatch",
         status_code=200,
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "cancelPayoutBatch",
+            {
+                404: (
+                    "payout_batch_not_found",
+                    "payout_not_found",
+                ),
+                409: ("payout_batch_state_conflict", "reward_state_conflict"),
+            },
+            once=True,
+        ),
         summary="Cancel an unpaid batch; its rewards return",
     )
     async def cancel(
@@ -155,7 +222,14 @@ class PayoutController(Controller):
         "/{batch_id:str}/lines/{line_id:str}/fail",
         operation_id="failPayoutLine",
         status_code=200,
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "failPayoutLine",
+            {
+                404: ("payout_batch_not_found", "payout_not_found", "payout_line_not_found"),
+                409: ("payout_batch_state_conflict", "reward_state_conflict"),
+            },
+            once=True,
+        ),
         summary="Mark one payee's line failed",
         description="Its rewards (and netted clawbacks) are freed for a later batch; if it "
         "was already paid, the paid entries are reversed.",
@@ -185,10 +259,33 @@ class PayoutController(Controller):
     @get(
         "/{batch_id:str}/payouts.csv",
         operation_id="exportPayoutsCsv",
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "exportPayoutsCsv",
+            {
+                404: (
+                    "payout_batch_not_found",
+                    "payout_not_found",
+                ),
+                422: ("invalid_part",),
+            },
+        ),
         media_type="text/csv",
         summary="One row per payee (CSV)",
         description=export.__doc__.split("\n\n", 2)[2],
+        response_headers=[
+            ResponseHeader(
+                name="Unpayable-Lines",
+                description="PayPal layout: how many of the batch's lines the file leaves "
+                "out (listed, with reasons, by getPaypalExport)",
+                documentation_only=True,
+            ),
+            ResponseHeader(
+                name="Link",
+                description='PayPal layout: `<…/paypal>; rel="describedby"`, the list of '
+                "lines the file leaves out",
+                documentation_only=True,
+            ),
+        ],
     )
     async def payouts_csv(
         self,
@@ -204,12 +301,44 @@ class PayoutController(Controller):
             conn, runtime=runtime, caller=caller, batch_id=batch_id, format=format, part=part
         )
         name = f"{batch_id}-paypal-{part}.csv" if format == "paypal" else f"{batch_id}.csv"
-        return _csv(runtime, query, name, bom)
+        headers = {}
+        if format == "paypal":
+            listed = f"{runtime.settings.public_base_url}/v1/payout-batches/{batch_id}/paypal"
+            headers = {
+                "unpayable-lines": str(query.unpayable),
+                "link": f'<{listed}>; rel="describedby"',
+            }
+        return _csv(runtime, query, name, bom, headers)
+
+    @get(
+        "/{batch_id:str}/paypal",
+        operation_id="getPaypalExport",
+        responses=problem_docs.responses(
+            "getPaypalExport", {404: ("payout_batch_not_found", "payout_not_found")}
+        ),
+        summary="What the PayPal file pays, and the lines it leaves out",
+        description="The PayPal file holds every line PayPal can pay; a line whose payee has "
+        "no email, or an email that is not a valid address (checked strictly, never escaped), "
+        "or an amount PayPal would round (HUF, JPY and TWD in whole units), is left out and "
+        "listed here with its reason, to be paid another way or failed. Changes nothing.",
+    )
+    async def paypal(
+        self, batch_id: FromPath[str], conn: Conn, caller: CallerDep, runtime: RuntimeDep
+    ) -> PaypalExport:
+        return await service.paypal_export(conn, runtime=runtime, caller=caller, batch_id=batch_id)
 
     @get(
         "/{batch_id:str}/rewards.csv",
         operation_id="exportPayoutRewardsCsv",
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "exportPayoutRewardsCsv",
+            {
+                404: (
+                    "payout_batch_not_found",
+                    "payout_not_found",
+                )
+            },
+        ),
         media_type="text/csv",
         summary="Every reward and clawback in the batch (CSV)",
     )
@@ -227,12 +356,15 @@ class PayoutController(Controller):
         return _csv(runtime, query, f"{batch_id}-rewards.csv", bom)
 
 
-def _csv(runtime, query: export.ExportQuery, filename: str, bom: bool) -> Stream:
+def _csv(
+    runtime, query: export.ExportQuery, filename: str, bom: bool, headers: dict | None = None
+) -> Stream:
     return Stream(
         export.stream(runtime.pool, query=query, bom=bom),
         media_type="text/csv; charset=utf-8",
         headers={
             "content-disposition": f'attachment; filename="{filename}"',
             "cache-control": "no-store",
+            **(headers or {}),
         },
     )

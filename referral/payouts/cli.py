@@ -13,9 +13,10 @@ from pathlib import Path
 
 from referral.lib.db import create_pool
 from referral.lib.ids import PublicIds
+from referral.merchants import service as merchants
 from referral.merchants.service import Caller
 from referral.payouts import export, service
-from referral.payouts.schemas import BatchCreate
+from referral.payouts.schemas import BatchCreate, PaypalExport
 from referral.settings import Settings
 
 
@@ -36,7 +37,12 @@ def _caller(merchant_id: int) -> Caller:
 
 
 async def create(
-    settings: Settings, merchant: str, currency: str, kind: str, cutoff: datetime | None
+    settings: Settings,
+    merchant: str | None,
+    key: str | None,
+    currency: str,
+    kind: str,
+    cutoff: datetime | None,
 ) -> None:
     runtime = _runtime(settings)
     pool = await create_pool(settings.database_url, min_size=1, max_size=1)  # jsonb codec
@@ -45,7 +51,9 @@ async def create(
             batch = await service.create(
                 conn,
                 runtime=runtime,
-                caller=_caller(runtime.ids.decode("merchant", merchant)),
+                # By id or by key, and checked to exist: a wrong id is an error, not an
+                # empty batch in some other tenant.
+                caller=await merchants.resolve(conn, ids=runtime.ids, merchant=merchant, key=key),
                 data=BatchCreate(currency=currency, kind=kind, cutoff=cutoff),
             )
     finally:
@@ -73,6 +81,13 @@ async def export_csv(
                 format=fmt,
                 part=part,
             )
+            left_out = (
+                await service.paypal_export(
+                    conn, runtime=runtime, caller=_caller(merchant_id), batch_id=batch
+                )
+                if fmt == "paypal" and not rewards
+                else None
+            )
         show = sys.stderr.isatty()
         written = lines = 0
         with output.open("wb") as sink:
@@ -91,8 +106,29 @@ async def export_csv(
         if show:
             print(file=sys.stderr)
         print(f"wrote {output} ({written} bytes)")
+        if left_out is not None:
+            _print_left_out(left_out)
     finally:
         await pool.close()
+
+
+def _print_left_out(paypal: PaypalExport) -> None:
+    """The lines the PayPal file leaves out, for finance to pay another way (or fail)."""
+    print(
+        f"PayPal file: {paypal.payable_lines} line(s), {paypal.payable_total} "
+        f"{paypal.currency} (minor units) in {paypal.parts} part(s)"
+    )
+    if not paypal.unpayable:
+        return
+    print(
+        f"{paypal.unpayable_lines} line(s), {paypal.unpayable_total} {paypal.currency} "
+        "(minor units), are not in the file: pay them another way, or fail them"
+    )
+    for line in paypal.unpayable:
+        print(
+            f"  {line.reference}  {line.payee}  {line.payee_email or '-'}  "
+            f"{line.amount}  {line.reason}"
+        )
 
 
 async def mark_paid(settings: Settings, batch: str, actor: str) -> None:

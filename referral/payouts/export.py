@@ -13,6 +13,11 @@ Columns (stable; new ones are only ever appended):
   earned_at, reference
 - payouts.csv?format=paypal: PayPal Payouts' upload layout, no header: email, amount,
   currency, customer id (30 characters, no spaces), note, PAYPAL; 5,000 rows per part.
+  Only the lines PayPal can pay: a payee without a valid email (checked strictly, never
+  escaped), or an amount PayPal would round (HUF, JPY, TWD in whole units), is left out and
+  listed by `GET /v1/payout-batches/{id}/paypal` with its reason; the response says how many
+  in `Unpayable-Lines` and links that list (`Link: <…>; rel="describedby"`). The batch is not
+  changed: a line left out is paid another way, or failed.
 """
 
 from __future__ import annotations
@@ -38,20 +43,49 @@ _BOM = "\ufeff".encode()
 
 class ExportQuery:
     """A COPY query with its arguments, checked before the response starts. `rows`: the
-    batch's lines (or rewards), what a progress display counts towards."""
+    lines (or rewards) it writes, what a progress display counts towards; `unpayable`: the
+    batch's lines this file leaves out (PayPal's only)."""
 
-    def __init__(self, sql: str, args: tuple, header: bool, rows: int) -> None:
+    def __init__(self, sql: str, args: tuple, header: bool, rows: int, unpayable: int = 0) -> None:
         self.sql, self.args, self.header, self.rows = sql, args, header, rows
+        self.unpayable = unpayable
+
+
+def paypal_divisor(currency: str) -> int:
+    """What a line's minor units must divide by for PayPal: HUF and TWD go in whole units."""
+    return 10 ** money.exponent(currency) if currency in PAYPAL_WHOLE_UNITS else 1
+
+
+async def paypal_payable(conn: asyncpg.Connection, *, batch: repo.BatchRow) -> repo.Payable:
+    """The lines PayPal can pay, and their total."""
+    divisor = paypal_divisor(batch.currency.strip())
+    return await repo.paypal_payable(conn, batch.merchant_id, batch.id, divisor)
+
+
+async def paypal_unpayable(
+    conn: asyncpg.Connection, *, batch: repo.BatchRow
+) -> list[repo.UnpayableRow]:
+    """The lines PayPal cannot pay, each with its reason: `no_email`, `invalid_email`,
+    `amount_not_whole_units`."""
+    divisor = paypal_divisor(batch.currency.strip())
+    return await repo.paypal_unpayable(conn, batch.merchant_id, batch.id, divisor)
 
 
 def payouts_query(
-    batch: repo.BatchRow, batch_public_id: str, fmt: Format, part: int
+    batch: repo.BatchRow,
+    batch_public_id: str,
+    fmt: Format,
+    part: int,
+    payable: repo.Payable | None = None,
 ) -> ExportQuery:
+    """`payable`: for the PayPal layout, what `paypal_payable()` found."""
     currency = batch.currency.strip()
     exponent = money.exponent(currency)
     if fmt == "paypal":
+        if payable is None:
+            raise ValueError("the PayPal layout needs the batch's payable lines")
         whole = currency in PAYPAL_WHOLE_UNITS
-        parts = max(1, -(-batch.line_count // PAYPAL_ROWS_PER_PART))
+        parts = max(1, -(-payable.lines // PAYPAL_ROWS_PER_PART))
         if not 1 <= part <= parts:
             raise InvalidInput(
                 f"this batch has {parts} PayPal part(s); ask for part 1-{parts}",
@@ -69,7 +103,8 @@ def payouts_query(
                 (part - 1) * PAYPAL_ROWS_PER_PART,
             ),
             header=False,
-            rows=batch.line_count,
+            rows=min(PAYPAL_ROWS_PER_PART, payable.lines - (part - 1) * PAYPAL_ROWS_PER_PART),
+            unpayable=batch.line_count - payable.lines,
         )
     return ExportQuery(
         repo.PAYOUTS_CSV,
@@ -87,28 +122,6 @@ def rewards_query(batch: repo.BatchRow, batch_public_id: str) -> ExportQuery:
         header=True,
         rows=batch.reward_count,
     )
-
-
-async def check_paypal(conn: asyncpg.Connection, *, batch: repo.BatchRow) -> None:
-    """PayPal pays to an email and takes HUF, JPY and TWD in whole units only: refuse a file
-    PayPal would reject (or pay wrongly) rather than drop rows or round money."""
-    missing = await repo.lines_without_email(conn, batch.merchant_id, batch.id)
-    if missing:
-        raise InvalidInput(
-            f"{missing} payee(s) in this batch have no email; PayPal pays to an email address",
-            code="paypal_missing_email",
-        )
-    currency = batch.currency.strip()
-    if currency in PAYPAL_WHOLE_UNITS and money.exponent(currency) > 0:
-        uneven = await repo.uneven_paypal_amounts(
-            conn, batch.merchant_id, batch.id, 10 ** money.exponent(currency)
-        )
-        if uneven:
-            raise InvalidInput(
-                f"{uneven} line(s) are not whole {currency}; PayPal takes "
-                f"{currency} without decimals",
-                code="paypal_uneven_amount",
-            )
 
 
 async def stream(

@@ -78,7 +78,7 @@ lines AS (
            p.first_at, p.last_at,
            $7 || '-' || lpad((row_number() OVER (ORDER BY p.payee_key))::text, 6, '0')
     FROM payees p LEFT JOIN netted n USING (payee_key)
-    WHERE p.gross + coalesce(n.netted, 0) >= greatest($6, 1)
+    WHERE p.gross + coalesce(n.netted, 0) >= greatest($6::bigint, 1)
     RETURNING id, payee_key, amount, reward_count
 ),
 reward_items AS (
@@ -112,7 +112,7 @@ FROM lines
 ANALYZE_BATCHES = "ANALYZE payout_lines, payout_items"
 
 SET_TOTALS = f"""
-UPDATE payout_batches SET total = $3, line_count = $4, reward_count = $5
+UPDATE payout_batches SET total = $3, line_count = $4::int, reward_count = $5::int
 WHERE merchant_id = $1 AND id = $2
 RETURNING {BATCH_COLUMNS}
 """
@@ -173,7 +173,7 @@ LIMIT $6
 PAYOUTS_CSV = """
 SELECT $3::text AS batch_id, csv_safe(l.payee_key) AS payee_customer_id,
        csv_safe(l.payee_email) AS payee_email,
-       minor_to_decimal(l.amount, $4) AS amount, l.amount AS amount_minor,
+       minor_to_decimal(l.amount, $4::int) AS amount, l.amount AS amount_minor,
        b.currency, l.reward_count, utc_iso(l.first_reward_at) AS first_reward_at,
        utc_iso(l.last_reward_at) AS last_reward_at, l.reference
 FROM payout_lines l JOIN payout_batches b ON b.id = l.batch_id
@@ -181,15 +181,40 @@ WHERE l.merchant_id = $1 AND l.batch_id = $2
 ORDER BY l.payee_key
 """
 
-# PayPal Payouts web upload: no header, one currency, at most 5,000 rows per file.
+
+# Why PayPal cannot pay a line: its email (`payout_email_problem`, the strict rule of
+# referral.lib.emails), or an amount PayPal would round (HUF, JPY and TWD go in whole units;
+# the divisor is 100 for HUF and TWD, 1 otherwise). NULL: PayPal can pay it.
+def _paypal_problem(divisor: str) -> str:
+    return f"""coalesce(payout_email_problem(l.payee_email),
+         CASE WHEN l.amount % {divisor}::bigint <> 0 THEN 'amount_not_whole_units' END)"""
+
+
+# $1 merchant, $2 batch, $3 divisor.
+PAYPAL_PAYABLE = f"""
+SELECT count(*)::int AS lines, coalesce(sum(l.amount), 0)::bigint AS total
+FROM payout_lines l
+WHERE l.merchant_id = $1 AND l.batch_id = $2 AND {_paypal_problem("$3")} IS NULL
+"""
+
+PAYPAL_UNPAYABLE = f"""
+SELECT l.id, l.payee_key, l.payee_email, l.amount, l.reference, {_paypal_problem("$3")} AS reason
+FROM payout_lines l
+WHERE l.merchant_id = $1 AND l.batch_id = $2 AND {_paypal_problem("$3")} IS NOT NULL
+ORDER BY l.payee_key
+"""
+
+# PayPal Payouts web upload: no header, one currency, at most 5,000 rows per file, the lines
+# PayPal can pay only (the others are listed beside the file). The email is validated, so it
+# is written as it is: nothing a spreadsheet runs can pass the check.
 # $4 decimals to print, $5 divisor (100 for HUF and TWD, which PayPal takes in whole units).
 # Escape first, then crop: the quote a formula cell gains counts towards PayPal's limits.
-PAYOUTS_PAYPAL = """
-SELECT csv_safe(l.payee_email), minor_to_decimal(l.amount / $5::bigint, $4::int),
+PAYOUTS_PAYPAL = f"""
+SELECT l.payee_email, minor_to_decimal(l.amount / $5::bigint, $4::int),
        b.currency, left(csv_safe(regexp_replace(l.payee_key, '[[:space:]]', '_', 'g')), 30),
        left(csv_safe($3::text || ' referral rewards ' || l.reference), 400), 'PAYPAL'
 FROM payout_lines l JOIN payout_batches b ON b.id = l.batch_id
-WHERE l.merchant_id = $1 AND l.batch_id = $2
+WHERE l.merchant_id = $1 AND l.batch_id = $2 AND {_paypal_problem("$5")} IS NULL
 ORDER BY l.payee_key
 OFFSET $6 LIMIT 5000
 """
@@ -200,22 +225,13 @@ SELECT $3::text AS batch_id, csv_safe(l.payee_key) AS payee_customer_id,
        csv_safe(i.order_id) AS order_id, i.side,
        CASE WHEN i.ledger_entry_id IS NULL THEN 'reward' ELSE 'clawback' END AS line_type,
        i.gross AS gross_minor, i.reversed AS reversed_minor, i.amount AS net_minor,
-       minor_to_decimal(i.amount, $4) AS net, b.currency, utc_iso(i.earned_at) AS earned_at,
+       minor_to_decimal(i.amount, $4::int) AS net, b.currency, utc_iso(i.earned_at) AS earned_at,
        l.reference
 FROM payout_items i
 JOIN payout_lines l ON l.id = i.line_id
 JOIN payout_batches b ON b.id = i.batch_id
 WHERE i.merchant_id = $1 AND i.batch_id = $2
 ORDER BY l.payee_key, i.id
-"""
-
-LINES_WITHOUT_EMAIL = """
-SELECT count(*) FROM payout_lines WHERE merchant_id = $1 AND batch_id = $2 AND payee_email IS NULL
-"""
-
-UNEVEN_PAYPAL_AMOUNTS = """
-SELECT count(*) FROM payout_lines WHERE merchant_id = $1 AND batch_id = $2
-  AND amount % $3::bigint <> 0
 """
 
 
@@ -371,14 +387,31 @@ async def deactivate_items(
     await conn.execute(DEACTIVATE_ITEMS, merchant_id, batch_id, line_id)
 
 
-async def uneven_paypal_amounts(
+class Payable(msgspec.Struct, frozen=True):
+    lines: int
+    total: int
+
+
+class UnpayableRow(msgspec.Struct, frozen=True):
+    id: int
+    payee_key: str
+    payee_email: str | None
+    amount: int
+    reference: str
+    reason: str
+
+
+async def paypal_payable(
     conn: asyncpg.Connection, merchant_id: int, batch_id: int, divisor: int
-) -> int:
-    return await conn.fetchval(UNEVEN_PAYPAL_AMOUNTS, merchant_id, batch_id, divisor)
+) -> Payable:
+    return Payable(**await conn.fetchrow(PAYPAL_PAYABLE, merchant_id, batch_id, divisor))
 
 
-async def lines_without_email(conn: asyncpg.Connection, merchant_id: int, batch_id: int) -> int:
-    return await conn.fetchval(LINES_WITHOUT_EMAIL, merchant_id, batch_id)
+async def paypal_unpayable(
+    conn: asyncpg.Connection, merchant_id: int, batch_id: int, divisor: int
+) -> list[UnpayableRow]:
+    rows = await conn.fetch(PAYPAL_UNPAYABLE, merchant_id, batch_id, divisor)
+    return [UnpayableRow(**r) for r in rows]
 
 
 async def copy_csv(

@@ -56,3 +56,31 @@ class PayoutBatch(msgspec.Struct):
     cancelled_at: datetime | None
     csv: dict[str, str]
     object: str = "payout_batch"
+
+
+class UnpayableLine(msgspec.Struct):
+    """A line an export leaves out, and why: `no_email` (the payee has none on file),
+    `invalid_email` (not an address money can be sent to: see the advocate's `email`),
+    `amount_not_whole_units` (PayPal takes HUF, JPY and TWD in whole units only)."""
+
+    line_id: str
+    payee: str
+    payee_email: str | None
+    amount: int
+    reference: str
+    reason: Literal["no_email", "invalid_email", "amount_not_whole_units"]
+
+
+class PaypalExport(msgspec.Struct):
+    """What the batch's PayPal file pays, and the lines it cannot (paid another way, or
+    failed). The batch itself is not changed by either."""
+
+    batch_id: str
+    currency: str
+    parts: int
+    payable_lines: int
+    payable_total: int
+    unpayable_lines: int
+    unpayable_total: int
+    unpayable: list[UnpayableLine]
+    object: str = "paypal_export"

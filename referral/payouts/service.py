@@ -21,7 +21,13 @@ from referral.lib.ids import PublicIds
 from referral.lib.pagination import Cursor, Page
 from referral.merchants.service import Caller
 from referral.payouts import export, repo
-from referral.payouts.schemas import BatchCreate, PayoutBatch, PayoutLine
+from referral.payouts.schemas import (
+    BatchCreate,
+    PayoutBatch,
+    PayoutLine,
+    PaypalExport,
+    UnpayableLine,
+)
 from referral.rewards import service as rewards
 from referral.settings import Settings
 
@@ -57,6 +63,7 @@ def _to_batch(runtime: Context, row: repo.BatchRow) -> PayoutBatch:
             "payouts": f"{path}/payouts.csv",
             "paypal": f"{path}/payouts.csv?format=paypal",
             "rewards": f"{path}/rewards.csv",
+            "paypal_unpayable": f"{path}/paypal",
         },
     )
 
@@ -169,11 +176,40 @@ async def export_query(
     """The COPY of payouts.csv (or its PayPal `part`), or of rewards.csv, checked before
     anything is sent."""
     batch = await _batch(conn, runtime.ids, caller, batch_id)
-    if format == "paypal":
-        await export.check_paypal(conn, batch=batch)
     if rewards:
         return export.rewards_query(batch, batch_id)
-    return export.payouts_query(batch, batch_id, format, part)
+    payable = await export.paypal_payable(conn, batch=batch) if format == "paypal" else None
+    return export.payouts_query(batch, batch_id, format, part, payable)
+
+
+async def paypal_export(
+    conn: asyncpg.Connection, *, runtime: Context, caller: Caller, batch_id: str
+) -> PaypalExport:
+    """What the PayPal file of the batch pays, and the lines it leaves out with the reason:
+    finance pays everyone else from the file and handles these apart."""
+    batch = await _batch(conn, runtime.ids, caller, batch_id)
+    payable = await export.paypal_payable(conn, batch=batch)
+    unpayable = await export.paypal_unpayable(conn, batch=batch)
+    return PaypalExport(
+        batch_id=batch_id,
+        currency=batch.currency.strip(),
+        parts=max(1, -(-payable.lines // export.PAYPAL_ROWS_PER_PART)),
+        payable_lines=payable.lines,
+        payable_total=payable.total,
+        unpayable_lines=len(unpayable),
+        unpayable_total=sum(r.amount for r in unpayable),
+        unpayable=[
+            UnpayableLine(
+                line_id=runtime.ids.encode("payout_line", r.id),
+                payee=r.payee_key,
+                payee_email=r.payee_email,
+                amount=r.amount,
+                reference=r.reference,
+                reason=r.reason,
+            )
+            for r in unpayable
+        ],
+    )
 
 
 async def mark_exported(

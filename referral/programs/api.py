@@ -6,7 +6,7 @@ from litestar import Controller, Response, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from referral.http.deps import CallerDep, Conn, Listing, OnceDep, RuntimeDep
-from referral.lib.errors import API_ERRORS
+from referral.lib import problem_docs
 from referral.lib.pagination import Page
 from referral.programs import service
 from referral.programs.schemas import Program, ProgramCreate, ProgramStatus, ProgramUpdate
@@ -17,7 +17,23 @@ class ProgramController(Controller):
     tags = ["programs"]
     security = [{"secretKey": []}]
 
-    @post(operation_id="createProgram", responses=API_ERRORS, summary="Create a program")
+    @post(
+        operation_id="createProgram",
+        responses=problem_docs.responses(
+            "createProgram",
+            {
+                422: (
+                    "invalid_reward_rule",
+                    "invalid_url",
+                    "unknown_currency",
+                    "invalid_fraud_policy",
+                )
+            },
+            once=True,
+            replay=Program,
+        ),
+        summary="Create a program",
+    )
     async def create(
         self,
         data: JSONBody[ProgramCreate],
@@ -33,7 +49,7 @@ class ProgramController(Controller):
     @get(
         "/{program_id:str}",
         operation_id="getProgram",
-        responses=API_ERRORS,
+        responses=problem_docs.responses("getProgram", {404: ("program_not_found",)}),
         summary="Read a program",
     )
     async def read(
@@ -44,7 +60,13 @@ class ProgramController(Controller):
     @patch(
         "/{program_id:str}",
         operation_id="updateProgram",
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "updateProgram",
+            {
+                404: ("program_not_found",),
+                422: ("invalid_reward_rule", "invalid_url", "unknown_currency"),
+            },
+        ),
         summary="Change a program",
     )
     async def update(
@@ -59,7 +81,11 @@ class ProgramController(Controller):
             conn, runtime=runtime, caller=caller, program_id=program_id, data=data
         )
 
-    @get(operation_id="listPrograms", responses=API_ERRORS, summary="List programs")
+    @get(
+        operation_id="listPrograms",
+        responses=problem_docs.responses("listPrograms", {404: ("program_not_found",)}),
+        summary="List programs",
+    )
     async def list(
         self,
         conn: Conn,

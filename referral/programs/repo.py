@@ -20,7 +20,7 @@ INSERT INTO programs (merchant_id, name, status, landing_url, fallback_url,
                       attribution_window_days, hold_days, rewards, fraud_policy,
                       qr_foreground, qr_background,
                       brand_colour, locale, stories_auto_publish)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+VALUES ($1, $2, $3, $4, $5, $6::int, $7::int, $8, $9, $10, $11, $12, $13, $14)
 RETURNING {COLUMNS}
 """
 
@@ -29,7 +29,7 @@ GET_FOR_UPDATE = GET + " FOR UPDATE"
 
 UPDATE = f"""
 UPDATE programs SET name = $3, status = $4, landing_url = $5, fallback_url = $6,
-       attribution_window_days = $7, hold_days = $8, rewards = $9, fraud_policy = $10,
+       attribution_window_days = $7::int, hold_days = $8::int, rewards = $9, fraud_policy = $10,
        qr_foreground = $11, qr_background = $12,
        brand_colour = $13, locale = $14, stories_auto_publish = $15, updated_at = now()
 WHERE merchant_id = $1 AND id = $2

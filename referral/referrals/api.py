@@ -10,7 +10,8 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from referral.http.deps import CallerDep, Conn, Listing, OnceDep, RuntimeDep
-from referral.lib.errors import API_ERRORS
+from referral.http.rate_limits import rate_limited
+from referral.lib import problem_docs
 from referral.lib.pagination import Page
 from referral.referrals import explain, review, service
 from referral.referrals.schemas import (
@@ -36,11 +37,27 @@ class CheckoutController(Controller):
     @post(
         "/checkout/quote",
         operation_id="quoteCheckout",
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "quoteCheckout",
+            {
+                404: ("program_not_found",),
+                422: (
+                    "invalid_email",
+                    "friend_unidentified",
+                    "unknown_currency",
+                    "invalid_ip",
+                    "code_inactive",
+                ),
+                429: ("too_many_requests",),
+            },
+        ),
+        guards=[rate_limited("lookups", except_secret_keys=True)],  # code guessing
         status_code=200,
         summary="Would the friend offer apply to this cart?",
         description="Before payment: whether the friend offer applies, its value, the "
-        "advocate it would credit, and why not. Writes nothing.",
+        "advocate it would credit, and why not; and for each friend coupon typed in `codes`, "
+        "whether the order would redeem it (`coupons`: not while its reward is held in "
+        "review or within its hold). Writes nothing.",
     )
     async def quote(
         self, data: JSONBody[QuoteRequest], conn: Conn, caller: CallerDep, runtime: RuntimeDep
@@ -50,7 +67,23 @@ class CheckoutController(Controller):
     @post(
         "/signups",
         operation_id="recordSignup",
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "recordSignup",
+            {
+                404: ("program_not_found",),
+                422: (
+                    "invalid_email",
+                    "friend_unidentified",
+                    "invalid_timestamp",
+                    "occurred_in_future",
+                    "occurred_too_early",
+                    "invalid_ip",
+                    "code_inactive",
+                ),
+            },
+            once=True,
+            replay=SignupResult,
+        ),
         summary="Record a signup",
         description="Attributes a new customer to an advocate. "
         "Idempotent by customer id (201 first, 200 after). " + IDEMPOTENT,
@@ -76,7 +109,7 @@ class ReferralController(Controller):
     @get(
         "/{referral_id:str}",
         operation_id="getReferral",
-        responses=API_ERRORS,
+        responses=problem_docs.responses("getReferral", {404: ("referral_not_found",)}),
         summary="Explain a referral",
         description="Which attribution path matched, every eligibility check with its "
         "inputs and outcome, the fraud decision, and each reward's history.",
@@ -90,7 +123,10 @@ class ReferralController(Controller):
 
     @get(
         operation_id="listReferrals",
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "listReferrals",
+            {404: ("referral_not_found", "advocate_not_found", "program_not_found")},
+        ),
         summary="List referrals (with status=in_review: the review queue)",
         description="Oldest first, each with its eligibility checks, fraud decision (rules "
         "fired, evidence, score) and rewards. `status=in_review` is the review queue.",
@@ -117,6 +153,23 @@ class ReferralController(Controller):
         )
 
 
+_REVIEW_PROBLEMS = {
+    "approve": {
+        404: ("referral_not_found",),
+        409: (
+            "referral_not_decided",
+            "referral_not_eligible",
+            "friend_referred_since",
+            "reward_state_conflict",
+        ),
+    },
+    "reject": {
+        404: ("referral_not_found",),
+        409: ("referral_not_decided", "reward_state_conflict"),
+    },
+}
+
+
 def _review(
     action: Literal["approve", "reject"], *, operation_id: str, **docs: str
 ) -> HTTPRouteHandler:
@@ -126,7 +179,7 @@ def _review(
     @post(
         f"/{{referral_id:str}}/{action}",
         operation_id=operation_id,
-        responses=API_ERRORS,
+        responses=problem_docs.responses(operation_id, _REVIEW_PROBLEMS[action], once=True),
         status_code=200,
         **docs,
     )

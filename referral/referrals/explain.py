@@ -9,6 +9,7 @@ from collections import defaultdict
 import asyncpg
 import msgspec
 
+from referral.coupons import service as coupons
 from referral.fraud.rules import Decision
 from referral.lib.errors import NotFound
 from referral.lib.pagination import Cursor, Page
@@ -69,6 +70,7 @@ async def _to_referrals(
                 rewards=rewards_of[row.id],
                 reviews=reviews_of[row.id],
                 created_at=row.created_at,
+                hold_rule=coupons.HELD_RULE,
             )
         )
     return out

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from referral.coupons.schemas import CouponAnswer
 from referral.fraud.rules import Decision
 from referral.referrals.rules import Check
 from referral.rewards.schemas import Reward, RewardSummary
@@ -52,6 +53,7 @@ class Quote(msgspec.Struct):
     program_id: str | None
     code: str | None
     checks: list[Check]
+    coupons: list[CouponAnswer] = msgspec.field(default_factory=list)
     object: str = "quote"
 
 
@@ -121,4 +123,8 @@ class Referral(msgspec.Struct):
     rewards: list[Reward]
     reviews: list[Review]
     created_at: datetime
+    hold_rule: Annotated[
+        str,
+        Meta(description="How rewards that are pending or in review are held, coupons included"),
+    ] = ""
     object: str = "referral"

@@ -17,6 +17,7 @@ import msgspec
 import structlog
 
 from referral.advocates import service as advocates
+from referral.coupons import service as coupons
 from referral.events import service as events
 from referral.fraud import service as fraud
 from referral.fraud.rules import Identity
@@ -308,6 +309,7 @@ async def quote(
 ) -> Quote:
     """Would the friend offer apply to this cart? Writes nothing."""
     require_currency(data.currency)
+    parse_ip(data.ip)  # refused here as at signup and order, though a quote keeps none
     now = datetime.now(UTC)
     friend = attribution.identify(data)
     programs = Programs(conn, caller.merchant_id)
@@ -320,6 +322,13 @@ async def quote(
         programs=programs,
     )
     candidate = resolved.candidate
+    # The coupons typed beside the codes, answered as the order would redeem them now.
+    typed = [
+        await coupons.check(
+            conn, merchant_id=caller.merchant_id, code=code, currency=data.currency, at=now
+        )
+        for code in resolved.coupons
+    ]
     existing = await attribution.live_referral(
         conn,
         merchant_id=caller.merchant_id,
@@ -336,6 +345,7 @@ async def quote(
             program_id=None,
             code=None,
             checks=[],
+            coupons=typed,
         )
 
     if existing is not None and existing.status != "pending":
@@ -391,6 +401,7 @@ async def quote(
         program_id=runtime.ids.encode("program", program_id),
         code=code,
         checks=checks,
+        coupons=typed,
     )
 
 

@@ -9,10 +9,19 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from referral.http.deps import CallerDep, Conn, Listing, OnceDep, RuntimeDep
-from referral.lib.errors import API_ERRORS
+from referral.lib import problem_docs
 from referral.lib.pagination import Page
 from referral.rewards import service
 from referral.rewards.schemas import Reward, RewardAction, RewardStatus
+
+_ACTION_PROBLEMS = {
+    "approve": {404: ("reward_not_found",), 409: ("reward_state_conflict",)},
+    "reverse": {404: ("reward_not_found",), 409: ("reward_state_conflict",)},
+    "reinstate": {
+        404: ("reward_not_found",),
+        409: ("reward_state_conflict", "reward_order_refunded", "reward_amount_increase"),
+    },
+}
 
 
 def _action(
@@ -23,7 +32,7 @@ def _action(
     @post(
         f"/{{reward_id:str}}/{action}",
         operation_id=operation_id,
-        responses=API_ERRORS,
+        responses=problem_docs.responses(operation_id, _ACTION_PROBLEMS[action], once=True),
         status_code=200,
         **docs,
     )
@@ -59,7 +68,7 @@ class RewardController(Controller):
     @get(
         "/{reward_id:str}",
         operation_id="getReward",
-        responses=API_ERRORS,
+        responses=problem_docs.responses("getReward", {404: ("reward_not_found",)}),
         summary="Read a reward with its history",
     )
     async def read(
@@ -69,7 +78,13 @@ class RewardController(Controller):
             conn, ids=runtime.ids, merchant_id=caller.merchant_id, reward_id=reward_id
         )
 
-    @get(operation_id="listRewards", responses=API_ERRORS, summary="List rewards")
+    @get(
+        operation_id="listRewards",
+        responses=problem_docs.responses(
+            "listRewards", {404: ("reward_not_found", "advocate_not_found", "program_not_found")}
+        ),
+        summary="List rewards",
+    )
     async def list(
         self,
         conn: Conn,

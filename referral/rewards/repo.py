@@ -20,7 +20,7 @@ INSERT = f"""
 INSERT INTO rewards (merchant_id, program_id, referral_id, advocate_id, side, payee_key, kind,
                      currency, amount, original_amount, basis_points, order_pk, milestone,
                      status, hold_until, earned_at, rule)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15, $16)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10::int, $11, $12::int, $13, $14, $15, $16)
 ON CONFLICT DO NOTHING
 RETURNING {COLUMNS}
 """

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from referral.coupons.schemas import CouponStatus
+
 RewardStatus = Literal["pending", "in_review", "approved", "paid", "reversed"]
 
 
@@ -42,6 +44,8 @@ class Reward(msgspec.Struct):
     paid_at: datetime | None
     reversed_at: datetime | None
     history: list[Transition]
+    coupon_status: CouponStatus | None = None
+    coupon_expires_at: datetime | None = None
     object: str = "reward"
 
 
@@ -53,6 +57,7 @@ class RewardSummary(msgspec.Struct):
     currency: str | None
     status: str
     coupon_code: str | None = None
+    coupon_status: CouponStatus | None = None
 
 
 class RewardAction(msgspec.Struct, forbid_unknown_fields=True):

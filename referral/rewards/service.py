@@ -153,6 +153,7 @@ async def create(
             conn,
             merchant_id=merchant_id,
             reward_id=row.id,
+            reward_status=status,
             amount=amount.value,
             currency=amount.currency,
             expires_at=max(earned_at, datetime.now(UTC)) + timedelta(days=coupon_days),
@@ -227,10 +228,17 @@ async def transition(
             row.currency,
             ledger_moves(old_status, to, old_amount, new_amount),
         )
-    if row.kind == "coupon" and to == "reversed":
-        await coupons.void(conn, merchant_id=merchant_id, reward_id=reward_id)
-    elif row.kind == "coupon" and old_status == "reversed":
-        await coupons.restore(conn, merchant_id=merchant_id, reward_id=reward_id)
+    if row.kind == "coupon" and to != old_status:
+        # Held money is held everywhere: the coupon is redeemable only while its reward is
+        # approved. Updating its row locks it, and a redemption locks that row first, so
+        # the two happen one after the other.
+        await coupons.follow(
+            conn,
+            merchant_id=merchant_id,
+            reward_id=reward_id,
+            reward_status=to,
+            at=datetime.now(UTC),
+        )
     event = _EVENT_FOR[to] if to != old_status else "reward.adjusted"
     data = {**_event_data(ids, updated), "reason": reason}
     await _announce(conn, merchant_id, event, data, advocate_id=row.advocate_id, side=row.side)
@@ -563,7 +571,7 @@ async def to_rewards(
                 at=h.created_at,
             )
         )
-    codes = await coupons.codes_of(
+    coupons_of = await coupons.of_rewards(
         conn, merchant_id=merchant_id, reward_ids=[r.id for r in rows if r.kind == "coupon"]
     )
     return [
@@ -581,7 +589,9 @@ async def to_rewards(
             hold_until=row.hold_until,
             earned_at=row.earned_at,
             milestone=row.milestone,
-            coupon_code=codes.get(row.id),
+            coupon_code=coupons_of[row.id].code if row.id in coupons_of else None,
+            coupon_status=coupons_of[row.id].status if row.id in coupons_of else None,
+            coupon_expires_at=coupons_of[row.id].expires_at if row.id in coupons_of else None,
             created_at=row.created_at,
             approved_at=row.approved_at,
             paid_at=row.paid_at,
@@ -612,6 +622,7 @@ async def summaries(
                 currency=row.currency,
                 status=row.status,
                 coupon_code=coupon.code if coupon else None,
+                coupon_status=coupon.status if coupon else None,
             )
         )
     return out

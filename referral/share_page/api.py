@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from litestar import Request, Response, Router, get, post
+from litestar import Request, Response, Router, get, post, route
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect
 
 from referral.http.deps import Conn, RuntimeDep
+from referral.http.head import GET_HEAD, answer_head_as_get
+from referral.http.rate_limits import rate_limited
 from referral.links.visitors import is_bot
 from referral.share_page import service
 from referral.web import render
@@ -44,7 +46,13 @@ def _back(token: str, notice: str) -> Redirect:
     return Redirect(f"/share/{quote(token)}?done={notice}", status_code=303)
 
 
-@get("/share/{token:str}", include_in_schema=False, operation_id="sharePage")
+@route(
+    "/share/{token:str}",
+    http_method=GET_HEAD,
+    middleware=[answer_head_as_get],
+    include_in_schema=False,
+    operation_id="sharePage",
+)
 async def share_page(
     token: FromPath[str], conn: Conn, runtime: RuntimeDep, done: FromQuery[str | None] = None
 ) -> Response:
@@ -54,11 +62,17 @@ async def share_page(
     except service.Refused as refused:
         return _refused(refused)
     notice = NOTICES.get(done or "")
-    body = render.render("share_page.html", advocate.locale, notice=notice, **context)
-    return render.html(body, headers=render.PRIVATE_PAGE)
+    return render.page(
+        "share_page.html", advocate.locale, headers=render.PRIVATE_PAGE, notice=notice, **context
+    )
 
 
-@get("/share/{token:str}/to/{channel:str}", include_in_schema=False, operation_id="shareLink")
+@get(
+    "/share/{token:str}/to/{channel:str}",
+    include_in_schema=False,
+    operation_id="shareLink",
+    guards=[rate_limited("share_page")],
+)
 async def share_link(
     request: Request, token: FromPath[str], channel: FromPath[str], conn: Conn, runtime: RuntimeDep
 ) -> Response:
@@ -74,7 +88,12 @@ async def share_link(
     return Redirect(target, status_code=302, headers={"cache-control": "no-store"})
 
 
-@post("/share/{token:str}/contact", include_in_schema=False, operation_id="shareContact")
+@post(
+    "/share/{token:str}/contact",
+    include_in_schema=False,
+    operation_id="shareContact",
+    guards=[rate_limited("share_page")],
+)
 async def set_contact(
     request: Request, token: FromPath[str], conn: Conn, runtime: RuntimeDep
 ) -> Response:
@@ -87,7 +106,12 @@ async def set_contact(
     return _back(token, "contact")
 
 
-@post("/share/{token:str}/stories", include_in_schema=False, operation_id="sharePagePublishStory")
+@post(
+    "/share/{token:str}/stories",
+    include_in_schema=False,
+    operation_id="sharePagePublishStory",
+    guards=[rate_limited("share_page")],
+)
 async def tell_story(
     request: Request, token: FromPath[str], conn: Conn, runtime: RuntimeDep
 ) -> Response:

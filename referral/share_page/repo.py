@@ -14,26 +14,40 @@ from referral.lib.db import many, one
 ADVOCATE = """
 SELECT a.id, a.merchant_id, a.program_id, a.name, a.contact_preference,
        p.rewards AS program_rewards, p.brand_colour, p.locale, p.stories_auto_publish,
-       m.name AS shop
+       m.name AS shop, m.time_zone
 FROM advocates a
 JOIN programs p ON p.merchant_id = a.merchant_id AND p.id = a.program_id
 JOIN merchants m ON m.id = a.merchant_id
 WHERE a.id = $1
 """
 
-# The advocate's own friends: status and date only; the page masks who they are.
+# The advocate's own friends: status and date only; the page masks who they are. Each is
+# numbered in the order they came (first friend = 1), so a number never changes.
 REFERRALS = """
-SELECT friend_email_normalised, status, created_at FROM referrals
-WHERE merchant_id = $1 AND advocate_id = $2
+SELECT friend_email_normalised, status, created_at, number FROM (
+    SELECT id, friend_email_normalised, status, created_at,
+           row_number() OVER (ORDER BY created_at, id) AS number
+    FROM referrals
+    WHERE merchant_id = $1 AND advocate_id = $2
+) friends
 ORDER BY created_at DESC, id DESC
 LIMIT 50
 """
 
-# The advocate's own rewards (referral rewards and milestone bonuses) and their stories.
+# The advocate's own rewards (referral rewards and milestone bonuses), what each was worth
+# when earned, the friend it came from (numbered as above) and its story.
 REWARDS = """
-SELECT r.id, r.kind, r.amount, r.currency, r.status, r.hold_until, r.milestone,
-       r.created_at, s.id AS story_id
-FROM rewards r LEFT JOIN stories s ON s.reward_id = r.id
+WITH friends AS (
+    SELECT id, friend_email_normalised, row_number() OVER (ORDER BY created_at, id) AS number
+    FROM referrals
+    WHERE merchant_id = $1 AND advocate_id = $2
+)
+SELECT r.id, r.kind, r.amount, r.original_amount, r.currency, r.status, r.hold_until,
+       r.milestone, r.earned_at, r.reversed_at, r.created_at, s.id AS story_id,
+       f.friend_email_normalised, f.number AS friend_number
+FROM rewards r
+LEFT JOIN stories s ON s.merchant_id = r.merchant_id AND s.reward_id = r.id
+LEFT JOIN friends f ON f.id = r.referral_id
 WHERE r.merchant_id = $1 AND r.advocate_id = $2 AND r.side = 'advocate'
 ORDER BY r.created_at DESC, r.id DESC
 LIMIT 50
@@ -58,24 +72,31 @@ class AdvocateRow(msgspec.Struct, frozen=True):
     locale: str
     stories_auto_publish: bool
     shop: str
+    time_zone: str
 
 
 class ReferralRow(msgspec.Struct, frozen=True):
     friend_email_normalised: str | None
     status: str
     created_at: datetime
+    number: int
 
 
 class RewardRow(msgspec.Struct, frozen=True):
     id: int
     kind: str
     amount: int
+    original_amount: int
     currency: str | None
     status: str
     hold_until: datetime
     milestone: int | None
+    earned_at: datetime
+    reversed_at: datetime | None
     created_at: datetime
     story_id: int | None
+    friend_email_normalised: str | None
+    friend_number: int | None
 
 
 class StoryRow(msgspec.Struct, frozen=True):

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 
@@ -82,8 +83,10 @@ class PageAdvocate:
     locale: str
     colour: str
     shop: str
-    offer: str
+    offer: str | None  # what friends get, said to the advocate; None when nothing
+    friend_rule: dict[str, Any] | None  # the program's friend reward rule
     auto_publish: bool
+    time_zone: str = "UTC"
 
 
 class Refused(Exception):
@@ -133,8 +136,10 @@ async def _load_advocate(
         locale=locale,
         colour=row.brand_colour,
         shop=row.shop,
-        offer=i18n.offer_text(row.program_rewards.get("friend"), row.shop, locale),
+        offer=i18n.offer_text(row.program_rewards.get("friend"), locale, reader="advocate"),
+        friend_rule=row.program_rewards.get("friend"),
         auto_publish=row.stories_auto_publish,
+        time_zone=row.time_zone,
     )
 
 
@@ -143,8 +148,83 @@ def _caller(advocate: PageAdvocate) -> Caller:
     return Caller(merchant_id=advocate.merchant_id, mode="", kind="share_page")
 
 
-def _date(at: datetime, locale: str) -> str:
-    return at.date().isoformat() if locale == "sv" else at.strftime("%d %b %Y").lstrip("0")
+def _date(at: datetime, locale: str, zone: str) -> str:
+    """A day as the advocate reads it, in the merchant's time zone: "2 Dec 2026" (sv:
+    "2 december 2026"), whatever the server's locale."""
+    try:
+        day = at.astimezone(ZoneInfo(zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        day = at.astimezone(UTC)
+    if locale == "sv":
+        return f"{day.day} {_SWEDISH_MONTHS[day.month - 1]} {day.year}"
+    return f"{day.day} {day:%b %Y}"
+
+
+_SWEDISH_MONTHS = (
+    "januari",
+    "februari",
+    "mars",
+    "april",
+    "maj",
+    "juni",
+    "juli",
+    "augusti",
+    "september",
+    "oktober",
+    "november",
+    "december",
+)
+
+
+def _reward_row(
+    runtime: Runtime, advocate: PageAdvocate, r: repo.RewardRow, now: datetime
+) -> dict[str, Any]:
+    """One reward as the advocate reads it: what it was worth when earned (a cancelled
+    reward is worth 0 now; the row still says what it was), who it came from (masked) and
+    when, and what happens next."""
+    locale, zone = advocate.locale, advocate.time_zone
+    reversed_ = r.status == "reversed"
+    shown = r.original_amount if reversed_ else r.amount
+    if r.milestone is not None:
+        source = i18n.t(locale, "milestone_bonus", count=r.milestone)
+        source += " · " + i18n.t(locale, "earned_on", date=_date(r.earned_at, locale, zone))
+    else:
+        friend = i18n.masked_friend(r.friend_email_normalised, r.friend_number or 0, locale)
+        source = i18n.t(
+            locale, "friend_ordered", friend=friend, date=_date(r.earned_at, locale, zone)
+        )
+    notes = []
+    if reversed_:
+        notes.append(
+            i18n.t(locale, "reversed_on", date=_date(r.reversed_at or r.created_at, locale, zone))
+        )
+    elif r.amount < r.original_amount:
+        notes.append(
+            i18n.t(
+                locale,
+                "reduced_from",
+                amount=i18n.reward_row(r.kind, r.original_amount, r.currency, locale),
+            )
+        )
+    if r.status == "pending" and r.hold_until > now:
+        notes.append(i18n.t(locale, "available_on", date=_date(r.hold_until, locale, zone)))
+    elif r.status == "in_review":
+        notes.append(i18n.t(locale, "being_checked"))
+    return {
+        "id": runtime.ids.encode("reward", r.id),
+        "text": i18n.reward_row(r.kind, shown, r.currency, locale),
+        "status": r.status,
+        "source": source,
+        "notes": notes,
+        "milestone": r.milestone,
+        "can_tell": r.story_id is None and r.status in ("approved", "paid"),
+        "default_story": i18n.t(
+            locale,
+            "story_default",
+            reward=i18n.reward_text(r.kind, r.amount, r.currency, locale),
+            shop=advocate.shop,
+        ),
+    }
 
 
 async def page_context(
@@ -155,30 +235,15 @@ async def page_context(
     base = runtime.settings.public_base_url
     referrals = [
         {
-            "friend": i18n.masked_friend(r.friend_email_normalised, n, locale),
+            "friend": i18n.masked_friend(r.friend_email_normalised, r.number, locale),
             "status": r.status,
-            "date": _date(r.created_at, locale),
+            "date": _date(r.created_at, locale, advocate.time_zone),
         }
-        for n, r in enumerate(await repo.referrals(conn, advocate.merchant_id, advocate.id), 1)
+        for r in await repo.referrals(conn, advocate.merchant_id, advocate.id)
     ]
     now = datetime.now(UTC)
     rewards = [
-        {
-            "id": runtime.ids.encode("reward", r.id),
-            "text": i18n.reward_text(r.kind, r.amount, r.currency, locale),
-            "status": r.status,
-            "release": _date(r.hold_until, locale)
-            if r.status in ("pending", "in_review") and r.hold_until > now
-            else None,
-            "milestone": r.milestone,
-            "can_tell": r.story_id is None and r.status in ("approved", "paid"),
-            "default_story": i18n.t(
-                locale,
-                "story_default",
-                reward=i18n.reward_text(r.kind, r.amount, r.currency, locale),
-                shop=advocate.shop,
-            ),
-        }
+        _reward_row(runtime, advocate, r, now)
         for r in await repo.rewards(conn, advocate.merchant_id, advocate.id)
     ]
     stories_told = [
@@ -189,13 +254,23 @@ async def page_context(
         "advocate": advocate,
         "first_name": i18n.first_name(advocate.name),
         "token": token,
-        "qr_url": f"{advocate.link}/qr.png?size=240",
+        # Twice the 200 pixels the page shows it at, so it is sharp on dense screens.
+        "qr_url": f"{advocate.link}/qr.png?size=400",
         "channels": NETWORK_CHANNELS,
         "referrals": referrals,
         "rewards": rewards,
         "stories": stories_told,
-        "share_text": i18n.t(locale, "share_text", shop=advocate.shop, offer=advocate.offer),
+        "share_text": _share_text(advocate),
     }
+
+
+def _share_text(advocate: PageAdvocate) -> str:
+    """The message a share button sends, in the advocate's voice to a friend: the offer is
+    the friend's ("your first order")."""
+    offer = i18n.offer_text(advocate.friend_rule, advocate.locale)
+    if offer is None:
+        return i18n.t(advocate.locale, "share_text_no_offer", shop=advocate.shop)
+    return i18n.t(advocate.locale, "share_text", shop=advocate.shop, offer=offer)
 
 
 def _link_intent(advocate: PageAdvocate, channel: str) -> str | None:
@@ -205,7 +280,7 @@ def _link_intent(advocate: PageAdvocate, channel: str) -> str | None:
         raise KeyError(channel)
     return intent_url(
         channel,
-        text=i18n.t(advocate.locale, "share_text", shop=advocate.shop, offer=advocate.offer),
+        text=_share_text(advocate),
         url=f"{advocate.link}?ch={channel}",
         subject=advocate.shop,
     )

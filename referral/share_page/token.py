@@ -7,8 +7,6 @@ token) over the advocate's public id and an expiry. Internal ids never appear in
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import time
 from hashlib import sha256
@@ -16,10 +14,10 @@ from typing import Literal
 
 import msgspec
 
+from referral.lib import b64url
 from referral.lib.keyed_hash import HmacSha256
 
 _MAC_BYTES = 16
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 class SharePageClaims(msgspec.Struct, array_like=True, frozen=True):
@@ -44,7 +42,7 @@ class SharePageSigner:
     def sign(self, advocate_id: str, expires_at: int) -> str:
         body = _encoder.encode(SharePageClaims(advocate_id, expires_at))
         blob = body + self._mac.digest(body)[:_MAC_BYTES]
-        return binascii.b2a_base64(blob, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
+        return b64url.encode(blob)
 
     def verify(
         self, raw: str, *, now: float | None = None
@@ -52,9 +50,8 @@ class SharePageSigner:
         """The claims of a genuine, unexpired token; else why not (never an exception)."""
         if not raw or len(raw) > 256:
             return "invalid"
-        try:
-            blob = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
-        except (ValueError, TypeError):
+        blob = b64url.decode(raw)  # one spelling per token: padding or spare bits refused
+        if blob is None:
             return "invalid"
         body, mac = blob[:-_MAC_BYTES], blob[-_MAC_BYTES:]
         if not body or not hmac.compare_digest(mac, self._mac.digest(body)[:_MAC_BYTES]):

@@ -9,7 +9,7 @@ from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from referral.http.deps import CallerDep, Conn, Listing, OnceDep, RuntimeDep
-from referral.lib.errors import API_ERRORS, PUBLIC_ERRORS
+from referral.lib import problem_docs
 from referral.lib.pagination import Page
 from referral.stories import service
 from referral.stories.schemas import SocialProof, Story, StoryCreate, StoryStatus, StoryUpdate
@@ -24,7 +24,16 @@ class StoryController(Controller):
 
     @post(
         operation_id="createStory",
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "createStory",
+            {
+                404: ("reward_not_found", "program_not_found", "advocate_not_found"),
+                409: ("reward_not_eligible",),
+                422: ("invalid_story_text",),
+            },
+            once=True,
+            replay=Story,
+        ),
         summary="Publish (or submit for moderation) an advocate's story about a reward",
         description="The reward must be the advocate's own approved or paid reward (a "
         "referral reward or a milestone bonus). Without `text`, the program's default "
@@ -47,7 +56,7 @@ class StoryController(Controller):
     @get(
         "/{story_id:str}",
         operation_id="getStory",
-        responses=API_ERRORS,
+        responses=problem_docs.responses("getStory", {404: ("story_not_found",)}),
         summary="Read a story with its figures",
         description="Views (link-preview bots not counted), shares per channel, clicks on "
         "links carrying the story, and the signups, orders and referred revenue (order "
@@ -61,7 +70,9 @@ class StoryController(Controller):
     @patch(
         "/{story_id:str}",
         operation_id="updateStory",
-        responses=API_ERRORS,
+        responses=problem_docs.responses(
+            "updateStory", {404: ("story_not_found",), 422: ("invalid_story_text",)}
+        ),
         summary="Moderate or edit a story",
         description="`status`: pending, published or hidden. A hidden story's page answers "
         "404; publishing it again brings the page back.",
@@ -78,7 +89,13 @@ class StoryController(Controller):
             conn, runtime=runtime, caller=caller, story_id=story_id, data=data
         )
 
-    @get(operation_id="listStories", responses=API_ERRORS, summary="List stories")
+    @get(
+        operation_id="listStories",
+        responses=problem_docs.responses(
+            "listStories", {404: ("story_not_found", "program_not_found", "advocate_not_found")}
+        ),
+        summary="List stories",
+    )
     async def list(
         self,
         conn: Conn,
@@ -105,7 +122,7 @@ class StoryController(Controller):
 @get(
     "/social-proof/{program_id:str}",
     operation_id="getSocialProof",
-    responses=PUBLIC_ERRORS,
+    responses=problem_docs.responses("getSocialProof", {404: ("program_not_found",)}, keyed=False),
     summary="Public social proof of a program",
     description="No key: for a shop to embed. Friends who joined this month and the latest "
     "published stories, with `Cache-Control` and an `ETag` (send `If-None-Match` for a 304). "

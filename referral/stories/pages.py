@@ -12,6 +12,8 @@ from litestar.params import FromPath
 from litestar.response import Redirect
 
 from referral.http.deps import Conn, RuntimeDep
+from referral.http.head import GET_HEAD, answer_head_as_get
+from referral.http.rate_limits import rate_limited
 from referral.links.visitors import is_bot
 from referral.stories import image, service
 from referral.web import render
@@ -29,7 +31,8 @@ def _counts(request: Request) -> bool:
 
 @route(
     "/s/{slug:str}",
-    http_method=["GET", "HEAD"],  # unfurlers check links with HEAD: answered, not counted
+    http_method=GET_HEAD,  # unfurlers check links with HEAD: answered, not counted
+    middleware=[answer_head_as_get],
     include_in_schema=False,
     operation_id="storyPage",
 )
@@ -39,19 +42,26 @@ async def story_page(
     story = await service.view(conn, runtime=runtime, slug=slug, counted=_counts(request))
     if story is None:
         return _not_found()
-    body = render.render("story.html", story.locale, story=story, channels=NETWORK_CHANNELS)
     headers = {**render.PUBLIC_PAGE, "cache-control": "no-store"}  # each view is counted
-    return render.html(body, headers=headers)
+    return render.page(
+        "story.html", story.locale, headers=headers, story=story, channels=NETWORK_CHANNELS
+    )
 
 
-@get("/s/{slug:str}/image.png", include_in_schema=False, operation_id="storyImage")
+@route(
+    "/s/{slug:str}/image.png",
+    http_method=GET_HEAD,
+    middleware=[answer_head_as_get],
+    include_in_schema=False,
+    operation_id="storyImage",
+)
 async def story_image(
     request: Request, slug: FromPath[str], conn: Conn, runtime: RuntimeDep
 ) -> Response:
     story = await service.published(conn, runtime=runtime, slug=slug)
     if story is None:
         return _not_found()
-    parts = (story.text, story.byline, story.offer, story.colour)
+    parts = (story.text, story.byline, story.cta, story.colour)
     etag = image.etag_for(*parts)
     headers = {"etag": etag, "cache-control": "public, max-age=3600"}
     if etag in request.headers.get("if-none-match", ""):
@@ -75,4 +85,9 @@ async def share_story(
     return Redirect(target, status_code=302, headers={"cache-control": "no-store"})
 
 
-story_pages_router = Router(path="/", route_handlers=[story_page, story_image, share_story])
+# Slugs can be guessed and views are counted: every story route is limited per IP.
+story_pages_router = Router(
+    path="/",
+    route_handlers=[story_page, story_image, share_story],
+    guards=[rate_limited("story_pages")],
+)

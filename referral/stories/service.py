@@ -300,8 +300,10 @@ class PublishedStory(msgspec.Struct, frozen=True, kw_only=True):
     name: str | None
     url: str
     image_url: str
-    offer: str
+    offer: str | None  # what the reader (a friend) gets; None when friends get nothing
     cta_url: str
+    cta: str  # the button: "Get 10 EUR off your first order"
+    intro: str  # the page's heading: "Anna recommends Shop."
     byline: str
 
     def intent(self, channel: str) -> str | None:
@@ -317,6 +319,7 @@ def _published_story(runtime: Runtime, row: PageRow) -> PublishedStory:
     url = story_url(base, row.slug)
     name = row.display_name
     code = runtime.codec.generate(row.advocate_id)
+    offer = i18n.offer_text(row.program_rewards.get("friend"), locale)
     return PublishedStory(
         id=row.id,
         merchant_id=row.merchant_id,
@@ -331,10 +334,16 @@ def _published_story(runtime: Runtime, row: PageRow) -> PublishedStory:
         name=name,
         url=url,
         image_url=f"{url}/image.png",
-        offer=i18n.offer_text(row.program_rewards.get("friend"), row.shop, locale),
+        offer=offer,
         # The call to action: the advocate's referral link with the story attached, so the
         # click, and the signup and order after it, are credited to this story.
         cta_url=f"{base}/r/{code}?ch=story&s={public_id}",
+        cta=i18n.t(locale, "story_cta", offer=offer)
+        if offer
+        else i18n.t(locale, "story_cta_no_offer", shop=row.shop),
+        intro=i18n.t(locale, "story_cta_intro_named", name=name, shop=row.shop)
+        if name
+        else i18n.t(locale, "story_cta_intro", shop=row.shop),
         byline=i18n.t(locale, "story_by", name=name, shop=row.shop)
         if name
         else i18n.t(locale, "story_by_anonymous", shop=row.shop),

@@ -6,16 +6,21 @@ server. A program picks its language (`locale`); unknown keys fall back to Engli
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from referral.lib.money import to_decimal_string
 
 LOCALES = ("en", "sv")
 
+# Each page speaks to the one person reading it: the share page to the advocate ("your
+# link", "their first order"), the story page and the shared messages to the friend ("your
+# first order"). Keys ending in `_them` are the advocate's view of what a friend gets.
 STRINGS: dict[str, dict[str, str]] = {
     "en": {
+        # The share page (the advocate reads it).
         "share_title": "Share {shop} with your friends",
-        "share_intro": "Friends who use your link get {offer}. You get rewarded when they order.",
+        "share_intro": "Friends who use your link get {offer}. You get a reward when they order.",
+        "share_intro_no_offer": "Share your link with friends. You get a reward when they order.",
         "your_link": "Your referral link",
         "copy": "Copy link",
         "copied": "Copied!",
@@ -23,17 +28,23 @@ STRINGS: dict[str, dict[str, str]] = {
         "share_sheet": "More…",
         "qr_alt": "QR code of your referral link",
         "friend_offer": "Your friends get",
-        "your_referrals": "Your referrals",
-        "no_referrals": "No friends have joined through your link yet.",
+        "your_referrals": "Friends you referred",
+        "no_referrals": "No friends have used your link yet.",
         "your_rewards": "Your rewards",
-        "no_rewards": "No rewards yet.",
-        "released_on": "released on {date}",
+        "no_rewards": "No rewards yet. You get one when a friend orders through your link.",
+        "friend_ordered": "{friend} ordered on {date}",
+        "milestone_bonus": "Bonus for {count} friends referred",
+        "earned_on": "earned on {date}",
+        "available_on": "yours on {date} unless the order is returned",
+        "being_checked": "the shop is checking this order",
+        "reversed_on": "cancelled on {date}",
+        "reduced_from": "reduced from {amount} after a partial return",
         "your_stories": "Your stories",
-        "no_stories": "Tell friends how you got your reward: publish a story.",
+        "no_stories": "No stories yet. When a reward is approved, you can write a story "
+        "about it for your friends.",
         "publish_story": "Publish a story",
         "story_text": "Your story",
         "show_first_name": "Show my first name ({name})",
-        "publish": "Publish",
         "view_story": "View",
         "contact_title": "How should we tell you about rewards?",
         "channel_email": "Email",
@@ -45,31 +56,49 @@ STRINGS: dict[str, dict[str, str]] = {
         "saved": "Saved.",
         "story_sent": "Thanks! Your story is waiting for the shop's approval.",
         "story_published": "Your story is published.",
-        "status_pending": "pending",
-        "status_converted": "joined",
-        "status_in_review": "in review",
-        "status_rejected": "not eligible",
-        "status_approved": "approved",
-        "status_paid": "paid",
-        "status_reversed": "reversed",
-        "status_published": "published",
-        "status_hidden": "hidden",
+        "referral_status_pending": "no order yet",
+        "referral_status_converted": "ordered",
+        "referral_status_in_review": "being checked",
+        "referral_status_rejected": "doesn't count",
+        "reward_status_pending": "on hold",
+        "reward_status_in_review": "being checked",
+        "reward_status_approved": "approved",
+        "reward_status_paid": "paid",
+        "reward_status_reversed": "cancelled",
+        "story_status_pending": "awaiting approval",
+        "story_status_published": "published",
+        "story_status_hidden": "hidden",
         "friend": "Friend {initial}…",
+        "friend_numbered": "Friend #{number}",
+        "offer_coupon_them": "{amount} off their first order",
+        "offer_cash_them": "{amount} when they order",
+        "offer_store_credit_them": "{amount} store credit",
+        "offer_points_them": "{points} points",
+        "offer_percent_them": "{percent}% off their first order",
+        "row_coupon": "{amount} coupon",
+        "row_store_credit": "{amount} store credit",
+        # The story page and shared messages (the friend reads them).
         "story_default": "I got {reward} at {shop} for telling friends about it",
         "story_by": "— {name}, a {shop} customer",
         "story_by_anonymous": "— a {shop} customer",
         "story_cta": "Get {offer}",
+        "story_cta_no_offer": "Visit {shop}",
         "story_cta_intro": "A friend recommends {shop}.",
-        "share_text": "I like {shop}: use my link and get {offer}",
+        "story_cta_intro_named": "{name} recommends {shop}.",
+        "welcome_offer": "Your welcome offer",
+        "share_story": "Share this story",
+        "share_text": "I like {shop}! Use my link and get {offer}",
+        "share_text_no_offer": "I like {shop}! Have a look:",
         "offer_coupon": "{amount} off your first order",
         "offer_cash": "{amount} when you order",
         "offer_store_credit": "{amount} store credit",
         "offer_points": "{points} points",
         "offer_percent": "{percent}% off your first order",
-        "offer_none": "a welcome from {shop}",
         "reward_points": "{points} points",
         "reward_coupon": "a {amount} coupon",
+        "reward_store_credit": "{amount} store credit",
         "friends_joined": "{count} friends joined this month",
+        # Error pages.
         "error_invalid_title": "This link does not work",
         "error_invalid_text": "The link is incomplete or was changed. "
         "Ask the shop for a new link to your share page.",
@@ -84,7 +113,9 @@ STRINGS: dict[str, dict[str, str]] = {
     },
     "sv": {
         "share_title": "Tipsa dina vänner om {shop}",
-        "share_intro": "Vänner som använder din länk får {offer}. Du belönas när de handlar.",
+        "share_intro": "Vänner som använder din länk får {offer}. Du får en belöning när de "
+        "handlar.",
+        "share_intro_no_offer": "Dela din länk med dina vänner. Du får en belöning när de handlar.",
         "your_link": "Din tipslänk",
         "copy": "Kopiera länken",
         "copied": "Kopierad!",
@@ -92,17 +123,23 @@ STRINGS: dict[str, dict[str, str]] = {
         "share_sheet": "Mer…",
         "qr_alt": "QR-kod för din tipslänk",
         "friend_offer": "Dina vänner får",
-        "your_referrals": "Dina tips",
-        "no_referrals": "Inga vänner har gått med via din länk än.",
+        "your_referrals": "Vänner du har tipsat",
+        "no_referrals": "Ingen vän har använt din länk än.",
         "your_rewards": "Dina belöningar",
-        "no_rewards": "Inga belöningar än.",
-        "released_on": "betalas ut {date}",
+        "no_rewards": "Inga belöningar än. Du får en när en vän handlar via din länk.",
+        "friend_ordered": "{friend} handlade {date}",
+        "milestone_bonus": "Bonus för {count} tipsade vänner",
+        "earned_on": "intjänad {date}",
+        "available_on": "blir din {date} om köpet inte returneras",
+        "being_checked": "butiken kontrollerar köpet",
+        "reversed_on": "makulerad {date}",
+        "reduced_from": "sänkt från {amount} efter en delvis retur",
         "your_stories": "Dina berättelser",
-        "no_stories": "Berätta för vänner hur du fick din belöning: publicera en berättelse.",
-        "publish_story": "Publicera en berättelse",
+        "no_stories": "Inga berättelser än. När en belöning har godkänts kan du skriva om "
+        "den till dina vänner.",
+        "publish_story": "Publicera berättelsen",
         "story_text": "Din berättelse",
         "show_first_name": "Visa mitt förnamn ({name})",
-        "publish": "Publicera",
         "view_story": "Visa",
         "contact_title": "Hur vill du få veta om belöningar?",
         "channel_email": "E-post",
@@ -112,35 +149,51 @@ STRINGS: dict[str, dict[str, str]] = {
         "contact_none": "Kontakta mig inte",
         "save": "Spara",
         "saved": "Sparat.",
-        "story_sent": "Tack! Din berättelse väntar på butikens godkännande.",
+        "story_sent": "Tack! Din berättelse väntar på att butiken godkänner den.",
         "story_published": "Din berättelse är publicerad.",
-        "status_pending": "väntar",
-        "status_converted": "gick med",
-        "status_in_review": "granskas",
-        "status_rejected": "gäller inte",
-        "status_approved": "godkänd",
-        "status_paid": "utbetald",
-        "status_reversed": "återtagen",
-        "status_published": "publicerad",
-        "status_hidden": "dold",
+        "referral_status_pending": "har inte handlat än",
+        "referral_status_converted": "har handlat",
+        "referral_status_in_review": "kontrolleras",
+        "referral_status_rejected": "räknas inte",
+        "reward_status_pending": "väntar",
+        "reward_status_in_review": "kontrolleras",
+        "reward_status_approved": "godkänd",
+        "reward_status_paid": "utbetald",
+        "reward_status_reversed": "makulerad",
+        "story_status_pending": "väntar på godkännande",
+        "story_status_published": "publicerad",
+        "story_status_hidden": "dold",
         "friend": "Vän {initial}…",
+        "friend_numbered": "Vän nr {number}",
+        "offer_coupon_them": "{amount} rabatt på sin första beställning",
+        "offer_cash_them": "{amount} när de handlar",
+        "offer_store_credit_them": "{amount} i tillgodohavande",
+        "offer_points_them": "{points} poäng",
+        "offer_percent_them": "{percent} % rabatt på sin första beställning",
+        "row_coupon": "Rabattkod på {amount}",
+        "row_store_credit": "{amount} i tillgodohavande",
         "story_default": "Jag fick {reward} hos {shop} för att jag tipsade mina vänner",
         "story_by": "— {name}, kund hos {shop}",
         "story_by_anonymous": "— en kund hos {shop}",
         "story_cta": "Få {offer}",
+        "story_cta_no_offer": "Besök {shop}",
         "story_cta_intro": "En vän rekommenderar {shop}.",
-        "share_text": "Jag gillar {shop}: använd min länk och få {offer}",
+        "story_cta_intro_named": "{name} rekommenderar {shop}.",
+        "welcome_offer": "Ditt välkomsterbjudande",
+        "share_story": "Dela berättelsen",
+        "share_text": "Jag gillar {shop}! Använd min länk så får du {offer}",
+        "share_text_no_offer": "Jag gillar {shop}! Ta en titt:",
         "offer_coupon": "{amount} rabatt på din första beställning",
         "offer_cash": "{amount} när du handlar",
         "offer_store_credit": "{amount} i tillgodohavande",
         "offer_points": "{points} poäng",
         "offer_percent": "{percent} % rabatt på din första beställning",
-        "offer_none": "ett välkomsterbjudande från {shop}",
         "reward_points": "{points} poäng",
         "reward_coupon": "en rabattkod på {amount}",
+        "reward_store_credit": "{amount} i tillgodohavande",
         "friends_joined": "{count} vänner gick med den här månaden",
         "error_invalid_title": "Länken fungerar inte",
-        "error_invalid_text": "Länken är ofullständig eller ändrad. "
+        "error_invalid_text": "Länken är ofullständig eller har ändrats. "
         "Be butiken om en ny länk till din delningssida.",
         "error_expired_title": "Länken har gått ut",
         "error_expired_text": "Länkar till delningssidor gäller en begränsad tid. "
@@ -165,14 +218,16 @@ def t(locale: str, key: str, **values: Any) -> str:
 
 
 def money(amount: int, currency: str, locale: str) -> str:
-    """`1050, "EUR"` -> "10.50 EUR" (sv: "10,50 EUR"); whole amounts without decimals."""
+    """`1050, "EUR"` -> "10.50 EUR" (sv: "10,50 EUR"), with the currency's own exponent
+    (`lib/money.py`: 500 JPY, 1.250 KWD); whole amounts without decimals; thousands
+    grouped as each language writes them ("1,250 EUR", sv "1 250 EUR")."""
     text = to_decimal_string(amount, currency)
-    whole, _, fraction = text.partition(".")
-    if fraction and set(fraction) == {"0"}:
-        text = whole
-    elif locale == "sv":
-        text = text.replace(".", ",")
-    return f"{text} {currency}"
+    sign = "-" if text.startswith("-") else ""
+    whole, _, fraction = text.removeprefix("-").partition(".")
+    whole = _group(int(whole), locale)
+    if fraction and set(fraction) != {"0"}:
+        whole += ("," if locale == "sv" else ".") + fraction
+    return f"{sign}{whole} {currency}"
 
 
 def _group(number: int, locale: str) -> str:
@@ -184,30 +239,47 @@ def friends_joined(count: int, locale: str) -> str:
     return t(locale, "friends_joined", count=_group(count, locale))
 
 
-def offer_text(rule: dict[str, Any] | None, shop: str, locale: str) -> str:
-    """What a friend gets, from the program's friend reward rule (a plain dict)."""
+Reader = Literal["friend", "advocate"]
+
+
+def offer_text(rule: dict[str, Any] | None, locale: str, reader: Reader = "friend") -> str | None:
+    """What a friend gets, from the program's friend reward rule (a plain dict), said to
+    `reader`: the friend ("10 EUR off your first order") or the advocate ("10 EUR off their
+    first order"). None when friends get nothing: the pages then say something else."""
+    suffix = "_them" if reader == "advocate" else ""
     if not rule:
-        return t(locale, "offer_none", shop=shop)
+        return None
     kind = rule.get("kind")
     if rule.get("basis_points"):
         percent = rule["basis_points"] / 100
         shown = f"{percent:g}" if locale == "en" else f"{percent:g}".replace(".", ",")
-        return t(locale, "offer_percent", percent=shown)
+        return t(locale, f"offer_percent{suffix}", percent=shown)
     if kind == "points" and rule.get("points"):
-        return t(locale, "offer_points", points=_group(rule["points"], locale))
+        return t(locale, f"offer_points{suffix}", points=_group(rule["points"], locale))
     amounts = rule.get("amounts") or {}
     if amounts and kind in ("coupon", "cash", "store_credit"):
         currency, amount = next(iter(amounts.items()))
-        return t(locale, f"offer_{kind}", amount=money(amount, currency, locale))
-    return t(locale, "offer_none", shop=shop)
+        return t(locale, f"offer_{kind}{suffix}", amount=money(amount, currency, locale))
+    return None
 
 
 def reward_text(kind: str, amount: int, currency: str | None, locale: str) -> str:
-    """One reward as the advocate would say it: "10 EUR", "a 10 EUR coupon", "100 points"."""
+    """One reward as the advocate says it in a sentence: "10 EUR", "a 10 EUR coupon",
+    "10 EUR store credit", "100 points"."""
     if kind == "points" or currency is None:
         return t(locale, "reward_points", points=_group(amount, locale))
     shown = money(amount, currency, locale)
-    return t(locale, "reward_coupon", amount=shown) if kind == "coupon" else shown
+    if kind in ("coupon", "store_credit"):
+        return t(locale, f"reward_{kind}", amount=shown)
+    return shown
+
+
+def reward_row(kind: str, amount: int, currency: str | None, locale: str) -> str:
+    """One reward as a row of the share page starts: "10 EUR", "10 EUR coupon"."""
+    if kind == "points" or currency is None:
+        return t(locale, "reward_points", points=_group(amount, locale))
+    shown = money(amount, currency, locale)
+    return t(locale, f"row_{kind}", amount=shown) if kind in ("coupon", "store_credit") else shown
 
 
 def first_name(name: str | None) -> str | None:
@@ -220,6 +292,9 @@ def first_name(name: str | None) -> str | None:
 
 def masked_friend(email: str | None, number: int, locale: str) -> str:
     """A friend as the advocate's page shows them: the first letter of their email (so the
-    advocate may recognise them) or a number, never the email or the shop's customer id."""
+    advocate may recognise them) or their number among the advocate's friends (first friend
+    = 1, so it stays the same as more join), never the email or the shop's customer id."""
     initial = email.strip()[:1].upper() if email and email.strip()[:1].isalnum() else ""
-    return t(locale, "friend", initial=initial or f"#{number}")
+    if initial:
+        return t(locale, "friend", initial=initial)
+    return t(locale, "friend_numbered", number=number)

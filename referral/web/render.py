@@ -2,6 +2,9 @@
 
 Every page is small, works without JavaScript (scripts only add copy and the device share
 sheet) and sends headers that keep it out of caches and search engines where it is private.
+`page` renders with a fresh CSP nonce, which the templates put on their own `<script>` and
+`<style>` (no `style=` attributes: a strict policy blocks them); `web/security.py` builds
+the policy and the app's hook adds the other security headers to every HTML answer.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import functools
 import jinja2
 from litestar import Response
 
-from referral.web import i18n
+from referral.web import i18n, security
 from referral.web.intents import LABELS
 
 _ENV = jinja2.Environment(
@@ -22,17 +25,16 @@ _ENV = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
 )
 
+# What differs between pages; the security headers every page shares come from the app's
+# hook (`web/security.py`).
 PRIVATE_PAGE = {
     "cache-control": "no-store",
     "referrer-policy": "no-referrer",  # the share page's URL holds its token
     "x-robots-tag": "noindex, nofollow",
-    "x-content-type-options": "nosniff",
-    "x-frame-options": "DENY",
 }
 PUBLIC_PAGE = {
     "cache-control": "public, max-age=60",
     "referrer-policy": "strict-origin-when-cross-origin",
-    "x-content-type-options": "nosniff",
 }
 
 
@@ -62,13 +64,23 @@ def html(body: str, *, status: int = 200, headers: dict[str, str] | None = None)
     return Response(body, status_code=status, media_type="text/html", headers=headers)
 
 
+def page(
+    name: str, locale: str, *, status: int = 200, headers: dict[str, str], **context: object
+) -> Response:
+    """A rendered page with its own nonce, and the policy that allows only that nonce."""
+    nonce = security.new_nonce()
+    body = render(name, locale, nonce=nonce, **context)
+    return html(body, status=status, headers={**headers, **security.page_headers(nonce)})
+
+
 def error_page(status: int, kind: str, locale: str = "en", colour: str = "#1a7f37") -> Response:
     """A small page a person can read, for a browser; `kind`: invalid, expired, story."""
-    body = render(
+    return page(
         "error.html",
         locale,
+        status=status,
+        headers=PRIVATE_PAGE,
         title=i18n.t(locale, f"error_{kind}_title"),
         text=i18n.t(locale, f"error_{kind}_text"),
         colour=colour,
     )
-    return html(body, status=status, headers=PRIVATE_PAGE)

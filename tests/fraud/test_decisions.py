@@ -317,8 +317,10 @@ async def test_policy_read_replace_and_refuse_whole(client, tenant):
         json={"same_ip": {"action": "block"}, "blocklist": {"ips": ["300.1.2.3"]}},
         headers=tenant.auth,
     )
-    assert bad.status_code == 400
+    # The shape is valid JSON Schema-wise; a rule it cannot state refuses it: 422, not 400.
+    assert bad.status_code == 422
     assert bad.headers["content-type"].startswith("application/problem+json")
+    assert bad.json()["code"] == "invalid_fraud_policy"
     assert "blocklist" in bad.json()["detail"] and "300.1.2.3" in bad.json()["detail"]
     assert await get(client, tenant, path) == current  # nothing half-applied
 

@@ -11,6 +11,7 @@ from referral.fraud.rules import Compiled, Features, Identity, evaluate
 from referral.fraud.service import magic_rules
 from referral.fraud.signals import SignalHasher, normalise_address
 from referral.lib.emails import normalise_email
+from referral.lib.errors import InvalidInput
 
 ANNA = Identity(
     friend_customer_id="cus_friend",
@@ -247,18 +248,27 @@ def test_signals_are_keyed_hashes_never_raw_values():
 
 
 def test_policy_validation_names_the_field():
+    # The shape (types, bounds, names): msgspec's 400 at the field's path.
     bad = [
-        ({"review_score": 200, "block_score": 100}, "review_score"),
-        ({"blocklist": {"ips": ["10.0.0.300/8"]}}, "$.blocklist"),
         ({"same_ip": {"action": "ban"}}, "$.same_ip.action"),
         ({"same_ip": {"weight": 101}}, "$.same_ip.weight"),
-        ({"deal_site_referrer": {"domains": ["not a domain"]}}, "$.deal_site_referrer"),
         ({"velocity": {}}, "velocity"),
     ]
     for body, where in bad:
         with pytest.raises(msgspec.ValidationError, match=None) as error:
             msgspec.convert(body, FraudPolicy)
         assert where in str(error.value), (body, str(error.value))
+    # What JSON Schema cannot state (score order, CIDRs, domain patterns): a 422 naming it.
+    refused = [
+        ({"review_score": 200, "block_score": 100}, "review_score"),
+        ({"blocklist": {"ips": ["10.0.0.300/8"]}}, "blocklist.ips"),
+        ({"deal_site_referrer": {"domains": ["not a domain"]}}, "deal_site_referrer"),
+    ]
+    for body, where in refused:
+        with pytest.raises(InvalidInput) as error:
+            msgspec.convert(body, FraudPolicy)
+        assert error.value.code == "invalid_fraud_policy"
+        assert where in error.value.detail, (body, error.value.detail)
 
 
 def test_a_partial_rule_setting_keeps_that_rules_own_defaults():

@@ -36,7 +36,9 @@ def rgb(colour: str) -> tuple[int, int, int]:
 
 
 def read_modules(png: bytes) -> tuple[list[list[bool]], int, Image.Image]:
-    """(dark modules without the quiet zone, quiet zone width in modules, the image)."""
+    """(dark modules without the quiet zone, quiet zone width in whole modules, the image).
+
+    The symbol sits in the middle: the pixels a size leaves over widen the quiet zone."""
     image = Image.open(io.BytesIO(png)).convert("RGB")
     width, height = image.size
     assert width == height
@@ -46,17 +48,19 @@ def read_modules(png: bytes) -> tuple[list[list[bool]], int, Image.Image]:
     run = next(x for x in range(start, width) if image.getpixel((x, start)) == light) - start
     assert run % 7 == 0, run
     box = run // 7
-    assert start % box == 0 and width % box == 0
-    border, count = start // box, width // box
-    inner = count - 2 * border
+    # The top-right finder pattern ends the symbol's top row.
+    end = next(x for x in range(width - 1, -1, -1) if image.getpixel((x, start)) != light) + 1
+    assert (end - start) % box == 0
+    inner = (end - start) // box
+    assert width - end in (start, start + 1)  # centred
     modules = [
         [
-            image.getpixel(((border + c) * box + box // 2, (border + r) * box + box // 2)) != light
+            image.getpixel((start + c * box + box // 2, start + r * box + box // 2)) != light
             for c in range(inner)
         ]
         for r in range(inner)
     ]
-    return modules, border, image
+    return modules, start // box, image
 
 
 def symbols_for(text: str) -> list[list[list[bool]]]:
@@ -124,6 +128,21 @@ class TestPng:
         assert image.width > size / 2
         assert modules in symbols_for(f"{advocate['link']}?ch=qr")
 
+    @pytest.mark.parametrize("size", [64, 100, 240, 370, 400, 999, 1024])
+    async def test_the_size_asked_for_is_the_size_served(self, client, advocate, size):
+        r = await png(client, advocate["code"], f"?size={size}")
+        assert r.status_code == 200, r.text
+        modules, border, image = read_modules(r.content)
+        assert image.size == (size, size)
+        assert border >= 4
+        assert modules in symbols_for(f"{advocate['link']}?ch=qr")
+        colours = {colour for _, colour in image.getcolors(16)}
+        assert colours == {rgb(FOREGROUND), rgb(BACKGROUND)}  # padding in the background
+
+    async def test_default_size_is_the_documented_one(self, client, advocate):
+        r = await png(client, advocate["code"])
+        assert Image.open(io.BytesIO(r.content)).size == (300, 300)
+
     async def test_bigger_size_bigger_image(self, client, advocate):
         small = Image.open(io.BytesIO((await png(client, advocate["code"], "?size=128")).content))
         big = Image.open(io.BytesIO((await png(client, advocate["code"], "?size=800")).content))
@@ -139,6 +158,42 @@ class TestPng:
     async def test_unknown_code(self, client, advocate, fmt):
         r = await client.get(f"/r/NOSUCHCODE/qr.{fmt}")
         assert_problem(r, 404, "code_not_found")
+
+
+class TestHead:
+    @pytest.mark.parametrize("fmt", ["png", "svg"])
+    async def test_head_answers_like_get_without_a_body(self, client, advocate, fmt):
+        url = f"/r/{advocate['code']}/qr.{fmt}?size=400"
+        got, headed = await client.get(url), await client.head(url)
+        assert got.status_code == headed.status_code == 200
+        for name in ("content-type", "content-length", "etag", "cache-control"):
+            assert headed.headers[name] == got.headers[name], name
+        assert int(headed.headers["content-length"]) == len(got.content) > 0
+        assert headed.content == b""
+        not_modified = await client.head(url, headers={"if-none-match": got.headers["etag"]})
+        assert not_modified.status_code == 304
+
+    @pytest.mark.parametrize("query", ["?size=63", "?size=big"])
+    async def test_head_of_a_bad_size_is_the_same_problem(self, client, advocate, query):
+        url = f"/r/{advocate['code']}/qr.png{query}"
+        got, headed = await client.get(url), await client.head(url)
+        assert headed.status_code == got.status_code == 400
+        assert headed.headers["content-type"] == got.headers["content-type"]
+        assert headed.headers["content-length"] == got.headers["content-length"]
+        assert headed.content == b""
+
+    async def test_head_of_an_unknown_code_is_404(self, client):
+        headed = await client.head("/r/NOSUCHCODE/qr.png")
+        assert headed.status_code == 404
+        assert headed.headers["content-type"].startswith("application/problem+json")
+
+    async def test_head_of_an_unknown_link_is_the_get_without_its_body(self, client):
+        got, headed = await client.get("/r/NOSUCHCODE"), await client.head("/r/NOSUCHCODE")
+        assert got.status_code == headed.status_code == 404
+        assert headed.headers["content-type"] == got.headers["content-type"]
+        assert headed.headers["content-length"] == got.headers["content-length"]
+        assert int(got.headers["content-length"]) == len(got.content) > 0
+        assert headed.content == b""
 
 
 class TestCaching:
@@ -196,6 +251,15 @@ class TestSvg:
         assert "#000000" not in fills
         assert r.headers["etag"]
         assert "public" in r.headers["cache-control"]
+
+    @pytest.mark.parametrize("size", [64, 370, 400, 1024])
+    async def test_width_and_height_are_the_size_in_pixels(self, client, advocate, size):
+        r = await client.get(f"/r/{advocate['code']}/qr.svg?size={size}")
+        root = ET.fromstring(r.content)
+        assert (root.get("width"), root.get("height")) == (str(size), str(size))
+        # The drawing is in module units and scaled to the size: square, nothing cut off.
+        x, y, w, h = (float(v) for v in root.get("viewBox").split())
+        assert (x, y) == (0, 0) and w == h >= 21 + 8  # modules and quiet zone
 
     async def test_default_palette(self, client, tenant):
         program = await create_program(client, tenant)

@@ -63,6 +63,8 @@ ADVOCATES = {"A1": ("pct", "adv-a1"), "A2": ("pct", "adv-a2"), "B1": ("fixed", "
 FRIENDS = ["f-0", "f-1", "f-2", "f-3", "adv-a1"]  # the last is advocate A1 buying
 CURRENCIES = ["EUR", "JPY", "USD"]  # the fixed program has no USD amount
 MONEY = {"cash", "store_credit"}
+# The state a friend's coupon has beside its reward's: held money is held everywhere.
+COUPON_FOR = {"reversed": "void", "approved": "issued", "pending": "held", "in_review": "held"}
 
 
 def round_half_even(value: Fraction) -> int:
@@ -588,7 +590,7 @@ class Example:
                     assert r["entries"] == r["amount"], dict(r)
                 else:
                     assert r["entries"] == 0
-                    assert r["coupon"] == ("void" if r["status"] == "reversed" else "issued")
+                    assert r["coupon"] == COUPON_FOR[r["status"]]
 
             balances = await conn.fetch(
                 """

@@ -53,13 +53,13 @@ class TestSharePage:
         text = page.text
         assert f'value="http://testserver.local/r/{anna["code"]}"' in text
         assert f"/r/{anna['code']}/qr.png" in text
-        assert "10 EUR off your first order" in text
+        assert "10 EUR off their first order" in text  # said to her, about her friends
         for channel in ("whatsapp", "email", "sms", "x", "facebook", "linkedin"):
             assert f'href="{path}/to/{channel}"' in text
         assert 'id="share-sheet"' in text  # shown by script where navigator.share exists
         # Her referral, masked; her pending reward with its release date.
         assert "Friend B…" in text and "bea.friend" not in text.lower()
-        assert "released on" in text and "10 EUR" in text
+        assert "unless the order is returned" in text and "10 EUR" in text
         # Nothing of the other advocate's friend, and no emails at all.
         assert "Friend C…" not in text and "carl" not in text
         assert "@example.com" not in text

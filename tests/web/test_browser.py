@@ -5,84 +5,25 @@ Opens an advocate's share page, copies the link (read back from the clipboard), 
 share button and a story's call to action, and checks that the share and the click were
 recorded. Screenshots go to tests/artifacts/. Networks (wa.me, x.com) and the shop's
 landing page are unreachable here, so every https request is answered by the test itself.
-Skipped, with the reason, only where Chromium cannot be installed.
+Skipped, with the reason, only where Chromium cannot be installed. The browser, the server
+and the context (which fails a test on any Content-Security-Policy violation) come from
+conftest.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
-import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote
 
 import httpx
-import pytest
 
-from bench.harness import app_env, app_server, free_port
 from tests.factories import make_tenant
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-INSTALL = ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]
-
-
-def _apt(args: list[str]) -> bool:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        done = subprocess.run(
-            args, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=900
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """/usr/bin/chromium, installed with apt-get (as root, without prompting) if missing."""
-    if CHROMIUM.exists():
-        return str(CHROMIUM)
-    if shutil.which("apt-get") is None:
-        pytest.skip("Chromium is not installed and this system has no apt-get to install it")
-    if os.geteuid() != 0:
-        pytest.skip("Chromium is not installed and installing it needs root: " + " ".join(INSTALL))
-    if not _apt(INSTALL):
-        _apt(["apt-get", "update"])
-        _apt(INSTALL)
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium could not be installed with apt-get (no package source reachable?)")
-    return str(CHROMIUM)
-
-
-@pytest.fixture
-def live_server(database_url: str, tmp_path: Path) -> Iterator[str]:
-    """The app under granian on a free port, on this test's own database."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = app_env(
-        database_url,
-        base,
-        "warning",
-        CLICK_FLUSH_INTERVAL_MS="10",
-        RELEASE_INTERVAL_SECONDS="0",
-    )
-    with app_server(env, port, tmp_path / "server.log"):
-        yield base
 
 
 async def _world(api: httpx.AsyncClient) -> dict[str, str]:
@@ -138,8 +79,8 @@ async def _world(api: httpx.AsyncClient) -> dict[str, str]:
     return {"link": advocate["link"], "story_id": story["id"], "share_url": share["url"]}
 
 
-async def test_share_page_copy_share_and_story_call_to_action(chromium, live_server, db):
-    from playwright.async_api import async_playwright, expect
+async def test_share_page_copy_share_and_story_call_to_action(browser_context, live_server, db):
+    from playwright.async_api import expect
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     tenant = await make_tenant(db, "Browser Shop")
@@ -153,48 +94,37 @@ async def test_share_page_copy_share_and_story_call_to_action(chromium, live_ser
             outside.append(route.request.url)
             await route.fulfill(status=200, content_type="text/html", body="<title>away</title>")
 
-        async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(
-                executable_path=chromium, headless=True, args=CHROMIUM_FLAGS
-            )
-            try:
-                context = await browser.new_context(
-                    viewport={"width": 390, "height": 844}, locale="en-GB"
-                )
-                await context.grant_permissions(
-                    ["clipboard-read", "clipboard-write"], origin=live_server
-                )
-                await context.route(re.compile(r"^https://"), answer_outside)
-                page = await context.new_page()
+        context = browser_context  # fails the test on a CSP violation (conftest.py)
+        await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server)
+        await context.route(re.compile(r"^https://"), answer_outside)
+        page = await context.new_page()
 
-                await page.goto(world["share_url"])
-                await expect(page.locator("h1")).to_contain_text("Share Browser Shop")
-                await page.screenshot(path=ARTIFACTS / "share-page.png", full_page=True)
+        await page.goto(world["share_url"])
+        await expect(page.locator("h1")).to_contain_text("Share Browser Shop")
+        await page.screenshot(path=ARTIFACTS / "share-page.png", full_page=True)
 
-                await page.click("#copy-link")
-                await expect(page.locator("#copy-status")).to_have_text("Copied!")
-                assert await page.evaluate("navigator.clipboard.readText()") == world["link"]
+        await page.click("#copy-link")
+        await expect(page.locator("#copy-status")).to_have_text("Copied!")
+        assert await page.evaluate("navigator.clipboard.readText()") == world["link"]
 
-                await page.click("#share-whatsapp")
-                await page.wait_for_url(re.compile(r"^https://wa\.me/"))
-                assert f"{world['link']}?ch=whatsapp" in unquote(page.url)
-                await page.go_back()
+        await page.click("#share-whatsapp")
+        await page.wait_for_url(re.compile(r"^https://wa\.me/"))
+        assert f"{world['link']}?ch=whatsapp" in unquote(page.url)
+        await page.go_back()
 
-                await page.click("a.story-link")
-                await page.wait_for_url(re.compile(r"/s/[A-Za-z0-9_-]{12}$"))
-                await expect(page.locator("#story-text")).to_contain_text("I got 10 EUR")
-                await page.screenshot(path=ARTIFACTS / "story-page.png", full_page=True)
+        await page.click("a.story-link")
+        await page.wait_for_url(re.compile(r"/s/[A-Za-z0-9_-]{12}$"))
+        await expect(page.locator("#story-text")).to_contain_text("I got 10 EUR")
+        await page.screenshot(path=ARTIFACTS / "story-page.png", full_page=True)
 
-                await page.click('a[data-channel="x"]')
-                await page.wait_for_url(re.compile(r"^https://x\.com/intent/post"))
-                await page.go_back()
+        await page.click('a[data-channel="x"]')
+        await page.wait_for_url(re.compile(r"^https://x\.com/intent/post"))
+        await page.go_back()
 
-                await page.click("#story-cta")
-                await page.wait_for_url(re.compile(r"^https://shop\.example/welcome\?"))
-                assert "ref_token=" in page.url
-                await page.screenshot(path=ARTIFACTS / "landing.png")
-            finally:
-                await browser.close()
+        await page.click("#story-cta")
+        await page.wait_for_url(re.compile(r"^https://shop\.example/welcome\?"))
+        assert "ref_token=" in page.url
+        await page.screenshot(path=ARTIFACTS / "landing.png")
 
         # What the browser did was recorded: the click (through the buffered writer),
         # the story's share and view, and the share page's copy and WhatsApp shares.
