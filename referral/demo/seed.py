@@ -79,7 +79,11 @@ async def seed_demo(pool: asyncpg.Pool, *, runtime: Runtime, keys: dict[str, str
             runtime=runtime,
             caller=caller,
             data=AdvocateUpsert(
-                program_id=public_program_id, customer_id=DEMO_CUSTOMER, name="Anna (demo)"
+                program_id=public_program_id,
+                customer_id=DEMO_CUSTOMER,
+                name="Anna (demo)",
+                # An email, so the walk-through's PayPal file has a line to pay.
+                email="anna.demo@example.com",
             ),
         )
         story_url = await _published_story(conn, runtime, caller, advocate)

@@ -8,11 +8,13 @@ it raises, so services never commit.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from typing import Annotated
 
 import asyncpg
 from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.params import HeaderParameter
 
 from referral.http.idempotency import Once
 from referral.http.listing import ListQuery, provide_list_query
@@ -96,7 +98,26 @@ async def provide_once(
     request: Request,
     conn: NamedDependency[asyncpg.Connection],
     caller: NamedDependency[Caller],
+    idempotency_key: Annotated[
+        str | None,
+        HeaderParameter(
+            name="Idempotency-Key",
+            required=False,
+            description="Makes a retry safe: the same key on the same route answers what the "
+            "first call answered (`Idempotent-Replayed: true`), without doing it again",
+            # Documented here, checked by `Once` (422 `invalid_idempotency_key`).
+            schema_extra={
+                "type": "string",
+                "oneOf": None,  # a header is text or absent, never JSON null
+                "minLength": 1,
+                "maxLength": 255,
+                "pattern": "^[\\x20-\\x7e]+$",
+            },
+        ),
+    ] = None,
 ) -> Once:
+    """`idempotency_key` is declared so the spec lists the header on every state change;
+    `Once` reads it from the request itself."""
     return Once(request, conn, caller)
 
 
