@@ -3,37 +3,7 @@ against the test database, the merchant named by id or by one of its keys."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-async def referral(settings, *args: str, expect: int = 0) -> str:
-    """stdout of a successful run, stderr of a refused one."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REFERRAL_")}
-    env.update(
-        DATABASE_URL=settings.database_url,
-        REFERRAL_HASHIDS_SALT=settings.hashids_salt,
-        REFERRAL_CLICK_TOKEN_KEY=settings.click_token_key,
-        REFERRAL_IP_HASH_KEY=settings.ip_hash_key,
-        LOG_FORMAT="json",
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "referral",
-        *args,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == expect, (args, out.decode(), err.decode())
-    return out.decode() if expect == 0 else err.decode()
+from tests.commands import referral
 
 
 def error_line(stderr: str) -> str:

@@ -3,41 +3,12 @@ mark-paid` in a subprocess against the test database, with secrets from the envi
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 from referral.rewards.service import release_due
+from tests.commands import referral
 from tests.factories import create_program
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-async def referral(settings, *args: str, expect: int = 0) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REFERRAL_")}
-    env.update(
-        DATABASE_URL=settings.database_url,
-        REFERRAL_HASHIDS_SALT=settings.hashids_salt,
-        REFERRAL_CLICK_TOKEN_KEY=settings.click_token_key,
-        REFERRAL_IP_HASH_KEY=settings.ip_hash_key,
-        LOG_FORMAT="json",
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "referral",
-        *args,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == expect, (args, out.decode(), err.decode())
-    return out.decode() if expect == 0 else err.decode()
 
 
 async def test_create_export_and_mark_paid_from_the_command_line(

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from referral.lib.emails import PAYOUT_EMAIL_REGEX, payout_email_problem
 from referral.rewards.service import release_due
-from tests.payouts.test_cli import referral
+from tests.commands import referral
 from tests.payouts.test_payouts import (
     BATCHES,
     download,
