@@ -202,7 +202,8 @@ def _data_error(request: Request, exc: asyncpg.exceptions.DataError) -> Response
 
 
 # While the database is unreachable (refused, reset, shut down, out of connections) a call
-# answers 503 with Retry-After, as /readyz does: the client retries, nothing was done.
+# answers 503 with Retry-After, as /readyz does. A call cut off at COMMIT may have happened:
+# the retry, under its Idempotency-Key, is what makes that safe.
 RETRY_AFTER_SECONDS = 5
 DATABASE_UNAVAILABLE = (
     OSError,  # refused, reset, unreachable, timed out (TimeoutError is an OSError)
@@ -220,7 +221,8 @@ def _database_unavailable(request: Request, exc: Exception) -> Response[dict[str
         503,
         "database_unavailable",
         "Service unavailable",
-        "the database cannot be reached right now; nothing was changed, retry shortly",
+        "the database cannot be reached right now; retry shortly (with the same "
+        "Idempotency-Key a retry is safe)",
         request,
         headers={"retry-after": str(RETRY_AFTER_SECONDS)},
     )

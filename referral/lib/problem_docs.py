@@ -30,7 +30,8 @@ _TEXT = {
     413: "The body is larger than the service takes (1 MB)",
     422: "Well-formed, but a rule refuses it",
     429: "Too many requests from this address: retry after `Retry-After` seconds",
-    503: "The database cannot be reached: nothing was done, retry after `Retry-After` seconds",
+    503: "The database cannot be reached: retry after `Retry-After` seconds (safe with the "
+    "same Idempotency-Key)",
 }
 
 # What any operation may answer: a request that does not fit the schema, a body above the
