@@ -20,6 +20,8 @@ from litestar.routes import HTTPRoute
 
 from referral import settings as settings_module
 from referral.advocates.api import AdvocateController, CodeController, SuspensionController
+from referral.analytics import service as analytics
+from referral.analytics.api import AnalyticsController
 from referral.demo.api import demo_router
 from referral.events.api import list_events
 from referral.fraud.api import FraudPolicyController
@@ -105,6 +107,17 @@ async def _release_rewards(runtime: Runtime) -> None:
         await asyncio.sleep(interval)
 
 
+async def _keep_rollups(runtime: Runtime) -> None:
+    """Book changes into the analytics rollups. Several instances may run this at once."""
+    interval = runtime.settings.analytics_interval_seconds
+    while True:
+        try:
+            await analytics.catch_up(runtime.pool, ids=runtime.ids)
+        except Exception as exc:  # the marks and deltas stay; the next turn tries again
+            log.warning("analytics_rollups_failed", error=type(exc).__name__)
+        await asyncio.sleep(interval)
+
+
 def create_app(settings: Settings) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -119,6 +132,8 @@ def create_app(settings: Settings) -> Litestar:
         background = [asyncio.create_task(_maintain_partitions(runtime))]
         if settings.release_interval_seconds > 0:
             background.append(asyncio.create_task(_release_rewards(runtime)))
+        if settings.analytics_interval_seconds > 0:
+            background.append(asyncio.create_task(_keep_rollups(runtime)))
         try:
             yield
         finally:
@@ -147,6 +162,7 @@ def create_app(settings: Settings) -> Litestar:
         KeyController,
         list_events,
         StoryController,
+        AnalyticsController,
         social_proof,
         story_pages_router,
         share_page_router,
@@ -222,6 +238,9 @@ def openapi_config() -> OpenAPIConfig:
             OpenAPITag(name="events", description="The outbox of state changes"),
             OpenAPITag(
                 name="stories", description="Advocates' reward stories and public social proof"
+            ),
+            OpenAPITag(
+                name="analytics", description="Growth reports from the rollups, JSON or CSV"
             ),
             OpenAPITag(name="operations", description="Health and readiness"),
         ],

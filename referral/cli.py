@@ -260,6 +260,22 @@ def cmd_rewards_release_due(args: argparse.Namespace) -> None:
         print(f"released {asyncio.run(_release_due(settings))} reward(s)")
 
 
+def cmd_analytics_rebuild(args: argparse.Namespace) -> None:
+    """Exit 1 when a kept rollup differs from the recomputation (and --apply was not given)."""
+    from referral.analytics import cli as analytics
+    from referral.lib.errors import AppError
+
+    with _database() as (settings, _):
+        try:
+            agreed = asyncio.run(
+                analytics.rebuild(settings, args.merchant, args.key, apply=args.apply)
+            )
+        except AppError as exc:
+            raise CliError(exc.detail) from None
+    if not agreed:
+        sys.exit(1)
+
+
 def cmd_payouts(args: argparse.Namespace) -> None:
     from datetime import datetime
     from pathlib import Path
@@ -384,6 +400,19 @@ def build_parser() -> argparse.ArgumentParser:
     rewards.add_parser(
         "release-due", help="approve rewards whose hold has passed (cron)"
     ).set_defaults(func=cmd_rewards_release_due)
+
+    analytics = sub.add_parser("analytics", help="the analytics rollups").add_subparsers(
+        dest="action", required=True
+    )
+    rebuild = analytics.add_parser(
+        "rebuild",
+        help="recompute the rollups from the raw rows and check the kept ones agree",
+    )
+    _merchant_option(rebuild, required=False)
+    rebuild.add_argument(
+        "--apply", action="store_true", help="replace the kept rollups by the recomputed ones"
+    )
+    rebuild.set_defaults(func=cmd_analytics_rebuild)
 
     payouts = sub.add_parser("payouts", help="payout batches for finance").add_subparsers(
         dest="action", required=True

@@ -51,6 +51,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     demo_pages: bool = False
     code_cache_seconds: float = 10.0
     release_interval_seconds: float = 30.0
+    # How often the rollup worker books changed orders, referrals and rewards into the
+    # analytics rollups (0: never in the background; tests and the rebuild run it).
+    analytics_interval_seconds: float = 1.0
     rate_limits: RateLimits = RateLimits()
 
     @property
@@ -101,6 +104,7 @@ def from_env(
             db_pool_max=int(env.get("DB_POOL_MAX", "10")),
             demo_pages=env.get("REFERRAL_DEMO_PAGES", "") == "1",
             release_interval_seconds=float(env.get("RELEASE_INTERVAL_SECONDS", "30")),
+            analytics_interval_seconds=float(env.get("ANALYTICS_INTERVAL_SECONDS", "1")),
             share_token_key=share_token_key,
             rate_limits=RateLimits(
                 lookups=Limit.parse(env.get("RATE_LIMIT_LOOKUPS", "60/20")),

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import structlog
 
+from referral.analytics import service as analytics
 from referral.links import repo
 
 log = structlog.get_logger("referral.clicks")
@@ -99,7 +100,13 @@ class ClickWriter:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 await repo.copy_clicks(conn, batch)
-                await repo.add_rollups(conn, _rollup_columns(batch))
+                columns, humans = _rollup_columns(batch)
+                firsts = await repo.add_rollups(conn, columns)
+                await analytics.record_clicks(
+                    conn,
+                    columns=_analytics_columns(batch),
+                    firsts=[humans[i - 1] + 1 for i in firsts],
+                )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # Keep the batch (older clicks first) and try again next turn.
             self._buffer[:0] = batch
@@ -116,15 +123,31 @@ class ClickWriter:
         return len(batch)
 
 
-def _rollup_columns(batch: list[Click]) -> tuple[list, ...]:
+def _analytics_columns(batch: list[Click]) -> tuple[list, ...]:
+    """Per click: merchant, program, advocate, channel, story, time, bot flag and visitor."""
+    return (
+        [c[2] for c in batch],
+        [c[3] for c in batch],
+        [c[4] for c in batch],
+        [c[6] for c in batch],
+        [c[12] for c in batch],
+        [c[1] for c in batch],
+        [c[13] for c in batch],
+        [c[7] for c in batch],
+    )
+
+
+def _rollup_columns(batch: list[Click]) -> tuple[tuple[list, ...], list[int]]:
     """The batch counted per (merchant, program, advocate, channel, hour): clicks and bot
     hits; and each human click's merchant, advocate, visitor, time and rollup row, from
-    which the statement finds the unique clicks. As the columns `repo.add_rollups` takes."""
+    which the statement finds the unique clicks. As the columns `repo.add_rollups` takes,
+    with the 0-based position in the batch of each human click."""
     counts: dict[tuple, list[int]] = {}
     humans: list[Click] = []
+    positions: list[int] = []
     slots: list[int] = []
     utc_hour = utc_hour_end = None  # clicks are in UTC and a batch mostly shares one hour
-    for c in batch:
+    for position, c in enumerate(batch):
         at = c[1]
         if utc_hour is not None and at.tzinfo is UTC and utc_hour <= at < utc_hour_end:
             hour = utc_hour
@@ -141,8 +164,9 @@ def _rollup_columns(batch: list[Click]) -> tuple[list, ...]:
         else:
             n[0] += 1
             humans.append(c)
+            positions.append(position)
             slots.append(n[2])
-    return (
+    columns = (
         [k[0] for k in counts],
         [k[1] for k in counts],
         [k[2] for k in counts],
@@ -156,3 +180,4 @@ def _rollup_columns(batch: list[Click]) -> tuple[list, ...]:
         [c[1] for c in humans],
         slots,
     )
+    return columns, positions

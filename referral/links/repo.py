@@ -40,18 +40,19 @@ CLICK_COLUMNS = (
 # each (merchant, advocate, merchant's day, visitor) not already in `unique_clicks`), then
 # the rollups with raw clicks, bot hits and those unique clicks, each unique click counted
 # under its own click's rollup row (`slot`: its 1-based position in the rollup arrays).
+# Answers the 1-based position (among the human clicks) of each new unique click.
 ADD_ROLLUPS = """
 WITH visits AS (
     SELECT * FROM unnest($8::bigint[], $9::bigint[], $10::text[], $11::timestamptz[],
                          $12::integer[])
-        AS v(merchant_id, advocate_id, visitor_id, clicked_at, slot)
+        WITH ORDINALITY AS v(merchant_id, advocate_id, visitor_id, clicked_at, slot, idx)
 ), zones AS MATERIALIZED (
     SELECT m.id, click_time_zone(m.time_zone) AS zone FROM merchants m
     WHERE m.id IN (SELECT DISTINCT merchant_id FROM visits)
 ), firsts AS (
     SELECT DISTINCT ON (v.merchant_id, v.advocate_id, day, v.visitor_id)
            v.merchant_id, v.advocate_id, (v.clicked_at AT TIME ZONE z.zone)::date AS day,
-           v.visitor_id, v.slot
+           v.visitor_id, v.slot, v.idx
     FROM visits v JOIN zones z ON z.id = v.merchant_id
     ORDER BY v.merchant_id, v.advocate_id, day, v.visitor_id, v.clicked_at
 ), inserted AS (
@@ -60,24 +61,27 @@ WITH visits AS (
     ORDER BY 1, 2, 3, 4  -- a fixed lock order, as below
     ON CONFLICT DO NOTHING
     RETURNING merchant_id, advocate_id, day, visitor_id
-), uniques AS (
-    SELECT f.slot, count(*) AS n
+), new_firsts AS (
+    SELECT f.slot, f.idx
     FROM inserted i JOIN firsts f USING (merchant_id, advocate_id, day, visitor_id)
-    GROUP BY f.slot
+), uniques AS (
+    SELECT slot, count(*) AS n FROM new_firsts GROUP BY slot
+), rolled AS (
+    INSERT INTO click_rollups AS r
+        (merchant_id, program_id, advocate_id, channel, hour, clicks, bot_hits, unique_clicks)
+    SELECT t.merchant_id, t.program_id, t.advocate_id, t.channel, t.hour, t.clicks, t.bot_hits,
+           coalesce(u.n, 0)
+    FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[],
+                $6::bigint[], $7::bigint[])
+         WITH ORDINALITY AS t(merchant_id, program_id, advocate_id, channel, hour, clicks,
+                              bot_hits, slot)
+    LEFT JOIN uniques u ON u.slot = t.slot
+    ORDER BY 1, 3, 4, 5  -- a fixed lock order: concurrent writers never deadlock
+    ON CONFLICT (merchant_id, advocate_id, channel, hour) DO UPDATE
+    SET clicks = r.clicks + excluded.clicks, bot_hits = r.bot_hits + excluded.bot_hits,
+        unique_clicks = r.unique_clicks + excluded.unique_clicks
 )
-INSERT INTO click_rollups AS r
-    (merchant_id, program_id, advocate_id, channel, hour, clicks, bot_hits, unique_clicks)
-SELECT t.merchant_id, t.program_id, t.advocate_id, t.channel, t.hour, t.clicks, t.bot_hits,
-       coalesce(u.n, 0)
-FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[],
-            $6::bigint[], $7::bigint[])
-     WITH ORDINALITY AS t(merchant_id, program_id, advocate_id, channel, hour, clicks, bot_hits,
-                          slot)
-LEFT JOIN uniques u ON u.slot = t.slot
-ORDER BY 1, 3, 4, 5  -- a fixed lock order: concurrent writers never deadlock
-ON CONFLICT (merchant_id, advocate_id, channel, hour) DO UPDATE
-SET clicks = r.clicks + excluded.clicks, bot_hits = r.bot_hits + excluded.bot_hits,
-    unique_clicks = r.unique_clicks + excluded.unique_clicks
+SELECT idx FROM new_firsts
 """
 
 # Deployment-wide upkeep, as the partitions: a day long over is never met again.
@@ -108,11 +112,12 @@ async def copy_clicks(conn: asyncpg.Connection, clicks: list[tuple]) -> None:
     await conn.copy_records_to_table("clicks", records=clicks, columns=CLICK_COLUMNS)
 
 
-async def add_rollups(conn: asyncpg.Connection, columns: tuple[list, ...]) -> None:
+async def add_rollups(conn: asyncpg.Connection, columns: tuple[list, ...]) -> list[int]:
     """`columns`: per rollup row merchant, program and advocate ids, channels, hours, clicks
     and bot hits; then per human click merchant and advocate ids, visitor ids, click times
-    and the 1-based rollup row the click belongs to."""
-    await conn.execute(ADD_ROLLUPS, *columns)
+    and the 1-based rollup row the click belongs to. Answers the 1-based positions, among
+    the human clicks, of the new unique clicks."""
+    return [r[0] for r in await conn.fetch(ADD_ROLLUPS, *columns)]
 
 
 async def prune_unique_clicks(conn: asyncpg.Pool | asyncpg.Connection, before: date) -> None:

@@ -21,6 +21,7 @@ from typing import Protocol
 import asyncpg
 import msgspec
 
+from referral.analytics import service as analytics
 from referral.lib import money
 from referral.lib.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from referral.lib.ids import PublicIds
@@ -160,6 +161,7 @@ async def update_merchant(
                 field="time_zone",
             )
         time_zone = data.time_zone
+    before = await repo.settings(conn, caller.merchant_id)
     minimums = {} if data.payout_minimums is msgspec.UNSET else data.payout_minimums
     for currency in minimums:
         if not money.is_currency(currency):
@@ -177,8 +179,11 @@ async def update_merchant(
         ).decode(),
         drop_minimums=sorted(c for c, v in minimums.items() if v is None),
     )
-    if row is None:
+    if row is None or before is None:
         raise NotFound("this key's merchant no longer exists", code="merchant_not_found")
+    if time_zone is not None and time_zone != before.time_zone:
+        # Analytics buckets are the merchant's days: they are counted again in the new zone.
+        await analytics.restate(conn, merchant_id=caller.merchant_id)
     return _merchant(ids, row, await _calling_key(conn, ids, caller))
 
 

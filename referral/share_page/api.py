@@ -54,11 +54,18 @@ def _back(token: str, notice: str) -> Redirect:
     operation_id="sharePage",
 )
 async def share_page(
-    token: FromPath[str], conn: Conn, runtime: RuntimeDep, done: FromQuery[str | None] = None
+    request: Request,
+    token: FromPath[str],
+    conn: Conn,
+    runtime: RuntimeDep,
+    done: FromQuery[str | None] = None,
 ) -> Response:
+    counted = done is None and not is_bot(request.headers.get("user-agent", ""), request.method)
     try:
         advocate = await service.open_page(conn, runtime=runtime, token=token)
-        context = await service.page_context(conn, runtime=runtime, advocate=advocate, token=token)
+        context = await service.page_context(
+            conn, runtime=runtime, advocate=advocate, token=token, counted=counted
+        )
     except service.Refused as refused:
         return _refused(refused)
     notice = NOTICES.get(done or "")

@@ -17,6 +17,7 @@ import asyncpg
 
 from referral.advocates import service as advocates
 from referral.advocates.schemas import ShareUrl
+from referral.analytics import service as analytics
 from referral.lib.errors import AppError, NotFound
 from referral.merchants.service import Caller
 from referral.runtime import Runtime
@@ -228,9 +229,23 @@ def _reward_row(
 
 
 async def page_context(
-    conn: asyncpg.Connection, *, runtime: Runtime, advocate: PageAdvocate, token: str
+    conn: asyncpg.Connection,
+    *,
+    runtime: Runtime,
+    advocate: PageAdvocate,
+    token: str,
+    counted: bool = False,
 ) -> dict[str, Any]:
-    """What share_page.html shows: only this advocate's own data, friends masked."""
+    """What share_page.html shows: only this advocate's own data, friends masked. The view
+    is counted when `counted` (a person opening the page, not a bot, a HEAD or the page
+    shown again after one of its forms)."""
+    if counted:
+        await analytics.record_share_page_view(
+            conn,
+            merchant_id=advocate.merchant_id,
+            program_id=advocate.program_id,
+            advocate_id=advocate.id,
+        )
     locale = advocate.locale
     base = runtime.settings.public_base_url
     referrals = [

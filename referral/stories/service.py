@@ -14,6 +14,7 @@ import secrets
 import asyncpg
 import msgspec
 
+from referral.analytics import service as analytics
 from referral.events import service as events
 from referral.lib.errors import Conflict, InvalidInput, NotFound
 from referral.lib.pagination import ListQuery
@@ -282,6 +283,14 @@ async def record_share(
 ) -> None:
     """A share button followed: from a story page, or (no story) the advocate's share page."""
     await repo.record_share(conn, merchant_id, program_id, advocate_id, story_id, channel)
+    await analytics.record_share(
+        conn,
+        merchant_id=merchant_id,
+        program_id=program_id,
+        advocate_id=advocate_id,
+        story_id=story_id,
+        channel=channel,
+    )
 
 
 class PublishedStory(msgspec.Struct, frozen=True, kw_only=True):
@@ -369,6 +378,13 @@ async def view(
     story = await published(conn, runtime=runtime, slug=slug)
     if story is not None and counted:
         await repo.record_view(conn, story.merchant_id, story.id)
+        await analytics.record_story_view(
+            conn,
+            merchant_id=story.merchant_id,
+            program_id=story.program_id,
+            story_id=story.id,
+            advocate_id=story.advocate_id,
+        )
     return story
 
 
@@ -381,7 +397,12 @@ async def share(
     if story is None or channel not in SHARE_CHANNELS:
         return None
     if counted:
-        await repo.record_share(
-            conn, story.merchant_id, story.program_id, story.advocate_id, story.id, channel
+        await record_share(
+            conn,
+            merchant_id=story.merchant_id,
+            program_id=story.program_id,
+            advocate_id=story.advocate_id,
+            channel=channel,
+            story_id=story.id,
         )
     return story
