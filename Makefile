@@ -65,6 +65,9 @@ bench-redirect: $(VENV)/.dev
 bench-checkout: $(VENV)/.dev
 	$(BIN)/python bench/checkout.py
 
+bench-analytics: $(VENV)/.dev
+	$(BIN)/python bench/analytics.py
+
 bench-payouts: $(VENV)/.dev
 	$(BIN)/python bench/payouts.py
 

@@ -441,6 +441,12 @@ CASES: dict[str, Case] = {
         "not_found",
     ),
     "GET /v1/events": Case(True, lambda w: ("GET", "/v1/events?limit=100", None), "own_rows"),
+    # analytics: another merchant's program is unknown to the caller
+    "GET /v1/analytics/{report}": Case(
+        True,
+        lambda w: ("GET", f"/v1/analytics/funnel?program_id={w.a.program['id']}", None),
+        "not_found",
+    ),
     # stories
     "POST /v1/stories": Case(
         True,
