@@ -206,7 +206,7 @@ class AnalyticsController(Controller):
         if _wants_csv(request.headers.get("accept", "")):
             return Stream(
                 _csv(answer),
-                media_type="text/csv; charset=utf-8",
+                media_type="text/csv",  # Litestar adds the charset
                 headers={
                     "content-disposition": f'attachment; filename="{answer.report}-'
                     f'{answer.start}-{answer.end}.csv"',

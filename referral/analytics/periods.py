@@ -164,7 +164,7 @@ def product(*factors: float | None) -> float | None:
     return round(result, RATIO_DIGITS)
 
 
-def histogram_median(counts: Mapping[int, int]) -> float | None:
+def histogram_median(counts: Mapping[int, int]) -> int | float | None:
     """The median of values given as {value: how many}; the mean of the two middle values
     for an even count; None when empty."""
     total = sum(n for n in counts.values() if n > 0)
@@ -184,7 +184,8 @@ def histogram_median(counts: Mapping[int, int]) -> float | None:
             break
         seen += n
     assert lower is not None and upper is not None
-    return (lower + upper) / 2
+    middle = (lower + upper) / 2
+    return int(middle) if middle.is_integer() else middle
 
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
