@@ -163,6 +163,45 @@ WHERE d.merchant_id = t.merchant_id AND d.entity = t.entity AND d.key = t.key
 RETURNING d.merchant_id, d.entity, d.key
 """
 
+# What else a marked referral's change counts in: its orders, its advocate (a friend turned
+# advocate), its friend's cohort and, when the friend is an advocate too, theirs. $2 ids.
+REFERRALS_REACH = """
+SELECT 'order' AS entity, o.id::text AS key FROM orders o
+WHERE o.merchant_id = $1 AND o.referral_id = ANY($2::bigint[])
+UNION ALL
+SELECT 'advocate', r.advocate_id::text FROM referrals r
+WHERE r.merchant_id = $1 AND r.id = ANY($2::bigint[])
+UNION ALL
+SELECT 'customer', analytics_customer_key(r.friend_customer_id, r.friend_email_normalised)
+FROM referrals r
+WHERE r.merchant_id = $1 AND r.id = ANY($2::bigint[])
+  AND (r.friend_customer_id IS NOT NULL OR r.friend_email_normalised IS NOT NULL)
+UNION ALL
+SELECT 'advocate', a.id::text FROM referrals r
+JOIN advocates a ON a.merchant_id = r.merchant_id AND a.customer_id = r.friend_customer_id
+WHERE r.merchant_id = $1 AND r.id = ANY($2::bigint[])
+"""
+
+# A marked order's change counts in its customer's cohort. $2 ids.
+ORDERS_REACH = """
+SELECT 'customer' AS entity, analytics_customer_key(o.customer_id, o.email_normalised) AS key
+FROM orders o
+WHERE o.merchant_id = $1 AND o.id = ANY($2::bigint[])
+  AND (o.customer_id IS NOT NULL OR o.email_normalised IS NOT NULL)
+"""
+
+# The customers who ordered, a distinct count per merchant day (never taken back; adding a
+# member twice changes no sketch, so an order booked again may add it again). $2 ids.
+ADD_ORDERING_CUSTOMERS = """
+INSERT INTO analytics_deltas (merchant_id, program_id, day, metric, member)
+SELECT o.merchant_id, 0, (o.occurred_at AT TIME ZONE click_time_zone(m.time_zone))::date,
+       'ordering_customers', hashtextextended(analytics_customer_key(o.customer_id,
+                                                                     o.email_normalised), 0)
+FROM orders o JOIN merchants m ON m.id = o.merchant_id
+WHERE o.merchant_id = $1 AND o.id = ANY($2::bigint[])
+  AND (o.customer_id IS NOT NULL OR o.email_normalised IS NOT NULL)
+"""
+
 REFERRAL_OF = """
 CASE WHEN r.id IS NULL THEN NULL ELSE jsonb_build_object(
     'id', r.id, 'program_id', r.program_id, 'advocate_id', r.advocate_id, 'status', r.status,
@@ -217,10 +256,26 @@ FROM advocates a
 WHERE a.merchant_id = $1 AND a.id = ANY($2::bigint[])
 """
 
-TAKE_ENTITY_FACTS = """
+# The entities a worker is about to book, locked until its transaction ends: the same
+# customer or advocate can be reached from marks two workers took. In one global order
+# (the subquery's), so workers never deadlock.
+LOCK_ENTITIES = """
+SELECT count(pg_advisory_xact_lock(h)) FROM (
+    SELECT DISTINCT hashtextextended($1::bigint || ':' || e || ':' || k, 0) AS h
+    FROM unnest($2::text[], $3::text[]) AS t(e, k)
+    ORDER BY h
+) s
+"""
+
+ENTITY_FACTS = """
+SELECT key, program_id, day, metric, dim, currency, story_id, advocate_id, value
+FROM analytics_entity_facts
+WHERE merchant_id = $1 AND entity = $2 AND key = ANY($3::text[])
+"""
+
+DELETE_ENTITY_FACTS = """
 DELETE FROM analytics_entity_facts
 WHERE merchant_id = $1 AND entity = $2 AND key = ANY($3::text[])
-RETURNING key, program_id, day, metric, dim, currency, story_id, advocate_id, value
 """
 
 ENTITY_FACT_COLUMNS = ("merchant_id", "entity", "key", *DELTA_COLUMNS[1:])
@@ -245,6 +300,20 @@ def _order(row: Any) -> OrderIn:
 
 async def take_dirty(conn: asyncpg.Connection, limit: int) -> list[tuple[int, str, str]]:
     return [tuple(r) for r in await conn.fetch(TAKE_DIRTY, limit)]
+
+
+async def reach(
+    conn: asyncpg.Connection, merchant_id: int, entity: str, ids: list[int]
+) -> list[tuple[str, str]]:
+    """The (entity, key) a change of these orders or referrals also counts in."""
+    query = {"order": ORDERS_REACH, "referral": REFERRALS_REACH}[entity]
+    return [(r["entity"], r["key"]) for r in await conn.fetch(query, merchant_id, ids)]
+
+
+async def add_ordering_customers(
+    conn: asyncpg.Connection, merchant_id: int, ids: list[int]
+) -> None:
+    await conn.execute(ADD_ORDERING_CUSTOMERS, merchant_id, ids)
 
 
 async def orders(conn: asyncpg.Connection, merchant_id: int, ids: list[int]) -> list[OrderIn]:
@@ -272,13 +341,30 @@ async def advocates(conn: asyncpg.Connection, merchant_id: int, ids: list[int]) 
     return many(AdvocateIn, await conn.fetch(ADVOCATES, merchant_id, ids))
 
 
-async def take_entity_facts(
+async def lock_entities(
+    conn: asyncpg.Connection, merchant_id: int, entities: list[tuple[str, str]]
+) -> None:
+    await conn.fetchval(
+        LOCK_ENTITIES, merchant_id, [e for e, _ in entities], [k for _, k in entities]
+    )
+
+
+async def entity_facts(
     conn: asyncpg.Connection, merchant_id: int, entity: str, keys: list[str]
 ) -> list[tuple[str, Fact]]:
+    """The facts booked for these entities (the worker holds their marks, so no other
+    worker books them meanwhile)."""
     return [
         (r["key"], Fact(*tuple(r)[1:]))
-        for r in await conn.fetch(TAKE_ENTITY_FACTS, merchant_id, entity, keys)
+        for r in await conn.fetch(ENTITY_FACTS, merchant_id, entity, keys)
     ]
+
+
+async def delete_entity_facts(
+    conn: asyncpg.Connection, merchant_id: int, entity: str, keys: list[str]
+) -> None:
+    if keys:
+        await conn.execute(DELETE_ENTITY_FACTS, merchant_id, entity, keys)
 
 
 async def insert_entity_facts(
@@ -325,12 +411,40 @@ WITH moved AS (
     FROM counts GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
     ON CONFLICT (merchant_id, program_id, day, metric, dim, currency)
     DO UPDATE SET value = r.value + excluded.value
+), totals AS (
+    INSERT INTO analytics_daily_totals AS r (merchant_id, metric, day, program_id, currency, value)
+    SELECT merchant_id, metric, day, program_id, currency, sum(value)
+    FROM counts GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT (merchant_id, metric, day, program_id, currency)
+    DO UPDATE SET value = r.value + excluded.value
+), months AS (
+    INSERT INTO analytics_monthly AS r
+        (merchant_id, metric, month, program_id, dim, currency, value)
+    SELECT merchant_id, metric, date_trunc('month', day)::date, program_id, dim, currency,
+           sum(value)
+    FROM counts GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
+    ON CONFLICT (merchant_id, metric, month, program_id, dim, currency)
+    DO UPDATE SET value = r.value + excluded.value
 ), stories AS (
     INSERT INTO analytics_story_daily AS r
         (merchant_id, story_id, day, metric, dim, currency, program_id, value)
     SELECT merchant_id, story_id, day, metric, dim, currency, min(program_id), sum(value)
     FROM counts WHERE story_id <> 0 GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
     ON CONFLICT (merchant_id, story_id, day, metric, dim, currency)
+    DO UPDATE SET value = r.value + excluded.value
+), story_totals AS (
+    INSERT INTO analytics_story_totals AS r (merchant_id, metric, day, program_id, currency, value)
+    SELECT merchant_id, metric, day, program_id, currency, sum(value)
+    FROM counts WHERE story_id <> 0 GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT (merchant_id, metric, day, program_id, currency)
+    DO UPDATE SET value = r.value + excluded.value
+), story_months AS (
+    INSERT INTO analytics_story_monthly AS r
+        (merchant_id, metric, month, story_id, currency, program_id, value)
+    SELECT merchant_id, metric, date_trunc('month', day)::date, story_id, currency,
+           min(program_id), sum(value)
+    FROM counts WHERE story_id <> 0 GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT (merchant_id, metric, month, story_id, currency)
     DO UPDATE SET value = r.value + excluded.value
 ), advocate_days AS (
     INSERT INTO analytics_advocate_daily AS r
@@ -354,25 +468,46 @@ SELECT merchant_id, program_id, day, metric, array_agg(DISTINCT member) AS membe
 FROM moved WHERE member IS NOT NULL GROUP BY 1, 2, 3, 4
 """
 
-LOCK_SKETCHES = """
-SELECT s.program_id, s.day, s.metric, s.sketch
-FROM analytics_sketches s
-JOIN unnest($2::bigint[], $3::date[], $4::text[]) AS k(program_id, day, metric)
-  ON s.program_id = k.program_id AND s.day = k.day AND s.metric = k.metric
+# The sketches of days (analytics_sketches) and of months (analytics_sketches_monthly),
+# locked for an update in key order, and put back with their estimates.
+SKETCH_TABLES = {
+    "day": ("analytics_sketches", "day"),
+    "month": ("analytics_sketches_monthly", "month"),
+}
+LOCK_SKETCHES = {
+    kind: f"""
+SELECT s.program_id, s.{column} AS at, s.metric, s.sketch
+FROM {table} s
+JOIN unnest($2::bigint[], $3::date[], $4::text[]) AS k(program_id, at, metric)
+  ON s.program_id = k.program_id AND s.{column} = k.at AND s.metric = k.metric
 WHERE s.merchant_id = $1
 ORDER BY 1, 2, 3
 FOR UPDATE OF s
 """
-
-PUT_SKETCHES = """
-INSERT INTO analytics_sketches AS s (merchant_id, program_id, day, metric, sketch)
-SELECT $1::bigint, * FROM unnest($2::bigint[], $3::date[], $4::text[], $5::bytea[])
+    for kind, (table, column) in SKETCH_TABLES.items()
+}
+PUT_SKETCHES = {
+    kind: f"""
+INSERT INTO {table} AS s (merchant_id, program_id, {column}, metric, sketch, estimate)
+SELECT $1::bigint, * FROM unnest($2::bigint[], $3::date[], $4::text[], $5::bytea[], $6::float8[])
 ORDER BY 1, 2, 3
-ON CONFLICT (merchant_id, program_id, day, metric) DO UPDATE SET sketch = excluded.sketch
+ON CONFLICT (merchant_id, program_id, {column}, metric)
+DO UPDATE SET sketch = excluded.sketch, estimate = excluded.estimate
+"""
+    for kind, (table, column) in SKETCH_TABLES.items()
+}
+
+# A merchant whose analytics are to be booked again, taken by one worker.
+TAKE_RESTATE = """
+DELETE FROM analytics_restate
+WHERE merchant_id = (SELECT merchant_id FROM analytics_restate ORDER BY merchant_id LIMIT 1
+                     FOR UPDATE SKIP LOCKED)
+RETURNING merchant_id
 """
 
 PENDING = """
-SELECT (SELECT count(*) FROM analytics_dirty) AS dirty,
+SELECT (SELECT count(*) FROM analytics_dirty)
+       + (SELECT count(*) FROM analytics_restate) AS dirty,
        (SELECT count(*) FROM analytics_deltas) AS deltas
 """
 
@@ -382,30 +517,40 @@ async def fold(conn: asyncpg.Connection, limit: int) -> list[tuple[int, int, dat
 
 
 async def lock_sketches(
-    conn: asyncpg.Connection, merchant_id: int, keys: list[tuple[int, date, str]]
+    conn: asyncpg.Connection, merchant_id: int, kind: str, keys: list[tuple[int, date, str]]
 ) -> dict[tuple[int, date, str], bytes]:
+    """The kept sketches of `keys` ((program, day or month, metric); `kind` day or month),
+    locked until the transaction ends."""
     rows = await conn.fetch(
-        LOCK_SKETCHES,
+        LOCK_SKETCHES[kind],
         merchant_id,
         [k[0] for k in keys],
         [k[1] for k in keys],
         [k[2] for k in keys],
     )
-    return {(r["program_id"], r["day"], r["metric"]): r["sketch"] for r in rows}
+    return {(r["program_id"], r["at"], r["metric"]): r["sketch"] for r in rows}
 
 
 async def put_sketches(
-    conn: asyncpg.Connection, merchant_id: int, sketches: dict[tuple[int, date, str], bytes]
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    kind: str,
+    sketches: dict[tuple[int, date, str], tuple[bytes, float]],
 ) -> None:
     keys = list(sketches)
     await conn.execute(
-        PUT_SKETCHES,
+        PUT_SKETCHES[kind],
         merchant_id,
         [k[0] for k in keys],
         [k[1] for k in keys],
         [k[2] for k in keys],
-        [sketches[k] for k in keys],
+        [sketches[k][0] for k in keys],
+        [sketches[k][1] for k in keys],
     )
+
+
+async def take_restate(conn: asyncpg.Connection) -> int | None:
+    return await conn.fetchval(TAKE_RESTATE)
 
 
 async def pending(conn: asyncpg.Connection | asyncpg.Pool) -> tuple[int, int]:
@@ -508,7 +653,11 @@ _COMPARISONS = tuple(
     _compare(rollup, want, columns)
     for rollup, want, columns in (
         ("analytics_daily", "want_daily", "program_id, day, metric, dim, currency"),
+        ("analytics_daily_totals", "want_totals", "program_id, day, metric, currency"),
+        ("analytics_monthly", "want_monthly", "program_id, month, metric, dim, currency"),
         ("analytics_story_daily", "want_story", "story_id, day, metric, dim, currency"),
+        ("analytics_story_totals", "want_story_totals", "program_id, day, metric, currency"),
+        ("analytics_story_monthly", "want_story_month", "story_id, month, metric, currency"),
         ("analytics_advocate_daily", "want_advocate", "advocate_id, day, metric, currency"),
         ("analytics_advocate_monthly", "want_month", "advocate_id, month, metric, currency"),
     )
@@ -521,9 +670,23 @@ WITH counts AS (SELECT * FROM {{facts}} WHERE member IS NULL),
 want_daily AS (
     SELECT program_id, day, metric, dim, currency, sum(value) AS value
     FROM counts GROUP BY 1, 2, 3, 4, 5
+), want_totals AS (
+    SELECT program_id, day, metric, currency, sum(value) AS value
+    FROM counts GROUP BY 1, 2, 3, 4
+), want_monthly AS (
+    SELECT program_id, date_trunc('month', day)::date AS month, metric, dim, currency,
+           sum(value) AS value
+    FROM counts GROUP BY 1, 2, 3, 4, 5
 ), want_story AS (
     SELECT story_id, day, metric, dim, currency, sum(value) AS value
     FROM counts WHERE story_id <> 0 GROUP BY 1, 2, 3, 4, 5
+), want_story_totals AS (
+    SELECT program_id, day, metric, currency, sum(value) AS value
+    FROM counts WHERE story_id <> 0 GROUP BY 1, 2, 3, 4
+), want_story_month AS (
+    SELECT story_id, date_trunc('month', day)::date AS month, metric, currency,
+           sum(value) AS value
+    FROM counts WHERE story_id <> 0 GROUP BY 1, 2, 3, 4
 ), want_advocate AS (
     SELECT advocate_id, day, metric, currency, sum(value) AS value
     FROM counts WHERE advocate_id <> 0 AND metric IN {ADVOCATE_METRICS_SQL} GROUP BY 1, 2, 3, 4
@@ -540,9 +703,10 @@ SELECT program_id, day, metric, array_agg(DISTINCT member) AS members
 FROM rebuilt_facts WHERE member IS NOT NULL GROUP BY 1, 2, 3
 """
 
-KEPT_SKETCHES = """
-SELECT program_id, day, metric, sketch FROM analytics_sketches WHERE merchant_id = $1
-"""
+KEPT_SKETCHES = {
+    kind: f"SELECT program_id, {column} AS at, metric, sketch FROM {table} WHERE merchant_id = $1"
+    for kind, (table, column) in SKETCH_TABLES.items()
+}
 
 # Applying a rebuild: the merchant's rollups and booked facts are emptied, every entity is
 # marked and the streams' facts are queued, so the worker books everything again.
@@ -550,10 +714,15 @@ CLEAR_ROLLUPS = [
     f"DELETE FROM {table} WHERE merchant_id = $1"
     for table in (
         "analytics_daily",
+        "analytics_daily_totals",
+        "analytics_monthly",
         "analytics_story_daily",
+        "analytics_story_totals",
+        "analytics_story_monthly",
         "analytics_advocate_daily",
         "analytics_advocate_monthly",
         "analytics_sketches",
+        "analytics_sketches_monthly",
         "analytics_entity_facts",
         "analytics_deltas",
     )
@@ -617,10 +786,10 @@ async def rebuilt_members(conn: asyncpg.Connection) -> list[tuple[int, date, str
 
 
 async def kept_sketches(
-    conn: asyncpg.Connection, merchant_id: int
+    conn: asyncpg.Connection, merchant_id: int, kind: str
 ) -> dict[tuple[int, date, str], bytes]:
-    rows = await conn.fetch(KEPT_SKETCHES, merchant_id)
-    return {(r["program_id"], r["day"], r["metric"]): r["sketch"] for r in rows}
+    rows = await conn.fetch(KEPT_SKETCHES[kind], merchant_id)
+    return {(r["program_id"], r["at"], r["metric"]): r["sketch"] for r in rows}
 
 
 async def requeue(conn: asyncpg.Connection, merchant_id: int) -> None:
@@ -683,13 +852,71 @@ REPORT_STORY_DAILY = _rollup_read(
 # $10 the advocate (the per-advocate rollups have no dim).
 REPORT_ADVOCATE_DAILY = _rollup_read("analytics_advocate_daily", "''::text", "advocate_id = $10")
 
-# The day sketches of distinct counts: $5 program or NULL (program 0's always come along:
-# the shop's ordering customers).
-REPORT_SKETCHES = """
-SELECT program_id, day, metric, sketch FROM analytics_sketches
-WHERE merchant_id = $1 AND day BETWEEN $2::date AND $3::date AND metric = ANY($4::text[])
-  AND ($5::bigint IS NULL OR program_id = 0 OR program_id = $5)
+# A series without dims, from the totals: per program, metric and currency, the days and
+# their sums as two arrays (the report adds them into its scopes and buckets).
+# $1 merchant, $2..$3 the days, $4 metrics.
+REPORT_TOTALS = """
+SELECT program_id, metric, currency, array_agg(day ORDER BY day) AS days,
+       array_agg(value ORDER BY day) AS "values"
+FROM analytics_daily_totals
+WHERE merchant_id = $1 AND metric = ANY($4::text[]) AND day BETWEEN $2::date AND $3::date
+GROUP BY 1, 2, 3
 """
+
+# The same over every story's facts.
+REPORT_STORY_TOTALS = REPORT_TOTALS.replace("analytics_daily_totals", "analytics_story_totals")
+
+# The series of the metrics that keep their dim (a referral's outcome, a cycle time), day by
+# day. $1 merchant, $2..$3 the days, $4 metrics.
+REPORT_DIMS = """
+SELECT program_id, metric, dim, currency, array_agg(day ORDER BY day) AS days,
+       array_agg(value ORDER BY day) AS "values"
+FROM analytics_daily
+WHERE merchant_id = $1 AND metric = ANY($4::text[]) AND day BETWEEN $2::date AND $3::date
+GROUP BY 1, 2, 3, 4
+"""
+
+# A breakdown: the sums by dim over the range, from whole months ($3..$4, their first days;
+# NULL for none) and the days outside them ($5..$6, $7..$8; NULL for none). $1 merchant,
+# $2 program or NULL, $9 metrics.
+REPORT_BREAKDOWN = """
+SELECT CASE WHEN program_id = 0 THEN 0
+            WHEN $2::bigint IS NULL OR program_id = $2 THEN 1 ELSE 2 END AS scope,
+       metric, dim, currency, sum(value)::bigint AS value
+FROM (
+    SELECT program_id, metric, dim, currency, value FROM analytics_monthly
+    WHERE merchant_id = $1 AND metric = ANY($9::text[]) AND month BETWEEN $3::date AND $4::date
+    UNION ALL
+    SELECT program_id, metric, dim, currency, value FROM analytics_daily
+    WHERE merchant_id = $1 AND metric = ANY($9::text[])
+      AND (day BETWEEN $5::date AND $6::date OR day BETWEEN $7::date AND $8::date)
+) p
+GROUP BY 1, 2, 3, 4
+"""
+
+# Distinct counts: the sketches of one program ($5; 0: every program's together) and, for
+# the metrics in $6, the merchant's (program 0: the shop's ordering customers). By day with
+# their estimates and without the sketch (a series by day), by day with the sketch, or by
+# month with both. $1 merchant, $2..$3 the days or months' first days, $4 metrics.
+_SKETCHES_OF = """merchant_id = $1 AND metric = ANY($4::text[])
+  AND program_id = CASE WHEN metric = ANY($6::text[]) THEN 0 ELSE $5::bigint END"""
+REPORT_DAY_ESTIMATES = f"""
+SELECT day AS at, metric, estimate, NULL::bytea AS sketch FROM analytics_sketches
+WHERE {_SKETCHES_OF} AND day BETWEEN $2::date AND $3::date
+"""
+REPORT_DAY_SKETCHES = f"""
+SELECT day AS at, metric, estimate, sketch FROM analytics_sketches
+WHERE {_SKETCHES_OF} AND day BETWEEN $2::date AND $3::date
+"""
+REPORT_MONTH_SKETCHES = f"""
+SELECT month AS at, metric, estimate, sketch FROM analytics_sketches_monthly
+WHERE {_SKETCHES_OF} AND month BETWEEN $2::date AND $3::date
+"""
+REPORT_SKETCH_READS = {
+    "day_estimates": REPORT_DAY_ESTIMATES,
+    "days": REPORT_DAY_SKETCHES,
+    "months": REPORT_MONTH_SKETCHES,
+}
 
 
 # A leaderboard's range as whole months ($5..$6, first days; NULL for none) from the monthly
@@ -701,8 +928,11 @@ def _advocate_pieces(which: str) -> str:
       AND ($4::bigint IS NULL OR program_id = $4)
     UNION ALL
     SELECT advocate_id, metric, currency, value FROM analytics_advocate_daily
-    WHERE merchant_id = $1 AND {which}
-      AND (day BETWEEN $7::date AND $8::date OR day BETWEEN $9::date AND $10::date)
+    WHERE merchant_id = $1 AND {which} AND day BETWEEN $7::date AND $8::date
+      AND ($4::bigint IS NULL OR program_id = $4)
+    UNION ALL
+    SELECT advocate_id, metric, currency, value FROM analytics_advocate_daily
+    WHERE merchant_id = $1 AND {which} AND day BETWEEN $9::date AND $10::date
       AND ($4::bigint IS NULL OR program_id = $4)"""
 
 
@@ -710,7 +940,7 @@ def _advocate_pieces(which: str) -> str:
 # each advocate labelled with their name (else the shop's customer id).
 # Advocates with nothing of $2 in the range are not ranked; ties go to the older advocate.
 _RANKED = "metric = $2::text AND ($3::text IS NULL OR currency = $3)"
-_SHOWN = "metric = ANY($12::text[]) AND advocate_id IN (SELECT advocate_id FROM top)"
+_SHOWN = "metric = ANY($12::text[]) AND advocate_id = ANY(ARRAY(SELECT advocate_id FROM top))"
 TOP_ADVOCATES = f"""
 WITH top AS (
     SELECT advocate_id, sum(value)::bigint AS score
@@ -728,23 +958,36 @@ GROUP BY 1, 2, 3, 4, 5
 ORDER BY t.score DESC, t.advocate_id, p.metric, p.currency
 """
 
-# $4 program or NULL, $5 the figure ranked by, $6 how many. Stories with nothing of it in the
-# range are not ranked; ties go to more views, then the older story. Labelled with the
-# story's first 80 characters.
+# The range as whole months ($2..$3, first days; NULL for none) from the monthly story rollup
+# and the days outside them ($4..$5, $6..$7; NULL for none) from the daily one; $8 program or
+# NULL, $9 the figure ranked by, $10 how many. Stories with nothing of it in the range are
+# not ranked; ties go to more views, then the older story. Labelled with the story's first
+# 80 characters.
 TOP_STORIES = """
-WITH s AS (
+WITH pieces AS (
+    SELECT story_id, metric, value FROM analytics_story_monthly
+    WHERE merchant_id = $1 AND month BETWEEN $2::date AND $3::date
+      AND metric IN ('story_views', 'clicks', 'signups', 'first_orders')
+      AND ($8::bigint IS NULL OR program_id = $8)
+    UNION ALL
+    SELECT story_id, metric, value FROM analytics_story_daily
+    WHERE merchant_id = $1 AND day BETWEEN $4::date AND $5::date
+      AND metric IN ('story_views', 'clicks', 'signups', 'first_orders')
+      AND ($8::bigint IS NULL OR program_id = $8)
+    UNION ALL
+    SELECT story_id, metric, value FROM analytics_story_daily
+    WHERE merchant_id = $1 AND day BETWEEN $6::date AND $7::date
+      AND metric IN ('story_views', 'clicks', 'signups', 'first_orders')
+      AND ($8::bigint IS NULL OR program_id = $8)
+), s AS (
     SELECT story_id,
            coalesce(sum(value) FILTER (WHERE metric = 'story_views'), 0)::bigint AS story_views,
            coalesce(sum(value) FILTER (WHERE metric = 'clicks'), 0)::bigint AS clicks,
            coalesce(sum(value) FILTER (WHERE metric = 'signups'), 0)::bigint AS signups,
            coalesce(sum(value) FILTER (WHERE metric = 'first_orders'), 0)::bigint AS first_orders
-    FROM analytics_story_daily
-    WHERE merchant_id = $1 AND day BETWEEN $2::date AND $3::date
-      AND metric IN ('story_views', 'clicks', 'signups', 'first_orders')
-      AND ($4::bigint IS NULL OR program_id = $4)
-    GROUP BY story_id
+    FROM pieces GROUP BY story_id
 ), scored AS (
-    SELECT s.*, CASE $5::text WHEN 'clicks' THEN clicks::float8
+    SELECT s.*, CASE $9::text WHEN 'clicks' THEN clicks::float8
                               WHEN 'signups' THEN signups::float8
                               WHEN 'first_orders' THEN first_orders::float8
                               ELSE first_orders::float8 / nullif(story_views, 0) END AS score
@@ -754,7 +997,7 @@ SELECT scored.story_id, left(st.body, 80) AS label, story_views, clicks, signups
 FROM scored LEFT JOIN stories st ON st.merchant_id = $1 AND st.id = scored.story_id
 WHERE score > 0
 ORDER BY score DESC, story_views DESC, scored.story_id
-LIMIT $6
+LIMIT $10
 """
 
 
@@ -777,11 +1020,32 @@ class RollupSum(msgspec.Struct, frozen=True):
     by_dim: bool
 
 
-class DaySketch(msgspec.Struct, frozen=True):
+class DayColumn(msgspec.Struct, frozen=True):
+    """One program's, metric's, dim's and currency's sums by day."""
+
     program_id: int
-    day: date
     metric: str
-    sketch: bytes
+    currency: str
+    days: list[date]
+    values: list[int]
+    dim: str = ""
+
+
+class DimSum(msgspec.Struct, frozen=True):
+    scope: int
+    metric: str
+    dim: str
+    currency: str
+    value: int
+
+
+class SpanSketch(msgspec.Struct, frozen=True):
+    """A day's or month's distinct count: its estimate, and its sketch when asked for."""
+
+    at: date
+    metric: str
+    estimate: float
+    sketch: bytes | None
 
 
 class AdvocateFigure(msgspec.Struct, frozen=True):
@@ -846,6 +1110,44 @@ async def daily_sums(
     return many(RollupSum, await conn.fetch(REPORT_DAILY, *_read_args(merchant_id, read)))
 
 
+async def day_columns(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    *,
+    start: date,
+    end: date,
+    metrics: list[str],
+    with_dims: bool = False,
+    stories: bool = False,
+) -> list[DayColumn]:
+    """The sums by day of `metrics`: without their dims (from the totals, or every story's
+    totals), or with them."""
+    query = REPORT_DIMS if with_dims else REPORT_STORY_TOTALS if stories else REPORT_TOTALS
+    return many(DayColumn, await conn.fetch(query, merchant_id, start, end, metrics))
+
+
+async def breakdown_sums(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    *,
+    program_id: int | None,
+    months: tuple[date, date] | None,
+    days: Sequence[tuple[date, date]],
+    metrics: list[str],
+) -> list[DimSum]:
+    first, second = (list(days) + [(None, None), (None, None)])[:2]
+    rows = await conn.fetch(
+        REPORT_BREAKDOWN,
+        merchant_id,
+        program_id,
+        *(months or (None, None)),
+        *first,
+        *second,
+        metrics,
+    )
+    return many(DimSum, rows)
+
+
 async def story_sums(
     conn: asyncpg.Connection, merchant_id: int, read: RollupRead, story_id: int | None
 ) -> list[RollupSum]:
@@ -860,16 +1162,22 @@ async def advocate_sums(
     return many(RollupSum, rows)
 
 
-async def day_sketches(
+async def sketches(
     conn: asyncpg.Connection,
     merchant_id: int,
+    read: str,
+    *,
     start: date,
     end: date,
     metrics: list[str],
-    program_id: int | None,
-) -> list[DaySketch]:
-    rows = await conn.fetch(REPORT_SKETCHES, merchant_id, start, end, metrics, program_id)
-    return many(DaySketch, rows)
+    program_id: int,
+    merchant_wide: list[str],
+) -> list[SpanSketch]:
+    """`read`: day_estimates, days or months (see REPORT_SKETCH_READS)."""
+    rows = await conn.fetch(
+        REPORT_SKETCH_READS[read], merchant_id, start, end, metrics, program_id, merchant_wide
+    )
+    return many(SpanSketch, rows)
 
 
 async def top_advocates(
@@ -904,11 +1212,21 @@ async def top_stories(
     conn: asyncpg.Connection,
     merchant_id: int,
     *,
-    start: date,
-    end: date,
+    months: tuple[date, date] | None,
+    days: Sequence[tuple[date, date]],
     program_id: int | None,
     by: str,
     limit: int,
 ) -> list[StoryFigures]:
-    rows = await conn.fetch(TOP_STORIES, merchant_id, start, end, program_id, by, limit)
+    first, second = (list(days) + [(None, None), (None, None)])[:2]
+    rows = await conn.fetch(
+        TOP_STORIES,
+        merchant_id,
+        *(months or (None, None)),
+        *first,
+        *second,
+        program_id,
+        by,
+        limit,
+    )
     return many(StoryFigures, rows)

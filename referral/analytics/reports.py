@@ -13,15 +13,15 @@ HyperLogLog sketches (`estimate: true`, as is every rate computed from one).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any, NamedTuple
 
 import asyncpg
 import datasketches
-import msgspec
 
-from referral.analytics import periods, repo
+from referral.analytics import periods, repo, rules
 from referral.analytics.periods import PeriodError, Range
 from referral.analytics.schemas import (
     METRICS,
@@ -65,52 +65,110 @@ PROGRAMS = frozenset({1})  # the program asked for, or every program
 EVERY = frozenset({0, 1, 2})
 
 
-# --- the sums of one span ----------------------------------------------------------------
+# --- the sums of n spans -------------------------------------------------------------------
 
 
 class Sums:
-    """The rollup sums of one span: (scope, metric, dim, currency) -> value, and the span's
-    distinct-count sketches (a union per metric)."""
+    """The rollup sums of n spans at once (the buckets of a series, the whole range, the keys
+    of a breakdown or of a leaderboard): per metric, (scope, dim, currency) -> one value per
+    span, and the spans' distinct-count sketches. A report's function states its figures for
+    every span in one pass, column by column, so a year by day costs a few list operations
+    per figure, not a dictionary walk per figure per day."""
 
-    def __init__(self) -> None:
-        self.cells: dict[tuple[int, str, str, str], int] = defaultdict(int)
-        self.unions: dict[str, datasketches.hll_union] = {}
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.cells: dict[str, dict[tuple[int, str, str], list[int]]] = defaultdict(dict)
+        self.sketches: dict[str, list[datasketches.hll_union | None]] = {}
+        self.estimates: dict[str, list[float]] = {}
 
-    def add(self, scope: int, metric: str, dim: str, currency: str, value: int) -> None:
-        self.cells[(scope, metric, dim, currency)] += value
+    def column(self, scope: int, metric: str, dim: str, currency: str) -> list[int]:
+        """The values of one cell key, one per span (to add to)."""
+        cells = self.cells[metric]
+        column = cells.get((scope, dim, currency))
+        if column is None:
+            column = cells[(scope, dim, currency)] = [0] * self.n
+        return column
 
-    def add_sketch(self, metric: str, sketch: datasketches.hll_sketch) -> None:
-        union = self.unions.get(metric)
+    def add(self, scope: int, metric: str, dim: str, currency: str, slot: int, value: int) -> None:
+        self.column(scope, metric, dim, currency)[slot] += value
+
+    def add_sketch(self, metric: str, slot: int, sketch: datasketches.hll_sketch) -> None:
+        unions = self.sketches.get(metric)
+        if unions is None:
+            unions = self.sketches[metric] = [None] * self.n
+        union = unions[slot]
         if union is None:
-            union = self.unions[metric] = datasketches.hll_union(SKETCH_LG_K)
+            union = unions[slot] = datasketches.hll_union(SKETCH_LG_K)
         union.update(sketch)
 
-    def merge(self, other: Sums) -> None:
-        for key, value in other.cells.items():
-            self.cells[key] += value
-        for metric, union in other.unions.items():
-            self.add_sketch(metric, union.get_result())
+    def _summed(self, columns: list[list[int]]) -> list[int]:
+        if not columns:
+            return [0] * self.n
+        if len(columns) == 1:
+            return columns[0]
+        return [sum(values) for values in zip(*columns, strict=True)]
 
-    def count(self, metric: str, scopes: frozenset[int] = PROGRAMS) -> int:
-        return sum(v for (s, m, _, _), v in self.cells.items() if m == metric and s in scopes)
+    def count(self, metric: str, scopes: frozenset[int] = PROGRAMS) -> list[int]:
+        cells = self.cells.get(metric, {})
+        return self._summed([c for (s, _, _), c in cells.items() if s in scopes])
 
-    def by_currency(self, metric: str, scopes: frozenset[int] = PROGRAMS) -> dict[str, int]:
-        found: dict[str, int] = defaultdict(int)
-        for (s, m, _, c), v in self.cells.items():
-            if m == metric and s in scopes:
-                found[c] += v
-        return found
+    def _grouped(self, metric: str, scopes: frozenset[int], by: int) -> dict[str, list[int]]:
+        groups: dict[str, list[list[int]]] = defaultdict(list)
+        for key, column in self.cells.get(metric, {}).items():
+            if key[0] in scopes:
+                groups[key[by]].append(column)  # type: ignore[index]
+        return {k: self._summed(columns) for k, columns in groups.items()}
 
-    def by_dim(self, metric: str, scopes: frozenset[int] = PROGRAMS) -> dict[str, int]:
-        found: dict[str, int] = defaultdict(int)
-        for (s, m, d, _), v in self.cells.items():
-            if m == metric and s in scopes:
-                found[d] += v
-        return found
+    def by_currency(self, metric: str, scopes: frozenset[int] = PROGRAMS) -> dict[str, list[int]]:
+        return self._grouped(metric, scopes, 2)
 
-    def estimate(self, metric: str) -> float:
-        union = self.unions.get(metric)
-        return 0.0 if union is None else union.get_estimate()
+    def by_dim(self, metric: str, scopes: frozenset[int] = PROGRAMS) -> dict[str, list[int]]:
+        return self._grouped(metric, scopes, 1)
+
+    def set_estimate(self, metric: str, slot: int, estimate: float) -> None:
+        """A span's distinct count as a stored sketch estimated it (a day's, a month's)."""
+        estimates = self.estimates.get(metric)
+        if estimates is None:
+            estimates = self.estimates[metric] = [0.0] * self.n
+        estimates[slot] = estimate
+
+    def estimate(self, metric: str) -> list[float]:
+        estimates = self.estimates.get(metric) or [0.0] * self.n
+        unions = self.sketches.get(metric)
+        if unions is None:
+            return estimates
+        return [
+            e if u is None else u.get_estimate() for e, u in zip(estimates, unions, strict=True)
+        ]
+
+
+class Column(NamedTuple):
+    """One figure for every span."""
+
+    metric: str
+    currency: str | None
+    values: list[Any]
+
+
+def _column(metric: str, values: list[Any], currency: str | None = None) -> Column:
+    spec = METRICS[metric]
+    if spec.estimate and spec.unit == "count":
+        values = [round(v) if isinstance(v, float) else v for v in values]
+    elif spec.unit == "ratio":
+        values = [round(v, periods.RATIO_DIGITS) if isinstance(v, float) else v for v in values]
+    return Column(metric, currency, values)
+
+
+def _zeros(n: int) -> list[int]:
+    return [0] * n
+
+
+def ratios(numerators: list[Any], denominators: list[Any]) -> list[float | None]:
+    return list(map(periods.ratio, numerators, denominators))
+
+
+def pers(amounts: list[Any], counts: list[Any]) -> list[int | None]:
+    return list(map(periods.per, amounts, counts))
 
 
 @dataclass
@@ -129,67 +187,57 @@ class Context:
             self.notes.append(text)
 
 
-def _value(metric: str, value: int | float | None, currency: str | None = None) -> Value:
-    spec = METRICS[metric]
-    if spec.estimate and isinstance(value, float) and spec.unit == "count":
-        value = round(value)
-    elif isinstance(value, float) and spec.unit == "ratio":
-        value = round(value, periods.RATIO_DIGITS)
-    return Value(
-        metric=metric, unit=spec.unit, currency=currency, value=value, estimate=spec.estimate
-    )
-
-
 def _money(
-    ctx: Context, metric: str, amounts: dict[str, int] | Callable[[str], int | float | None]
-) -> list[Value]:
-    """One value per currency of the answer (0, or null for a rate, where none)."""
+    ctx: Context,
+    s: Sums,
+    metric: str,
+    amounts: dict[str, list[int]] | Callable[[str], list[Any]],
+) -> list[Column]:
+    """One column per currency of the answer (0, or null for a rate, where none)."""
     if callable(amounts):
-        return [_value(metric, amounts(cur), cur) for cur in ctx.currencies]
-    return [_value(metric, amounts.get(cur, 0), cur) for cur in ctx.currencies]
+        return [_column(metric, amounts(cur), cur) for cur in ctx.currencies]
+    return [_column(metric, amounts.get(cur) or _zeros(s.n), cur) for cur in ctx.currencies]
 
 
 def _per_currency_counts(
     ctx: Context, sums: Sums, metric: str, scopes: frozenset[int]
-) -> dict[str, int] | None:
+) -> dict[str, list[int]] | None:
     """A count per currency (for an average order value). Counts are kept without a
     currency; with one currency in the answer they are all in it, with several they are
     not known per currency (None)."""
     counts = sums.by_currency(metric, scopes)
     if set(counts) - {""}:
-        return dict(counts)
+        return counts
     if len(ctx.currencies) <= 1:
-        return {cur: counts.get("", 0) for cur in ctx.currencies}
+        return {cur: counts.get("", _zeros(sums.n)) for cur in ctx.currencies}
     return None
 
 
-# --- the reports, one function per report: the figures of one span ---------------------
+# --- the reports, one function per report: the figures of every span ------------------
 
 
-def funnel_values(ctx: Context, s: Sums) -> list[Value]:
-    out: list[Value] = []
-    previous: tuple[str, float] | None = None
+def funnel_values(ctx: Context, s: Sums) -> list[Column]:
+    out: list[Column] = []
+    previous: tuple[str, list[Any]] | None = None
     for step in ctx.steps:
-        amount: float = s.estimate(step) if step == "visitors" else s.count(step)
-        out.append(_value(step, amount))
+        amounts: list[Any] = s.estimate(step) if step == "visitors" else s.count(step)
+        out.append(_column(step, amounts))
         if previous is not None:
-            out.append(
-                _value(conversion_name(previous[0], step), periods.ratio(amount, previous[1]))
-            )
-        previous = (step, amount)
-    out += _money(ctx, "first_order_revenue", s.by_currency("first_order_revenue"))
+            out.append(_column(conversion_name(previous[0], step), ratios(amounts, previous[1])))
+        previous = (step, amounts)
+    out += _money(ctx, s, "first_order_revenue", s.by_currency("first_order_revenue"))
     return out
 
 
 FUNNEL_BY_CHANNEL = ("shares", "clicks", "unique_clicks", "signups", "first_orders")
 
 
-def funnel_channel_values(ctx: Context, s: Sums) -> list[Value]:
-    out = [_value(metric, s.count(metric)) for metric in FUNNEL_BY_CHANNEL]
-    return out + _money(ctx, "first_order_revenue", s.by_currency("first_order_revenue"))
+def funnel_channel_values(ctx: Context, s: Sums) -> list[Column]:
+    out = [_column(metric, s.count(metric)) for metric in FUNNEL_BY_CHANNEL]
+    return out + _money(ctx, s, "first_order_revenue", s.by_currency("first_order_revenue"))
 
 
-def impact_values(ctx: Context, s: Sums) -> list[Value]:
+def impact_values(ctx: Context, s: Sums) -> list[Column]:
     orders = s.count("orders", MERCHANT)
     revenue = s.by_currency("revenue", MERCHANT)
     referred_orders = s.count("referred_orders")
@@ -203,117 +251,139 @@ def impact_values(ctx: Context, s: Sums) -> list[Value]:
             "aov and referred_aov need order counts per currency: with orders in several "
             "currencies they are null."
         )
+    zeros = _zeros(s.n)
 
-    def aov(amounts: dict[str, int], counts: dict[str, int] | None) -> Callable[[str], int | None]:
-        return lambda cur: (
-            None if counts is None else periods.per(amounts.get(cur, 0), counts.get(cur, 0))
-        )
+    def aov(amounts: dict[str, list[int]], counts: dict[str, list[int]] | None):
+        def of(cur: str) -> list[Any]:
+            if counts is None:
+                return [None] * s.n
+            return pers(amounts.get(cur, zeros), counts.get(cur, zeros))
+
+        return of
 
     return [
-        _value("orders", orders),
-        *_money(ctx, "revenue", revenue),
-        _value("referred_orders", referred_orders),
-        *_money(ctx, "referred_revenue", referred_revenue),
-        _value("referred_order_share", periods.ratio(referred_orders, orders)),
+        _column("orders", orders),
+        *_money(ctx, s, "revenue", revenue),
+        _column("referred_orders", referred_orders),
+        *_money(ctx, s, "referred_revenue", referred_revenue),
+        _column("referred_order_share", ratios(referred_orders, orders)),
         *_money(
             ctx,
+            s,
             "referred_revenue_share",
-            lambda cur: periods.ratio(referred_revenue.get(cur, 0), revenue.get(cur, 0)),
+            lambda cur: ratios(referred_revenue.get(cur, zeros), revenue.get(cur, zeros)),
         ),
-        _value("new_customers", new_customers),
-        _value("referred_new_customers", referred_new),
-        _value("referred_new_customer_share", periods.ratio(referred_new, new_customers)),
-        *_money(ctx, "aov", aov(revenue, orders_in)),
-        *_money(ctx, "referred_aov", aov(referred_revenue, referred_in)),
+        _column("new_customers", new_customers),
+        _column("referred_new_customers", referred_new),
+        _column("referred_new_customer_share", ratios(referred_new, new_customers)),
+        *_money(ctx, s, "aov", aov(revenue, orders_in)),
+        *_money(ctx, s, "referred_aov", aov(referred_revenue, referred_in)),
     ]
 
 
-def impact_channel_values(ctx: Context, s: Sums) -> list[Value]:
+def impact_channel_values(ctx: Context, s: Sums) -> list[Column]:
     return [
-        _value("referred_orders", s.count("referred_orders")),
-        *_money(ctx, "referred_revenue", s.by_currency("referred_revenue")),
-        _value("first_orders", s.count("first_orders")),
-        _value("referred_new_customers", s.count("new_customers")),
+        _column("referred_orders", s.count("referred_orders")),
+        *_money(ctx, s, "referred_revenue", s.by_currency("referred_revenue")),
+        _column("first_orders", s.count("first_orders")),
+        _column("referred_new_customers", s.count("new_customers")),
     ]
 
 
-def cost_values(ctx: Context, s: Sums) -> list[Value]:
+def cost_values(ctx: Context, s: Sums) -> list[Column]:
     cost = s.by_currency("reward_cost")
     referred_revenue = s.by_currency("referred_revenue")
     referred_new = s.count("new_customers")
+    zeros = _zeros(s.n)
+
+    def roi(cur: str) -> list[Any]:
+        spent, earned = cost.get(cur, zeros), referred_revenue.get(cur, zeros)
+        return ratios([e - c for e, c in zip(earned, spent, strict=True)], spent)
+
     return [
-        *_money(ctx, "reward_cost", cost),
-        *_money(ctx, "reward_pending", s.by_currency("reward_pending")),
-        *_money(ctx, "coupon_value", s.by_currency("coupon_value")),
-        *_money(ctx, "referred_revenue", referred_revenue),
-        _value("referred_new_customers", referred_new),
+        *_money(ctx, s, "reward_cost", cost),
+        *_money(ctx, s, "reward_pending", s.by_currency("reward_pending")),
+        *_money(ctx, s, "coupon_value", s.by_currency("coupon_value")),
+        *_money(ctx, s, "referred_revenue", referred_revenue),
+        _column("referred_new_customers", referred_new),
         *_money(
-            ctx, "cost_per_new_customer", lambda cur: periods.per(cost.get(cur, 0), referred_new)
+            ctx, s, "cost_per_new_customer", lambda cur: pers(cost.get(cur, zeros), referred_new)
         ),
-        *_money(
-            ctx,
-            "roi",
-            lambda cur: periods.ratio(
-                referred_revenue.get(cur, 0) - cost.get(cur, 0), cost.get(cur, 0)
-            ),
-        ),
+        *_money(ctx, s, "roi", roi),
     ]
 
 
-def cost_side_values(ctx: Context, s: Sums) -> list[Value]:
+def cost_side_values(ctx: Context, s: Sums) -> list[Column]:
     return [
-        *_money(ctx, "reward_cost", s.by_currency("reward_cost")),
-        *_money(ctx, "reward_pending", s.by_currency("reward_pending")),
-        *_money(ctx, "coupon_value", s.by_currency("coupon_value")),
+        *_money(ctx, s, "reward_cost", s.by_currency("reward_cost")),
+        *_money(ctx, s, "reward_pending", s.by_currency("reward_pending")),
+        *_money(ctx, s, "coupon_value", s.by_currency("coupon_value")),
     ]
 
 
-def virality_values(ctx: Context, s: Sums) -> list[Value]:
+def _quotient(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _k_factor(participation: float | None, invites: float | None, conversion: float | None):
+    if participation is None or invites is None or conversion is None:
+        return None
+    return participation * invites * conversion
+
+
+def _histograms(by_dim: dict[str, list[int]], n: int) -> list[dict[int, int]]:
+    """Per span, {whole days: how many} from the columns of a dim that is a number."""
+    spans: list[dict[int, int]] = [{} for _ in range(n)]
+    for dim, column in by_dim.items():
+        if not dim.isdigit():
+            continue
+        days = int(dim)
+        for slot, count in enumerate(column):
+            if count:
+                spans[slot][days] = count
+    return spans
+
+
+def virality_values(ctx: Context, s: Sums) -> list[Column]:
     sharing = s.estimate("sharing_advocates")
     ordering = s.estimate("ordering_customers")
     visitors = s.estimate("visitors")
     first_orders = s.count("first_orders")
-    participation = sharing / ordering if ordering else None
-    invites = visitors / sharing if sharing else None
-    conversion = first_orders / visitors if visitors else None
-    k_factor = (
-        None
-        if participation is None or invites is None or conversion is None
-        else participation * invites * conversion
-    )
-    histogram = {int(d): n for d, n in s.by_dim("cycle_days").items() if d.isdigit()}
+    participation = list(map(_quotient, sharing, ordering))
+    invites = list(map(_quotient, visitors, sharing))
+    conversion = list(map(_quotient, first_orders, visitors))
+    medians = [periods.histogram_median(h) for h in _histograms(s.by_dim("cycle_days"), s.n)]
     return [
-        _value("sharing_advocates", sharing),
-        _value("ordering_customers", ordering),
-        _value("participation", participation),
-        _value("visitors", visitors),
-        _value("invites_per_advocate", invites),
-        _value("first_orders", first_orders),
-        _value("friend_conversion", conversion),
-        _value("k_factor", k_factor),
-        _value("cycle_days_median", periods.histogram_median(histogram)),
-        _value("friends_turned_advocates", s.count("friends_turned_advocates")),
+        _column("sharing_advocates", sharing),
+        _column("ordering_customers", ordering),
+        _column("participation", participation),
+        _column("visitors", visitors),
+        _column("invites_per_advocate", invites),
+        _column("first_orders", first_orders),
+        _column("friend_conversion", conversion),
+        _column("k_factor", list(map(_k_factor, participation, invites, conversion))),
+        _column("cycle_days_median", medians),
+        _column("friends_turned_advocates", s.count("friends_turned_advocates")),
     ]
 
 
-def _value_metrics(ctx: Context, s: Sums, scopes: frozenset[int]) -> list[Value]:
-    out = [_value("customers", s.count("customers", scopes))]
+def _value_metrics(ctx: Context, s: Sums, scopes: frozenset[int]) -> list[Column]:
+    out = [_column("customers", s.count("customers", scopes))]
     for n in WINDOWS:
         mature = s.count(f"mature_customers_{n}", scopes)
+        repeat = s.count(f"repeat_{n}", scopes)
         revenue = s.by_currency(f"revenue_{n}", scopes)
         out += [
-            _value(f"mature_customers_{n}", mature),
-            _value(f"repeat_customers_{n}", s.count(f"repeat_{n}", scopes)),
-            _value(f"repeat_rate_{n}", periods.ratio(s.count(f"repeat_{n}", scopes), mature)),
-            _value(
-                f"orders_per_customer_{n}",
-                periods.ratio(s.count(f"orders_{n}", scopes), mature),
-            ),
+            _column(f"mature_customers_{n}", mature),
+            _column(f"repeat_customers_{n}", repeat),
+            _column(f"repeat_rate_{n}", ratios(repeat, mature)),
+            _column(f"orders_per_customer_{n}", ratios(s.count(f"orders_{n}", scopes), mature)),
             *_money(
                 ctx,
+                s,
                 f"revenue_per_customer_{n}",
-                lambda cur, revenue=revenue, mature=mature: periods.per(
-                    revenue.get(cur, 0), mature
+                lambda cur, revenue=revenue, mature=mature: pers(
+                    revenue.get(cur) or _zeros(s.n), mature
                 ),
             ),
         ]
@@ -323,50 +393,53 @@ def _value_metrics(ctx: Context, s: Sums, scopes: frozenset[int]) -> list[Value]
 VALUE_COHORTS = {"referred": PROGRAMS, "other": MERCHANT}
 
 
-def value_values(ctx: Context, s: Sums) -> list[Value]:
+def value_values(ctx: Context, s: Sums) -> list[Column]:
     return _value_metrics(ctx, s, MERCHANT | PROGRAMS)
 
 
 ADVOCATE_FIGURES = ("first_orders", "first_order_revenue", "unique_clicks", "clicks", "signups")
 
 
-def advocates_values(ctx: Context, s: Sums) -> list[Value]:
+def advocates_values(ctx: Context, s: Sums) -> list[Column]:
     out = []
     for metric in ADVOCATE_FIGURES:
         if METRICS[metric].unit == "minor_units":
-            out += _money(ctx, metric, s.by_currency(metric))
+            out += _money(ctx, s, metric, s.by_currency(metric))
         else:
-            out.append(_value(metric, s.count(metric)))
+            out.append(_column(metric, s.count(metric)))
     return out
 
 
 STORY_FIGURES = ("story_views", "clicks", "signups", "first_orders")
 
 
-def stories_values(ctx: Context, s: Sums) -> list[Value]:
+def stories_values(ctx: Context, s: Sums) -> list[Column]:
     views, orders = s.count("story_views"), s.count("first_orders")
-    out = [_value(metric, s.count(metric)) for metric in STORY_FIGURES]
-    return out + [_value("orders_per_view", periods.ratio(orders, views))]
+    out = [_column(metric, s.count(metric)) for metric in STORY_FIGURES]
+    return out + [_column("orders_per_view", ratios(orders, views))]
 
 
 OUTCOMES = ("allowed", "in_review", "blocked", "pending", "ineligible")
 
 
-def fraud_values(ctx: Context, s: Sums) -> list[Value]:
+def fraud_values(ctx: Context, s: Sums) -> list[Column]:
     outcomes = s.by_dim("referrals")
-    decided = sum(outcomes.get(o, 0) for o in ("allowed", "in_review", "blocked"))
+    zeros = _zeros(s.n)
+    of = {o: outcomes.get(o, zeros) for o in OUTCOMES}
+    every = s.count("referrals")
+    decided = [sum(v) for v in zip(of["allowed"], of["in_review"], of["blocked"], strict=True)]
     return [
-        _value("referrals", sum(outcomes.values())),
-        *(_value(f"referrals_{o}", outcomes.get(o, 0)) for o in OUTCOMES),
-        _value("allowed_share", periods.ratio(outcomes.get("allowed", 0), decided)),
-        _value("in_review_share", periods.ratio(outcomes.get("in_review", 0), decided)),
-        _value("blocked_share", periods.ratio(outcomes.get("blocked", 0), decided)),
-        *_money(ctx, "reward_blocked", s.by_currency("reward_blocked")),
+        _column("referrals", every),
+        *(_column(f"referrals_{o}", of[o]) for o in OUTCOMES),
+        _column("allowed_share", ratios(of["allowed"], decided)),
+        _column("in_review_share", ratios(of["in_review"], decided)),
+        _column("blocked_share", ratios(of["blocked"], decided)),
+        *_money(ctx, s, "reward_blocked", s.by_currency("reward_blocked")),
     ]
 
 
-def fraud_rule_values(ctx: Context, s: Sums) -> list[Value]:
-    return [_value("referrals", s.count("referrals_by_rule"))]
+def fraud_rule_values(ctx: Context, s: Sums) -> list[Column]:
+    return [_column("referrals", s.count("referrals_by_rule"))]
 
 
 @dataclass(frozen=True)
@@ -375,10 +448,10 @@ class Spec:
     its breakdown (by what, the figures of one key, the metric its keys come from)."""
 
     metrics: tuple[str, ...]
-    values: Callable[[Context, Sums], list[Value]]
+    values: Callable[[Context, Sums], list[Column]]
     sketches: tuple[str, ...] = ()
     keep_dims: tuple[str, ...] = ()
-    breakdown: tuple[str, Callable[[Context, Sums], list[Value]], tuple[str, ...]] | None = None
+    breakdown: tuple[str, Callable[[Context, Sums], list[Column]], tuple[str, ...]] | None = None
 
 
 _VALUE_METRICS = (
@@ -445,18 +518,20 @@ SPECS: dict[str, Spec] = {
 }
 
 
-# --- reading a span ------------------------------------------------------------------------
+# --- reading a period ----------------------------------------------------------------------
 
 
 @dataclass
 class Read:
-    """A period's sums: per bucket, the whole range, and by breakdown key."""
+    """A period's sums: per bucket (`series`), over the whole range (`total`), and by
+    breakdown key (`by_key`, one span per key of `keys`)."""
 
     span: Range
     buckets: list[Range]
-    series: list[Sums]
+    series: Sums
     total: Sums
-    by_key: dict[str, Sums]
+    keys: list[str]
+    by_key: Sums
 
 
 @dataclass(frozen=True)
@@ -471,78 +546,200 @@ class Question:
     today: date
 
 
-def _value_rows(rows: Iterable[repo.RollupSum], today: date) -> Iterator[repo.RollupSum]:
-    """The value report's day sums as its figures count them: every new customer of the
-    cohort day, and for each window only the days at least that long ago (mature)."""
-    for row in rows:
-        if row.metric == "new_customers":
-            yield msgspec.structs.replace(row, metric="customers")
-            for n in WINDOWS:
-                if row.bucket is not None and row.bucket <= today - timedelta(days=n):
-                    yield msgspec.structs.replace(row, metric=f"mature_customers_{n}")
+def _slots(buckets: list[Range]) -> dict[date, int]:
+    """Each day of the range -> its bucket's place in the series."""
+    return {
+        b.start + timedelta(days=d): i
+        for i, b in enumerate(buckets)
+        for d in range((b.end - b.start).days + 1)
+    }
+
+
+def _counted_as(name: str, metric: str, today: date) -> list[tuple[str, date | None]]:
+    """The metrics a day's sum of `metric` counts under, each with the last day it counts
+    for (None: every day). The value report counts every new customer of a cohort day, and
+    for each window only the days at least that long ago (mature)."""
+    if name != "value":
+        return [(metric, None)]
+    if metric == "new_customers":
+        windows = [(f"mature_customers_{n}", today - timedelta(days=n)) for n in WINDOWS]
+        return [("customers", None), *windows]
+    n = int(metric.rsplit("_", 1)[1])
+    return [(metric, today - timedelta(days=n))]
+
+
+def _add_days(read: Read, slots: dict[date, int], name: str, today: date, scope: int,
+              metric: str, dim: str, currency: str, days: list[date],
+              values: list[int]) -> None:  # fmt: skip
+    """One cell's sums by day into the series' buckets and the total."""
+    for counted, last in _counted_as(name, metric, today):
+        column = read.series.column(scope, counted, dim, currency)
+        total = 0
+        for day, value in zip(days, values, strict=True):
+            if last is None or day <= last:
+                column[slots[day]] += value
+                total += value
+        read.total.column(scope, counted, dim, currency)[0] += total
+
+
+def _scope(program_id: int, asked: int | None) -> int:
+    """0: the merchant-wide facts (program 0); 1: the program asked for, or every program
+    when none is; 2: the other programs."""
+    if program_id == 0:
+        return 0
+    return 1 if asked is None or program_id == asked else 2
+
+
+async def _read_series(
+    conn: asyncpg.Connection, question: Question, spec: Spec, span: Range, read: Read
+) -> None:
+    slots = _slots(read.buckets)
+    name, today = question.name, question.today
+    if question.story_id or question.advocate_id or question.channel:
+        rollup_read = repo.RollupRead(
+            start=span.start,
+            end=span.end,
+            interval="day",
+            metrics=list(spec.metrics),
+            program_id=question.program_id,
+            channel=question.channel,
+            keep_dims=list(spec.keep_dims),
+        )
+        if question.story_id is not None:
+            story = question.story_id
+            rows = await repo.story_sums(conn, question.merchant_id, rollup_read, story)
+        elif question.advocate_id is not None:
+            advocate = question.advocate_id
+            rows = await repo.advocate_sums(conn, question.merchant_id, rollup_read, advocate)
+        else:
+            rows = await repo.daily_sums(conn, question.merchant_id, rollup_read)
+        for row in rows:
+            if row.bucket is not None:
+                _add_days(read, slots, name, today, row.scope, row.metric, row.dim,
+                          row.currency, [row.bucket], [row.value])  # fmt: skip
+        return
+    # Unfiltered: the series from the totals, but for the metrics that keep their dim.
+    plain = [m for m in spec.metrics if m not in spec.keep_dims]
+    for metrics, with_dims in ((plain, False), (list(spec.keep_dims), True)):
+        if not metrics:
             continue
-        n = int(row.metric.rsplit("_", 1)[1])
-        if row.bucket is not None and row.bucket <= today - timedelta(days=n):
-            yield row
+        for c in await repo.day_columns(
+            conn,
+            question.merchant_id,
+            start=span.start,
+            end=span.end,
+            metrics=metrics,
+            with_dims=with_dims,
+            stories=question.name == "stories",
+        ):
+            scope = _scope(c.program_id, question.program_id)
+            _add_days(read, slots, name, today, scope, c.metric, c.dim, c.currency, c.days,
+                      c.values)  # fmt: skip
+
+
+async def _read_sketches(
+    conn: asyncpg.Connection, question: Question, spec: Spec, span: Range, read: Read
+) -> None:
+    """Distinct counts: by day, the days' estimates; by month, the months' (and the partial
+    months' days unioned); by week, the days' sketches unioned. The total is the union of
+    the whole months' sketches and of the other days'."""
+    filtered = question.story_id or question.advocate_id or question.channel
+    if not spec.sketches or (question.name == "funnel" and filtered):
+        return
+    slots = _slots(read.buckets)
+    interval = question.interval
+
+    async def fetch(what: str, start: date, end: date) -> list[repo.SpanSketch]:
+        return await repo.sketches(
+            conn,
+            question.merchant_id,
+            what,
+            start=start,
+            end=end,
+            metrics=list(spec.sketches),
+            program_id=question.program_id or 0,
+            merchant_wide=list(rules.MERCHANT_WIDE_DISTINCT),
+        )
+
+    if interval == "day":
+        for day in await fetch("day_estimates", span.start, span.end):
+            read.series.set_estimate(day.metric, slots[day.at], day.estimate)
+    split = periods.month_split(span)
+    whole = [] if split.months is None or interval == "week" else split.months
+    days = [span] if interval == "week" else split.days
+    if whole:
+        for month in await fetch("months", *whole):
+            read.total.add_sketch(month.metric, 0, _deserialized(month))
+            if interval == "month":
+                read.series.set_estimate(month.metric, slots[month.at], month.estimate)
+    for part in days:
+        for day in await fetch("days", part.start, part.end):
+            sketch = _deserialized(day)
+            read.total.add_sketch(day.metric, 0, sketch)
+            if interval != "day":
+                read.series.add_sketch(day.metric, slots[day.at], sketch)
+
+
+def _deserialized(found: repo.SpanSketch) -> datasketches.hll_sketch:
+    assert found.sketch is not None
+    return datasketches.hll_sketch.deserialize(found.sketch)
+
+
+async def _read_breakdown(
+    conn: asyncpg.Connection, question: Question, spec: Spec, span: Range, read: Read
+) -> None:
+    if spec.breakdown is None or question.advocate_id is not None:
+        return
+    _, _, metrics = spec.breakdown
+    if question.name == "stories" or question.story_id is not None or question.channel:
+        rollup_read = repo.RollupRead(
+            start=span.start,
+            end=span.end,
+            interval=question.interval,
+            metrics=list(metrics),
+            program_id=question.program_id,
+            channel=question.channel,
+            by_dim=True,
+        )
+        if question.story_id is not None:
+            found = await repo.story_sums(
+                conn, question.merchant_id, rollup_read, question.story_id
+            )
+        else:
+            found = await repo.daily_sums(conn, question.merchant_id, rollup_read)
+        sums = [r for r in found if r.by_dim]
+    else:
+        split = periods.month_split(span)
+        sums = await repo.breakdown_sums(  # type: ignore[assignment]
+            conn,
+            question.merchant_id,
+            program_id=question.program_id,
+            months=split.months,
+            days=[(d.start, d.end) for d in split.days],
+            metrics=list(metrics),
+        )
+    read.keys = sorted({r.dim for r in sums})
+    read.by_key = Sums(len(read.keys))
+    slot = {key: i for i, key in enumerate(read.keys)}
+    for r in sums:
+        read.by_key.add(r.scope, r.metric, "", r.currency, slot[r.dim], r.value)
 
 
 async def _read(conn: asyncpg.Connection, question: Question, spec: Spec, span: Range) -> Read:
     buckets = periods.buckets(span, question.interval)
-    index = {periods.bucket_start(b.start, question.interval): i for i, b in enumerate(buckets)}
-    # The value report sums by day, to tell mature cohort days from the others.
-    interval = "day" if question.name == "value" else question.interval
-    read = repo.RollupRead(
-        start=span.start,
-        end=span.end,
-        interval=interval,
-        metrics=list(spec.metrics),
-        program_id=question.program_id,
-        channel=question.channel,
-        keep_dims=list(spec.keep_dims),
-        by_dim=spec.breakdown is not None and question.advocate_id is None,
-    )
-    if question.name == "stories" or question.story_id is not None:
-        rows = await repo.story_sums(conn, question.merchant_id, read, question.story_id)
-    elif question.advocate_id is not None:
-        rows = await repo.advocate_sums(conn, question.merchant_id, read, question.advocate_id)
-    else:
-        rows = await repo.daily_sums(conn, question.merchant_id, read)
-    if question.name == "value":
-        rows = list(_value_rows(rows, question.today))
-    series = [Sums() for _ in buckets]
-    by_key: dict[str, Sums] = defaultdict(Sums)
-    for row in rows:
-        if row.by_dim:
-            by_key[row.dim].add(row.scope, row.metric, "", row.currency, row.value)
-        elif row.bucket is not None:
-            slot = index[periods.bucket_start(row.bucket, question.interval)]
-            series[slot].add(row.scope, row.metric, row.dim, row.currency, row.value)
-    filtered = question.story_id or question.advocate_id or question.channel
-    if spec.sketches and not (question.name == "funnel" and filtered):
-        for day in await repo.day_sketches(
-            conn,
-            question.merchant_id,
-            span.start,
-            span.end,
-            list(spec.sketches),
-            question.program_id,
-        ):
-            merchant_wide = day.metric == "ordering_customers"
-            if merchant_wide != (day.program_id == 0):
-                continue
-            slot = index[periods.bucket_start(day.day, question.interval)]
-            series[slot].add_sketch(day.metric, datasketches.hll_sketch.deserialize(day.sketch))
-    total = Sums()
-    for sums in series:
-        total.merge(sums)
-    return Read(span, buckets, series, total, dict(by_key))
+    read = Read(span, buckets, Sums(len(buckets)), Sums(1), [], Sums(0))
+    await _read_series(conn, question, spec, span, read)
+    await _read_sketches(conn, question, spec, span, read)
+    await _read_breakdown(conn, question, spec, span, read)
+    return read
 
 
 def _currencies(reads: Iterable[Read]) -> list[str]:
     found = set()
     for read in reads:
-        for sums in [read.total, *read.by_key.values()]:
-            found.update(c for (_, _, _, c) in sums.cells if c)
+        for sums in (read.total, read.by_key):
+            for cells in sums.cells.values():
+                found.update(c for (_, _, c) in cells if c)
     return sorted(found)
 
 
@@ -655,7 +852,7 @@ async def report(
         end=span.end,
         interval=query.interval,
         filters=filters,
-        totals=spec.values(ctx, current.total),
+        totals=_spans(spec.values(ctx, current.total), 1)[0],
         series=_series(ctx, spec, current),
     )
     answer.breakdown = _breakdown(ctx, spec, current, question)
@@ -669,7 +866,7 @@ async def report(
             mode=query.compare,  # type: ignore[arg-type]
             start=other.start,
             end=other.end,
-            totals=spec.values(ctx, compared.total),
+            totals=_spans(spec.values(ctx, compared.total), 1)[0],
             series=_series(ctx, spec, compared),
         )
     _notes(ctx, question, spec)
@@ -677,10 +874,26 @@ async def report(
     return answer
 
 
-def _series(ctx: Context, spec: Spec, read: Read) -> list[Bucket]:
+def _spans(columns: list[Column], n: int) -> list[list[Value]]:
+    """Columns (a figure for every span) as each span's list of values."""
+    shaped = [
+        (c.metric, METRICS[c.metric].unit, c.currency, METRICS[c.metric].estimate, c.values)
+        for c in columns
+    ]
     return [
-        Bucket(start=b.start, end=b.end, values=spec.values(ctx, sums))
-        for b, sums in zip(read.buckets, read.series, strict=True)
+        [
+            Value(metric=metric, unit=unit, currency=currency, value=values[i], estimate=estimate)
+            for metric, unit, currency, estimate, values in shaped
+        ]
+        for i in range(n)
+    ]
+
+
+def _series(ctx: Context, spec: Spec, read: Read) -> list[Bucket]:
+    spans = _spans(spec.values(ctx, read.series), len(read.buckets))
+    return [
+        Bucket(start=b.start, end=b.end, values=values)
+        for b, values in zip(read.buckets, spans, strict=True)
     ]
 
 
@@ -699,24 +912,25 @@ def _funnel_steps(question: Question) -> list[str]:
 
 
 def _breakdown(ctx: Context, spec: Spec, read: Read, question: Question) -> Breakdown | None:
-    if spec.breakdown is None and question.name != "value":
-        return None
     if question.name == "value":
         rows = [
-            Group(key=key, values=_value_metrics(ctx, read.total, scopes))
+            Group(key=key, values=_spans(_value_metrics(ctx, read.total, scopes), 1)[0])
             for key, scopes in VALUE_COHORTS.items()
         ]
         return Breakdown(by="cohort", rows=rows)
     if question.advocate_id is not None or spec.breakdown is None:
         return None
     by, values, metrics = spec.breakdown
-    keys = sorted(
-        (key for key, sums in read.by_key.items() if any(sums.count(m) for m in metrics)),
-        key=lambda k: (-read.by_key[k].count(metrics[0]), k),
+    sums = read.by_key
+    counted = [sums.count(m) for m in metrics]
+    slots = sorted(
+        (i for i in range(sums.n) if any(column[i] for column in counted)),
+        key=lambda i: (-counted[0][i], read.keys[i]),
     )
+    spans = _spans(values(ctx, sums), sums.n)
     return Breakdown(
         by=by,  # type: ignore[arg-type]
-        rows=[Group(key=key or "none", values=values(ctx, read.by_key[key])) for key in keys],
+        rows=[Group(key=read.keys[i] or "none", values=spans[i]) for i in slots],
     )
 
 
@@ -728,8 +942,8 @@ async def _leaderboard(
     ranking: Ranking,
     span: Range,
 ) -> list[Ranked]:
+    split = periods.month_split(span)
     if question.name == "advocates":
-        split = periods.month_split(span)
         figures = await repo.top_advocates(
             conn,
             question.merchant_id,
@@ -742,38 +956,35 @@ async def _leaderboard(
             metrics=list(ADVOCATE_FIGURES),
         )
         labels: dict[int, str | None] = {}
-        sums: dict[int, Sums] = {}
         for f in figures:
-            if f.advocate_id not in sums:
-                labels[f.advocate_id] = f.label
-                sums[f.advocate_id] = Sums()
-            sums[f.advocate_id].add(1, f.metric, "", f.currency, f.value)
+            labels.setdefault(f.advocate_id, f.label)
+        slot = {advocate: i for i, advocate in enumerate(labels)}
+        sums = Sums(len(labels))
+        for f in figures:
+            sums.add(1, f.metric, "", f.currency, slot[f.advocate_id], f.value)
+        spans = _spans(advocates_values(ctx, sums), sums.n)
         return [
-            Ranked(id=ids.encode("advocate", a), label=label, values=advocates_values(ctx, sums[a]))
+            Ranked(id=ids.encode("advocate", a), label=label, values=spans[slot[a]])
             for a, label in labels.items()
         ]
     stories = await repo.top_stories(
         conn,
         question.merchant_id,
-        start=span.start,
-        end=span.end,
+        months=split.months,
+        days=[(d.start, d.end) for d in split.days],
         program_id=question.program_id,
         by=ranking.by,
         limit=ranking.limit,
     )
-    rows = []
-    for story in stories:
-        s = Sums()
+    sums = Sums(len(stories))
+    for i, story in enumerate(stories):
         for metric in STORY_FIGURES:
-            s.add(1, metric, "", "", getattr(story, metric))
-        rows.append(
-            Ranked(
-                id=ids.encode("story", story.story_id),
-                label=story.label,
-                values=stories_values(ctx, s),
-            )
-        )
-    return rows
+            sums.add(1, metric, "", "", i, getattr(story, metric))
+    spans = _spans(stories_values(ctx, sums), sums.n)
+    return [
+        Ranked(id=ids.encode("story", story.story_id), label=story.label, values=spans[i])
+        for i, story in enumerate(stories)
+    ]
 
 
 def _notes(ctx: Context, question: Question, spec: Spec) -> None:

@@ -35,6 +35,19 @@ ADVOCATE_METRICS = frozenset(
     }
 )
 CASH_KINDS = frozenset({"cash", "store_credit"})
+# Distinct counts kept for the shop as a whole only (program 0); the others are kept per
+# program and, for a report of every program, for every program together (program 0 too).
+MERCHANT_WIDE_DISTINCT = ("ordering_customers",)
+
+
+def sketch_keys(program_id: int, day: date, metric: str) -> list[tuple[str, tuple[int, date, str]]]:
+    """The sketches a distinct member of (program, day, metric) goes into: the day's and the
+    month's, of its program and (but for program 0's own) of every program together."""
+    programs = [program_id] if program_id == 0 else [program_id, 0]
+    month = day.replace(day=1)
+    return [
+        (kind, (p, at, metric)) for p in programs for kind, at in (("day", day), ("month", month))
+    ]
 
 
 class Fact(NamedTuple):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -167,15 +167,43 @@ async def _book_entities(
     zone: Any,
     stories: rules.StoryIds,
 ) -> None:
-    new: list[tuple[str, Fact]] = []
+    new: dict[str, set[Fact]] = defaultdict(set)
     for key, row, compute in await _entities(conn, merchant_id, entity, keys):
         summed = rules.summed(compute(row, zone, stories))
-        new += [(key, Fact(*k, v)) for k, v in summed.items() if v != 0]
-    old = await repo.take_entity_facts(conn, merchant_id, entity, keys)
-    await repo.insert_entity_facts(conn, merchant_id, entity, new)
-    await repo.insert_deltas(
-        conn, merchant_id, rules.difference((f for _, f in old), (f for _, f in new))
+        new[key].update(Fact(*k, v) for k, v in summed.items() if v != 0)
+    old: dict[str, set[Fact]] = defaultdict(set)
+    for key, fact in await repo.entity_facts(conn, merchant_id, entity, keys):
+        old[key].add(fact)
+    # Most changes leave most of what they reach as it was (a referral's advocate, an
+    # order's customer): only the entities whose facts changed are written.
+    changed = [key for key in keys if old.get(key, set()) != new.get(key, set())]
+    if not changed:
+        return
+    await repo.delete_entity_facts(conn, merchant_id, entity, [k for k in changed if k in old])
+    await repo.insert_entity_facts(
+        conn, merchant_id, entity, [(k, f) for k in changed for f in new.get(k, ())]
     )
+    await repo.insert_deltas(
+        conn,
+        merchant_id,
+        rules.difference(
+            (f for k in changed for f in old.get(k, ())),
+            (f for k in changed for f in new.get(k, ())),
+        ),
+    )
+
+
+async def _with_reach(
+    conn: asyncpg.Connection, merchant_id: int, marked: dict[str, set[str]]
+) -> dict[str, set[str]]:
+    """The marked entities and what their changes also count in (a write marks only its own
+    row): a referral's orders, advocate and friend, then every order's customer."""
+    for entity in ("referral", "order"):
+        if marked.get(entity):
+            ids = sorted(int(k) for k in marked[entity])
+            for other, key in await repo.reach(conn, merchant_id, entity, ids):
+                marked.setdefault(other, set()).add(key)
+    return marked
 
 
 async def _book_marked(conn: asyncpg.Connection, ids: PublicIds) -> int:
@@ -183,15 +211,25 @@ async def _book_marked(conn: asyncpg.Connection, ids: PublicIds) -> int:
         marked = await repo.take_dirty(conn, DIRTY_BATCH)
         if not marked:
             return 0
-        groups: dict[tuple[int, str], list[str]] = defaultdict(list)
+        by_merchant: dict[int, dict[str, set[str]]] = defaultdict(dict)
         for merchant_id, entity, key in marked:
-            groups[(merchant_id, entity)].append(key)
-        zones = await repo.merchant_zones(conn, sorted({m for m, _ in groups}))
+            by_merchant[merchant_id].setdefault(entity, set()).add(key)
+        zones = await repo.merchant_zones(conn, sorted(by_merchant))
         stories = _story_ids(ids)
-        for (merchant_id, entity), keys in sorted(groups.items()):
+        booked = 0
+        for merchant_id, entities in sorted(by_merchant.items()):
             zone = rules.zone_of(zones.get(merchant_id, "UTC"))
-            await _book_entities(conn, merchant_id, entity, keys, zone, stories)
-    return len(marked)
+            entities = await _with_reach(conn, merchant_id, entities)
+            await repo.lock_entities(
+                conn, merchant_id, [(e, k) for e, keys in entities.items() for k in keys]
+            )
+            for entity, keys in sorted(entities.items()):
+                await _book_entities(conn, merchant_id, entity, sorted(keys), zone, stories)
+                booked += len(keys)
+            if entities.get("order"):
+                order_ids = sorted(int(k) for k in entities["order"])
+                await repo.add_ordering_customers(conn, merchant_id, order_ids)
+    return booked
 
 
 def _sketch(data: bytes | None) -> datasketches.hll_sketch:
@@ -200,29 +238,61 @@ def _sketch(data: bytes | None) -> datasketches.hll_sketch:
     return datasketches.hll_sketch.deserialize(data)
 
 
+def _grown(kept: dict[Any, bytes], members: dict[Any, list[int]]) -> dict[Any, tuple[bytes, float]]:
+    """The kept sketches with their new members added: each serialized with its estimate."""
+    grown = {}
+    for key, hashes in members.items():
+        sketch = _sketch(kept.get(key))
+        for h in hashes:
+            sketch.update(h)
+        grown[key] = (sketch.serialize_compact(), sketch.get_estimate())
+    return grown
+
+
 async def _fold(conn: asyncpg.Connection) -> bool:
     """Fold one batch of deltas into the rollups; False when there was none."""
     async with conn.transaction():
         members = await repo.fold(conn, DELTA_BATCH)
-        by_merchant: dict[int, list[tuple[int, date, str, list[int]]]] = defaultdict(list)
+        by_merchant: dict[int, dict[str, dict[Any, list[int]]]] = defaultdict(
+            lambda: {"day": defaultdict(list), "month": defaultdict(list)}
+        )
         for merchant_id, program_id, day, metric, hashes in members:
-            by_merchant[merchant_id].append((program_id, day, metric, hashes))
-        for merchant_id, rows in sorted(by_merchant.items()):
-            kept = await repo.lock_sketches(conn, merchant_id, [r[:3] for r in rows])
-            updated = {}
-            for program_id, day, metric, hashes in rows:
-                sketch = _sketch(kept.get((program_id, day, metric)))
-                for h in hashes:
-                    sketch.update(h)
-                updated[(program_id, day, metric)] = sketch.serialize_compact()
-            await repo.put_sketches(conn, merchant_id, updated)
+            for kind, key in rules.sketch_keys(program_id, day, metric):
+                by_merchant[merchant_id][kind][key] += hashes
+        for merchant_id, kinds in sorted(by_merchant.items()):
+            for kind, wanted in kinds.items():
+                kept = await repo.lock_sketches(conn, merchant_id, kind, sorted(wanted))
+                await repo.put_sketches(conn, merchant_id, kind, _grown(kept, wanted))
         pending = await repo.pending(conn)
     return bool(members) or pending[1] > 0
 
 
+async def _restate_one(conn: asyncpg.Connection) -> bool:
+    """Queue one merchant that asked to be restated (`analytics_restate`) to be booked
+    again from the raw rows; False when none is waiting."""
+    async with conn.transaction():
+        merchant_id = await repo.take_restate(conn)
+        if merchant_id is None:
+            return False
+        await repo.requeue(conn, merchant_id)
+        log.info("analytics_restated", merchant_id=merchant_id)
+    return True
+
+
+def _registers_estimate(sketch: datasketches.hll_sketch) -> float:
+    """The estimate from the registers alone: a union of the sketch with itself is out of
+    order for DataSketches, so it estimates from its registers, not from HIP."""
+    union = datasketches.hll_union(SKETCH_LG_K)
+    union.update(sketch)
+    union.update(sketch)
+    return union.get_estimate()
+
+
 async def run_once(conn: asyncpg.Connection, *, ids: PublicIds) -> tuple[int, bool]:
-    """One turn: book a batch of marked entities, then fold a batch of deltas."""
-    booked = await _book_marked(conn, ids)
+    """One turn: queue a merchant waiting to be restated, book a batch of marked entities,
+    then fold a batch of deltas."""
+    restated = await _restate_one(conn)
+    booked = await _book_marked(conn, ids) + restated
     folded = await _fold(conn)
     return booked, folded
 
@@ -292,22 +362,32 @@ async def _recompute_entities(
     return count
 
 
-async def _sketch_differences(conn: asyncpg.Connection, merchant_id: int) -> int:
-    """Sketches are compared by their estimates: the same members give the same estimate
-    whatever the order they were added in."""
-    kept = await repo.kept_sketches(conn, merchant_id)
-    differing = 0
-    rebuilt_keys = set()
+async def _sketch_differences(conn: asyncpg.Connection, merchant_id: int) -> dict[str, int]:
+    """The day and month sketches recomputed from the raw rows' members beside the kept
+    ones, per table: how many differ. Compared by their registers' estimate: a sketch's own
+    estimate (HIP) depends on the order its members came in (the worker adds them batch by
+    batch, the rebuild sorted), its registers do not."""
+    wanted: dict[str, dict[Any, datasketches.hll_sketch]] = {"day": {}, "month": {}}
     for program_id, day, metric, hashes in await repo.rebuilt_members(conn):
-        key = (program_id, day, metric)
-        rebuilt_keys.add(key)
-        sketch = _sketch(None)
-        for h in hashes:
-            sketch.update(h)
-        have = kept.get(key)
-        if have is None or abs(_sketch(have).get_estimate() - sketch.get_estimate()) > 1e-6:
-            differing += 1
-    return differing + len(set(kept) - rebuilt_keys)
+        for kind, key in rules.sketch_keys(program_id, day, metric):
+            sketch = wanted[kind].get(key)
+            if sketch is None:
+                sketch = wanted[kind][key] = _sketch(None)
+            for h in hashes:
+                sketch.update(h)
+    differences = {}
+    for kind, table in (("day", "analytics_sketches"), ("month", "analytics_sketches_monthly")):
+        kept = await repo.kept_sketches(conn, merchant_id, kind)
+        differing = len(set(kept) - set(wanted[kind]))
+        for key, sketch in wanted[kind].items():
+            have = kept.get(key)
+            if (
+                have is None
+                or abs(_registers_estimate(_sketch(have)) - _registers_estimate(sketch)) > 1e-6
+            ):
+                differing += 1
+        differences[table] = differing
+    return differences
 
 
 async def rebuild(
@@ -328,7 +408,7 @@ async def rebuild(
                     conn, mid, rules.zone_of(zone_name), stories
                 )
                 result.differences = await repo.differences(conn, mid)
-                result.differences["analytics_sketches"] = await _sketch_differences(conn, mid)
+                result.differences |= await _sketch_differences(conn, mid)
                 if apply and not result.identical:
                     await repo.requeue(conn, mid)
             results.append(result)
