@@ -104,3 +104,6 @@ CREATE TRIGGER referrals_analytics AFTER INSERT OR UPDATE OF status, first_order
     ON referrals FOR EACH ROW EXECUTE FUNCTION analytics_mark('referral');
 CREATE TRIGGER rewards_analytics AFTER INSERT OR UPDATE OF status, amount
     ON rewards FOR EACH ROW EXECUTE FUNCTION analytics_mark('reward');
+
+-- The worker takes the oldest deltas first, across merchants.
+CREATE INDEX analytics_deltas_order ON analytics_deltas (id);

@@ -155,12 +155,17 @@ async def merchant_zones(conn: asyncpg.Connection, merchant_ids: list[int]) -> d
 
 # --- the worker: marked entities -------------------------------------------------------
 
-TAKE_DIRTY = """
+# The worker's batch of marks: picked first (oldest first, skipping another worker's), then
+# deleted by key, so no plan can rescan the pick per row (a plan made while the table was
+# small once did, for minutes).
+PICK_DIRTY = """
+SELECT merchant_id, entity, key FROM analytics_dirty
+ORDER BY marked_at LIMIT $1 FOR UPDATE SKIP LOCKED
+"""
+DELETE_DIRTY = """
 DELETE FROM analytics_dirty d
-USING (SELECT merchant_id, entity, key FROM analytics_dirty
-       ORDER BY marked_at LIMIT $1 FOR UPDATE SKIP LOCKED) t
+USING unnest($1::bigint[], $2::text[], $3::text[]) AS t(merchant_id, entity, key)
 WHERE d.merchant_id = t.merchant_id AND d.entity = t.entity AND d.key = t.key
-RETURNING d.merchant_id, d.entity, d.key
 """
 
 # What else a marked referral's change counts in: its orders, its advocate (a friend turned
@@ -299,7 +304,11 @@ def _order(row: Any) -> OrderIn:
 
 
 async def take_dirty(conn: asyncpg.Connection, limit: int) -> list[tuple[int, str, str]]:
-    return [tuple(r) for r in await conn.fetch(TAKE_DIRTY, limit)]
+    """Up to `limit` marks, removed in the caller's transaction (back if it fails)."""
+    marks = [tuple(r) for r in await conn.fetch(PICK_DIRTY, limit)]
+    if marks:
+        await conn.execute(DELETE_DIRTY, *(list(column) for column in zip(*marks, strict=True)))
+    return marks
 
 
 async def reach(
@@ -396,11 +405,15 @@ ADVOCATE_METRICS_SQL = (
 
 # One statement: take a batch of deltas, add them to every rollup (in primary key order, so
 # two workers never deadlock), and hand back the distinct members for the sketches.
+PICK_DELTAS = """
+SELECT merchant_id, id FROM analytics_deltas ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+"""
+
+# $1, $2: the picked deltas' keys (see PICK_DIRTY for why they are picked first).
 FOLD = f"""
 WITH moved AS (
     DELETE FROM analytics_deltas d
-    USING (SELECT merchant_id, id FROM analytics_deltas ORDER BY id LIMIT $1
-           FOR UPDATE SKIP LOCKED) t
+    USING unnest($1::bigint[], $2::bigint[]) AS t(merchant_id, id)
     WHERE d.merchant_id = t.merchant_id AND d.id = t.id
     RETURNING d.*
 ), counts AS (
@@ -513,7 +526,11 @@ SELECT (SELECT count(*) FROM analytics_dirty)
 
 
 async def fold(conn: asyncpg.Connection, limit: int) -> list[tuple[int, int, date, str, list[int]]]:
-    return [tuple(r) for r in await conn.fetch(FOLD, limit)]
+    picked = await conn.fetch(PICK_DELTAS, limit)
+    if not picked:
+        return []
+    merchants, ids = [r["merchant_id"] for r in picked], [r["id"] for r in picked]
+    return [tuple(r) for r in await conn.fetch(FOLD, merchants, ids)]
 
 
 async def lock_sketches(
