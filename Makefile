@@ -74,5 +74,9 @@ bench-payouts: $(VENV)/.dev
 bench-fraud: $(VENV)/.dev
 	$(BIN)/python bench/fraud.py
 
+# Webhook deliveries/s and commit -> receiver delay, beside the checkout's order load.
+bench-webhooks: $(VENV)/.dev
+	$(BIN)/python bench/webhooks.py
+
 clean:
 	rm -rf $(VENV)

@@ -34,7 +34,7 @@ from referral.links import service as links
 from referral.links.api import links_router
 from referral.merchants.api import KeyController, MerchantController
 from referral.merchants.service import KEY_CACHE_SECONDS
-from referral.openapi import StructSchemaPlugin
+from referral.openapi import StructSchemaPlugin, webhooks_section
 from referral.orders.api import OrderController
 from referral.payouts.api import PayoutController
 from referral.programs.api import ProgramController
@@ -48,6 +48,8 @@ from referral.stories.api import StoryController, social_proof
 from referral.stories.pages import story_pages_router
 from referral.web.docs import SwaggerDocs
 from referral.web.security import security_hook
+from referral.webhooks.api import WebhookEndpointController, list_event_attempts
+from referral.webhooks.delivery import Deliverer
 
 log = structlog.get_logger("referral.app")
 VERSION = "0.1.0"
@@ -118,6 +120,12 @@ async def _keep_rollups(runtime: Runtime) -> None:
         await asyncio.sleep(interval)
 
 
+async def _deliver_webhooks(runtime: Runtime) -> None:
+    """Send due webhooks. Several instances may run this at once (leased, SKIP LOCKED)."""
+    async with Deliverer(runtime.pool, runtime.settings) as deliverer:
+        await deliverer.run()
+
+
 def create_app(settings: Settings) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -134,6 +142,8 @@ def create_app(settings: Settings) -> Litestar:
             background.append(asyncio.create_task(_release_rewards(runtime)))
         if settings.analytics_interval_seconds > 0:
             background.append(asyncio.create_task(_keep_rollups(runtime)))
+        if settings.webhook_interval_seconds > 0:
+            background.append(asyncio.create_task(_deliver_webhooks(runtime)))
         try:
             yield
         finally:
@@ -163,6 +173,8 @@ def create_app(settings: Settings) -> Litestar:
         list_events,
         StoryController,
         AnalyticsController,
+        WebhookEndpointController,
+        list_event_attempts,
         social_proof,
         story_pages_router,
         share_page_router,
@@ -242,6 +254,11 @@ def openapi_config() -> OpenAPIConfig:
             OpenAPITag(
                 name="analytics", description="Growth reports from the rollups, JSON or CSV"
             ),
+            OpenAPITag(
+                name="webhooks",
+                description="Endpoints the events are delivered to (Standard Webhooks), "
+                "their attempts, resend and recover",
+            ),
             OpenAPITag(name="operations", description="Health and readiness"),
         ],
         components=Components(
@@ -257,6 +274,7 @@ def openapi_config() -> OpenAPIConfig:
             }
         ),
         use_handler_docstrings=False,
+        webhooks=webhooks_section(),
     )
 
 

@@ -133,3 +133,51 @@ def document() -> str:
 
 if __name__ == "__main__":
     print(document(), end="")
+
+
+def _inline(value: Any, defs: dict[str, Any]) -> Any:
+    """msgspec's JSON Schema with every `#/$defs/…` reference replaced by its definition:
+    a webhook's schema stands alone (no struct of a payload refers to itself)."""
+    if isinstance(value, dict):
+        ref = value.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline(v, defs) for k, v in value.items() if k != "$defs"}
+    if isinstance(value, list):
+        return [_inline(v, defs) for v in value]
+    return value
+
+
+def webhooks_section() -> dict[str, Any]:
+    """The OpenAPI 3.1 `webhooks`: one POST per event type, its body the event with the
+    payload struct the catalogue names (referral/webhooks/schemas.py)."""
+    from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, PathItem
+
+    from referral.webhooks.schemas import CATALOGUE, envelope_struct
+
+    signed = (
+        "Signed the Standard Webhooks way: `webhook-id` (the event id, the same on every "
+        "retry: dedupe on it), `webhook-timestamp` (unix seconds of this attempt) and "
+        "`webhook-signature` (`v1,` + base64 HMAC-SHA256 of `{id}.{timestamp}.{body}` with "
+        "the endpoint's secret; two during a rotation). Any 2xx within 15 s acknowledges; "
+        "anything else is retried (immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, "
+        "with jitter, honouring `Retry-After`); 410 disables the endpoint."
+    )
+    section: dict[str, Any] = {}
+    for event_type, (_, summary) in CATALOGUE.items():
+        schema = msgspec.json.schema(envelope_struct(event_type))
+        body = _inline(schema, schema.get("$defs", {}))
+        section[event_type] = PathItem(
+            post=Operation(
+                operation_id=f"webhook.{event_type}",
+                summary=summary,
+                description=signed,
+                tags=["webhooks"],
+                request_body=RequestBody(
+                    content={"application/json": OpenAPIMediaType(schema=body)},  # type: ignore[arg-type]
+                    required=True,
+                ),
+                responses={"2XX": OpenAPIResponse(description="Received (the body is not read)")},
+            )
+        )
+    return section

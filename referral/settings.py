@@ -54,6 +54,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How often the rollup worker books changed orders, referrals and rewards into the
     # analytics rollups (0: never in the background; tests and the rebuild run it).
     analytics_interval_seconds: float = 1.0
+    # Webhooks (referral/webhooks/delivery.py): how often an idle sender looks for due
+    # deliveries (0: no sender in this process; tests call `deliver_due`), the timeout of
+    # one attempt, requests in flight in all and per endpoint, and how long a taken delivery
+    # is leased before another worker may send it again (a crashed sender's work). The
+    # environment's default is 0.1 s (`from_env`); a Settings built in code (tests, the
+    # OpenAPI document) runs no sender unless it asks for one.
+    webhook_interval_seconds: float = 0.0
+    webhook_timeout_seconds: float = 15.0
+    webhook_concurrency: int = 64
+    webhook_endpoint_concurrency: int = 16
+    webhook_lease_seconds: float = 90.0
     rate_limits: RateLimits = RateLimits()
 
     @property
@@ -105,6 +116,11 @@ def from_env(
             demo_pages=env.get("REFERRAL_DEMO_PAGES", "") == "1",
             release_interval_seconds=float(env.get("RELEASE_INTERVAL_SECONDS", "30")),
             analytics_interval_seconds=float(env.get("ANALYTICS_INTERVAL_SECONDS", "1")),
+            webhook_interval_seconds=float(env.get("WEBHOOK_INTERVAL_SECONDS", "0.1")),
+            webhook_timeout_seconds=float(env.get("WEBHOOK_TIMEOUT_SECONDS", "15")),
+            webhook_concurrency=int(env.get("WEBHOOK_CONCURRENCY", "64")),
+            webhook_endpoint_concurrency=int(env.get("WEBHOOK_ENDPOINT_CONCURRENCY", "16")),
+            webhook_lease_seconds=float(env.get("WEBHOOK_LEASE_SECONDS", "90")),
             share_token_key=share_token_key,
             rate_limits=RateLimits(
                 lookups=Limit.parse(env.get("RATE_LIMIT_LOOKUPS", "60/20")),

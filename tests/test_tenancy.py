@@ -56,6 +56,7 @@ class Side:
     story: dict[str, Any] = field(default_factory=dict)
     event_ids: list[str] = field(default_factory=list)
     keys: dict[str, str] = field(default_factory=dict)  # kind -> id of the test-mode keys
+    webhook: dict[str, Any] = field(default_factory=dict)  # an endpoint, with its secret
     live_key_ids: set[str] = field(default_factory=set)  # the live twin's own keys
 
     def order_id(self, n: int) -> str:
@@ -73,6 +74,7 @@ class Side:
             "events": set(self.event_ids),
             "stories": {self.story["id"]},
             "keys": set(self.keys.values()),
+            "webhook-endpoints": {self.webhook["id"]},
         }
 
     @property
@@ -91,6 +93,8 @@ class Side:
             self.line_id,
             self.story["text"],
             self.story["url"],
+            self.webhook["url"],
+            self.webhook["secret"],
             *coupons,
             *(self.order_id(n) for n in (1, 2)),
             *(f"friend-{self.tag}-{n}" for n in (1, 2)),
@@ -114,6 +118,10 @@ async def _make_side(client, tenant: Tenant, tag: str) -> Side:
         assert response.status_code in (200, 201), (url, response.text)
         return response.json()
 
+    # First, so every event after it is fanned out to it (no sender runs here).
+    side.webhook = await ok(
+        "POST", "/v1/webhook-endpoints", {"url": f"https://{tag}.example/hooks/{tag}"}
+    )
     side.program = await ok(
         "POST",
         "/v1/programs",
@@ -540,6 +548,71 @@ CASES: dict[str, Case] = {
         ),
         "not_found",
     ),
+    # webhooks
+    "POST /v1/webhook-endpoints": Case(
+        True,
+        lambda w: ("POST", "/v1/webhook-endpoints", {"url": "https://caller.example/hooks"}),
+        "own_data",
+        201,
+    ),
+    "GET /v1/webhook-endpoints": Case(
+        True, lambda w: ("GET", "/v1/webhook-endpoints", None), "own_rows"
+    ),
+    "GET /v1/webhook-endpoints/{endpoint_id}": Case(
+        True, lambda w: ("GET", f"/v1/webhook-endpoints/{w.a.webhook['id']}", None), "not_found"
+    ),
+    "PATCH /v1/webhook-endpoints/{endpoint_id}": Case(
+        True,
+        lambda w: (
+            "PATCH",
+            f"/v1/webhook-endpoints/{w.a.webhook['id']}",
+            {"url": "https://evil.example/steal", "enabled": False},
+        ),
+        "not_found",
+    ),
+    "DELETE /v1/webhook-endpoints/{endpoint_id}": Case(
+        True,
+        lambda w: ("DELETE", f"/v1/webhook-endpoints/{w.a.webhook['id']}", None),
+        "not_found",
+    ),
+    "POST /v1/webhook-endpoints/{endpoint_id}/rotate-secret": Case(
+        True,
+        lambda w: ("POST", f"/v1/webhook-endpoints/{w.a.webhook['id']}/rotate-secret", None),
+        "not_found",
+    ),
+    "POST /v1/webhook-endpoints/{endpoint_id}/test": Case(
+        True,
+        lambda w: ("POST", f"/v1/webhook-endpoints/{w.a.webhook['id']}/test", None),
+        "not_found",
+    ),
+    "POST /v1/webhook-endpoints/{endpoint_id}/recover": Case(
+        True,
+        lambda w: (
+            "POST",
+            f"/v1/webhook-endpoints/{w.a.webhook['id']}/recover",
+            {"since": "2020-01-01T00:00:00Z"},
+        ),
+        "not_found",
+    ),
+    "POST /v1/webhook-endpoints/{endpoint_id}/events/{event_id}/resend": Case(
+        True,
+        lambda w: (
+            "POST",
+            f"/v1/webhook-endpoints/{w.a.webhook['id']}/events/{w.a.event_ids[0]}/resend",
+            None,
+        ),
+        "not_found",
+    ),
+    "GET /v1/webhook-endpoints/{endpoint_id}/attempts": Case(
+        True,
+        lambda w: ("GET", f"/v1/webhook-endpoints/{w.a.webhook['id']}/attempts", None),
+        "not_found",
+    ),
+    "GET /v1/events/{event_id}/webhook-attempts": Case(
+        True,
+        lambda w: ("GET", f"/v1/events/{w.a.event_ids[0]}/webhook-attempts", None),
+        "not_found",
+    ),
 }
 ENDPOINTS = sorted(CASES)
 
@@ -556,6 +629,8 @@ _SNAPSHOT_URLS: list[Callable[[World], str]] = [
     lambda w: f"/v1/payout-batches/{w.a.batch['id']}/lines",
     lambda w: f"/v1/stories/{w.a.story['id']}",
     lambda w: "/v1/merchant",
+    lambda w: f"/v1/webhook-endpoints/{w.a.webhook['id']}",
+    lambda w: f"/v1/webhook-endpoints/{w.a.webhook['id']}/attempts?limit=100",
     *(
         (lambda w, kind=kind: f"/v1/{kind}?limit=100")
         for kind in (
@@ -567,6 +642,7 @@ _SNAPSHOT_URLS: list[Callable[[World], str]] = [
             "events",
             "stories",
             "keys",
+            "webhook-endpoints",
         )
     ),
 ]
