@@ -356,7 +356,11 @@ async def test_two_workers_never_send_the_same_attempt(
             payloads=[{"order_id": f"o-{n}"} for n in range(400)],
         )
     pools = [await create_pool(database_url, min_size=1, max_size=4) for _ in range(2)]
-    small = msgspec.structs.replace(settings, webhook_concurrency=20)
+    # Timeouts and leases long enough for a loaded CI machine: a timed-out attempt would
+    # not arrive, and an expired lease would rightly let the other worker send it again.
+    small = msgspec.structs.replace(
+        settings, webhook_concurrency=20, webhook_timeout_seconds=15, webhook_lease_seconds=120
+    )
     try:
         made = await asyncio.gather(*(Deliverer(p, small).drain() for p in pools))
     finally:
