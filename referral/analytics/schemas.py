@@ -299,9 +299,10 @@ class ReportQuery(msgspec.Struct, kw_only=True, frozen=True):
 # --- the answer ----------------------------------------------------------------------------
 
 
-class Value(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Value(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """One figure. `currency` only on money (and on rates of money); `estimate` only on
-    HyperLogLog counts and what is computed from them."""
+    HyperLogLog counts and what is computed from them. Not tracked by the garbage collector
+    (it holds no containers): a year's answer has tens of thousands of them."""
 
     metric: Annotated[str, Meta(description="A metric of the catalogue (see the operation)")]
     unit: Unit
