@@ -17,12 +17,21 @@ def home() -> Path:
 
 
 def _load_or_create(path: Path, make: dict[str, str]) -> dict[str, str]:
-    if path.exists():
-        return json.loads(path.read_text())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(make, indent=2))
-    path.chmod(0o600)
-    return make
+    """The file's values, or `make` written as them. Written whole under another name and
+    linked into place, so a command started at the same moment never reads it half written
+    and the first one's values win."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        draft.write_text(json.dumps(make, indent=2))
+        draft.chmod(0o600)
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink(missing_ok=True)
+    return json.loads(path.read_text())
 
 
 def dev_secrets() -> dict[str, str]:
