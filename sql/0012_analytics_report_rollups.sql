@@ -74,7 +74,8 @@ CREATE INDEX analytics_advocate_monthly_advocate
 -- Merchants whose analytics the worker books again from the raw rows (as after a time zone
 -- change), taken one at a time. Every merchant's are, once, to fill the rollups above.
 CREATE TABLE analytics_restate (
-    merchant_id  bigint PRIMARY KEY
+    merchant_id  bigint NOT NULL,
+    PRIMARY KEY (merchant_id)
 );
 INSERT INTO analytics_restate (merchant_id) SELECT id FROM merchants;
 
