@@ -23,6 +23,7 @@ from referral import settings as settings_module
 from referral.advocates.api import AdvocateController, CodeController, SuspensionController
 from referral.analytics import service as analytics
 from referral.analytics.api import AnalyticsController
+from referral.console.pages import console_router
 from referral.demo.api import demo_router
 from referral.events.api import list_events
 from referral.fraud.api import FraudPolicyController
@@ -183,6 +184,7 @@ def create_app(settings: Settings) -> Litestar:
         social_proof,
         story_pages_router,
         share_page_router,
+        console_router,
     ]
     if settings.demo_pages:
         handlers.append(demo_router)

@@ -1,4 +1,4 @@
-"""The `referral` command: serve, migrate, merchants, keys, seed-demo, dev reset.
+"""The `referral` command: serve, migrate, merchants, keys, console-link, seed-demo, dev reset.
 
 With DATABASE_URL unset, every command uses the embedded PostgreSQL under `.referral/` and
 the dev secrets made there once. With DATABASE_URL set, secrets must come from the
@@ -243,6 +243,16 @@ def cmd_keys(args: argparse.Namespace) -> None:
         _merchant_command(lambda s: merchants.revoke_key(s, args.key_id, args.merchant, args.key))
 
 
+def cmd_console_link(args: argparse.Namespace) -> None:
+    from referral.console import cli as console
+
+    async def link(settings: Settings) -> None:
+        print(await console.sign_in_link(settings, args.merchant, args.key))
+        print("it signs one person in, once, within 15 minutes", file=sys.stderr)
+
+    _merchant_command(link)
+
+
 async def _release_due(settings: Settings) -> int:
     from referral.lib.ids import PublicIds
     from referral.rewards.service import release_due
@@ -393,6 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id", help="key id (key_…), from `referral keys list`")
     _merchant_option(revoke, required=False)
     revoke.set_defaults(func=cmd_keys)
+
+    console_link = sub.add_parser(
+        "console-link", help="print a one-time sign-in link to a merchant's console"
+    )
+    _merchant_option(console_link)
+    console_link.set_defaults(func=cmd_console_link)
 
     rewards = sub.add_parser("rewards", help="reward operations").add_subparsers(
         dest="action", required=True

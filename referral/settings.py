@@ -41,6 +41,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ip_hash_key: str
     # Signs the advocates' share-page links; empty: a key derived from click_token_key.
     share_token_key: str = ""
+    # Signs the console's session cookies and CSRF tokens; empty: derived from click_token_key.
+    console_key: str = ""
     env: str = "dev"  # dev | production
     log_format: str = "auto"  # auto (JSON unless a terminal) | json | console
     log_level: str = "info"
@@ -98,8 +100,13 @@ def from_env(
             raise SettingsError(f"{var} must be at least 16 characters")
         secrets[field] = value
     share_token_key = env.get("REFERRAL_SHARE_TOKEN_KEY", "")
-    if share_token_key and len(share_token_key) < 16:
-        raise SettingsError("REFERRAL_SHARE_TOKEN_KEY must be at least 16 characters")
+    console_key = env.get("REFERRAL_CONSOLE_KEY", "")
+    for var, value in (
+        ("REFERRAL_SHARE_TOKEN_KEY", share_token_key),
+        ("REFERRAL_CONSOLE_KEY", console_key),
+    ):
+        if value and len(value) < 16:
+            raise SettingsError(f"{var} must be at least 16 characters")
     try:
         return Settings(
             database_url=database_url,
@@ -122,6 +129,7 @@ def from_env(
             webhook_endpoint_concurrency=int(env.get("WEBHOOK_ENDPOINT_CONCURRENCY", "16")),
             webhook_lease_seconds=float(env.get("WEBHOOK_LEASE_SECONDS", "90")),
             share_token_key=share_token_key,
+            console_key=console_key,
             rate_limits=RateLimits(
                 lookups=Limit.parse(env.get("RATE_LIMIT_LOOKUPS", "60/20")),
                 share_page=Limit.parse(env.get("RATE_LIMIT_SHARE_PAGE", "30/10")),

@@ -292,7 +292,7 @@ class ReportQuery(msgspec.Struct, kw_only=True, frozen=True):
     story_id: str | None = None
     advocate_id: str | None = None
     by: str | None = None
-    limit: int = 10
+    limit: int | None = None  # leaderboards: 10 when left out
     currency: str | None = None
 
 

@@ -9,6 +9,7 @@ import asyncpg
 
 from referral.advocates import service as advocates
 from referral.advocates.schemas import AdvocateUpsert
+from referral.console import service as console
 from referral.demo import repo
 from referral.merchants import service as merchants
 from referral.merchants.service import Caller
@@ -40,6 +41,7 @@ class Demo:
     qr_png: str
     share_page: str
     story: str | None
+    console_link: str  # one-time: each start prints a new one
 
 
 async def seed_demo(pool: asyncpg.Pool, *, runtime: Runtime, keys: dict[str, str]) -> Demo:
@@ -91,6 +93,9 @@ async def seed_demo(pool: asyncpg.Pool, *, runtime: Runtime, keys: dict[str, str
         share = share_page.share_url_until(
             runtime.settings, advocate_id=advocate.id, expires_at=DEMO_SHARE_EXPIRY
         )
+        console_link = await console.create_sign_in_link(
+            conn, ids=runtime.ids, settings=runtime.settings, merchant_id=caller.merchant_id
+        )
     return Demo(
         merchants={mode: runtime.ids.encode("merchant", id_) for mode, id_ in twins.items()},
         share_page=share.url,
@@ -102,6 +107,7 @@ async def seed_demo(pool: asyncpg.Pool, *, runtime: Runtime, keys: dict[str, str
         code=advocate.code,
         link=advocate.link,
         qr_png=advocate.qr.png,
+        console_link=console_link,
     )
 
 
@@ -175,6 +181,9 @@ def banner(demo: Demo, base_url: str) -> str:
   share page        {demo.share_page}
   story             {demo.story or "(none: the demo order earned no reward)"}
   API docs          {base_url}/openapi
+  console           {demo.console_link}
+                    (signs one person in, once, within 15 minutes; a new one:
+                     .venv/bin/referral console-link --merchant {demo.merchants["test"]})
   CLI               .venv/bin/referral merchants list   (or: make cli ARGS="merchants list")
 
   try:

@@ -39,6 +39,13 @@ SELECT id, merchant_id, kind, mode FROM k
 
 MERCHANT_BY_ID = "SELECT id, name, mode FROM merchants WHERE id = $1"
 
+# The other mode of the same account: a live merchant's test twin, or the other way round.
+TWIN = """
+SELECT t.id, t.name, t.mode
+FROM merchants m JOIN merchants t ON t.account_id = m.account_id AND t.mode <> m.mode
+WHERE m.id = $1
+"""
+
 # payout_minimums as text: the CLI's plain connections have no jsonb codec.
 SETTINGS_COLUMNS = "id, name, mode, time_zone, payout_minimums::text AS payout_minimums"
 
@@ -120,6 +127,10 @@ async def key_by_hash(conn: asyncpg.Connection, key_hash: bytes) -> KeyRow | Non
 
 async def merchant_by_id(conn: asyncpg.Connection, merchant_id: int) -> MerchantRow | None:
     return one(MerchantRow, await conn.fetchrow(MERCHANT_BY_ID, merchant_id))
+
+
+async def twin(conn: asyncpg.Connection, merchant_id: int) -> MerchantRow | None:
+    return one(MerchantRow, await conn.fetchrow(TWIN, merchant_id))
 
 
 class SettingsRow(msgspec.Struct, frozen=True):

@@ -187,6 +187,25 @@ async def update_merchant(
     return _merchant(ids, row, await _calling_key(conn, ids, caller))
 
 
+@dataclass(frozen=True, slots=True)
+class MerchantName:
+    id: int
+    name: str
+    mode: str
+
+
+async def named(conn: asyncpg.Connection, *, merchant_id: int) -> MerchantName | None:
+    """A merchant's name and mode (the console's header), or None when it is gone."""
+    row = await repo.merchant_by_id(conn, merchant_id)
+    return None if row is None else MerchantName(row.id, row.name, row.mode)
+
+
+async def twin(conn: asyncpg.Connection, *, merchant_id: int) -> MerchantName | None:
+    """The same account in the other mode: a live merchant's test twin, or its live one."""
+    row = await repo.twin(conn, merchant_id)
+    return None if row is None else MerchantName(row.id, row.name, row.mode)
+
+
 async def list_merchants(conn: asyncpg.Connection, *, ids: PublicIds) -> list[MerchantView]:
     """Every merchant of the deployment (the command line; no key names them all)."""
     return [_merchant(ids, row) for row in await repo.all_merchants(conn)]

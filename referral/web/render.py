@@ -10,6 +10,7 @@ the policy and the app's hook adds the other security headers to every HTML answ
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jinja2
 from litestar import Response
@@ -43,11 +44,13 @@ def _template(name: str) -> jinja2.Template:
     return _ENV.get_template(name)
 
 
-def render(name: str, locale: str, **context: object) -> str:
+def render(
+    name: str, locale: str, *, translate: Callable[..., str] | None = None, **context: object
+) -> str:
+    """`translate`: the page's own words (the console's); the customer pages' by default."""
     locale = i18n.locale_of(locale)
-    return _template(name).render(
-        locale=locale, t=functools.partial(i18n.t, locale), labels=_labels(locale), **context
-    )
+    t = translate or functools.partial(i18n.t, locale)
+    return _template(name).render(locale=locale, t=t, labels=_labels(locale), **context)
 
 
 @functools.lru_cache(maxsize=8)
@@ -65,11 +68,17 @@ def html(body: str, *, status: int = 200, headers: dict[str, str] | None = None)
 
 
 def page(
-    name: str, locale: str, *, status: int = 200, headers: dict[str, str], **context: object
+    name: str,
+    locale: str,
+    *,
+    status: int = 200,
+    headers: dict[str, str],
+    translate: Callable[..., str] | None = None,
+    **context: object,
 ) -> Response:
     """A rendered page with its own nonce, and the policy that allows only that nonce."""
     nonce = security.new_nonce()
-    body = render(name, locale, nonce=nonce, **context)
+    body = render(name, locale, translate=translate, nonce=nonce, **context)
     return html(body, status=status, headers={**headers, **security.page_headers(nonce)})
 
 

@@ -1,0 +1,53 @@
+"""Signing in to the console the way a person does: a link from the service, the sign-in
+page's form, and the session cookie the test client keeps from then on."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import asyncpg
+import pytest
+
+from referral.console import service
+from referral.lib.ids import PublicIds
+from referral.settings import Settings
+from tests.factories import Tenant
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+async def sign_in_link(db: asyncpg.Connection, settings: Settings, merchant_id: int) -> str:
+    return await service.create_sign_in_link(
+        db, ids=PublicIds(settings.hashids_salt), settings=settings, merchant_id=merchant_id
+    )
+
+
+def link_fields(link: str) -> dict[str, str]:
+    query = parse_qs(urlsplit(link).query)
+    return {"merchant": query["merchant"][0], "token": query["token"][0]}
+
+
+async def sign_in(client, db, settings, merchant_id: int, actor: str = "Maja Risk") -> str:
+    """Signs the client in; returns the page's CSRF token."""
+    link = await sign_in_link(db, settings, merchant_id)
+    response = await client.post(
+        "/console/sign-in", data={**link_fields(link), "actor": actor}, follow_redirects=False
+    )
+    assert response.status_code == 303, response.text
+    page = await client.get("/console")
+    assert page.status_code == 200, page.text
+    return csrf_of(page.text)
+
+
+def csrf_of(html: str) -> str:
+    found = CSRF.search(html)
+    assert found, "the page has no CSRF field"
+    return found.group(1)
+
+
+@pytest.fixture
+async def console(client, db, settings, tenant: Tenant):
+    """The client signed in to the tenant's (test-mode) console; `.csrf` for its forms."""
+    client.csrf = await sign_in(client, db, settings, tenant.merchant_id)
+    return client
