@@ -47,6 +47,22 @@ ORDER BY t.created_at, t.id
 LIMIT $6
 """
 
+# A person looking someone up types what they have: the shop's customer id, an email (any
+# case) or a code (as printed, or as a person misreads it: found by its lookup key).
+SEARCH = f"""
+SELECT {COLUMNS} FROM advocates t
+WHERE t.merchant_id = $1
+  AND (t.customer_id = $2 OR lower(t.email) = lower($2)
+       OR t.id IN (SELECT c.advocate_id FROM codes c
+                   WHERE c.lookup_key = $3 AND c.merchant_id = $1))
+ORDER BY t.created_at, t.id
+LIMIT $4
+"""
+
+NAMES = """
+SELECT id, coalesce(name, customer_id) FROM advocates WHERE merchant_id = $1 AND id = ANY($2)
+"""
+
 PROGRAM_STATUS = "SELECT status FROM programs WHERE merchant_id = $1 AND id = $2"
 
 CODE_INFO = """
@@ -175,6 +191,16 @@ async def list_page(
     conn: asyncpg.Connection, merchant_id: int, *, program_id: int | None, cursor: Cursor
 ) -> list[AdvocateRow]:
     return many(AdvocateRow, await conn.fetch(LIST, merchant_id, program_id, *cursor.params))
+
+
+async def search(
+    conn: asyncpg.Connection, merchant_id: int, text: str, key: str, limit: int
+) -> list[AdvocateRow]:
+    return many(AdvocateRow, await conn.fetch(SEARCH, merchant_id, text, key, limit))
+
+
+async def names(conn: asyncpg.Connection, merchant_id: int, advocate_ids: list[int]) -> dict[int, str]:
+    return dict(await conn.fetch(NAMES, merchant_id, advocate_ids))
 
 
 async def code_info(conn: asyncpg.Connection, key: str, merchant_id: int) -> CodeInfoRow | None:

@@ -181,6 +181,27 @@ async def list_advocates(
     return Page(data=[_to_advocate(runtime, caller, r) for r in rows], has_more=more)
 
 
+async def search(
+    conn: asyncpg.Connection, *, runtime: Runtime, caller: Caller, text: str, limit: int = 50
+) -> list[Advocate]:
+    """Advocates whose customer id, email or one of whose codes is `text` (a support
+    person's search box: exact, emails in any case, codes as misread)."""
+    text = text.strip()[:254]
+    if not text:
+        return []
+    rows = await repo.search(conn, caller.merchant_id, text, lookup_key(text)[:40], limit)
+    return [_to_advocate(runtime, caller, r) for r in rows]
+
+
+async def names(
+    conn: asyncpg.Connection, *, runtime: Runtime, caller: Caller, advocate_ids: list[str]
+) -> dict[str, str]:
+    """What a list shows for each advocate: their name, else the shop's customer id."""
+    internal = {runtime.ids.decode("advocate", a): a for a in advocate_ids}
+    found = await repo.names(conn, caller.merchant_id, list(internal))
+    return {internal[i]: name for i, name in found.items()}
+
+
 async def code_info(
     conn: asyncpg.Connection, *, runtime: Runtime, caller: Caller, code: str
 ) -> CodeInfo:

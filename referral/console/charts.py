@@ -62,12 +62,17 @@ def line_chart(
     current: Sequence[float | None],
     compare: Sequence[float | None] | None = None,
     tick: Callable[[float], str] = lambda v: f"{v:g}",
+    whole: bool = False,
 ) -> Markup:
     """A line per period over the buckets `labels`; the compare period's values are drawn
-    against the same buckets (its first day beside this range's first day)."""
+    against the same buckets (its first day beside this range's first day). `whole`: the
+    values are counts, so the axis steps by whole numbers."""
     n = len(labels)
     seen = [v for v in [*current, *(compare or [])] if v is not None]
-    top = nice_ceiling(max(seen, default=0))
+    step = nice_ceiling(max(seen, default=0) / 4)
+    if whole:
+        step = max(1.0, math.ceil(step))  # counts: no axis line at 1.25 customers
+    top = step * 4
     inner_h = HEIGHT - TOP - BOTTOM
     grid = []
     for i in range(5):

@@ -164,6 +164,40 @@ def moment(value: datetime | None, locale: str) -> str:
     return f"{day(value, locale)} {value:%H:%M} UTC"
 
 
+STATUSES = {
+    "en": {
+        "pending": "pending", "converted": "converted", "in_review": "in review",
+        "rejected": "rejected", "approved": "approved", "paid": "paid", "reversed": "reversed",
+        "published": "published", "hidden": "hidden", "allow": "allowed", "review": "review",
+        "block": "blocked", "awaiting_coupon": "awaiting coupon",
+    },
+    "sv": {
+        "pending": "väntar", "converted": "genomförd", "in_review": "granskas",
+        "rejected": "avslagen", "approved": "godkänd", "paid": "betald", "reversed": "återkallad",
+        "published": "publicerad", "hidden": "dold", "allow": "tillåten", "review": "granskning",
+        "block": "stoppad", "awaiting_coupon": "väntar på rabattkod",
+    },
+}
+
+
+def status(value: str | None, locale: str) -> str:
+    """A status as a word of the reader's language (as the API spells it when unknown)."""
+    if not value:
+        return "—"
+    return STATUSES.get(locale, STATUSES["en"]).get(value) or value.replace("_", " ")
+
+
+def fact(value: Any, locale: str) -> str:
+    """A check's input or a rule's evidence as a person reads it: yes/no, not True/False."""
+    if isinstance(value, bool):
+        return {"en": ("yes", "no"), "sv": ("ja", "nej")}.get(locale, ("yes", "no"))[not value]
+    if value is None:
+        return "—"
+    if isinstance(value, list):
+        return ", ".join(fact(v, locale) for v in value)
+    return str(value)
+
+
 _MONTHS = {
     "en": "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(),
     "sv": "jan. feb. mars apr. maj juni juli aug. sep. okt. nov. dec.".split(),

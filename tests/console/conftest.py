@@ -13,6 +13,7 @@ from referral.console import service
 from referral.lib.ids import PublicIds
 from referral.settings import Settings
 from tests.factories import Tenant
+from tests.web.conftest import browser_context, chromium  # noqa: F401 - the browser fixtures
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -51,3 +52,38 @@ async def console(client, db, settings, tenant: Tenant):
     """The client signed in to the tenant's (test-mode) console; `.csrf` for its forms."""
     client.csrf = await sign_in(client, db, settings, tenant.merchant_id)
     return client
+
+
+@pytest.fixture
+def console_server(database_url: str, tmp_path):
+    """The app under granian on this test's database, with secrets the test knows, so it can
+    mint sign-in links for it: yields (base URL, the server's Settings)."""
+    from bench.harness import app_env, app_server, free_port
+    from tests.conftest import make_settings
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    known = make_settings(database_url, public_base_url=base)
+    env = app_env(
+        database_url,
+        base,
+        "warning",
+        CLICK_FLUSH_INTERVAL_MS="10",
+        RELEASE_INTERVAL_SECONDS="0",
+        ANALYTICS_INTERVAL_SECONDS="0.2",
+    )
+    env.update(
+        REFERRAL_HASHIDS_SALT=known.hashids_salt,
+        REFERRAL_CLICK_TOKEN_KEY=known.click_token_key,
+        REFERRAL_IP_HASH_KEY=known.ip_hash_key,
+    )
+    with app_server(env, port, tmp_path / "server.log"):
+        yield base, known
+
+
+async def browser_sign_in(page, db, settings, merchant_id: int, actor: str) -> None:
+    """Open a fresh sign-in link in the browser page and sign in as `actor`."""
+    await page.goto(await sign_in_link(db, settings, merchant_id))
+    await page.fill("#actor", actor)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(settings.public_base_url + "/console")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from litestar import Router
 
-from referral.console.pages import auth, overview
+from referral.console.pages import advocates, auth, overview, referrals, review
 from referral.console.pages.common import DEPENDENCIES, EXCEPTION_HANDLERS
 
 console_router = Router(
@@ -17,6 +17,12 @@ console_router = Router(
         auth.signed_out,
         auth.switch_mode,
         overview.overview,
+        advocates.advocates_page,
+        advocates.advocate_page,
+        referrals.referral_page,
+        referrals.decide,
+        review.queue,
+        review.decide,
     ],
     dependencies=DEPENDENCIES,
     exception_handlers=dict(EXCEPTION_HANDLERS),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 from litestar import Request, Response
 from litestar.datastructures import FormMultiDict, State
@@ -118,6 +119,12 @@ class Formats:
     def money(self, amount: int | None, currency: str) -> str:
         return words.money(amount, currency, self.locale)
 
+    def status(self, value: str | None) -> str:
+        return words.status(value, self.locale)
+
+    def fact(self, value: Any) -> str:
+        return words.fact(value, self.locale)
+
     def day(self, value: Any) -> str:
         return words.day(value, self.locale)
 
@@ -127,7 +134,7 @@ class Formats:
 
 def back_to(url: str, **query: str) -> Redirect:
     """POST, then redirect, then GET: a reload never sends a form twice."""
-    suffix = "&".join(f"{k}={v}" for k, v in query.items())
+    suffix = urlencode(query)
     target = f"{url}{'&' if '?' in url else '?'}{suffix}" if suffix else url
     return Redirect(target, status_code=303, headers={"cache-control": "no-store"})
 

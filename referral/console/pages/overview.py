@@ -25,7 +25,7 @@ from referral.programs import service as programs
 
 REPORTS = ("impact", "cost", "virality", "funnel", "value")
 CHANNEL_ORDER = ("whatsapp", "email", "sms", "x", "facebook", "linkedin", "copy", "qr", "story",
-                 "code", "other")
+                 "link", "code", "other")
 
 WORDS = {
     "en": {
@@ -89,6 +89,10 @@ WORDS = {
         "channel_x": "X", "channel_facebook": "Facebook", "channel_linkedin": "LinkedIn",
         "channel_copy": "Copied link", "channel_qr": "QR code", "channel_story": "Story",
         "channel_code": "Code typed at checkout", "channel_other": "Other",
+        "channel_link": "Link (no channel named)",
+        "value_empty": "No window has passed yet for customers whose first order is in this "
+        "range: the 30-day figures appear 30 days after their first order. Pick an earlier "
+        "range to compare referred and other customers.",
         "value": "Are referred customers worth more?",
         "value_intro": "Customers whose first order falls in this range, referred or not, "
         "measured once each window has passed for them.",
@@ -165,6 +169,10 @@ WORDS = {
         "channel_x": "X", "channel_facebook": "Facebook", "channel_linkedin": "LinkedIn",
         "channel_copy": "Kopierad länk", "channel_qr": "QR-kod", "channel_story": "Berättelse",
         "channel_code": "Kod i kassan", "channel_other": "Annat",
+        "channel_link": "Länk (ingen kanal angiven)",
+        "value_empty": "Inget fönster har passerat än för kunder vars första beställning "
+        "ligger i perioden: 30-dagarssiffrorna syns 30 dagar efter första beställningen. Välj "
+        "en tidigare period för att jämföra rekommenderade och övriga kunder.",
         "value": "Är rekommenderade kunder mer värda?",
         "value_intro": "Kunder vars första beställning ligger i perioden, rekommenderade eller "
         "inte, mätta när varje fönster har passerat för dem.",
@@ -314,6 +322,7 @@ def _chart(answer: Answer, t, fmt: Formats):
         current=current,
         compare=compare,
         tick=lambda v: fmt.number(v, 0 if v == int(v) else 1),
+        whole=True,
     )
     rows = []
     for i, label in enumerate(labels):
@@ -348,9 +357,8 @@ def _value(answer: Answer, fmt: Formats):
     currencies = sorted(
         {c for f in cohorts.values() for c in f.currencies("revenue_per_customer_30")}
     )
-    rows = []
-    for days in (30, 90, 180):
-        rows.append({"days": days, "cohorts": cohorts})
+    measured = any(f.get("mature_customers_30") for f in cohorts.values())
+    rows = [{"days": days, "cohorts": cohorts} for days in (30, 90, 180)] if measured else []
     return rows, currencies
 
 
