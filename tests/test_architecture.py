@@ -122,7 +122,9 @@ def test_no_module_imports_another_rooms_repo():
 def test_handlers_do_not_reach_the_database():
     wrong = {
         _rel(path): names
-        for path in sorted([*PACKAGE.glob("*/api.py"), *PACKAGE.glob("*/pages.py"), *_page_modules()])
+        for path in sorted(
+            [*PACKAGE.glob("*/api.py"), *PACKAGE.glob("*/pages.py"), *_page_modules()]
+        )
         if (names := [n for n in _imports(path) if n.endswith(".repo") or n == "asyncpg"])
     }
     assert not wrong, f"handlers call their room's service: {wrong}"

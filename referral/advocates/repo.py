@@ -199,7 +199,9 @@ async def search(
     return many(AdvocateRow, await conn.fetch(SEARCH, merchant_id, text, key, limit))
 
 
-async def names(conn: asyncpg.Connection, merchant_id: int, advocate_ids: list[int]) -> dict[int, str]:
+async def names(
+    conn: asyncpg.Connection, merchant_id: int, advocate_ids: list[int]
+) -> dict[int, str]:
     return dict(await conn.fetch(NAMES, merchant_id, advocate_ids))
 
 

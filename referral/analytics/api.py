@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 from litestar import Controller, Request, Response, get
@@ -16,7 +13,8 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Stream
 
-from referral.analytics import periods, reports
+from referral.analytics import reports
+from referral.analytics.export import CSV_COLUMNS, report_csv
 from referral.analytics.periods import CompareMode, Interval
 from referral.analytics.schemas import (
     REPORTS,
@@ -29,17 +27,6 @@ from referral.analytics.schemas import (
 from referral.http.deps import CallerDep, Conn, RuntimeDep
 from referral.lib import problem_docs
 
-CSV_COLUMNS = (
-    "period",
-    "bucket_start",
-    "bucket_end",
-    "group",
-    "key",
-    "metric",
-    "unit",
-    "currency",
-    "value",
-)
 CSV_TEXT = (
     "With `Accept: text/csv`: the same figures in long form, one row per value: "
     + ",".join(CSV_COLUMNS)
@@ -205,7 +192,7 @@ class AnalyticsController(Controller):
         )
         if _wants_csv(request.headers.get("accept", "")):
             return Stream(
-                _csv(answer),
+                report_csv(answer),
                 media_type="text/csv",  # Litestar adds the charset
                 headers={
                     "content-disposition": f'attachment; filename="{answer.report}-'
@@ -225,51 +212,3 @@ def _wants_csv(accept: str) -> bool:
         if kind in ("application/json", "application/*"):
             return kinds.index("text/csv") < kinds.index(kind)
     return True
-
-
-def _csv(answer: Answer) -> Iterator[bytes]:
-    """The answer in long form, a row per value, streamed as it is written."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-
-    def flush() -> bytes:
-        text = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        return text.encode()
-
-    writer.writerow(CSV_COLUMNS)
-    yield flush()
-    for period, start, end, group, key, values in _csv_groups(answer):
-        for v in values:
-            writer.writerow(
-                (
-                    period,
-                    start.isoformat(),
-                    end.isoformat(),
-                    periods.csv_safe(group),
-                    periods.csv_safe(key),
-                    periods.csv_safe(v.metric),
-                    v.unit,
-                    periods.csv_safe(v.currency or ""),
-                    periods.csv_number(v.value),
-                )
-            )
-        yield flush()
-
-
-def _csv_groups(answer: Answer) -> Iterator[tuple]:
-    yield ("current", answer.start, answer.end, "totals", "", answer.totals)
-    for bucket in answer.series:
-        yield ("current", bucket.start, bucket.end, "series", "", bucket.values)
-    if answer.breakdown is not None:
-        for row in answer.breakdown.rows:
-            yield ("current", answer.start, answer.end, answer.breakdown.by, row.key, row.values)
-    kind: Literal["advocate", "story"] = "advocate" if answer.report == "advocates" else "story"
-    for ranked in answer.rows:
-        yield ("current", answer.start, answer.end, kind, ranked.id, ranked.values)
-    if answer.compare is not None:
-        other = answer.compare
-        yield ("compare", other.start, other.end, "totals", "", other.totals)
-        for bucket in other.series:
-            yield ("compare", bucket.start, bucket.end, "series", "", bucket.values)

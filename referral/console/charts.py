@@ -102,7 +102,7 @@ def line_chart(
         f'aria-labelledby="{title_id} {desc_id}" xmlns="http://www.w3.org/2000/svg">'
         f'<title id="{title_id}">{escape(title)}</title>'
         f'<desc id="{desc_id}">{escape(description)}</desc>'
-        f'{"".join(grid)}{"".join(axis)}'
+        f"{''.join(grid)}{''.join(axis)}"
         f'<line class="axis" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + inner_h}" '
         f'y2="{TOP + inner_h}"/>'
         f"{lines}</svg>"

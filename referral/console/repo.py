@@ -56,7 +56,9 @@ async def insert_sign_in_link(
     await conn.execute(INSERT_SIGN_IN_LINK, merchant_id, token_hash, lifetime_seconds)
 
 
-async def sign_in_link_usable(conn: asyncpg.Connection, merchant_id: int, token_hash: bytes) -> bool:
+async def sign_in_link_usable(
+    conn: asyncpg.Connection, merchant_id: int, token_hash: bytes
+) -> bool:
     return bool(await conn.fetchval(SIGN_IN_LINK_USABLE, merchant_id, token_hash))
 
 
@@ -72,7 +74,9 @@ async def insert_session(
     return await conn.fetchval(INSERT_SESSION, merchant_id, secret_hash, actor, seconds)
 
 
-async def session(conn: asyncpg.Connection, merchant_id: int, secret_hash: bytes) -> SessionRow | None:
+async def session(
+    conn: asyncpg.Connection, merchant_id: int, secret_hash: bytes
+) -> SessionRow | None:
     return one(SessionRow, await conn.fetchrow(SESSION, merchant_id, secret_hash))
 
 

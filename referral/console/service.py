@@ -46,7 +46,9 @@ def clean_actor(raw: str) -> str:
     one line, no control characters, at most 200 characters."""
     text = " ".join(unicodedata.normalize("NFC", raw).split())
     if any(unicodedata.category(ch).startswith("C") for ch in text):
-        raise InvalidInput("your name or email may not hold control characters", code="invalid_actor")
+        raise InvalidInput(
+            "your name or email may not hold control characters", code="invalid_actor"
+        )
     if not text:
         raise InvalidInput("say who you are: your name or email", code="invalid_actor")
     if len(text) > 200:
@@ -61,7 +63,9 @@ async def create_sign_in_link(
     raw = token.new_secret()
     await repo.insert_sign_in_link(conn, merchant_id, token.digest(raw), SIGN_IN_LINK_SECONDS)
     merchant = ids.encode("merchant", merchant_id)
-    return f"{settings.public_base_url}/console/sign-in?merchant={merchant}&token={b64url.encode(raw)}"
+    return (
+        f"{settings.public_base_url}/console/sign-in?merchant={merchant}&token={b64url.encode(raw)}"
+    )
 
 
 def _link_key(ids: PublicIds, merchant: str, raw_token: str) -> tuple[int, bytes] | None:

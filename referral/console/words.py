@@ -166,16 +166,34 @@ def moment(value: datetime | None, locale: str) -> str:
 
 STATUSES = {
     "en": {
-        "pending": "pending", "converted": "converted", "in_review": "in review",
-        "rejected": "rejected", "approved": "approved", "paid": "paid", "reversed": "reversed",
-        "published": "published", "hidden": "hidden", "allow": "allowed", "review": "review",
-        "block": "blocked", "awaiting_coupon": "awaiting coupon",
+        "pending": "pending",
+        "converted": "converted",
+        "in_review": "in review",
+        "rejected": "rejected",
+        "approved": "approved",
+        "paid": "paid",
+        "reversed": "reversed",
+        "published": "published",
+        "hidden": "hidden",
+        "allow": "allowed",
+        "review": "review",
+        "block": "blocked",
+        "awaiting_coupon": "awaiting coupon",
     },
     "sv": {
-        "pending": "väntar", "converted": "genomförd", "in_review": "granskas",
-        "rejected": "avslagen", "approved": "godkänd", "paid": "betald", "reversed": "återkallad",
-        "published": "publicerad", "hidden": "dold", "allow": "tillåten", "review": "granskning",
-        "block": "stoppad", "awaiting_coupon": "väntar på rabattkod",
+        "pending": "väntar",
+        "converted": "genomförd",
+        "in_review": "granskas",
+        "rejected": "avslagen",
+        "approved": "godkänd",
+        "paid": "betald",
+        "reversed": "återkallad",
+        "published": "publicerad",
+        "hidden": "dold",
+        "allow": "tillåten",
+        "review": "granskning",
+        "block": "stoppad",
+        "awaiting_coupon": "väntar på rabattkod",
     },
 }
 
@@ -199,6 +217,19 @@ def fact(value: Any, locale: str) -> str:
 
 
 _MONTHS = {
-    "en": "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(),
-    "sv": "jan. feb. mars apr. maj juni juli aug. sep. okt. nov. dec.".split(),
+    "en": ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"],
+    "sv": [
+        "jan.",
+        "feb.",
+        "mars",
+        "apr.",
+        "maj",
+        "juni",
+        "juli",
+        "aug.",
+        "sep.",
+        "okt.",
+        "nov.",
+        "dec.",
+    ],
 }

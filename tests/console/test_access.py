@@ -77,8 +77,9 @@ async def test_two_tabs_racing_on_one_link_start_one_session(client, db, setting
     fields = link_fields(link)
     answers = await asyncio.gather(
         *(
-            client.post("/console/sign-in", data={**fields, "actor": f"tab {i}"},
-                        follow_redirects=False)
+            client.post(
+                "/console/sign-in", data={**fields, "actor": f"tab {i}"}, follow_redirects=False
+            )
             for i in range(4)
         )
     )
@@ -104,7 +105,12 @@ async def test_a_cookie_signed_by_another_deployment_is_refused(
 
 
 async def test_a_form_without_its_csrf_token_is_refused(console, db, tenant):
-    for token in (None, "", "x" * 22, console.csrf[:-1] + ("A" if console.csrf[-1] != "A" else "B")):
+    for token in (
+        None,
+        "",
+        "x" * 22,
+        console.csrf[:-1] + ("A" if console.csrf[-1] != "A" else "B"),
+    ):
         data = {} if token is None else {"csrf": token}
         refused = await console.post("/console/sign-out", data=data, follow_redirects=False)
         assert refused.status_code == 403, token
@@ -162,3 +168,18 @@ async def test_without_a_session_a_page_says_how_to_sign_in(client, path):
     assert page.status_code in (401, 404)
     if page.status_code == 401:
         assert "referral console-link" in page.text
+
+
+async def test_the_overview_downloads_the_same_csv_as_the_api(console, tenant):
+    query = "?from=2026-11-01&to=2026-11-30&compare=none"
+    from_console = await console.get(f"/console/reports/funnel.csv{query}")
+    from_api = await console.get(
+        f"/v1/analytics/funnel{query}", headers={**tenant.auth, "accept": "text/csv"}
+    )
+    assert from_console.status_code == 200 and from_console.headers["content-type"].startswith(
+        "text/csv"
+    )
+    assert from_console.text == from_api.text
+    assert from_console.text.startswith("period,bucket_start,bucket_end,group,key,metric")
+    page = await console.get("/console?from=2026-11-01&to=2026-11-30")
+    assert "/console/reports/funnel.csv?from=2026-11-01&amp;to=2026-11-30" in page.text

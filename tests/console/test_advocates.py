@@ -10,8 +10,12 @@ async def _anna(client, tenant) -> dict:
     program = await create_program(client, tenant)
     response = await client.post(
         "/v1/advocates",
-        json={"program_id": program["id"], "customer_id": "cus_anna", "email": "Anna@Example.com",
-              "name": "Anna Svensson"},
+        json={
+            "program_id": program["id"],
+            "customer_id": "cus_anna",
+            "email": "Anna@Example.com",
+            "name": "Anna Svensson",
+        },
         headers=tenant.auth,
     )
     assert response.status_code in (200, 201), response.text
@@ -24,7 +28,7 @@ async def test_search_finds_by_customer_id_email_in_any_case_and_misread_code(co
     for q in ("cus_anna", "anna@example.COM", misread, anna["code"]):
         page = await console.get("/console/advocates", params={"q": q})
         assert page.status_code == 200
-        assert f'/console/advocates/{anna["id"]}' in page.text, q
+        assert f"/console/advocates/{anna['id']}" in page.text, q
     none = await console.get("/console/advocates", params={"q": "nobody@example.com"})
     assert "No advocate has the customer id, email or code" in none.text
 
@@ -35,7 +39,7 @@ async def test_the_advocate_page_shows_referrals_rewards_and_links_to_explain(co
     page = await console.get(f"/console/advocates/{anna['id']}")
     assert page.status_code == 200
     assert "Anna Svensson" in page.text and anna["code"] in page.text
-    assert f'/console/referrals/{order["referral"]["id"]}' in page.text
+    assert f"/console/referrals/{order['referral']['id']}" in page.text
     assert "10 EUR" in page.text
 
 

@@ -26,37 +26,60 @@ async def _world(api: httpx.AsyncClient, base: str) -> dict:
         assert response.status_code in (200, 201), response.text
         return response.json()
 
-    program = await ok("POST", "/v1/programs", {
-        "name": "Give 10, get 10",
-        "landing_url": "https://shop.example/welcome",
-        "hold_days": 0,
-        "brand_colour": "#6b2fb3",
-        "fraud_policy": {"same_ip": {"action": "review"}},
-        "rewards": {
-            "advocate": {"kind": "cash", "amounts": {"EUR": 1000}},
-            "friend": {"kind": "coupon", "amounts": {"EUR": 1000}},
+    program = await ok(
+        "POST",
+        "/v1/programs",
+        {
+            "name": "Give 10, get 10",
+            "landing_url": "https://shop.example/welcome",
+            "hold_days": 0,
+            "brand_colour": "#6b2fb3",
+            "fraud_policy": {"same_ip": {"action": "review"}},
+            "rewards": {
+                "advocate": {"kind": "cash", "amounts": {"EUR": 1000}},
+                "friend": {"kind": "coupon", "amounts": {"EUR": 1000}},
+            },
         },
-    })
-    anna = await ok("POST", "/v1/advocates", {
-        "program_id": program["id"], "customer_id": "cus_anna", "name": "Anna Svensson",
-        "email": "anna@example.com",
-    })
+    )
+    anna = await ok(
+        "POST",
+        "/v1/advocates",
+        {
+            "program_id": program["id"],
+            "customer_id": "cus_anna",
+            "name": "Anna Svensson",
+            "email": "anna@example.com",
+        },
+    )
     now = datetime.now(UTC).isoformat()
     order = {"subtotal": 5000, "total": 5000, "currency": "EUR", "occurred_at": now}
-    await ok("POST", "/v1/orders", {**order, "order_id": "a-1", "customer_id": "cus_anna",
-                                     "ip": "198.51.100.7"})
+    await ok(
+        "POST",
+        "/v1/orders",
+        {**order, "order_id": "a-1", "customer_id": "cus_anna", "ip": "198.51.100.7"},
+    )
     async with httpx.AsyncClient() as visitor:  # a few clicks for the funnel
         for i in range(3):
             await visitor.get(f"{base}/r/{anna['code']}", headers={"user-agent": f"Phone {i}"})
     referrals = {}
     for n, ip in (("bert", "203.0.113.9"), ("cilla", "198.51.100.7"), ("dan", "198.51.100.7")):
-        placed = await ok("POST", "/v1/orders", {
-            **order, "order_id": f"o-{n}", "customer_id": n, "email": f"{n}@example.org",
-            "codes": [anna["code"]], "ip": ip,
-        })
+        placed = await ok(
+            "POST",
+            "/v1/orders",
+            {
+                **order,
+                "order_id": f"o-{n}",
+                "customer_id": n,
+                "email": f"{n}@example.org",
+                "codes": [anna["code"]],
+                "ip": ip,
+            },
+        )
         referrals[n] = placed["referral"]
     assert [referrals[n]["status"] for n in ("bert", "cilla", "dan")] == [
-        "converted", "in_review", "in_review"
+        "converted",
+        "in_review",
+        "in_review",
     ]
     return {"anna": anna, "referrals": referrals}
 
@@ -140,7 +163,8 @@ async def test_sign_in_overview_review_explain_search_sign_out(
     await page.click("button:text('Sign out')")
     await expect(page.locator("h1")).to_have_text("You are signed out")
     ended = await db.fetchval(
-        "SELECT count(*) FROM console_sessions WHERE merchant_id = $1 AND signed_out_at IS NOT NULL",
+        "SELECT count(*) FROM console_sessions "
+        "WHERE merchant_id = $1 AND signed_out_at IS NOT NULL",
         tenant.merchant_id,
     )
     assert ended == 1

@@ -31,7 +31,9 @@ async def test_the_queue_lists_held_referrals_oldest_first_with_their_reasons(
     assert "same_ip" in page.text
 
 
-async def test_bulk_approve_decides_each_with_the_person_as_actor(client, db, settings, tenant, ids):
+async def test_bulk_approve_decides_each_with_the_person_as_actor(
+    client, db, settings, tenant, ids
+):
     _, held = await _held_referrals(client, tenant, 3)
     csrf = await sign_in(client, db, settings, tenant.merchant_id, actor="Maja Risk")
     answer = await client.post(
@@ -114,12 +116,18 @@ async def test_a_double_submitted_approval_approves_once(client, db, settings, t
 
 async def test_the_explain_view_answers_why_and_decides_too(client, db, settings, tenant):
     _, held = await _held_referrals(client, tenant, 1)
-    csrf = await sign_in(client, db, settings, tenant.merchant_id, actor="Support Sam")
+    await sign_in(client, db, settings, tenant.merchant_id, actor="Support Sam")
     page = await client.get(f"/console/referrals/{held[0]}")
     assert page.status_code == 200
     text = page.text
-    for expected in ("A fraud rule held it", "same_ip", "Eligibility checks", "A code typed at checkout",
-                     "Advocate&#39;s reward", "Friend&#39;s reward"):
+    for expected in (
+        "A fraud rule held it",
+        "same_ip",
+        "Eligibility checks",
+        "A code typed at checkout",
+        "Advocate&#39;s reward",
+        "Friend&#39;s reward",
+    ):
         assert expected in text, expected
     decided = await client.post(
         f"/console/referrals/{held[0]}/decision",

@@ -17,6 +17,7 @@ console_router = Router(
         auth.signed_out,
         auth.switch_mode,
         overview.overview,
+        overview.report_csv,
         advocates.advocates_page,
         advocates.advocate_page,
         referrals.referral_page,

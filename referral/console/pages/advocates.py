@@ -116,7 +116,10 @@ async def advocates_page(
 ) -> Response:
     q = q.strip()[:254]
     if q:
-        found, has_more = await advocates.search(conn, runtime=runtime, caller=session.caller, text=q), False
+        found, has_more = (
+            await advocates.search(conn, runtime=runtime, caller=session.caller, text=q),
+            False,
+        )
     else:
         listing = ListQuery(limit=PAGE_SIZE, starting_after=after or None)
         listed = await advocates.list_advocates(

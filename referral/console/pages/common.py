@@ -139,9 +139,7 @@ def back_to(url: str, **query: str) -> Redirect:
     return Redirect(target, status_code=303, headers={"cache-control": "no-store"})
 
 
-def message(
-    request: Request, status: int, title_key: str, text: str, **values: str
-) -> Response:
+def message(request: Request, status: int, title_key: str, text: str, **values: str) -> Response:
     """A page with a title and a sentence, outside the layout (no session to show)."""
     t = words.translator(locale_of(request))
     return page(

@@ -11,9 +11,10 @@ from datetime import date
 from typing import Annotated, Literal
 
 from litestar import Request, Response, get
-from litestar.params import FromQuery, QueryParameter
+from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.response import Stream
 
-from referral.analytics import reports
+from referral.analytics import export, reports
 from referral.analytics.schemas import Answer, ReportQuery
 from referral.console.charts import line_chart
 from referral.console.figures import Figures, change
@@ -24,8 +25,20 @@ from referral.lib.pagination import Cursor
 from referral.programs import service as programs
 
 REPORTS = ("impact", "cost", "virality", "funnel", "value")
-CHANNEL_ORDER = ("whatsapp", "email", "sms", "x", "facebook", "linkedin", "copy", "qr", "story",
-                 "link", "code", "other")
+CHANNEL_ORDER = (
+    "whatsapp",
+    "email",
+    "sms",
+    "x",
+    "facebook",
+    "linkedin",
+    "copy",
+    "qr",
+    "story",
+    "link",
+    "code",
+    "other",
+)
 
 WORDS = {
     "en": {
@@ -85,10 +98,17 @@ WORDS = {
         "revenue": "Revenue",
         "no_channels": "No shares or clicks in this range yet. Share links from the share "
         "page or the widget, and each channel shows up here.",
-        "channel_whatsapp": "WhatsApp", "channel_email": "Email", "channel_sms": "SMS",
-        "channel_x": "X", "channel_facebook": "Facebook", "channel_linkedin": "LinkedIn",
-        "channel_copy": "Copied link", "channel_qr": "QR code", "channel_story": "Story",
-        "channel_code": "Code typed at checkout", "channel_other": "Other",
+        "channel_whatsapp": "WhatsApp",
+        "channel_email": "Email",
+        "channel_sms": "SMS",
+        "channel_x": "X",
+        "channel_facebook": "Facebook",
+        "channel_linkedin": "LinkedIn",
+        "channel_copy": "Copied link",
+        "channel_qr": "QR code",
+        "channel_story": "Story",
+        "channel_code": "Code typed at checkout",
+        "channel_other": "Other",
         "channel_link": "Link (no channel named)",
         "value_empty": "No window has passed yet for customers whose first order is in this "
         "range: the 30-day figures appear 30 days after their first order. Pick an earlier "
@@ -107,6 +127,7 @@ WORDS = {
         "empty_text": "Once advocates share their links and friends order, the numbers "
         "appear here within seconds. Try a longer range, or another program.",
         "notes": "About these numbers",
+        "downloads": "Download these figures (CSV, as the API gives them):",
     },
     "sv": {
         "overview_title": "Översikt",
@@ -165,10 +186,17 @@ WORDS = {
         "revenue": "Intäkter",
         "no_channels": "Inga delningar eller klick under perioden än. Dela länkar från "
         "delningssidan eller widgeten, så syns varje kanal här.",
-        "channel_whatsapp": "WhatsApp", "channel_email": "E-post", "channel_sms": "SMS",
-        "channel_x": "X", "channel_facebook": "Facebook", "channel_linkedin": "LinkedIn",
-        "channel_copy": "Kopierad länk", "channel_qr": "QR-kod", "channel_story": "Berättelse",
-        "channel_code": "Kod i kassan", "channel_other": "Annat",
+        "channel_whatsapp": "WhatsApp",
+        "channel_email": "E-post",
+        "channel_sms": "SMS",
+        "channel_x": "X",
+        "channel_facebook": "Facebook",
+        "channel_linkedin": "LinkedIn",
+        "channel_copy": "Kopierad länk",
+        "channel_qr": "QR-kod",
+        "channel_story": "Berättelse",
+        "channel_code": "Kod i kassan",
+        "channel_other": "Annat",
         "channel_link": "Länk (ingen kanal angiven)",
         "value_empty": "Inget fönster har passerat än för kunder vars första beställning "
         "ligger i perioden: 30-dagarssiffrorna syns 30 dagar efter första beställningen. Välj "
@@ -187,6 +215,7 @@ WORDS = {
         "empty_text": "När ambassadörer delar sina länkar och vänner beställer syns siffrorna "
         "här inom några sekunder. Prova en längre period, eller ett annat program.",
         "notes": "Om siffrorna",
+        "downloads": "Ladda ner siffrorna (CSV, som API:et ger dem):",
     },
 }
 
@@ -232,47 +261,87 @@ def _layout(answers: dict[str, Answer], t, fmt: Formats) -> Overview:
         amount = impact.get("referred_revenue", currency)
         share = impact.get("referred_revenue_share", currency)
         cards.append(
-            _card(t, fmt, t("referred_revenue"), amount,
-                  before["impact"].get("referred_revenue", currency),
-                  fmt.money(amount or 0, currency),
-                  t("revenue_share", share=fmt.percent(share)) if share is not None else "")
+            _card(
+                t,
+                fmt,
+                t("referred_revenue"),
+                amount,
+                before["impact"].get("referred_revenue", currency),
+                fmt.money(amount or 0, currency),
+                t("revenue_share", share=fmt.percent(share)) if share is not None else "",
+            )
         )
     referred_new = impact.get("referred_new_customers")
     share = impact.get("referred_new_customer_share")
     cards.append(
-        _card(t, fmt, t("new_from_referral"), referred_new,
-              before["impact"].get("referred_new_customers"), fmt.number(referred_new or 0),
-              t("new_share", share=fmt.percent(share)) if share is not None else "")
+        _card(
+            t,
+            fmt,
+            t("new_from_referral"),
+            referred_new,
+            before["impact"].get("referred_new_customers"),
+            fmt.number(referred_new or 0),
+            t("new_share", share=fmt.percent(share)) if share is not None else "",
+        )
     )
     for currency in cost.currencies("reward_cost") or impact.currencies("referred_revenue")[:1]:
         spent = cost.get("reward_cost", currency)
         pending = cost.get("reward_pending", currency)
         cards.append(
-            _card(t, fmt, t("reward_cost"), spent, before["cost"].get("reward_cost", currency),
-                  fmt.money(spent or 0, currency),
-                  t("pending_apart", amount=fmt.money(pending, currency)) if pending else "")
+            _card(
+                t,
+                fmt,
+                t("reward_cost"),
+                spent,
+                before["cost"].get("reward_cost", currency),
+                fmt.money(spent or 0, currency),
+                t("pending_apart", amount=fmt.money(pending, currency)) if pending else "",
+            )
         )
         roi = cost.get("roi", currency)
         cards.append(
-            _card(t, fmt, t("roi"), roi, before["cost"].get("roi", currency),
-                  fmt.percent(roi, 0), t("roi_said"))
+            _card(
+                t,
+                fmt,
+                t("roi"),
+                roi,
+                before["cost"].get("roi", currency),
+                fmt.percent(roi, 0),
+                t("roi_said"),
+            )
         )
     k = virality.get("k_factor")
     cards.append(
-        _card(t, fmt, t("k_factor"), k, before["virality"].get("k_factor"), fmt.number(k, 2),
-              t("k_parts",
+        _card(
+            t,
+            fmt,
+            t("k_factor"),
+            k,
+            before["virality"].get("k_factor"),
+            fmt.number(k, 2),
+            t(
+                "k_parts",
                 participation=fmt.percent(virality.get("participation")),
                 invites=fmt.number(virality.get("invites_per_advocate"), 1),
-                conversion=fmt.percent(virality.get("friend_conversion"))),
-              estimate=virality.estimate("k_factor"))
+                conversion=fmt.percent(virality.get("friend_conversion")),
+            ),
+            estimate=virality.estimate("k_factor"),
+        )
     )
     turned = virality.get("friends_turned_advocates")
     cycle = virality.get("cycle_days_median")
     cards.append(
-        _card(t, fmt, t("friends_turned"), turned,
-              before["virality"].get("friends_turned_advocates"), fmt.number(turned or 0),
-              t("cycle", days=fmt.number(cycle, 0)) if cycle is not None
-              else t("friends_turned_said"))
+        _card(
+            t,
+            fmt,
+            t("friends_turned"),
+            turned,
+            before["virality"].get("friends_turned_advocates"),
+            fmt.number(turned or 0),
+            t("cycle", days=fmt.number(cycle, 0))
+            if cycle is not None
+            else t("friends_turned_said"),
+        )
     )
 
     chart, rows = _chart(answers["impact"], t, fmt)
@@ -290,8 +359,11 @@ def _layout(answers: dict[str, Answer], t, fmt: Formats) -> Overview:
             )
         estimate = " (" + t("estimate") + ")" if funnel.estimate(step) else ""
         funnel_rows.append(
-            (t(f"step_{step}"), fmt.number(funnel.get(step)) + estimate,
-             "" if previous is None else fmt.percent(ratio))
+            (
+                t(f"step_{step}"),
+                fmt.number(funnel.get(step)) + estimate,
+                "" if previous is None else fmt.percent(ratio),
+            )
         )
         previous = step
     channels, channel_currencies = _channels(funnel_answer, t, fmt)
@@ -300,20 +372,37 @@ def _layout(answers: dict[str, Answer], t, fmt: Formats) -> Overview:
     empty = not any(
         (funnel.get(s) or 0) for s in ("shares", "clicks", "signups", "first_orders")
     ) and not (impact.get("referred_orders") or 0)
-    return Overview(cards, chart, rows, funnel_rows, channels, channel_currencies, value_rows,
-                    value_currencies, notes, empty)
+    return Overview(
+        cards,
+        chart,
+        rows,
+        funnel_rows,
+        channels,
+        channel_currencies,
+        value_rows,
+        value_currencies,
+        notes,
+        empty,
+    )
 
 
 def _chart(answer: Answer, t, fmt: Formats):
     labels = [fmt.day(b.start) for b in answer.series]
     current = [Figures(b.values).get("referred_new_customers") for b in answer.series]
     compare = None
-    description = t("chart_desc", interval=t(f"interval_{answer.interval}").lower(),
-                    start=fmt.day(answer.start), end=fmt.day(answer.end))
+    description = t(
+        "chart_desc",
+        interval=t(f"interval_{answer.interval}").lower(),
+        start=fmt.day(answer.start),
+        end=fmt.day(answer.end),
+    )
     if answer.compare is not None:
         compare = [Figures(b.values).get("referred_new_customers") for b in answer.compare.series]
-        description += t("chart_desc_compare", start=fmt.day(answer.compare.start),
-                         end=fmt.day(answer.compare.end))
+        description += t(
+            "chart_desc_compare",
+            start=fmt.day(answer.compare.start),
+            end=fmt.day(answer.compare.end),
+        )
     svg = line_chart(
         chart_id="new-customers",
         title=t("chart_title"),
@@ -343,10 +432,12 @@ def _channels(answer: Answer, t, fmt: Formats):
             if currency not in currencies:
                 currencies.append(currency)
         name = f"channel_{group.key}"
-        rows.append({
-            "channel": t(name) if name in WORDS["en"] else group.key,
-            "figures": figures,
-        })
+        rows.append(
+            {
+                "channel": t(name) if name in WORDS["en"] else group.key,
+                "figures": figures,
+            }
+        )
     return rows, currencies
 
 
@@ -399,7 +490,43 @@ async def overview(
         view=_layout(answers, t, fmt),
         answer=first,
         programs=listed.data,
-        chosen={"program": program or "", "compare": compare, "interval": interval,
-                "from": first.start.isoformat(), "to": first.end.isoformat()},
+        chosen={
+            "program": program or "",
+            "compare": compare,
+            "interval": interval,
+            "from": first.start.isoformat(),
+            "to": first.end.isoformat(),
+        },
         **({"colour": colour} if colour else {}),
+    )
+
+
+@get("/reports/{file:str}", include_in_schema=False)
+async def report_csv(
+    conn: Conn,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    file: FromPath[str],
+    start: Annotated[date | None, QueryParameter(name="from")] = None,
+    end: Annotated[date | None, QueryParameter(name="to")] = None,
+    program: FromQuery[str | None] = None,
+    compare: FromQuery[Literal["none", "previous", "year"]] = "previous",
+    interval: FromQuery[Literal["day", "week", "month"]] = "day",
+) -> Response:
+    """`{report}.csv`: a report as the API's CSV (`GET /v1/analytics/{report}`, text/csv)."""
+    report = file.removesuffix(".csv") if file.endswith(".csv") else ""
+    query = ReportQuery(
+        program_id=program or None, start=start, end=end, interval=interval, compare=compare
+    )
+    answer = await reports.report(
+        conn, runtime=runtime, caller=session.caller, name=report, query=query
+    )
+    return Stream(
+        export.report_csv(answer),
+        media_type="text/csv",
+        headers={
+            "content-disposition": f'attachment; filename="{answer.report}-{answer.start}-'
+            f'{answer.end}.csv"',
+            "cache-control": "no-store",
+        },
     )

@@ -169,7 +169,9 @@ async def referral_page(
     advocate = await advocates.get(
         conn, runtime=runtime, caller=caller, advocate_id=referral.advocate_id
     )
-    program = await programs.get(conn, runtime=runtime, caller=caller, program_id=referral.program_id)
+    program = await programs.get(
+        conn, runtime=runtime, caller=caller, program_id=referral.program_id
+    )
     return page(
         request,
         "referral.html",

@@ -101,7 +101,9 @@ async def queue(
         catalogue=WORDS,
         referrals=found.data,
         names=await advocates.names(
-            conn, runtime=runtime, caller=session.caller,
+            conn,
+            runtime=runtime,
+            caller=session.caller,
             advocate_ids=sorted({r.advocate_id for r in found.data}),
         ),
         has_more=found.has_more,
@@ -114,9 +116,7 @@ async def queue(
 
 
 @post("/review", include_in_schema=False, status_code=303)
-async def decide(
-    conn: Conn, runtime: RuntimeDep, session: SessionDep, form: FormDep
-) -> Response:
+async def decide(conn: Conn, runtime: RuntimeDep, session: SessionDep, form: FormDep) -> Response:
     """Approve or reject every selected referral; one that cannot be (decided meanwhile,
     not eligible) is listed back with why, and the others still go through."""
     action = form.get("action")
