@@ -68,6 +68,10 @@ bench-checkout: $(VENV)/.dev
 bench-analytics: $(VENV)/.dev
 	$(BIN)/python bench/analytics.py
 
+# Console page render times at the analytics benchmark's size (BENCH_SCALE as there).
+bench-console: $(VENV)/.dev
+	$(BIN)/python bench/console.py
+
 bench-payouts: $(VENV)/.dev
 	$(BIN)/python bench/payouts.py
 

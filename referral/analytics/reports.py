@@ -12,6 +12,8 @@ HyperLogLog sketches (`estimate: true`, as is every rate computed from one).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -544,10 +546,17 @@ class Question:
     channel: str | None
     interval: periods.Interval
     today: date
+    series: bool = True  # False: the totals alone (no bucket is summed)
 
 
 def _slots(buckets: list[Range]) -> dict[date, int]:
-    """Each day of the range -> its bucket's place in the series."""
+    return _slots_of(tuple(buckets))
+
+
+@functools.lru_cache(maxsize=64)
+def _slots_of(buckets: tuple[Range, ...]) -> dict[date, int]:
+    """Each day of the range -> its bucket's place in the series (the same ranges are asked
+    for again and again: a page's reports, their compare periods). Read only."""
     return {
         b.start + timedelta(days=d): i
         for i, b in enumerate(buckets)
@@ -568,17 +577,24 @@ def _counted_as(name: str, metric: str, today: date) -> list[tuple[str, date | N
     return [(metric, today - timedelta(days=n))]
 
 
-def _add_days(read: Read, slots: dict[date, int], name: str, today: date, scope: int,
+def _add_days(read: Read, slots: dict[date, int] | None, name: str, today: date, scope: int,
               metric: str, dim: str, currency: str, days: list[date],
               values: list[int]) -> None:  # fmt: skip
-    """One cell's sums by day into the series' buckets and the total."""
+    """One cell's sums by day into the series' buckets (`slots` None: no series) and the
+    total."""
     for counted, last in _counted_as(name, metric, today):
-        column = read.series.column(scope, counted, dim, currency)
-        total = 0
-        for day, value in zip(days, values, strict=True):
-            if last is None or day <= last:
-                column[slots[day]] += value
-                total += value
+        if slots is None:
+            if last is None:
+                total = sum(values)
+            else:
+                total = sum(v for d, v in zip(days, values, strict=True) if d <= last)
+        else:
+            column = read.series.column(scope, counted, dim, currency)
+            total = 0
+            for day, value in zip(days, values, strict=True):
+                if last is None or day <= last:
+                    column[slots[day]] += value
+                    total += value
         read.total.column(scope, counted, dim, currency)[0] += total
 
 
@@ -593,7 +609,7 @@ def _scope(program_id: int, asked: int | None) -> int:
 async def _read_series(
     conn: asyncpg.Connection, question: Question, spec: Spec, span: Range, read: Read
 ) -> None:
-    slots = _slots(read.buckets)
+    slots = _slots(read.buckets) if question.series else None
     name, today = question.name, question.today
     if question.story_id or question.advocate_id or question.channel:
         rollup_read = repo.RollupRead(
@@ -803,9 +819,12 @@ async def report(
     name: str,
     query: ReportQuery,
     now: datetime | None = None,
+    series: bool = True,
 ) -> Answer:
     """The report `name` for the caller's merchant (its mode's data only) over the query's
-    range, in the merchant's days."""
+    range, in the merchant's days. `series=False`: the totals (and breakdown) without the
+    series, for a page that draws only the figures: read by month, the fewest buckets (a
+    total is the same whatever the buckets)."""
     _check(name, query)
     ids = runtime.ids
     program_id = ids.decode("program", query.program_id) if query.program_id else None
@@ -834,8 +853,9 @@ async def report(
         story_id=story_id,
         advocate_id=advocate_id,
         channel=query.channel,
-        interval=query.interval,
+        interval=query.interval if series else "month",
         today=today,
+        series=series,
     )
     spec = SPECS[name]
     current = await _read(conn, question, spec, span)
@@ -853,7 +873,7 @@ async def report(
         interval=query.interval,
         filters=filters,
         totals=_spans(spec.values(ctx, current.total), 1)[0],
-        series=_series(ctx, spec, current),
+        series=_series(ctx, spec, current) if series else [],
     )
     answer.breakdown = _breakdown(ctx, spec, current, question)
     if name in RANKINGS:
@@ -867,11 +887,55 @@ async def report(
             start=other.start,
             end=other.end,
             totals=_spans(spec.values(ctx, compared.total), 1)[0],
-            series=_series(ctx, spec, compared),
+            series=_series(ctx, spec, compared) if series else [],
         )
     _notes(ctx, question, spec)
     answer.notes = ctx.notes
     return answer
+
+
+async def several(
+    conn: asyncpg.Connection,
+    *,
+    pool: asyncpg.Pool,
+    runtime: Runtime,
+    caller: Caller,
+    names: Iterable[str],
+    query: ReportQuery,
+    with_series: frozenset[str] = frozenset(),
+) -> dict[str, Answer]:
+    """Several reports over one query, at once: a page of figures (the console's overview)
+    waits for the slowest, not for their sum. `conn` reads some; the others run on idle
+    connections of `pool`, never waited for (a busy pool, or requests each holding one,
+    would otherwise wait on each other): what finds none runs on `conn` afterwards. Only the
+    reports in `with_series` carry their series."""
+    names = list(names)
+    answers: dict[str, Answer] = {}
+    lanes = max(1, min(len(names), pool.get_idle_size() + 1))
+    work = [names[i::lanes] for i in range(lanes)]
+    left: list[str] = []
+
+    async def read(on: asyncpg.Connection, batch: list[str]) -> None:
+        for name in batch:
+            answers[name] = await report(
+                on, runtime=runtime, caller=caller, name=name, query=query,
+                series=name in with_series,
+            )  # fmt: skip
+
+    async def lane(batch: list[str]) -> None:
+        try:
+            extra = await pool.acquire(timeout=0.02)
+        except TimeoutError:
+            left.extend(batch)
+            return
+        try:
+            await read(extra, batch)
+        finally:
+            await pool.release(extra)
+
+    await asyncio.gather(read(conn, work[0]), *(lane(batch) for batch in work[1:]))
+    await read(conn, left)
+    return {name: answers[name] for name in names}
 
 
 def _spans(columns: list[Column], n: int) -> list[list[Value]]:

@@ -707,3 +707,68 @@ async def test_a_key_is_needed_and_a_publishable_one_is_not_enough(client, tenan
     assert (await client.get("/v1/analytics/funnel")).status_code == 401
     response = await client.get("/v1/analytics/funnel", headers=tenant.public_auth)
     assert response.status_code in (401, 403)
+
+
+@pytest.mark.parametrize("name", REPORTS)
+async def test_totals_without_the_series_are_the_same_totals(db, tenant, shop: Shop, ids, name):
+    """A page that draws only the figures asks without the series (read by month): the
+    totals, breakdown and compare totals are the ones the full answer gives."""
+    from types import SimpleNamespace
+
+    from referral.analytics import reports
+    from referral.analytics.schemas import ReportQuery
+    from referral.merchants.service import Caller
+
+    caller = Caller(merchant_id=tenant.merchant_id, mode="test", kind="secret")
+    query = ReportQuery(
+        start=shop.t - timedelta(days=40), end=shop.t, interval="day", compare="previous"
+    )
+    runtime = SimpleNamespace(ids=ids)
+    full, figures_only = [
+        await reports.report(
+            db, runtime=runtime, caller=caller, name=name, query=query, series=series
+        )
+        for series in (True, False)
+    ]
+    assert full.series and not figures_only.series
+    assert figures_only.totals == full.totals
+    assert figures_only.breakdown == full.breakdown
+    assert figures_only.rows == full.rows
+    assert figures_only.compare.totals == full.compare.totals
+
+
+async def test_several_reports_at_once_answer_what_each_answers_even_with_a_busy_pool(
+    db, pool, tenant, shop: Shop, ids
+):
+    from types import SimpleNamespace
+
+    from referral.analytics import reports
+    from referral.analytics.schemas import ReportQuery
+    from referral.merchants.service import Caller
+
+    caller = Caller(merchant_id=tenant.merchant_id, mode="test", kind="secret")
+    query = ReportQuery(start=shop.t - timedelta(days=20), end=shop.t, compare="previous")
+    runtime = SimpleNamespace(ids=ids)
+    names = ("impact", "cost", "virality", "funnel", "value")
+    each = {
+        n: await reports.report(db, runtime=runtime, caller=caller, name=n, query=query)
+        for n in names
+    }
+    together = await reports.several(
+        db, pool=pool, runtime=runtime, caller=caller, names=names, query=query,
+        with_series=frozenset({"impact"}),
+    )  # fmt: skip
+    assert list(together) == list(names)
+    assert together["impact"].series == each["impact"].series
+    for n in names:
+        assert together[n].totals == each[n].totals, n
+    # Every connection of the pool taken by others: all of them are read on `db`, none waited.
+    held = [await pool.acquire() for _ in range(pool.get_size())]
+    try:
+        busy = await reports.several(
+            db, pool=pool, runtime=runtime, caller=caller, names=names, query=query
+        )
+    finally:
+        for conn in held:
+            await pool.release(conn)
+    assert {n: a.totals for n, a in busy.items()} == {n: a.totals for n, a in each.items()}

@@ -25,6 +25,7 @@ from referral.lib.pagination import Cursor
 from referral.programs import service as programs
 
 REPORTS = ("impact", "cost", "virality", "funnel", "value")
+CHARTED = "impact"
 CHANNEL_ORDER = (
     "whatsapp",
     "email",
@@ -468,12 +469,15 @@ async def overview(
     query = ReportQuery(
         program_id=program or None, start=start, end=end, interval=interval, compare=compare
     )
-    answers = {
-        name: await reports.report(
-            conn, runtime=runtime, caller=session.caller, name=name, query=query
-        )
-        for name in REPORTS
-    }
+    answers = await reports.several(
+        conn,
+        pool=runtime.pool,
+        runtime=runtime,
+        caller=session.caller,
+        names=REPORTS,
+        query=query,
+        with_series=frozenset({CHARTED}),
+    )
     listed = await programs.list_programs(
         conn, runtime=runtime, caller=session.caller, status=None, cursor=Cursor(limit=100)
     )
