@@ -183,3 +183,23 @@ async def test_the_overview_downloads_the_same_csv_as_the_api(console, tenant):
     assert from_console.text.startswith("period,bucket_start,bucket_end,group,key,metric")
     page = await console.get("/console?from=2026-11-01&to=2026-11-30")
     assert "/console/reports/funnel.csv?from=2026-11-01&amp;to=2026-11-30" in page.text
+
+
+async def test_the_console_speaks_swedish_to_a_swedish_browser(console):
+    page = await console.get("/console", headers={"accept-language": "sv-SE,sv;q=0.9,en;q=0.5"})
+    assert page.status_code == 200
+    assert '<html lang="sv">' in page.text
+    assert "Översikt" in page.text and "Du är i testläge" in page.text
+    english = await console.get("/console", headers={"accept-language": "de-DE,en;q=0.8"})
+    assert '<html lang="en">' in english.text and "Overview" in english.text
+
+
+async def test_a_blank_name_on_a_used_link_says_the_link_is_gone(client, db, settings, tenant):
+    link = await sign_in_link(db, settings, tenant.merchant_id)
+    fields = link_fields(link)
+    used = await client.post("/console/sign-in", data={**fields, "actor": "Ola"})
+    assert used.status_code == 200  # followed to the overview
+    client.cookies.clear()
+    again = await client.post("/console/sign-in", data={**fields, "actor": " "})
+    assert again.status_code == 410
+    assert "<code>referral console-link --merchant mer_" in again.text

@@ -80,9 +80,12 @@ async def sign_in(request: Request, conn: Conn, runtime: RuntimeDep) -> Response
     except service.SignInRefused:
         return _refused(request, merchant)
     except InvalidInput as exc:  # the name: asked again, the link still unused
-        named = await service.sign_in_page(
-            conn, ids=runtime.ids, merchant=merchant, raw_token=token
-        )
+        try:
+            named = await service.sign_in_page(
+                conn, ids=runtime.ids, merchant=merchant, raw_token=token
+            )
+        except service.SignInRefused:
+            return _refused(request, merchant)
         return page(
             request,
             "sign_in.html",
