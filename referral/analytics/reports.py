@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 import datasketches
+import msgspec
 
 from referral.analytics import periods, repo, rules
 from referral.analytics.periods import PeriodError, Range
@@ -903,9 +904,11 @@ async def several(
     names: Iterable[str],
     query: ReportQuery,
     with_series: frozenset[str] = frozenset(),
+    with_compare: frozenset[str] | None = None,
 ) -> dict[str, Answer]:
     """Several reports over one query, at once: a page of figures (the console's overview)
-    waits for the slowest, not for their sum. `conn` reads some; the others run on idle
+    waits for the slowest, not for their sum. `with_compare`: the reports that read the
+    query's compare period (None: all of them). `conn` reads some; the others run on idle
     connections of `pool`, never waited for (a busy pool, or requests each holding one,
     would otherwise wait on each other): what finds none runs on `conn` afterwards. Only the
     reports in `with_series` carry their series."""
@@ -915,11 +918,14 @@ async def several(
     work = [names[i::lanes] for i in range(lanes)]
     left: list[str] = []
 
+    alone = msgspec.structs.replace(query, compare="none")
+
     async def read(on: asyncpg.Connection, batch: list[str]) -> None:
         for name in batch:
+            compared = with_compare is None or name in with_compare
             answers[name] = await report(
-                on, runtime=runtime, caller=caller, name=name, query=query,
-                series=name in with_series,
+                on, runtime=runtime, caller=caller, name=name,
+                query=query if compared else alone, series=name in with_series,
             )  # fmt: skip
 
     async def lane(batch: list[str]) -> None:

@@ -26,6 +26,7 @@ from referral.programs import service as programs
 
 REPORTS = ("impact", "cost", "virality", "funnel", "value")
 CHARTED = "impact"
+COMPARED = frozenset({"impact", "cost", "virality"})  # the cards' changes; not the tables
 CHANNEL_ORDER = (
     "whatsapp",
     "email",
@@ -477,6 +478,7 @@ async def overview(
         names=REPORTS,
         query=query,
         with_series=frozenset({CHARTED}),
+        with_compare=COMPARED,
     )
     listed = await programs.list_programs(
         conn, runtime=runtime, caller=session.caller, status=None, cursor=Cursor(limit=100)
