@@ -895,6 +895,9 @@ async def report(
     return answer
 
 
+SPARE_WAIT_SECONDS = 0.25
+
+
 async def several(
     conn: asyncpg.Connection,
     *,
@@ -914,7 +917,8 @@ async def several(
     reports in `with_series` carry their series."""
     names = list(names)
     answers: dict[str, Answer] = {}
-    lanes = max(1, min(len(names), pool.get_idle_size() + 1))
+    free = pool.get_idle_size() + pool.get_max_size() - pool.get_size()
+    lanes = max(1, min(len(names), free + 1))
     work = [names[i::lanes] for i in range(lanes)]
     left: list[str] = []
 
@@ -930,7 +934,7 @@ async def several(
 
     async def lane(batch: list[str]) -> None:
         try:
-            extra = await pool.acquire(timeout=0.02)
+            extra = await pool.acquire(timeout=SPARE_WAIT_SECONDS)
         except TimeoutError:
             left.extend(batch)
             return

@@ -762,8 +762,9 @@ async def test_several_reports_at_once_answer_what_each_answers_even_with_a_busy
     assert together["impact"].series == each["impact"].series
     for n in names:
         assert together[n].totals == each[n].totals, n
-    # Every connection of the pool taken by others: all of them are read on `db`, none waited.
-    held = [await pool.acquire() for _ in range(pool.get_size())]
+    # Every connection the pool may open taken by others: all are read on `db` after a short
+    # wait, never a deadlock.
+    held = [await pool.acquire() for _ in range(pool.get_max_size())]
     try:
         busy = await reports.several(
             db, pool=pool, runtime=runtime, caller=caller, names=names, query=query
