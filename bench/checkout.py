@@ -33,13 +33,19 @@ answered (and the same order ids), every referral by code converted with exactly
 advocate and one friend reward (the friend's with one coupon), no other rewards, and the
 duplicates made one order and one reward per side.
 
+The program runs the default fraud policy with the advocate-velocity rule off (this load
+gives each advocate tens of referrals an hour, which that rule holds for review), so every
+referral by code must convert; BENCH_VELOCITY=on keeps the rule on, and then every referral
+must convert except exactly those whose stored decision counted more than the rule's
+limits, which must be in review with it among their reasons.
+
 Environment: BENCH_RATE, BENCH_DURATION, BENCH_WARMUP (2), BENCH_STEPS
 ("200,300,400,600,800,1000,1200,1600,2000"), BENCH_STEP_DURATION (10), BENCH_MAX_P99_MS,
 BENCH_ADVOCATES (500), BENCH_HISTORY, BENCH_ANALYZE, BENCH_MAX_CONNECTIONS (256),
-BENCH_DATABASE_URL, BENCH_PROFILE=1 (afterwards, one more order run at BENCH_RATE under
-py-spy, if installed, into bench/results/BENCH_PROFILE_FILE, default checkout-orders.svg;
-a .txt name gives collapsed stacks). Exit status: 0 when the correctness checks pass, 1
-when one fails, 2 when the benchmark cannot run.
+BENCH_DATABASE_URL, BENCH_VELOCITY (off), BENCH_PROFILE=1 (afterwards, one more order run
+at BENCH_RATE under py-spy, if installed, into bench/results/BENCH_PROFILE_FILE, default
+checkout-orders.svg; a .txt name gives collapsed stacks). Exit status: 0 when the
+correctness checks pass, 1 when one fails, 2 when the benchmark cannot run.
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ from harness import (
     fresh_database,
     logged_errors,
     note_load_average,
+    proc_files,
     run_main,
     stop_server,
 )
@@ -92,6 +99,10 @@ ADVOCATES = int(os.environ.get("BENCH_ADVOCATES", "500"))
 HISTORY = int(os.environ.get("BENCH_HISTORY", "5000"))
 ANALYZE = os.environ.get("BENCH_ANALYZE", "1") != "0"
 MAX_CONNECTIONS = int(os.environ.get("BENCH_MAX_CONNECTIONS", "256"))
+# The default fraud policy, with its advocate-velocity rule off unless BENCH_VELOCITY=on:
+# this load gives each advocate tens of referrals an hour (every run's orders share the
+# BENCH_ADVOCATES), which that rule rightly holds for review (5 an hour, 20 a day).
+VELOCITY = os.environ.get("BENCH_VELOCITY", "off")
 REQUEST_TIMEOUT = 30.0
 DUPLICATES = 50
 REFERRED_SHARE = 0.5
@@ -376,7 +387,11 @@ def loadgen_main() -> None:
     except ImportError:
         runner = asyncio.run
     result = runner(loadgen(plan))
+    # The event loop may leave stdout non-blocking: a result larger than the pipe (64 KiB,
+    # thousands of order ids) would then be cut short while the busy parent reads.
+    os.set_blocking(sys.stdout.fileno(), True)
     sys.stdout.write(json.dumps(result))
+    sys.stdout.flush()
 
 
 # =========================================================================== orchestration
@@ -498,15 +513,9 @@ class CpuMeter:
 
     def sample(self) -> tuple[dict[int, float], dict[int, float], float]:
         stats: dict[int, tuple[int, float]] = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                raw = (entry / "stat").read_text()
-            except OSError:
-                continue
+        for pid, raw in proc_files("stat"):
             fields = raw[raw.rfind(")") + 2 :].split()
-            stats[int(entry.name)] = (
+            stats[pid] = (
                 int(fields[1]),
                 (int(fields[11]) + int(fields[12])) / self.tick,
             )
@@ -543,6 +552,8 @@ async def seed(url: str, env: dict[str, str], advocates: int) -> tuple[str, list
     from referral import settings as settings_module
     from referral.advocates import service as advocate_service
     from referral.advocates.schemas import AdvocateUpsert
+    from referral.fraud import service as fraud_service
+    from referral.fraud.policy import AdvocateVelocity, FraudPolicy
     from referral.lib.db import create_pool, migrate
     from referral.lib.logging import configure_logging
     from referral.merchants import service as merchant_service
@@ -577,6 +588,13 @@ async def seed(url: str, env: dict[str, str], advocates: int) -> tuple[str, list
                     ),
                 ),
             )
+            await fraud_service.put_policy(
+                conn,
+                ids=runtime.ids,
+                merchant_id=merchant.id,
+                program_id=program.id,
+                policy=FraudPolicy(advocate_velocity=AdvocateVelocity(enabled=VELOCITY == "on")),
+            )
             codes = []
             for i in range(advocates):
                 advocate, _ = await advocate_service.upsert(
@@ -601,12 +619,39 @@ CHECKS = {
     "referred_orders": "SELECT count(*) FROM orders WHERE referral_id IS NOT NULL",
     "code_referrals": "SELECT count(*) FROM referrals WHERE source = 'code'",
     "not_converted": "SELECT count(*) FROM referrals WHERE status <> 'converted'",
+    # By the stored features and the rule's default limits ($1 an hour, $2 a day): those
+    # the advocate-velocity rule fires on when it is on, and how the others were decided.
+    "over_velocity": """
+        SELECT count(*) FILTER (WHERE over) AS over,
+               count(*) FILTER (WHERE over AND status = 'in_review' AND velocity) AS over_held,
+               count(*) FILTER (WHERE NOT over AND status = 'converted' AND NOT velocity)
+                 AS under_converted,
+               count(*) FILTER (WHERE velocity) AS velocity_fired
+        FROM (SELECT r.status,
+                     (r.decision #>> '{fraud,features,advocate_referrals_hour}')::int > $1
+                     OR (r.decision #>> '{fraud,features,advocate_referrals_day}')::int > $2
+                       AS over,
+                     EXISTS (SELECT FROM jsonb_array_elements(r.decision #> '{fraud,reasons}') x
+                             WHERE x ->> 'rule' = 'advocate_velocity') AS velocity
+              FROM referrals r WHERE r.source = 'code') d
+    """,
     # Referrals by code without exactly one advocate and one friend reward.
     "bad_rewards": """
         SELECT count(*) FROM referrals r
         WHERE r.source = 'code' AND (
           (SELECT count(*) FROM rewards w WHERE w.referral_id = r.id AND w.side = 'advocate') <> 1
           OR (SELECT count(*) FROM rewards w WHERE w.referral_id = r.id AND w.side = 'friend') <> 1)
+    """,
+    # What held the others: status, rejection reason and the fraud rules that fired.
+    "not_converted_why": """
+        SELECT r.status, coalesce(r.rejection_reason, '') AS reason,
+               coalesce(r.decision #>> '{fraud,action}', '') AS action,
+               coalesce((SELECT string_agg(x ->> 'rule', '+' ORDER BY x ->> 'rule')
+                         FROM jsonb_array_elements(r.decision #> '{fraud,reasons}') x), '')
+                 AS rules,
+               count(*) AS n
+        FROM referrals r WHERE r.status <> 'converted'
+        GROUP BY 1, 2, 3, 4 ORDER BY n DESC
     """,
     "stray_rewards": "SELECT count(*) FROM rewards WHERE referral_id IS NULL",
     "rewards": "SELECT count(*) FROM rewards",
@@ -631,12 +676,19 @@ CHECKS = {
 async def check_database(url: str) -> dict:
     import asyncpg
 
+    from referral.fraud.policy import AdvocateVelocity
+
     conn = await asyncpg.connect(url)
     try:
         out = {}
         for name, sql in CHECKS.items():
             if name == "order_ids":
                 out[name] = {r[0] for r in await conn.fetch(sql)}
+            elif name == "over_velocity":
+                limits = AdvocateVelocity()
+                out[name] = dict(await conn.fetchrow(sql, limits.max_per_hour, limits.max_per_day))
+            elif name == "not_converted_why":
+                out[name] = [tuple(r) for r in await conn.fetch(sql)]
             else:
                 out[name] = await conn.fetchval(sql)
         return out
@@ -716,6 +768,29 @@ def held(run: Run) -> tuple[bool, str]:
     return True, ""
 
 
+def converted_check(facts: dict) -> tuple[bool, str]:
+    """Every referral by code converted (velocity off), or (velocity on) converted except
+    exactly those over the rule's limits by their stored features, held in review by it."""
+    code, velocity = facts["code_referrals"], facts["over_velocity"]
+    same = facts["code_referrals"] == facts["referred_orders"]
+    head = f"referrals by code {code:,} = referred orders {facts['referred_orders']:,}"
+    if VELOCITY != "on":
+        ok = same and facts["not_converted"] == 0 and velocity["velocity_fired"] == 0
+        return ok, f"{head}, all converted (advocate velocity off: fired on none)"
+    over = velocity["over"]
+    ok = (
+        same
+        and velocity["over_held"] == over
+        and velocity["under_converted"] == code - over
+        and facts["not_converted"] == over
+    )
+    return ok, (
+        f"{head}: {code - over:,} under the velocity limits all converted "
+        f"({velocity['under_converted']:,}), {over:,} over them all in review by the rule "
+        f"({velocity['over_held']:,})"
+    )
+
+
 def main() -> int:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -732,7 +807,8 @@ def main() -> int:
         key, codes = asyncio.run(seed(db.url, env, ADVOCATES))
         print(
             f"seeded 1 merchant, 1 program, {len(codes):,} advocates "
-            f"in {time.monotonic() - started:.1f} s"
+            f"in {time.monotonic() - started:.1f} s; fraud policy: the default, advocate "
+            f"velocity {'ON (BENCH_VELOCITY=on)' if VELOCITY == 'on' else 'OFF'}"
         )
         log_path = Path(tmp) / "server.log"
         gen = LoadGen(base, key, codes)
@@ -827,11 +903,7 @@ def main() -> int:
             facts["orders"] == len(created) and facts["order_ids"] == created_set,
             f"orders rows {facts['orders']:,} = 201 answers {len(created):,} (same order ids)",
         ),
-        (
-            facts["code_referrals"] == facts["referred_orders"] and facts["not_converted"] == 0,
-            f"referrals by code {facts['code_referrals']:,} = referred orders "
-            f"{facts['referred_orders']:,}, all converted",
-        ),
+        converted_check(facts),
         (
             facts["bad_rewards"] == 0
             and facts["stray_rewards"] == 0
@@ -853,6 +925,11 @@ def main() -> int:
     print("correctness: " + ("PASS" if all(ok for ok, _ in checks) else "FAIL"))
     for ok, text in checks:
         print(f"  {'ok  ' if ok else 'FAIL'} {text}")
+    for status, reason, action, rules, n in facts["not_converted_why"][:5]:
+        print(
+            f"  not converted: {n:,} x {status}{' ' + reason if reason else ''}"
+            f" (fraud decision {action or 'none'}: {rules or 'no rule fired'})"
+        )
     for line in errors_logged[:3]:
         print(f"  server log: {_log_summary(line)}")
     targets = [

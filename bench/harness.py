@@ -210,6 +210,18 @@ def logged_errors(log_path: Path) -> list[str]:
     ]
 
 
+def proc_files(name: str) -> Iterator[tuple[int, str]]:
+    """(pid, text of `/proc/<pid>/<name>`) for every process that is still there."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / name).read_text()
+        except OSError:
+            continue
+        yield int(entry.name), text
+
+
 def note_load_average() -> None:
     load = os.getloadavg()[0]
     if load > 0.5:

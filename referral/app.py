@@ -55,6 +55,7 @@ from referral.webhooks.delivery import Deliverer
 
 log = structlog.get_logger("referral.app")
 VERSION = "0.1.0"
+CODE_WARM_UP_SECONDS = 60.0
 
 
 @get(
@@ -140,6 +141,11 @@ def create_app(settings: Settings) -> Litestar:
         await links.ensure_click_partitions(pool)
         runtime.clicks.start()
         background = [asyncio.create_task(_maintain_partitions(runtime))]
+        # The code cache's change listener (links/service.py, CodeResolver): serve once it
+        # listens and holds the codes, or has given up trying for now.
+        background.append(asyncio.create_task(runtime.codes.listen(settings.database_url)))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(runtime.codes.warm.wait(), CODE_WARM_UP_SECONDS)
         if settings.release_interval_seconds > 0:
             background.append(asyncio.create_task(_release_rewards(runtime)))
         if settings.analytics_interval_seconds > 0:

@@ -3,20 +3,45 @@ COPY and rollups."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import date
 
 import asyncpg
 import msgspec
 
-from referral.lib.db import one
+from referral.lib.db import many
 
+# A code with its program's link settings (the program in the code's merchant: one shard).
+# `live_from`: the program's start as Unix seconds, compared with the clock on each redirect
+# (a cached code of a program that starts later becomes active without a change to hear of).
 RESOLVE_CODE = """
-SELECT c.code, c.merchant_id, c.program_id, c.advocate_id,
-       c.status = 'active' AND p.status = 'active' AND p.starts_at <= now() AS active,
+SELECT c.lookup_key, c.code, c.merchant_id, c.program_id, c.advocate_id,
+       c.status = 'active' AS code_active,
+       p.status = 'active' AS live, extract(epoch FROM p.starts_at)::float8 AS live_from,
        p.landing_url, p.fallback_url, p.qr_foreground, p.qr_background
-FROM codes c JOIN programs p ON p.id = c.program_id
+FROM codes c JOIN programs p ON p.merchant_id = c.merchant_id AND p.id = c.program_id
 WHERE c.lookup_key = $1
 """
+
+# The codes after `$1` in lookup-key order, `$2` of them: the resolver's warm-up.
+CODES_AFTER = """
+SELECT lookup_key, code, merchant_id, program_id, advocate_id, status = 'active' AS code_active
+FROM codes WHERE lookup_key > $1 ORDER BY lookup_key LIMIT $2
+"""
+
+# Programs' link settings by (merchant, program) pairs.
+PROGRAM_LINKS = """
+SELECT p.merchant_id, p.id AS program_id, p.status = 'active' AS live,
+       extract(epoch FROM p.starts_at)::float8 AS live_from,
+       p.landing_url, p.fallback_url, p.qr_foreground, p.qr_background
+FROM programs p JOIN unnest($1::bigint[], $2::bigint[]) AS k(merchant_id, id)
+  ON p.merchant_id = k.merchant_id AND p.id = k.id
+WHERE p.merchant_id = ANY($1)
+"""
+
+# Where code changes are announced (migration 0014): `c:KEY,KEY…` or `p:ID,ID…`.
+CODE_CHANGES_CHANNEL = "referral_codes"
 
 # The order of a click tuple (`links.clicks.Click`).
 CLICK_COLUMNS = (
@@ -93,19 +118,69 @@ ENSURE_PARTITIONS = "SELECT ensure_click_partitions(now(), 2)"
 
 
 class CodeRow(msgspec.Struct, frozen=True):
+    lookup_key: str
     code: str
     merchant_id: int
     program_id: int
     advocate_id: int
-    active: bool
+    code_active: bool
+
+
+class ProgramLinkRow(msgspec.Struct, frozen=True):
+    merchant_id: int
+    program_id: int
+    live: bool  # status active; the start is `live_from`
+    live_from: float
     landing_url: str
     fallback_url: str | None
     qr_foreground: str
     qr_background: str
 
 
-async def resolve_code(conn: asyncpg.Pool | asyncpg.Connection, key: str) -> CodeRow | None:
-    return one(CodeRow, await conn.fetchrow(RESOLVE_CODE, key))
+async def resolve_code(
+    conn: asyncpg.Pool | asyncpg.Connection, key: str
+) -> tuple[CodeRow, ProgramLinkRow] | None:
+    row = await conn.fetchrow(RESOLVE_CODE, key)
+    if row is None:
+        return None
+    return CodeRow(*row[:6]), ProgramLinkRow(row[2], row[3], *row[6:])
+
+
+async def codes_after(
+    conn: asyncpg.Pool | asyncpg.Connection, after: str, limit: int
+) -> list[CodeRow]:
+    return [CodeRow(*r) for r in await conn.fetch(CODES_AFTER, after, limit)]
+
+
+async def program_links(
+    conn: asyncpg.Pool | asyncpg.Connection, keys: list[tuple[int, int]]
+) -> list[ProgramLinkRow]:
+    merchants, programs = [k[0] for k in keys], [k[1] for k in keys]
+    return many(ProgramLinkRow, await conn.fetch(PROGRAM_LINKS, merchants, programs))
+
+
+async def listen_for_code_changes(
+    dsn: str, on_change: Callable[[str], None], on_lost: Callable[[], None]
+) -> asyncpg.Connection:
+    """A dedicated connection (not the pool's: its no-op reset never UNLISTENs) that calls
+    `on_change(payload)` for each announced change, and `on_lost()` when it closes."""
+    conn = await asyncpg.connect(
+        dsn, timeout=5, server_settings={"application_name": "referral-code-listener"}
+    )
+    try:
+        conn.add_termination_listener(lambda _conn: on_lost())
+        await conn.add_listener(
+            CODE_CHANGES_CHANNEL, lambda _conn, _pid, _channel, payload: on_change(payload)
+        )
+    except BaseException:
+        conn.terminate()
+        raise
+    return conn
+
+
+async def heartbeat(conn: asyncpg.Connection, within_seconds: float) -> None:
+    """Raise unless the listening connection answers within `within_seconds`."""
+    await asyncio.wait_for(conn.fetchval("SELECT 1"), within_seconds)
 
 
 async def copy_clicks(conn: asyncpg.Connection, clicks: list[tuple]) -> None:

@@ -1,20 +1,24 @@
 """Links: resolve a code, build the redirect, record the click.
 
-The redirect is the hottest path in the service, so a resolved code is cached in process for
-a few seconds (program edits in this process clear it at once; other instances see them
-within `code_cache_seconds`), and the click goes to the buffered writer.
+The redirect is the hottest path in the service, so resolved codes are kept in process
+(`CodeResolver`) and the click goes to the buffered writer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import gc
 import os
 import time
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
-import msgspec
+import structlog
 
 from referral.codes.codec import lookup_key
 from referral.lib.errors import InvalidInput, NotFound
@@ -26,6 +30,8 @@ from referral.links.token import ClickToken, ClickTokenSigner
 if TYPE_CHECKING:  # the runtime holds this module's resolver
     from referral.links.qr import QrFormat, RenderedQr
     from referral.runtime import Runtime
+
+log = structlog.get_logger("referral.links")
 
 CHANNELS = frozenset(
     {
@@ -45,64 +51,331 @@ CHANNELS = frozenset(
         "other",
     }
 )
-_MAX_CACHE = 100_000
+# Codes held in memory per process: about 200 bytes each (key, entry, advocate id), so
+# about 200 MB when full; beyond it the oldest sixteenth is dropped, never all at once.
+# Unknown codes are kept apart, a sixteenth as many.
+MAX_CACHED_CODES = 1_000_000
+_PRELOAD_CHUNK = 20_000
+# The listening connection is asked to answer this often, and within this long, so one that
+# died without a word (a silent network) is noticed within twice this.
+LISTENER_HEARTBEAT_SECONDS = 2.0
+LISTENER_RETRY_SECONDS = 1.0
 # A click replayed after an outage longer than this could be counted unique twice.
 UNIQUE_CLICK_KEYS_KEPT = timedelta(days=8)
-# Stands in for the token while the redirect URL is prepared: base64url characters only, as
-# a real token, so URL-encoding leaves it (and later the token) exactly as it is.
+# Stand in for the code and the token while a program's redirect URL is prepared:
+# characters URL-encoding leaves alone, as codes (A-Z, 0-9) and tokens (base64url) are.
+_CODE_SLOT = "REFCODESLOTk4Vz8P"
 _TOKEN_SLOT = "REFTOKENSLOTq7Xw3Z"
+_MISSING = object()
 
 
-class CodeTarget(repo.CodeRow, frozen=True):
-    # The redirect URL before and after its `ref_token` value, prepared once per code so a
-    # redirect only joins three strings (see `landing_url_for`).
-    redirect_parts: tuple[str, str] | None = None
+class ProgramLink:
+    """A program's link settings, shared by all its cached codes and updated in place, so a
+    program change reaches them all at once. `stale` while a change is heard of but not yet
+    read: its codes are then resolved from the database, which refreshes it."""
 
-    @classmethod
-    def from_row(cls, row: repo.CodeRow) -> CodeTarget:
-        target = cls(**msgspec.structs.asdict(row))
-        parts = _landing_url(target, _TOKEN_SLOT).split(_TOKEN_SLOT)
-        if len(parts) != 2:  # the landing URL itself contains the slot marker
-            return target
-        return msgspec.structs.replace(target, redirect_parts=(parts[0], parts[1]))
+    __slots__ = (
+        "merchant_id",
+        "program_id",
+        "live",
+        "live_from",
+        "landing_url",
+        "fallback_url",
+        "qr_foreground",
+        "qr_background",
+        "redirect_parts",
+        "stale",
+    )
+
+    def __init__(self, row: repo.ProgramLinkRow) -> None:
+        self.merchant_id = row.merchant_id
+        self.program_id = row.program_id
+        self.stale = False
+        self.update(row)
+
+    def update(self, row: repo.ProgramLinkRow) -> None:
+        self.live, self.live_from = row.live, row.live_from
+        self.landing_url, self.fallback_url = row.landing_url, row.fallback_url
+        self.qr_foreground, self.qr_background = row.qr_foreground, row.qr_background
+        # The redirect URL around the code and the token, so a redirect joins five strings
+        # (`landing_url_for`); None when the landing URL itself holds a slot marker.
+        full = _landing_url_of(row.landing_url, _CODE_SLOT, _TOKEN_SLOT)
+        head, _, rest = full.partition(_CODE_SLOT)
+        middle, _, tail = rest.partition(_TOKEN_SLOT)
+        prepared = full.count(_CODE_SLOT) == 1 and full.count(_TOKEN_SLOT) == 1
+        self.redirect_parts = (head, middle, tail) if prepared else None
+        self.stale = False
+
+
+class CodeTarget:
+    """A resolved code: its own fields and its program's link settings."""
+
+    __slots__ = ("code", "advocate_id", "code_active", "program", "merchant_id", "program_id")
+
+    def __init__(self, code: str, advocate_id: int, code_active: bool, program: ProgramLink):
+        self.code, self.advocate_id, self.code_active = code, advocate_id, code_active
+        self.program = program
+        # A code never moves: its program's ids, copied for the redirect's click row.
+        self.merchant_id, self.program_id = program.merchant_id, program.program_id
+
+    @property
+    def active(self) -> bool:
+        p = self.program
+        return self.code_active and p.live and p.live_from <= time.time()
+
+    @property
+    def landing_url(self) -> str:
+        return self.program.landing_url
+
+    @property
+    def fallback_url(self) -> str | None:
+        return self.program.fallback_url
+
+    @property
+    def qr_foreground(self) -> str:
+        return self.program.qr_foreground
+
+    @property
+    def qr_background(self) -> str:
+        return self.program.qr_background
 
 
 class CodeResolver:
-    def __init__(self, pool: asyncpg.Pool, ttl_seconds: float) -> None:
+    """Codes resolved from the database and kept in memory, up to `capacity` of them.
+
+    While a dedicated connection LISTENs to the changes migration 0014 announces, a cached
+    code is kept until it changes: a disabled or suspended code, a new code and a program
+    edit reach every instance as soon as the notification arrives (milliseconds after the
+    commit). `listen()` keeps that connection, asks it to answer every
+    LISTENER_HEARTBEAT_SECONDS and warms the cache with every code (up to `capacity`) each
+    time it (re)connects. Whenever it is not listening (before the first connect, after the
+    connection dropped, until it is back) nothing cached before is trusted: codes are kept
+    for `ttl_seconds` only, so a change is followed within that time. A lookup that was under
+    way when any change was heard is answered but not kept (it may have read the row just
+    before the change committed). `ttl_seconds` 0 turns the cache off: every redirect asks
+    the database.
+    """
+
+    def __init__(
+        self, pool: asyncpg.Pool, ttl_seconds: float, *, capacity: int = MAX_CACHED_CODES
+    ) -> None:
         self._pool = pool
         self._ttl = ttl_seconds
-        self._cache: dict[str, tuple[float, CodeTarget | None]] = {}
+        self._capacity = capacity
+        self._entries: dict[str, CodeTarget] = {}  # trusted while listening
+        # Keys of no code, apart and fewer, so guessing never pushes real codes out.
+        self._unknown: dict[str, None] = {}
+        self._short: dict[str, tuple[float, CodeTarget | None]] = {}  # while not listening
+        self._programs: dict[int, ProgramLink] = {}
+        self._listening = False
+        self._generation = 0  # bumped by every change heard and every reset
+        self._lost: asyncio.Event | None = None  # set when the current connection closes
+        self.warm = asyncio.Event()  # set once the first warm-up after connecting is done
+
+    @property
+    def listening(self) -> bool:
+        return self._listening
+
+    def __len__(self) -> int:
+        return len(self._entries) + len(self._unknown) + len(self._short)
 
     async def resolve(self, raw: str) -> CodeTarget | None:
-        now = time.monotonic()
-        # Entries are also kept under the raw code as typed (for generated codes, the key
-        # itself): a hit skips normalising. `lookup_key` is deterministic, so a raw string
-        # always stands for the same key.
-        hit = self._cache.get(raw)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        if self._listening:  # the hot path, inline: one dict lookup
+            target = self._entries.get(raw)
+            if target is not None and not target.program.stale:
+                return target
+        hit = self._cached(raw)
+        if hit is not _MISSING:
+            return hit  # type: ignore[return-value]
         key = lookup_key(raw)
         if not key or len(key) > 32:
             return None
         if key != raw:
-            hit = self._cache.get(key)
-            if hit is not None and hit[0] > now:
-                if len(raw) <= 64 and len(self._cache) < _MAX_CACHE:
-                    self._cache[raw] = hit
-                return hit[1]
-        row = await repo.resolve_code(self._pool, key)
-        target = CodeTarget.from_row(row) if row is not None else None
-        if self._ttl > 0:
-            if len(self._cache) >= _MAX_CACHE:
-                self._cache.clear()
-            entry = (now + self._ttl, target)
-            self._cache[key] = entry
-            if key != raw and len(raw) <= 64:
-                self._cache[raw] = entry
+            hit = self._cached(key)
+            if hit is not _MISSING:
+                return hit  # type: ignore[return-value]
+        return await self._load(key)
+
+    def _cached(self, key: str) -> object:
+        if self._listening:
+            target = self._entries.get(key, _MISSING)
+            if target is _MISSING and key in self._unknown:
+                return None
+        else:
+            hit = self._short.get(key)
+            target = hit[1] if hit is not None and hit[0] > time.monotonic() else _MISSING
+        if target is not None and target is not _MISSING and target.program.stale:  # type: ignore[union-attr]
+            return _MISSING
         return target
 
+    async def _load(self, key: str) -> CodeTarget | None:
+        generation = self._generation
+        found = await repo.resolve_code(self._pool, key)
+        fresh = generation == self._generation  # no change heard while it was read
+        if found is None:
+            target = None
+        else:
+            code, program = found
+            target = self._target(code, self._program(program, fresh))
+        if fresh and self._ttl > 0:
+            self._keep(key, target)
+        return target
+
+    def _program(self, row: repo.ProgramLinkRow, fresh: bool) -> ProgramLink:
+        known = self._programs.get(row.program_id)
+        if not fresh:  # what was read answers this request only
+            return ProgramLink(row)
+        if known is None:
+            known = self._programs[row.program_id] = ProgramLink(row)
+        elif known.stale:
+            known.update(row)
+        return known
+
+    @staticmethod
+    def _target(row: repo.CodeRow, program: ProgramLink) -> CodeTarget:
+        # A generated code is its own lookup key: one string for both.
+        code = row.lookup_key if row.code == row.lookup_key else row.code
+        return CodeTarget(code, row.advocate_id, row.code_active, program)
+
+    def _keep(self, key: str, target: CodeTarget | None) -> None:
+        if self._listening:
+            if target is None:
+                _bounded_put(self._unknown, key, None, max(self._capacity // 16, 1))
+            else:
+                _bounded_put(self._entries, key, target, self._capacity)
+        else:
+            if len(self._short) >= self._capacity:
+                now = time.monotonic()
+                self._short = {k: v for k, v in self._short.items() if v[0] > now}
+                if len(self._short) >= self._capacity:
+                    self._short.clear()
+            self._short[key] = (time.monotonic() + self._ttl, target)
+
     def forget_all(self) -> None:
-        self._cache.clear()
+        """A program changed in this process: follow it at once (its notification will say
+        so again after the commit, for every instance)."""
+        self._generation += 1
+        self._short.clear()
+        for program in self._programs.values():
+            program.stale = True
+
+    # ------------------------------------------------------------------ change notifications
+
+    def changed(self, payload: str) -> None:
+        """A change announced by migration 0014's triggers: `c:KEY,…` drops those codes,
+        `p:ID,…` marks those programs stale; anything else drops everything."""
+        self._generation += 1
+        kind, _, items = payload.partition(":")
+        if kind == "c":
+            for key in items.split(","):
+                self._entries.pop(key, None)
+                self._unknown.pop(key, None)
+                self._short.pop(key, None)
+        elif kind == "p":
+            for raw_id in items.split(","):
+                program = self._programs.get(int(raw_id)) if raw_id.isdigit() else None
+                if program is not None:
+                    program.stale = True
+        else:
+            self._reset()
+
+    def _reset(self) -> None:
+        self._generation += 1
+        self._entries.clear()
+        self._unknown.clear()
+        self._short.clear()
+        self._programs.clear()
+
+    def _connection_lost(self, lost: asyncio.Event) -> None:
+        lost.set()
+        if self._lost is lost:  # not a connection already given up
+            self._stop_listening()
+
+    def _stop_listening(self, *, quietly: bool = False) -> None:
+        if self._listening and not quietly:
+            log.warning("code_listener_lost")
+        self._listening = False
+        self._reset()
+
+    async def listen(self, dsn: str) -> None:
+        """Keep the listening connection, forever (cancel the task to stop): connect, LISTEN,
+        forget what was cached meanwhile, warm up, then check the connection every
+        LISTENER_HEARTBEAT_SECONDS; on any failure fall back to `ttl_seconds` and retry."""
+        if self._ttl <= 0:
+            self.warm.set()
+            return
+        while True:
+            conn = warming = None
+            self._lost = lost = asyncio.Event()
+            try:
+                conn = await repo.listen_for_code_changes(
+                    dsn, self.changed, functools.partial(self._connection_lost, lost)
+                )
+                # Listening from here: whatever was cached before may have missed a change.
+                self._reset()
+                self._listening = True
+                warming = asyncio.create_task(self._warm_up())
+                while not lost.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), LISTENER_HEARTBEAT_SECONDS)
+                    if not lost.is_set():
+                        await repo.heartbeat(conn, LISTENER_HEARTBEAT_SECONDS)
+            except asyncio.CancelledError:
+                self._stop_listening(quietly=True)  # shutting down
+                raise
+            except Exception as exc:  # the database went away: the short TTL until it is back
+                log.warning("code_listener_failed", error=type(exc).__name__)
+            finally:
+                self._stop_listening()
+                if warming is not None:
+                    warming.cancel()
+                    with contextlib.suppress(BaseException):
+                        await warming
+                if conn is not None:
+                    conn.terminate()
+                self.warm.set()  # serve without a warm cache rather than not at all
+            await asyncio.sleep(LISTENER_RETRY_SECONDS)
+
+    async def _warm_up(self) -> None:
+        """Every code (up to `capacity`) into the cache, in lookup-key order, a chunk at a
+        time; a chunk read while a change was heard is skipped (those codes load on demand)."""
+        try:
+            after = ""
+            while self._listening and len(self._entries) < self._capacity:
+                generation = self._generation
+                rows = await repo.codes_after(self._pool, after, _PRELOAD_CHUNK)
+                if not rows:
+                    break
+                after = rows[-1].lookup_key
+                wanted = {(r.merchant_id, r.program_id) for r in rows}
+                missing = [k for k in wanted if k[1] not in self._programs]
+                programs = await repo.program_links(self._pool, missing) if missing else []
+                if generation != self._generation or not self._listening:
+                    continue
+                for program in programs:
+                    self._programs.setdefault(program.program_id, ProgramLink(program))
+                room = self._capacity - len(self._entries)
+                for row in rows[:room]:
+                    known = self._programs.get(row.program_id)
+                    if known is not None and row.lookup_key not in self._entries:
+                        self._entries[row.lookup_key] = self._target(row, known)
+                await asyncio.sleep(0)
+            # Out of the collector's walks, as the app's start-up objects (app.py): a million
+            # entries would make each full collection a pause of a hundred milliseconds.
+            gc.freeze()
+            log.info("code_cache_warm", codes=len(self._entries))
+        except Exception as exc:  # codes load on demand instead
+            log.warning("code_cache_warm_up_failed", error=type(exc).__name__)
+        finally:
+            self.warm.set()
+
+
+def _bounded_put(entries: dict, key: str, value: object, capacity: int) -> None:
+    """`entries[key] = value`, first dropping the oldest sixteenth when full."""
+    if len(entries) >= capacity and key not in entries:
+        for old in list(islice(entries, max(capacity // 16, 1))):
+            del entries[old]
+    entries[key] = value
 
 
 async def ensure_click_partitions(db: asyncpg.Pool | asyncpg.Connection) -> None:
@@ -134,20 +407,24 @@ def landing_url_for(target: CodeTarget, token: str) -> str:
     The target comes only from the program, never from the request: no open redirect.
     `token` is base64url (what the signer makes), which URL-encoding leaves unchanged.
     """
-    if target.redirect_parts is not None:
-        head, tail = target.redirect_parts
-        return f"{head}{token}{tail}"
+    parts = target.program.redirect_parts
+    if parts is not None:
+        return f"{parts[0]}{target.code}{parts[1]}{token}{parts[2]}"
     return _landing_url(target, token)
 
 
 def _landing_url(target: CodeTarget, token: str) -> str:
-    parts = urlsplit(target.landing_url)
+    return _landing_url_of(target.landing_url, target.code, token)
+
+
+def _landing_url_of(landing_url: str, code: str, token: str) -> str:
+    parts = urlsplit(landing_url)
     query = [
         (k, v)
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
         if k not in ("ref", "ref_token")
     ]
-    query += [("ref", target.code), ("ref_token", token)]
+    query += [("ref", code), ("ref_token", token)]
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 

@@ -18,8 +18,14 @@ import pytest
 from referral.lib.db import create_pool
 from referral.links.api import _channel_and_story
 from referral.links.clicks import ClickWriter
-from referral.links.repo import CodeRow
-from referral.links.service import CodeTarget, _landing_url, landing_url_for, new_click_id
+from referral.links.repo import ProgramLinkRow
+from referral.links.service import (
+    CodeTarget,
+    ProgramLink,
+    _landing_url,
+    landing_url_for,
+    new_click_id,
+)
 from referral.links.token import ClickToken, ClickTokenSigner, HmacSha256
 from referral.links.visitors import IpHasher, client_ip, is_bot
 from tests.factories import create_advocate, create_program
@@ -346,23 +352,26 @@ def test_prepared_landing_url_equals_the_full_build():
         "https://shop.example/welcome",
         "https://shop.example/w?utm_source=x&ref=OLD&ref_token=old&a=b%20c+d&e=#top",
         "https://shop.example/w?x=REFTOKENSLOTq7Xw3Z",  # holds the slot marker: not prepared
+        "https://shop.example/w?x=REFCODESLOTk4Vz8P",
     ):
-        row = dict(
-            code="ABCD234",
-            merchant_id=1,
-            program_id=2,
-            advocate_id=3,
-            active=True,
-            landing_url=landing,
-            fallback_url=None,
-            qr_foreground="#000000",
-            qr_background="#ffffff",
+        program = ProgramLink(
+            ProgramLinkRow(
+                merchant_id=1,
+                program_id=2,
+                live=True,
+                live_from=0.0,
+                landing_url=landing,
+                fallback_url=None,
+                qr_foreground="#000000",
+                qr_background="#ffffff",
+            )
         )
-        target = CodeTarget.from_row(CodeRow(**row))
+        target = CodeTarget("ABCD234", 3, True, program)
         token = ClickTokenSigner("k" * 16).sign(
             ClickToken("ABCD234", new_click_id(), "link", "v" * 16, 1_700_000_000)
         )
         assert landing_url_for(target, token) == _landing_url(target, token)
+        assert (program.redirect_parts is None) == ("SLOT" in landing)
 
 
 def test_click_ids_are_uuid4():
