@@ -72,7 +72,7 @@ FROM programs WHERE merchant_id = $1 AND id = $2
 SET_POLICY = """
 UPDATE programs SET fraud_policy = $3, fraud_policy_version = fraud_policy_version + 1,
        updated_at = now()
-WHERE merchant_id = $1 AND id = $2
+WHERE merchant_id = $1 AND id = $2 AND ($4::int IS NULL OR fraud_policy_version = $4)
 RETURNING fraud_policy::text AS policy, fraud_policy_version AS version, updated_at
 """
 
@@ -139,9 +139,15 @@ async def policy(conn: asyncpg.Connection, merchant_id: int, program_id: int) ->
 
 
 async def set_policy(
-    conn: asyncpg.Connection, merchant_id: int, program_id: int, policy: dict
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    program_id: int,
+    policy: dict,
+    expected_version: int | None = None,
 ) -> PolicyRow | None:
-    return one(PolicyRow, await conn.fetchrow(SET_POLICY, merchant_id, program_id, policy))
+    """None: no such program, or (with `expected_version`) its policy is at another version."""
+    row = await conn.fetchrow(SET_POLICY, merchant_id, program_id, policy, expected_version)
+    return one(PolicyRow, row)
 
 
 async def read_only(conn: asyncpg.Connection) -> None:

@@ -30,7 +30,7 @@ from referral.fraud.rules import (
     evaluate,
 )
 from referral.fraud.schemas import Backtest, BacktestRequest, PolicyDocument
-from referral.lib.errors import NotFound
+from referral.lib.errors import Conflict, NotFound
 from referral.lib.ids import PublicIds
 
 log = structlog.get_logger("referral.fraud")
@@ -185,18 +185,31 @@ async def put_policy(
     merchant_id: int,
     program_id: str,
     policy: FraudPolicy,
+    actor: str = "api",
+    expected_version: int | None = None,
 ) -> PolicyDocument:
     """Replace the whole policy (validated before it gets here) and bump its version. The
-    outbox keeps each version, so who relied on which policy when stays answerable."""
+    outbox keeps each version with who saved it, so who relied on which policy when stays
+    answerable. With `expected_version` (the version a person previewed against) a policy
+    changed meanwhile is refused (409 `fraud_policy_version_changed`), never overwritten."""
     stored = dump(policy)
-    row = await repo.set_policy(conn, merchant_id, ids.decode("program", program_id), stored)
+    internal = ids.decode("program", program_id)
+    row = await repo.set_policy(conn, merchant_id, internal, stored, expected_version)
     if row is None:
-        raise NotFound(f"no program with id {program_id}", code="program_not_found")
+        current = await repo.policy(conn, merchant_id, internal)
+        if current is None:
+            raise NotFound(f"no program with id {program_id}", code="program_not_found")
+        raise Conflict(
+            f"the fraud policy changed since version {expected_version}: it is at version "
+            f"{current.version} now",
+            code="fraud_policy_version_changed",
+            version=current.version,
+        )
     await events.emit(
         conn,
         merchant_id=merchant_id,
         type="program.fraud_policy_changed",
-        data={"program_id": program_id, "version": row.version, "policy": stored},
+        data={"program_id": program_id, "version": row.version, "policy": stored, "actor": actor},
     )
     log.info("fraud_policy_changed", program_id=program_id, version=row.version)
     return _document(program_id, row)

@@ -359,12 +359,4 @@ class PayoutController(Controller):
 def _csv(
     runtime, query: export.ExportQuery, filename: str, bom: bool, headers: dict | None = None
 ) -> Stream:
-    return Stream(
-        export.stream(runtime.pool, query=query, bom=bom),
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "content-disposition": f'attachment; filename="{filename}"',
-            "cache-control": "no-store",
-            **(headers or {}),
-        },
-    )
+    return export.download(runtime.pool, query=query, filename=filename, bom=bom, headers=headers)

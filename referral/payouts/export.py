@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator
 from typing import Literal
 
 import asyncpg
+from litestar.response import Stream
 
 from referral.lib import money
 from referral.lib.errors import InvalidInput
@@ -173,3 +174,24 @@ async def stream(
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await producer
+
+
+def download(
+    pool: asyncpg.Pool,
+    *,
+    query: ExportQuery,
+    filename: str,
+    bom: bool = False,
+    headers: dict[str, str] | None = None,
+) -> Stream:
+    """The export as an HTTP download, streamed as COPY writes it (the API's and the
+    console's: one file, byte for byte)."""
+    return Stream(
+        stream(pool, query=query, bom=bom),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "content-disposition": f'attachment; filename="{filename}"',
+            "cache-control": "no-store",
+            **(headers or {}),
+        },
+    )

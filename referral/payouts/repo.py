@@ -29,28 +29,29 @@ CREATION_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))"
 # The CLI knows a batch by its id only.
 MERCHANT_OF_BATCH = "SELECT merchant_id FROM payout_batches WHERE id = $1"
 
-# One statement, one snapshot: the rewards are locked, summed per payee, and linked to the
-# lines they were summed into, so a reward approved meanwhile can never be linked without
-# being counted. Receivables not yet netted are netted into the same lines.
-# $1 merchant, $2 batch, $3 currency, $4 kind, $5 cutoff, $6 minimum, $7 reference prefix
-FILL_BATCH = """
+# What a batch of ($1 merchant, $2 currency, $3 kind, $4 cutoff, $5 minimum) pays, per payee:
+# the approved rewards up to the cutoff that no active batch holds, less the receivables not
+# yet netted; `enough` says whether the payee reaches the minimum (the others roll over).
+# Creating a batch inserts these lines (`FILL_BATCH`, its rewards locked); a preview sums
+# them (`PREVIEW`): one definition, so a preview shows what the batch will hold.
+PAYEES_DUE = """
 WITH due AS (
     SELECT r.id, r.payee_key, r.amount, r.original_amount, r.earned_at, r.public_id,
            r.referral_public_id, r.side, r.order_pk
     FROM rewards r
-    WHERE r.merchant_id = $1 AND r.status = 'approved' AND r.kind = $4 AND r.currency = $3
-      AND r.approved_at <= $5
+    WHERE r.merchant_id = $1 AND r.status = 'approved' AND r.kind = $3 AND r.currency = $2
+      AND r.approved_at <= $4
       AND NOT EXISTS (SELECT 1 FROM payout_items i
                       WHERE i.reward_id = r.id AND i.active AND i.ledger_entry_id IS NULL)
-    FOR UPDATE OF r
+    {lock}
 ),
 receivable AS (
     SELECT e.id, e.payee_key, e.amount, e.reward_id, r.public_id, r.referral_public_id,
            r.side, r.order_pk, r.earned_at
     FROM ledger_entries e
     JOIN rewards r ON r.merchant_id = e.merchant_id AND r.id = e.reward_id
-    WHERE e.merchant_id = $1 AND e.account = 'receivable' AND e.currency = $3
-      AND r.kind = $4 AND e.created_at <= $5
+    WHERE e.merchant_id = $1 AND e.account = 'receivable' AND e.currency = $2
+      AND r.kind = $3 AND e.created_at <= $4
       AND NOT EXISTS (SELECT 1 FROM payout_items i WHERE i.ledger_entry_id = e.id AND i.active)
 ),
 netted AS (
@@ -61,10 +62,24 @@ payees AS (
            min(d.earned_at) AS first_at, max(d.earned_at) AS last_at
     FROM due d GROUP BY d.payee_key
 ),
+payable AS (
+    SELECT p.payee_key, p.gross, coalesce(n.netted, 0) AS netted,
+           p.gross + coalesce(n.netted, 0) AS amount, p.reward_count, p.first_at, p.last_at,
+           p.gross + coalesce(n.netted, 0) >= greatest($5::bigint, 1) AS enough
+    FROM payees p LEFT JOIN netted n USING (payee_key)
+)"""
+
+# One statement, one snapshot: the rewards are locked, summed per payee, and linked to the
+# lines they were summed into, so a reward approved meanwhile can never be linked without
+# being counted. Receivables not yet netted are netted into the same lines.
+# $1-$5 as PAYEES_DUE, $6 batch, $7 reference prefix
+FILL_BATCH = (
+    PAYEES_DUE.format(lock="FOR UPDATE OF r")
+    + """,
 lines AS (
     INSERT INTO payout_lines (merchant_id, batch_id, payee_key, payee_email, gross, netted,
                               amount, reward_count, first_reward_at, last_reward_at, reference)
-    SELECT $1, $2, p.payee_key,
+    SELECT $1, $6, p.payee_key,
            coalesce(
              (SELECT a.email FROM advocates a
                WHERE a.merchant_id = $1 AND a.customer_id = p.payee_key AND a.email IS NOT NULL
@@ -74,18 +89,17 @@ lines AS (
                  AND o.email_normalised IS NOT NULL
                ORDER BY o.occurred_at DESC LIMIT 1),
              CASE WHEN position('@' IN p.payee_key) > 0 THEN p.payee_key END),
-           p.gross, coalesce(n.netted, 0), p.gross + coalesce(n.netted, 0), p.reward_count,
-           p.first_at, p.last_at,
+           p.gross, p.netted, p.amount, p.reward_count, p.first_at, p.last_at,
            $7 || '-' || lpad((row_number() OVER (ORDER BY p.payee_key))::text, 6, '0')
-    FROM payees p LEFT JOIN netted n USING (payee_key)
-    WHERE p.gross + coalesce(n.netted, 0) >= greatest($6::bigint, 1)
+    FROM payable p
+    WHERE p.enough
     RETURNING id, payee_key, amount, reward_count
 ),
 reward_items AS (
     INSERT INTO payout_items (merchant_id, batch_id, line_id, reward_id, amount,
                               reward_public_id, referral_public_id, order_id, side, gross,
                               reversed, earned_at)
-    SELECT $1, $2, l.id, d.id, d.amount, d.public_id, d.referral_public_id, o.order_id, d.side,
+    SELECT $1, $6, l.id, d.id, d.amount, d.public_id, d.referral_public_id, o.order_id, d.side,
            d.original_amount, d.amount - d.original_amount, d.earned_at
     FROM due d
     JOIN lines l ON l.payee_key = d.payee_key
@@ -96,7 +110,7 @@ receivable_items AS (
     INSERT INTO payout_items (merchant_id, batch_id, line_id, reward_id, ledger_entry_id, amount,
                               reward_public_id, referral_public_id, order_id, side, gross,
                               reversed, earned_at)
-    SELECT $1, $2, l.id, x.reward_id, x.id, x.amount, x.public_id, x.referral_public_id,
+    SELECT $1, $6, l.id, x.reward_id, x.id, x.amount, x.public_id, x.referral_public_id,
            o.order_id, x.side, 0, x.amount, x.earned_at
     FROM receivable x
     JOIN lines l ON l.payee_key = x.payee_key
@@ -107,6 +121,32 @@ SELECT coalesce(sum(amount), 0)::bigint AS total, count(*)::int AS line_count,
        coalesce(sum(reward_count), 0)::int AS reward_count,
        (SELECT count(*) FROM reward_items) + (SELECT count(*) FROM receivable_items) AS items
 FROM lines
+"""
+)
+
+# What creating the batch would pay now, and who would roll over; nothing locked or written.
+PREVIEW = (
+    PAYEES_DUE.format(lock="")
+    + """
+SELECT count(*) FILTER (WHERE enough)::int AS line_count,
+       coalesce(sum(amount) FILTER (WHERE enough), 0)::bigint AS total,
+       coalesce(sum(reward_count) FILTER (WHERE enough), 0)::int AS reward_count,
+       coalesce(sum(netted) FILTER (WHERE enough), 0)::bigint AS netted,
+       count(*) FILTER (WHERE NOT enough)::int AS rolled_over_count,
+       coalesce(sum(amount) FILTER (WHERE NOT enough), 0)::bigint AS rolled_over_total
+FROM payable
+"""
+)
+
+# The (currency, kind) pairs with approved money no active batch holds: what is due.
+DUE_KINDS = """
+SELECT DISTINCT r.currency, r.kind FROM rewards r
+WHERE r.merchant_id = $1 AND r.status = 'approved' AND r.kind IN ('cash', 'store_credit')
+  AND r.currency IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM payout_items i
+                  WHERE i.merchant_id = $1 AND i.reward_id = r.id AND i.active
+                    AND i.ledger_entry_id IS NULL)
+ORDER BY r.currency, r.kind
 """
 
 ANALYZE_BATCHES = "ANALYZE payout_lines, payout_items"
@@ -132,6 +172,24 @@ LINES = """
 SELECT id, payee_key, payee_email, gross, netted, amount, reward_count, status, failure_reason,
        reference
 FROM payout_lines WHERE merchant_id = $1 AND batch_id = $2 ORDER BY payee_key
+"""
+
+# A page of a batch's lines in the CSV's order (payee), after the line `$3`; `$4` a status.
+LINES_PAGE = """
+SELECT id, payee_key, payee_email, gross, netted, amount, reward_count, status, failure_reason,
+       reference
+FROM payout_lines l
+WHERE l.merchant_id = $1 AND l.batch_id = $2
+  AND ($3::bigint IS NULL OR l.payee_key >
+       (SELECT c.payee_key FROM payout_lines c WHERE c.merchant_id = $1 AND c.id = $3))
+  AND ($4::text IS NULL OR l.status = $4)
+ORDER BY l.payee_key
+LIMIT $5
+"""
+
+LINE_STATUSES = """
+SELECT status, count(*)::int AS n, sum(amount)::bigint AS amount FROM payout_lines
+WHERE merchant_id = $1 AND batch_id = $2 GROUP BY status
 """
 
 LINE = """
@@ -165,6 +223,18 @@ SELECT {BATCH_COLUMNS} FROM payout_batches t
 WHERE t.merchant_id = $1 AND ($2::text IS NULL OR t.status = $2)
 {CURSOR_CLAUSE.format(table="payout_batches")}
 ORDER BY t.created_at, t.id
+LIMIT $6
+"""
+
+# The same list, newest first (what finance looks at): after the batch $3 means older.
+LIST_NEWEST = f"""
+SELECT {BATCH_COLUMNS} FROM payout_batches t
+WHERE t.merchant_id = $1 AND ($2::text IS NULL OR t.status = $2)
+  AND ($3::bigint IS NULL OR (t.created_at, t.id) <
+       (SELECT c.created_at, c.id FROM payout_batches c WHERE c.merchant_id = $1 AND c.id = $3))
+  AND ($4::timestamptz IS NULL OR t.created_at >= $4)
+  AND ($5::timestamptz IS NULL OR t.created_at < $5)
+ORDER BY t.created_at DESC, t.id DESC
 LIMIT $6
 """
 
@@ -272,6 +342,20 @@ class LineRow(msgspec.Struct, frozen=True):
     reference: str
 
 
+class Preview(msgspec.Struct, frozen=True):
+    line_count: int
+    total: int
+    reward_count: int
+    netted: int
+    rolled_over_count: int
+    rolled_over_total: int
+
+
+class DueKind(msgspec.Struct, frozen=True):
+    currency: str
+    kind: str
+
+
 class LockedLine(msgspec.Struct, frozen=True):
     id: int
     batch_id: int
@@ -322,9 +406,27 @@ async def fill_batch(
     reference: str,
 ) -> Filled:
     row = await conn.fetchrow(
-        FILL_BATCH, merchant_id, batch_id, currency, kind, cutoff, minimum, reference
+        FILL_BATCH, merchant_id, currency, kind, cutoff, minimum, batch_id, reference
     )
     return Filled(**row)
+
+
+async def preview(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    currency: str,
+    kind: str,
+    cutoff: datetime,
+    minimum: int,
+) -> Preview:
+    return Preview(**await conn.fetchrow(PREVIEW, merchant_id, currency, kind, cutoff, minimum))
+
+
+async def due_kinds(conn: asyncpg.Connection, merchant_id: int) -> list[DueKind]:
+    return [
+        DueKind(currency=r["currency"].strip(), kind=r["kind"])
+        for r in await conn.fetch(DUE_KINDS, merchant_id)
+    ]
 
 
 async def analyze_batches(conn: asyncpg.Connection) -> None:
@@ -358,6 +460,27 @@ async def set_status(
 
 async def lines(conn: asyncpg.Connection, merchant_id: int, batch_id: int) -> list[LineRow]:
     return many(LineRow, await conn.fetch(LINES, merchant_id, batch_id))
+
+
+async def lines_page(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    batch_id: int,
+    *,
+    after_id: int | None,
+    status: str | None,
+    limit: int,
+) -> list[LineRow]:
+    rows = await conn.fetch(LINES_PAGE, merchant_id, batch_id, after_id, status, limit)
+    return many(LineRow, rows)
+
+
+async def line_statuses(
+    conn: asyncpg.Connection, merchant_id: int, batch_id: int
+) -> dict[str, tuple[int, int]]:
+    """Per line status: (lines, their amount)."""
+    rows = await conn.fetch(LINE_STATUSES, merchant_id, batch_id)
+    return {r["status"]: (r["n"], r["amount"]) for r in rows}
 
 
 async def line(
@@ -427,6 +550,12 @@ async def copy_csv(
 
 
 async def list_page(
-    conn: asyncpg.Connection, merchant_id: int, *, status: str | None, cursor: Cursor
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    *,
+    status: str | None,
+    cursor: Cursor,
+    newest_first: bool = False,
 ) -> list[BatchRow]:
-    return many(BatchRow, await conn.fetch(LIST, merchant_id, status, *cursor.params))
+    query = LIST_NEWEST if newest_first else LIST
+    return many(BatchRow, await conn.fetch(query, merchant_id, status, *cursor.params))

@@ -58,6 +58,34 @@ class PayoutBatch(msgspec.Struct):
     object: str = "payout_batch"
 
 
+class BatchPreview(msgspec.Struct, kw_only=True):
+    """What creating a batch of `currency` and `kind` with this `cutoff` and `minimum` would
+    hold now (the same query as the creation): its lines (one per payee), their total and
+    rewards, the clawbacks netted off, and the payees under the minimum, who roll over."""
+
+    currency: str
+    kind: str
+    cutoff: datetime
+    minimum: int
+    total: int
+    line_count: int
+    reward_count: int
+    netted: int
+    rolled_over_count: int
+    rolled_over_total: int
+    object: str = "payout_batch_preview"
+
+
+class LinePage(msgspec.Struct, kw_only=True):
+    """A page of a batch's lines in payee order, and the batch's lines in each status: how
+    many (`statuses`) and their amount (`amounts`)."""
+
+    data: list[PayoutLine]
+    has_more: bool
+    statuses: dict[str, int]
+    amounts: dict[str, int]
+
+
 class UnpayableLine(msgspec.Struct):
     """A line an export leaves out, and why: `no_email` (the payee has none on file),
     `invalid_email` (not an address money can be sent to: see the advocate's `email`),

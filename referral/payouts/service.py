@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 import asyncpg
+import msgspec
 
 from referral.events import service as events
 from referral.lib import money
@@ -23,6 +24,8 @@ from referral.merchants.service import Caller
 from referral.payouts import export, repo
 from referral.payouts.schemas import (
     BatchCreate,
+    BatchPreview,
+    LinePage,
     PayoutBatch,
     PayoutLine,
     PaypalExport,
@@ -68,9 +71,7 @@ def _to_batch(runtime: Context, row: repo.BatchRow) -> PayoutBatch:
     )
 
 
-async def create(
-    conn: asyncpg.Connection, *, runtime: Context, caller: Caller, data: BatchCreate
-) -> PayoutBatch:
+def _cutoff(data: BatchCreate) -> datetime:
     if not money.is_currency(data.currency):
         raise InvalidInput(f"unknown currency {data.currency}", code="unknown_currency")
     now = datetime.now(UTC)
@@ -79,10 +80,21 @@ async def create(
         raise InvalidInput("cutoff needs a time zone", code="invalid_timestamp")
     if cutoff > now:
         raise InvalidInput("cutoff may not be in the future", code="cutoff_in_future")
+    return cutoff
+
+
+async def _minimum(conn: asyncpg.Connection, caller: Caller, data: BatchCreate) -> int:
+    if data.minimum is not None:
+        return data.minimum
+    return await repo.merchant_minimum(conn, caller.merchant_id, data.currency)
+
+
+async def create(
+    conn: asyncpg.Connection, *, runtime: Context, caller: Caller, data: BatchCreate
+) -> PayoutBatch:
+    cutoff = _cutoff(data)
     await repo.lock_creation(conn, caller.merchant_id, data.currency, data.kind)
-    minimum = data.minimum
-    if minimum is None:
-        minimum = await repo.merchant_minimum(conn, caller.merchant_id, data.currency)
+    minimum = await _minimum(conn, caller, data)
     batch = await repo.insert_batch(
         conn, caller.merchant_id, data.currency, data.kind, cutoff, minimum
     )
@@ -118,6 +130,40 @@ async def create(
     return _to_batch(runtime, batch)
 
 
+async def preview(
+    conn: asyncpg.Connection, *, runtime: Context, caller: Caller, data: BatchCreate
+) -> BatchPreview:
+    """What `create` with `data` would put in the batch now, by the same rules and query
+    (`repo.PAYEES_DUE`), writing and locking nothing. Creating with the preview's `cutoff`
+    holds the same rewards, unless some are reversed or paid meanwhile."""
+    cutoff = _cutoff(data)
+    minimum = await _minimum(conn, caller, data)
+    found = await repo.preview(conn, caller.merchant_id, data.currency, data.kind, cutoff, minimum)
+    return BatchPreview(
+        currency=data.currency,
+        kind=data.kind,
+        cutoff=cutoff,
+        minimum=minimum,
+        **msgspec.structs.asdict(found),
+    )
+
+
+async def balances(
+    conn: asyncpg.Connection, *, runtime: Context, caller: Caller
+) -> list[BatchPreview]:
+    """What is due now, per currency and kind: the preview of a batch made now with the
+    merchant's minimum, for each currency and kind with approved money no batch holds."""
+    return [
+        await preview(
+            conn,
+            runtime=runtime,
+            caller=caller,
+            data=BatchCreate(currency=due.currency, kind=due.kind),  # type: ignore[arg-type]
+        )
+        for due in await repo.due_kinds(conn, caller.merchant_id)
+    ]
+
+
 async def _batch(
     conn: asyncpg.Connection, ids: PublicIds, caller: Caller, batch_id: str, *, lock: bool = False
 ) -> repo.BatchRow:
@@ -146,21 +192,53 @@ async def lines(
 ) -> list[PayoutLine]:
     ids = runtime.ids
     batch = await _batch(conn, ids, caller, batch_id)
-    return [
-        PayoutLine(
-            id=ids.encode("payout_line", r.id),
-            payee=r.payee_key,
-            payee_email=r.payee_email,
-            gross=r.gross,
-            netted=r.netted,
-            amount=r.amount,
-            reward_count=r.reward_count,
-            status=r.status,
-            failure_reason=r.failure_reason,
-            reference=r.reference,
-        )
-        for r in await repo.lines(conn, caller.merchant_id, batch.id)
-    ]
+    return [_to_line(ids, r) for r in await repo.lines(conn, caller.merchant_id, batch.id)]
+
+
+def _to_line(ids: PublicIds, r: repo.LineRow) -> PayoutLine:
+    return PayoutLine(
+        id=ids.encode("payout_line", r.id),
+        payee=r.payee_key,
+        payee_email=r.payee_email,
+        gross=r.gross,
+        netted=r.netted,
+        amount=r.amount,
+        reward_count=r.reward_count,
+        status=r.status,
+        failure_reason=r.failure_reason,
+        reference=r.reference,
+    )
+
+
+async def lines_page(
+    conn: asyncpg.Connection,
+    *,
+    runtime: Context,
+    caller: Caller,
+    batch_id: str,
+    cursor: Cursor,
+    status: str | None = None,
+) -> LinePage:
+    """A page of the batch's lines in payee order (as the CSV has them), of one `status`
+    (open, paid, failed) or all; `cursor.after_id` a line of the previous page."""
+    ids = runtime.ids
+    batch = await _batch(conn, ids, caller, batch_id)
+    rows = await repo.lines_page(
+        conn,
+        caller.merchant_id,
+        batch.id,
+        after_id=cursor.after_id,
+        status=status,
+        limit=cursor.fetch,
+    )
+    rows, more = cursor.split(rows)
+    statuses = await repo.line_statuses(conn, caller.merchant_id, batch.id)
+    return LinePage(
+        data=[_to_line(ids, r) for r in rows],
+        has_more=more,
+        statuses={status: n for status, (n, _) in statuses.items()},
+        amounts={status: amount for status, (_, amount) in statuses.items()},
+    )
 
 
 async def export_query(
@@ -346,7 +424,11 @@ async def list_batches(
     caller: Caller,
     status: str | None,
     cursor: Cursor,
+    newest_first: bool = False,
 ) -> Page[PayoutBatch]:
-    rows = await repo.list_page(conn, caller.merchant_id, status=status, cursor=cursor)
+    """Oldest first (the API's order), or `newest_first` (the console's)."""
+    rows = await repo.list_page(
+        conn, caller.merchant_id, status=status, cursor=cursor, newest_first=newest_first
+    )
     rows, more = cursor.split(rows)
     return Page(data=[_to_batch(runtime, r) for r in rows], has_more=more)

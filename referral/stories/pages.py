@@ -61,7 +61,7 @@ async def story_image(
     story = await service.published(conn, runtime=runtime, slug=slug)
     if story is None:
         return _not_found()
-    parts = (story.text, story.byline, story.cta, story.colour)
+    parts = service.image_parts(story)
     etag = image.etag_for(*parts)
     headers = {"etag": etag, "cache-control": "public, max-age=3600"}
     if etag in request.headers.get("if-none-match", ""):

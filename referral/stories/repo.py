@@ -64,15 +64,22 @@ JOIN advocates a ON a.merchant_id = t.merchant_id AND a.id = t.advocate_id
 WHERE t.merchant_id = $1 AND t.id = $2
 """
 
-# A story page: the story with its program's look and offer. Public, so by slug alone.
-PAGE = f"""
+# A story with its program's look and offer: what its page and image show.
+PAGE_SELECT = f"""
 SELECT {COLUMNS}, a.name AS advocate_name, p.rewards AS program_rewards, p.brand_colour,
        p.locale, p.status AS program_status, m.name AS shop
 FROM stories t
 JOIN advocates a ON a.merchant_id = t.merchant_id AND a.id = t.advocate_id
 JOIN programs p ON p.merchant_id = t.merchant_id AND p.id = t.program_id
 JOIN merchants m ON m.id = t.merchant_id
-WHERE t.slug = $1
+"""
+# A story page. Public, so by slug alone.
+PAGE = PAGE_SELECT + "WHERE t.slug = $1\n"
+# The same for the merchant, whatever the story's status (the console's preview).
+PAGE_BY_ID = PAGE_SELECT + "WHERE t.merchant_id = $1 AND t.id = $2\n"
+
+STATUS_COUNTS = """
+SELECT status, count(*)::int AS n FROM stories WHERE merchant_id = $1 GROUP BY status
 """
 
 # A referral rejected as fraud takes its stories off the public pages.
@@ -263,6 +270,14 @@ async def list_page(
 
 async def page(conn: asyncpg.Connection, slug: str) -> PageRow | None:
     return one(PageRow, await conn.fetchrow(PAGE, slug))
+
+
+async def page_by_id(conn: asyncpg.Connection, merchant_id: int, story_id: int) -> PageRow | None:
+    return one(PageRow, await conn.fetchrow(PAGE_BY_ID, merchant_id, story_id))
+
+
+async def status_counts(conn: asyncpg.Connection, merchant_id: int) -> dict[str, int]:
+    return {r["status"]: r["n"] for r in await conn.fetch(STATUS_COUNTS, merchant_id)}
 
 
 async def hide_for_rewards(

@@ -68,6 +68,15 @@ class Story(msgspec.Struct):
     object: str = "story"
 
 
+class StoryList(msgspec.Struct, kw_only=True):
+    """A page of stories of one status with their figures, and how many the merchant has
+    in each status."""
+
+    data: list[Story]
+    has_more: bool
+    counts: dict[str, int]
+
+
 class PublicStory(msgspec.Struct):
     """A published story as anyone may see it: no ids, amounts of others or last names."""
 

@@ -20,7 +20,7 @@ from referral.lib.errors import Conflict, InvalidInput, NotFound
 from referral.lib.pagination import ListQuery
 from referral.merchants.service import Caller
 from referral.runtime import Runtime
-from referral.stories import repo
+from referral.stories import image, repo
 from referral.stories.repo import PageRow, StoryRow
 from referral.stories.schemas import (
     MAX_TEXT,
@@ -28,6 +28,7 @@ from referral.stories.schemas import (
     SocialProof,
     Story,
     StoryCreate,
+    StoryList,
     StoryStats,
     StoryUpdate,
 )
@@ -166,8 +167,11 @@ async def get(
 ) -> Story:
     """The story with its figures."""
     row = await _row(conn, runtime, caller, story_id)
-    story = _to_story(runtime, caller, row)
-    figures = await repo.stats(conn, caller.merchant_id, row.id, story.id)
+    return await _with_stats(conn, caller, _to_story(runtime, caller, row), row.id)
+
+
+async def _with_stats(conn: asyncpg.Connection, caller: Caller, story: Story, pk: int) -> Story:
+    figures = await repo.stats(conn, caller.merchant_id, pk, story.id)
     story.stats = StoryStats(
         views=figures.views,
         shares=figures.shares,
@@ -230,6 +234,43 @@ async def list_stories(
     )
     rows, more = cursor.split(rows)
     return [_to_story(runtime, caller, r) for r in rows], more
+
+
+async def moderation_list(
+    conn: asyncpg.Connection,
+    *,
+    runtime: Runtime,
+    caller: Caller,
+    listing: ListQuery,
+    status: str,
+) -> StoryList:
+    """A page of the merchant's stories of `status`, oldest first, each with its figures
+    (as `get` gives them), and the count of stories in each status."""
+    cursor = listing.cursor(runtime.ids, "story")
+    rows = await repo.list_page(
+        conn, caller.merchant_id, program_id=None, advocate_id=None, status=status, cursor=cursor
+    )
+    rows, more = cursor.split(rows)
+    told = [await _with_stats(conn, caller, _to_story(runtime, caller, r), r.id) for r in rows]
+    counts = await repo.status_counts(conn, caller.merchant_id)
+    return StoryList(data=told, has_more=more, counts=counts)
+
+
+def image_parts(story: PublishedStory) -> tuple[str, str, str, str]:
+    """What the share image shows: the text, the byline, the call to action, the colour."""
+    return (story.text, story.byline, story.cta, story.colour)
+
+
+async def draft_image(
+    conn: asyncpg.Connection, *, runtime: Runtime, caller: Caller, story_id: str
+) -> tuple[bytes, str]:
+    """(PNG, ETag) of the story's share image as it reads once published, whatever its
+    status now: for the merchant deciding whether to publish it."""
+    row = await repo.page_by_id(conn, caller.merchant_id, runtime.ids.decode("story", story_id))
+    if row is None:
+        raise NotFound(f"no story with id {story_id}", code="story_not_found")
+    parts = image_parts(_published_story(runtime, row))
+    return image.render(*parts), image.etag_for(*parts)
 
 
 def _to_public(base_url: str, row: StoryRow) -> PublicStory:

@@ -70,9 +70,12 @@ class StoryChanged(msgspec.Struct):
 
 
 class FraudPolicyChanged(msgspec.Struct):
+    """`actor`: who saved it (the console's person, `api` through the API)."""
+
     program_id: str
     version: int
     policy: dict[str, Any]
+    actor: str | UnsetType = UNSET  # unset on versions saved before it was recorded
 
 
 class CodesSuspended(msgspec.Struct):

@@ -34,7 +34,7 @@ def test_a_missing_bucket_breaks_the_line_and_the_compare_period_is_drawn_apart(
 
 def test_the_title_is_escaped_and_named_for_screen_readers():
     svg = _chart()
-    assert "<title id=\"c-title\">New customers &lt;from referral&gt;</title>" in svg
+    assert '<title id="c-title">New customers &lt;from referral&gt;</title>' in svg
     assert 'role="img"' in svg and 'aria-labelledby="c-title c-desc"' in svg
     assert "style=" not in svg  # the page's CSP would block inline styles
 

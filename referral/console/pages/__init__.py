@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from litestar import Router
 
-from referral.console.pages import advocates, auth, overview, referrals, review
+from referral.console.pages import (
+    advocates,
+    auth,
+    overview,
+    payouts,
+    referrals,
+    review,
+    settings,
+    stories,
+)
 from referral.console.pages.common import DEPENDENCIES, EXCEPTION_HANDLERS
 
 console_router = Router(
@@ -24,6 +33,23 @@ console_router = Router(
         referrals.decide,
         review.queue,
         review.decide,
+        payouts.payouts_page,
+        payouts.preview_page,
+        payouts.create_batch,
+        payouts.batch_page,
+        payouts.batch_step,
+        payouts.fail_line,
+        payouts.payouts_csv,
+        payouts.rewards_csv,
+        stories.stories_page,
+        stories.story_image,
+        stories.moderate,
+        settings.settings_page,
+        settings.program_page,
+        settings.save_program,
+        settings.fraud_page,
+        settings.preview_policy,
+        settings.save_policy,
     ],
     dependencies=DEPENDENCIES,
     exception_handlers=dict(EXCEPTION_HANDLERS),
