@@ -142,17 +142,22 @@ def cmd_migrate(args: argparse.Namespace) -> None:
         )
 
 
+def _default_base_url() -> None:
+    """Links a command prints point at the server people use: PUBLIC_BASE_URL, else
+    HOST/PORT when given, else the one the last `referral serve` here printed (`PORT=8001
+    make run`), else the default."""
+    host, port = os.environ.get("HOST"), os.environ.get("PORT")
+    served = None if host or port else devstate.served_base_url()
+    default = f"http://{host or '127.0.0.1'}:{port or '8000'}"
+    os.environ.setdefault("PUBLIC_BASE_URL", served or default)
+
+
 def cmd_dev_env(args: argparse.Namespace) -> None:
     """The demo's key, code and ids as shell assignments, for the README's walk-through:
     `eval "$(.venv/bin/referral dev env)"`. Seeds the demo first if it is not there yet."""
     import shlex
 
-    # The base URL the server prints: PUBLIC_BASE_URL, else HOST/PORT when given, else the
-    # one the last `referral serve` here printed (`PORT=8001 make run`), else the default.
-    host, port = os.environ.get("HOST"), os.environ.get("PORT")
-    served = None if host or port else devstate.served_base_url()
-    default = f"http://{host or '127.0.0.1'}:{port or '8000'}"
-    os.environ.setdefault("PUBLIC_BASE_URL", served or default)
+    _default_base_url()
     with _database() as (settings, _):
         demo = asyncio.run(_seed(settings))
     values = {
@@ -245,6 +250,8 @@ def cmd_keys(args: argparse.Namespace) -> None:
 
 def cmd_console_link(args: argparse.Namespace) -> None:
     from referral.console import cli as console
+
+    _default_base_url()
 
     async def link(settings: Settings) -> None:
         print(await console.sign_in_link(settings, args.merchant, args.key))
