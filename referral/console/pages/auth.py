@@ -37,15 +37,15 @@ def _with_cookie(runtime: Runtime, cookie: str, target: str = "/console") -> Res
     return response
 
 
-@get("/sign-in", include_in_schema=False)
-async def sign_in_form(
+async def _ask_who(
     request: Request,
-    conn: Conn,
-    runtime: RuntimeDep,
-    merchant: FromQuery[str] = "",
-    token: FromQuery[str] = "",
+    conn,
+    runtime: Runtime,
+    merchant: str,
+    token: str,
+    error: str | None = None,
 ) -> Response:
-    """Asks who is signing in; uses nothing up (chat apps fetch links to preview them)."""
+    """The page that asks who is signing in (again, with `error`), while the link is good."""
     try:
         named = await service.sign_in_page(
             conn, ids=runtime.ids, merchant=merchant, raw_token=token
@@ -56,12 +56,25 @@ async def sign_in_form(
         request,
         "sign_in.html",
         session=None,
+        status=200 if error is None else 422,
         shop=named.name,
         mode=named.mode,
         merchant=merchant,
         token=token,
-        error=None,
+        error=error,
     )
+
+
+@get("/sign-in", include_in_schema=False)
+async def sign_in_form(
+    request: Request,
+    conn: Conn,
+    runtime: RuntimeDep,
+    merchant: FromQuery[str] = "",
+    token: FromQuery[str] = "",
+) -> Response:
+    """Asks who is signing in; uses nothing up (chat apps fetch links to preview them)."""
+    return await _ask_who(request, conn, runtime, merchant, token)
 
 
 @post("/sign-in", include_in_schema=False, status_code=303)
@@ -80,23 +93,7 @@ async def sign_in(request: Request, conn: Conn, runtime: RuntimeDep) -> Response
     except service.SignInRefused:
         return _refused(request, merchant)
     except InvalidInput as exc:  # the name: asked again, the link still unused
-        try:
-            named = await service.sign_in_page(
-                conn, ids=runtime.ids, merchant=merchant, raw_token=token
-            )
-        except service.SignInRefused:
-            return _refused(request, merchant)
-        return page(
-            request,
-            "sign_in.html",
-            session=None,
-            status=422,
-            shop=named.name,
-            mode=named.mode,
-            merchant=merchant,
-            token=token,
-            error=exc.detail,
-        )
+        return await _ask_who(request, conn, runtime, merchant, token, exc.detail)
     return _with_cookie(runtime, cookie)
 
 
