@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import msgspec
 
+from referral.events import service as events
 from referral.fraud import policy as fraud_policy
 from referral.lib import money
 from referral.lib.errors import InvalidInput, NotFound
@@ -146,8 +147,11 @@ async def update(
     caller: Caller,
     program_id: str,
     data: ProgramUpdate,
+    actor: str = "api",
 ) -> Program:
-    """Also forgets this process's resolved codes, so its redirects follow the change at once."""
+    """Also forgets this process's resolved codes, so its redirects follow the change at once.
+    A change records `program.updated` with the settings that changed and `actor` (the
+    console's person; `api` through the API)."""
     row = await _row(conn, runtime.ids, caller, program_id, for_update=True)
     values = {k: getattr(row, k) for k in repo.WRITABLE}
     for field in repo.WRITABLE:
@@ -161,7 +165,16 @@ async def update(
     if isinstance(values["rewards"], RewardSettings):
         check_rewards(values["rewards"])
         values["rewards"] = msgspec.to_builtins(values["rewards"])
+    before = {k: getattr(row, k) for k in repo.WRITABLE}
     row = await repo.update(conn, caller.merchant_id, row.id, values)
+    changed = sorted(k for k in repo.WRITABLE if getattr(row, k) != before[k])
+    if changed:
+        await events.emit(
+            conn,
+            merchant_id=caller.merchant_id,
+            type="program.updated",
+            data={"program_id": program_id, "changed": changed, "actor": actor},
+        )
     program = to_program(runtime.ids, caller, row)
     runtime.codes.forget_all()
     return program

@@ -190,7 +190,10 @@ async def update(
     caller: Caller,
     story_id: str,
     data: StoryUpdate,
+    actor: str = "api",
 ) -> Story:
+    """`actor`: who changed it (the console's person; `api` through the API), kept on the
+    status change's event."""
     row = await _row(conn, runtime, caller, story_id, for_update=True)
     status = row.status if data.status is msgspec.UNSET else data.status
     body = row.body if data.text is msgspec.UNSET else clean_text(data.text)
@@ -206,7 +209,7 @@ async def update(
             conn,
             merchant_id=caller.merchant_id,
             type=f"story.{status}",
-            data=_event(runtime, updated),
+            data={**_event(runtime, updated), "actor": actor},
         )
     return _to_story(runtime, caller, updated)
 

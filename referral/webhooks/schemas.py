@@ -63,10 +63,22 @@ class OrderCancelled(msgspec.Struct):
 
 
 class StoryChanged(msgspec.Struct):
+    """`actor` (on a published or hidden story): who changed it (the console's person, `api`
+    through the API)."""
+
     story_id: str
     advocate_id: str
     reward_id: str
     status: str
+    actor: str | UnsetType = UNSET  # unset on a new story and on events before it was kept
+
+
+class ProgramUpdated(msgspec.Struct):
+    """`changed`: the settings that changed (field names of the program), `actor`: who."""
+
+    program_id: str
+    changed: list[str]
+    actor: str
 
 
 class FraudPolicyChanged(msgspec.Struct):
@@ -151,6 +163,7 @@ CATALOGUE: dict[str, tuple[type[msgspec.Struct], str]] = {
     "story.pending": (StoryChanged, "A story waits for moderation"),
     "story.published": (StoryChanged, "A story was published"),
     "story.hidden": (StoryChanged, "A story was hidden"),
+    "program.updated": (ProgramUpdated, "A program's settings changed (who, and which)"),
     "program.fraud_policy_changed": (FraudPolicyChanged, "A program's fraud policy changed"),
     "advocate.codes_suspended": (CodesSuspended, "An advocate's codes were suspended"),
     "advocate.codes_reactivated": (CodesReactivated, "An advocate's codes work again"),

@@ -162,6 +162,13 @@ class TestPrograms:
         assert rewards["friend_coupon_days"] == 30, "what the form does not show is kept"
         again = form_of(shown.text, url)
         assert again["tier0.from"] == ["5"] and again["friend.percent"] == ["12.5"]
+        event = await db.fetchval(
+            "SELECT data FROM events WHERE merchant_id = $1 AND type = 'program.updated'",
+            tenant.merchant_id,
+        )
+        recorded = stored_json(event)
+        assert recorded["actor"] == "Maja Risk" and recorded["program_id"] == program["id"]
+        assert {"hold_days", "brand_colour", "locale", "rewards"} <= set(recorded["changed"])
 
     async def test_a_whole_percent_reads_back_as_typed(self, console, tenant, db):
         program = await create_program(console, tenant)

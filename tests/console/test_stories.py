@@ -5,6 +5,7 @@ mode."""
 
 from __future__ import annotations
 
+import json
 import re
 from html import unescape
 
@@ -80,6 +81,12 @@ async def test_a_pending_story_shows_with_its_image_and_publishing_puts_it_on_it
         ids.decode("story", story["id"]),
     )
     assert row["status"] == "published" and row["published_at"] is not None
+    event = await db.fetchval(
+        "SELECT data FROM events WHERE merchant_id = $1 AND type = 'story.published'",
+        tenant.merchant_id,
+    )
+    recorded = json.loads(event) if isinstance(event, str) else event
+    assert recorded["actor"] == "Maja Risk", "the event names who published it"
     public = await console.get(_path(story["image_url"]))
     assert public.status_code == 200
     assert public.content == image.content, "the console showed the image as it now reads"

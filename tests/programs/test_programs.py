@@ -297,3 +297,16 @@ class TestList:
         )
         assert response.status_code == 404
         assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_a_change_is_an_event_naming_what_changed_and_who(client, tenant):
+    program = await create_program(client, tenant)
+    url = f"/v1/programs/{program['id']}"
+    changed = await client.patch(url, json={"hold_days": 3, "name": program["name"]},
+                                 headers=tenant.auth)  # fmt: skip
+    assert changed.status_code == 200, changed.text
+    same = await client.patch(url, json={"hold_days": 3}, headers=tenant.auth)
+    assert same.status_code == 200
+    events = await client.get("/v1/events?type=program.updated", headers=tenant.auth)
+    recorded = [e["data"] for e in events.json()["data"] if e["type"] == "program.updated"]
+    assert recorded == [{"program_id": program["id"], "changed": ["hold_days"], "actor": "api"}]

@@ -1049,7 +1049,12 @@ async def save_program(
     if update is not None:
         try:
             await programs.update(
-                conn, runtime=runtime, caller=session.caller, program_id=program_id, data=update
+                conn,
+                runtime=runtime,
+                caller=session.caller,
+                program_id=program_id,
+                data=update,
+                actor=session.actor,
             )
         except InvalidInput as exc:
             service_problem(problems, exc, values)

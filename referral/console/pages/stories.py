@@ -170,6 +170,7 @@ async def moderate(
         caller=session.caller,
         story_id=story_id,
         data=StoryUpdate(status=to),
+        actor=session.actor,
     )
     tab = str(form.get("tab") or "")
     return back_to("/console/stories", status=tab if tab in TABS else "pending", done=to)
