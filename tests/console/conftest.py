@@ -87,3 +87,15 @@ async def browser_sign_in(page, db, settings, merchant_id: int, actor: str) -> N
     await page.fill("#actor", actor)
     await page.click("button[type=submit]")
     await page.wait_for_url(settings.public_base_url + "/console")
+
+
+def api_call(api):
+    """`ok(method, url, body)`: a call through the shop's API (an httpx client with its key)
+    that must succeed, answering its JSON."""
+
+    async def ok(method: str, url: str, body: dict | None = None) -> dict:
+        response = await api.request(method, url, json=body)
+        assert response.status_code in (200, 201), response.text
+        return response.json()
+
+    return ok

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.console.conftest import browser_sign_in
+from tests.console.conftest import api_call, browser_sign_in
 from tests.factories import make_tenant
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "tests" / "artifacts"
@@ -21,10 +21,7 @@ PHONE = {"width": 390, "height": 844}
 
 
 async def _world(api: httpx.AsyncClient, base: str) -> dict:
-    async def ok(method: str, url: str, body: dict | None = None) -> dict:
-        response = await api.request(method, url, json=body)
-        assert response.status_code in (200, 201), response.text
-        return response.json()
+    ok = api_call(api)
 
     program = await ok(
         "POST",

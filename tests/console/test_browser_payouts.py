@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from referral.rewards.service import release_due
-from tests.console.conftest import browser_sign_in
+from tests.console.conftest import api_call, browser_sign_in
 from tests.console.test_browser import ARTIFACTS, LAPTOP, _shoot
 from tests.factories import NO_VELOCITY, make_tenant
 
@@ -19,10 +19,7 @@ from tests.factories import NO_VELOCITY, make_tenant
 async def _world(api: httpx.AsyncClient) -> None:
     """Anna and Ben (emails on file) and Cleo (none) each earn 10 EUR, approved at once."""
 
-    async def ok(method: str, url: str, body: dict | None = None) -> dict:
-        response = await api.request(method, url, json=body)
-        assert response.status_code in (200, 201), response.text
-        return response.json()
+    ok = api_call(api)
 
     program = await ok(
         "POST",

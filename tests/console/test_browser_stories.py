@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from tests.console.conftest import api_call
 from tests.console.test_browser import ARTIFACTS, _shoot
 from tests.console.test_browser_payouts import signed_in
 from tests.factories import make_tenant
@@ -17,10 +18,7 @@ BROWSER = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chr
 
 
 async def _stories(api: httpx.AsyncClient) -> list[dict]:
-    async def ok(method: str, url: str, body: dict | None = None) -> dict:
-        response = await api.request(method, url, json=body)
-        assert response.status_code in (200, 201), response.text
-        return response.json()
+    ok = api_call(api)
 
     program = await ok(
         "POST",
