@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -10,7 +11,7 @@ import msgspec
 from referral.events import service as events
 from referral.fraud import policy as fraud_policy
 from referral.lib import money
-from referral.lib.errors import InvalidInput, NotFound
+from referral.lib.errors import Conflict, InvalidInput, NotFound
 from referral.lib.ids import PublicIds
 from referral.lib.pagination import Cursor, Page
 from referral.merchants.service import Caller
@@ -148,11 +149,21 @@ async def update(
     program_id: str,
     data: ProgramUpdate,
     actor: str = "api",
+    expected_updated_at: datetime | None = None,
 ) -> Program:
     """Also forgets this process's resolved codes, so its redirects follow the change at once.
     A change records `program.updated` with the settings that changed and `actor` (the
-    console's person; `api` through the API)."""
+    console's person; `api` through the API). With `expected_updated_at` (when the program
+    a person edited was last saved) a program saved meanwhile is refused (409
+    `program_changed`), so one person's save never silently undoes another's."""
     row = await _row(conn, runtime.ids, caller, program_id, for_update=True)
+    if expected_updated_at is not None and row.updated_at != expected_updated_at:
+        raise Conflict(
+            f"the program was saved at {row.updated_at.isoformat()}, after the version "
+            f"edited ({expected_updated_at.isoformat()})",
+            code="program_changed",
+            updated_at=row.updated_at.isoformat(),
+        )
     values = {k: getattr(row, k) for k in repo.WRITABLE}
     for field in repo.WRITABLE:
         # The fraud policy changes only through its own versioned endpoint.

@@ -170,6 +170,44 @@ class TestPrograms:
         assert recorded["actor"] == "Maja Risk" and recorded["program_id"] == program["id"]
         assert {"hold_days", "brand_colour", "locale", "rewards"} <= set(recorded["changed"])
 
+    async def test_a_save_over_one_made_meanwhile_is_refused_and_undoes_nothing(
+        self, console, tenant, db
+    ):
+        program = await create_program(console, tenant)
+        url = f"/console/settings/{program['id']}"
+        opened = form_of((await console.get(url)).text, url)
+        meanwhile = await console.patch(
+            f"/v1/programs/{program['id']}", json={"hold_days": 3}, headers=tenant.auth
+        )
+        assert meanwhile.status_code == 200, meanwhile.text
+        sent = changed(opened, brand_colour="#6b2fb3")
+        answer = await console.post(
+            url, data={**sent, "csrf": console.csrf}, follow_redirects=False
+        )
+        assert answer.status_code == 409
+        said = unescape(answer.text)
+        assert "Someone saved this program's settings at" in said and "not saved" in said
+        assert "differ from what is saved now: hold, brand colour." in said
+        row = await program_row(db, tenant)
+        assert (row["hold_days"], row["brand_colour"]) == (3, program["brand_colour"])
+        kept = form_of(answer.text, url)
+        assert kept["brand_colour"] == ["#6b2fb3"] and kept["hold_days"] == opened["hold_days"]
+        # Having read that, the person saves again on purpose: theirs wins, whole.
+        again = await console.post(url, data={**kept, "csrf": console.csrf}, follow_redirects=False)
+        assert again.status_code == 303, again.text
+        row = await program_row(db, tenant)
+        assert (row["hold_days"], row["brand_colour"]) == (int(opened["hold_days"][0]), "#6b2fb3")
+
+    async def test_a_form_without_its_stamp_is_refused(self, console, tenant, db):
+        program = await create_program(console, tenant)
+        url = f"/console/settings/{program['id']}"
+        sent = changed(form_of((await console.get(url)).text, url), hold_days="9", edited="")
+        answer = await console.post(
+            url, data={**sent, "csrf": console.csrf}, follow_redirects=False
+        )
+        assert answer.status_code == 409
+        assert (await program_row(db, tenant))["hold_days"] != 9
+
     async def test_a_whole_percent_reads_back_as_typed(self, console, tenant, db):
         program = await create_program(console, tenant)
         url = f"/console/settings/{program['id']}"

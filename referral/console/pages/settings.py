@@ -77,6 +77,11 @@ WORDS = {
         "saved_program": "Saved by {actor}: {changed}. New referrals follow these settings "
         "from now on.",
         "saved_nothing": "Saved by {actor}; nothing had changed.",
+        "program_moved": "Someone saved this program's settings at {when}, after you opened "
+        "them, so yours were not saved. Your changes are still in the form. Where they "
+        "differ from what is saved now: {fields}. Save again to keep yours.",
+        "program_moved_same": "Someone saved this program's settings at {when}, after you "
+        "opened them, so yours were not saved. What you entered is what is saved now.",
         "changed_name": "name",
         "changed_status": "status",
         "changed_landing_url": "landing page",
@@ -239,6 +244,11 @@ WORDS = {
         "saved_program": "Sparat av {actor}: {changed}. Nya rekommendationer följer "
         "inställningarna från och med nu.",
         "saved_nothing": "Sparat av {actor}; inget hade ändrats.",
+        "program_moved": "Någon sparade programmets inställningar {when}, efter att du "
+        "öppnade dem, så dina sparades inte. Dina ändringar finns kvar i formuläret. Där de "
+        "skiljer sig från det som är sparat nu: {fields}. Spara igen för att behålla dina.",
+        "program_moved_same": "Någon sparade programmets inställningar {when}, efter att du "
+        "öppnade dem, så dina sparades inte. Det du skrev är det som är sparat nu.",
         "changed_name": "namn",
         "changed_status": "status",
         "changed_landing_url": "landningssida",
@@ -993,7 +1003,11 @@ def _program_page(
     problems: Problems | None = None,
     notice: str = "",
     status: int = 200,
+    problem: str = "",
+    edited: str = "",
 ) -> Response:
+    """The form carries when the program it shows was last saved (`edited`, else `program`'s
+    own), so a save over a newer one is refused."""
     return _form_page(
         request,
         "settings_program.html",
@@ -1006,6 +1020,8 @@ def _program_page(
         rewards={side: reward_form(values, side) for side in ("advocate", "friend")},
         tiers=tier_forms(values),
         notice=notice,
+        problem=problem,
+        edited=edited or program.updated_at.isoformat(),
         kinds=KINDS,
         statuses=STATUSES,
     )
@@ -1042,8 +1058,11 @@ async def save_program(
     form: FormDep,
     program_id: FromPath[str],
 ) -> Response:
+    """Saves the form if the program is as it was when the form was opened (its `edited`
+    stamp); saved by someone meanwhile, the form comes back with its values and what differs."""
     program = await _program(conn, runtime, session, program_id)
-    t = translator(locale_of(request), WORDS)
+    locale = locale_of(request)
+    t = translator(locale, WORDS)
     values = _form_values(form)
     update, problems = read_program(values, program, t)
     if update is not None:
@@ -1055,14 +1074,37 @@ async def save_program(
                 program_id=program_id,
                 data=update,
                 actor=session.actor,
+                expected_updated_at=_edited(form.get("edited")),
             )
         except InvalidInput as exc:
             service_problem(problems, exc, values)
+        except Conflict as exc:
+            if exc.code != "program_changed":
+                raise
+            differs = [t(f"changed_{name}") for name in changed(program, update)]
+            when = Formats(locale).moment(program.updated_at)
+            problem = (
+                t("program_moved", when=when, fields=", ".join(differs))
+                if differs
+                else t("program_moved_same", when=when)
+            )
+            return _program_page(request, session, program, values, problem=problem, status=409)
         else:
             return back_to(
                 f"/console/settings/{program_id}", saved=",".join(changed(program, update))
             )
-    return _program_page(request, session, program, values, problems, status=422)
+    # Still the stamp the form was opened with: a fix-and-save is checked against it too.
+    edited = str(form.get("edited") or "")[:40]
+    return _program_page(request, session, program, values, problems, status=422, edited=edited)
+
+
+def _edited(text: Any) -> datetime:
+    """When the program the form was opened on was last saved; a form without a readable
+    stamp counts as opened on an older program than any (so it is refused, not applied)."""
+    try:
+        return datetime.fromisoformat(str(text))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def _fraud_page(
