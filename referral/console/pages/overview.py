@@ -71,6 +71,8 @@ WORDS = {
         "roi_said": "(referred revenue − reward cost) ÷ reward cost",
         "k_factor": "K-factor",
         "k_parts": "{participation} shared × {invites} visitors each × {conversion} ordered",
+        "k_parts_codes": "{participation} shared × {invites} visitors each × {conversion} "
+        "first orders per visitor (friends also order with a code, without clicking)",
         "friends_turned": "Friends turned advocates",
         "friends_turned_said": "referred customers who went on to refer",
         "cycle": "Median cycle: {days} days from first share to a friend's first order",
@@ -159,6 +161,8 @@ WORDS = {
         "roi_said": "(intäkter via rekommendationer − belöningskostnad) ÷ belöningskostnad",
         "k_factor": "K-faktor",
         "k_parts": "{participation} delade × {invites} besökare var × {conversion} beställde",
+        "k_parts_codes": "{participation} delade × {invites} besökare var × {conversion} "
+        "första köp per besökare (vänner köper också med en kod, utan att klicka)",
         "friends_turned": "Vänner som blev ambassadörer",
         "friends_turned_said": "rekommenderade kunder som själva rekommenderade",
         "cycle": "Mediancykel: {days} dagar från första delning till en väns första beställning",
@@ -321,12 +325,7 @@ def _layout(answers: dict[str, Answer], t, fmt: Formats) -> Overview:
             k,
             before["virality"].get("k_factor"),
             fmt.number(k, 2),
-            t(
-                "k_parts",
-                participation=fmt.percent(virality.get("participation")),
-                invites=fmt.number(virality.get("invites_per_advocate"), 1),
-                conversion=fmt.percent(virality.get("friend_conversion")),
-            ),
+            _k_parts(t, fmt, virality),
             estimate=virality.estimate("k_factor"),
         )
     )
@@ -441,6 +440,20 @@ def _channels(answer: Answer, t, fmt: Formats):
             }
         )
     return rows, currencies
+
+
+def _k_parts(t, fmt: Formats, virality: Figures) -> str:
+    """The K-factor's parts. Friends who type a code at checkout order without a click, so
+    there can be more first orders than visitors: then a rate per visitor, not a percent
+    over 100."""
+    conversion = virality.get("friend_conversion")
+    parts = {
+        "participation": fmt.percent(virality.get("participation")),
+        "invites": fmt.number(virality.get("invites_per_advocate"), 1),
+    }
+    if conversion is not None and conversion > 1:
+        return t("k_parts_codes", conversion=fmt.number(conversion, 1), **parts)
+    return t("k_parts", conversion=fmt.percent(conversion), **parts)
 
 
 def _value(answer: Answer, fmt: Formats):
