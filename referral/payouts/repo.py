@@ -29,45 +29,56 @@ CREATION_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))"
 # The CLI knows a batch by its id only.
 MERCHANT_OF_BATCH = "SELECT merchant_id FROM payout_batches WHERE id = $1"
 
-# What a batch of ($1 merchant, $2 currency, $3 kind, $4 cutoff, $5 minimum) pays, per payee:
-# the approved rewards up to the cutoff that no active batch holds, less the receivables not
-# yet netted; `enough` says whether the payee reaches the minimum (the others roll over).
-# Creating a batch inserts these lines (`FILL_BATCH`, its rewards locked); a preview sums
-# them (`PREVIEW`): one definition, so a preview shows what the batch will hold.
-PAYEES_DUE = """
+# What a batch pays, per payee: the approved rewards up to the cutoff that no active batch
+# holds, less the receivables not yet netted; `enough` says whether the payee reaches the
+# minimum (the others roll over). Creating a batch inserts these lines (`FILL_BATCH`, its
+# rewards locked); a preview sums them (`PREVIEW`); the balances due sum them for every
+# currency and kind at once (`BALANCES`): one definition, so none counts differently.
+# `rewards_in` and `receivables_in` choose the money; `cutoff` and `minimum` are SQL.
+PAYEES_DUE_ANY = """
 WITH due AS (
-    SELECT r.id, r.payee_key, r.amount, r.original_amount, r.earned_at, r.public_id,
-           r.referral_public_id, r.side, r.order_pk
+    SELECT r.id, r.currency, r.kind, r.payee_key, r.amount, r.original_amount, r.earned_at,
+           r.public_id, r.referral_public_id, r.side, r.order_pk
     FROM rewards r
-    WHERE r.merchant_id = $1 AND r.status = 'approved' AND r.kind = $3 AND r.currency = $2
-      AND r.approved_at <= $4
+    WHERE r.merchant_id = $1 AND r.status = 'approved' AND {rewards_in}
+      AND r.approved_at <= {cutoff}
       AND NOT EXISTS (SELECT 1 FROM payout_items i
                       WHERE i.reward_id = r.id AND i.active AND i.ledger_entry_id IS NULL)
     {lock}
 ),
 receivable AS (
-    SELECT e.id, e.payee_key, e.amount, e.reward_id, r.public_id, r.referral_public_id,
-           r.side, r.order_pk, r.earned_at
+    SELECT e.id, e.currency, r.kind, e.payee_key, e.amount, e.reward_id, r.public_id,
+           r.referral_public_id, r.side, r.order_pk, r.earned_at
     FROM ledger_entries e
     JOIN rewards r ON r.merchant_id = e.merchant_id AND r.id = e.reward_id
-    WHERE e.merchant_id = $1 AND e.account = 'receivable' AND e.currency = $2
-      AND r.kind = $3 AND e.created_at <= $4
+    WHERE e.merchant_id = $1 AND e.account = 'receivable' AND {receivables_in}
+      AND e.created_at <= {cutoff}
       AND NOT EXISTS (SELECT 1 FROM payout_items i WHERE i.ledger_entry_id = e.id AND i.active)
 ),
 netted AS (
-    SELECT payee_key, sum(amount) AS netted FROM receivable GROUP BY payee_key
+    SELECT currency, kind, payee_key, sum(amount) AS netted
+    FROM receivable GROUP BY currency, kind, payee_key
 ),
 payees AS (
-    SELECT d.payee_key, sum(d.amount) AS gross, count(*) AS reward_count,
+    SELECT d.currency, d.kind, d.payee_key, sum(d.amount) AS gross, count(*) AS reward_count,
            min(d.earned_at) AS first_at, max(d.earned_at) AS last_at
-    FROM due d GROUP BY d.payee_key
+    FROM due d GROUP BY d.currency, d.kind, d.payee_key
 ),
 payable AS (
-    SELECT p.payee_key, p.gross, coalesce(n.netted, 0) AS netted,
+    SELECT p.currency, p.kind, p.payee_key, p.gross, coalesce(n.netted, 0) AS netted,
            p.gross + coalesce(n.netted, 0) AS amount, p.reward_count, p.first_at, p.last_at,
-           p.gross + coalesce(n.netted, 0) >= greatest($5::bigint, 1) AS enough
-    FROM payees p LEFT JOIN netted n USING (payee_key)
+           {minimum} AS minimum,
+           p.gross + coalesce(n.netted, 0) >= greatest({minimum}, 1) AS enough
+    FROM payees p LEFT JOIN netted n USING (currency, kind, payee_key)
 )"""
+
+# A batch of ($1 merchant, $2 currency, $3 kind, $4 cutoff, $5 minimum).
+PAYEES_DUE = (
+    PAYEES_DUE_ANY.replace("{rewards_in}", "r.currency = $2 AND r.kind = $3")
+    .replace("{receivables_in}", "e.currency = $2 AND r.kind = $3")
+    .replace("{cutoff}", "$4")
+    .replace("{minimum}", "$5::bigint")
+)
 
 # One statement, one snapshot: the rewards are locked, summed per payee, and linked to the
 # lines they were summed into, so a reward approved meanwhile can never be linked without
@@ -125,29 +136,32 @@ FROM lines
 )
 
 # What creating the batch would pay now, and who would roll over; nothing locked or written.
-PREVIEW = (
-    PAYEES_DUE.format(lock="")
-    + """
-SELECT count(*) FILTER (WHERE enough)::int AS line_count,
+PREVIEW_FIGURES = """
+SELECT {keys}
+       count(*) FILTER (WHERE enough)::int AS line_count,
        coalesce(sum(amount) FILTER (WHERE enough), 0)::bigint AS total,
        coalesce(sum(reward_count) FILTER (WHERE enough), 0)::int AS reward_count,
        coalesce(sum(netted) FILTER (WHERE enough), 0)::bigint AS netted,
        count(*) FILTER (WHERE NOT enough)::int AS rolled_over_count,
        coalesce(sum(amount) FILTER (WHERE NOT enough), 0)::bigint AS rolled_over_total
 FROM payable
+{group}
 """
-)
 
-# The (currency, kind) pairs with approved money no active batch holds: what is due.
-DUE_KINDS = """
-SELECT DISTINCT r.currency, r.kind FROM rewards r
-WHERE r.merchant_id = $1 AND r.status = 'approved' AND r.kind IN ('cash', 'store_credit')
-  AND r.currency IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM payout_items i
-                  WHERE i.merchant_id = $1 AND i.reward_id = r.id AND i.active
-                    AND i.ledger_entry_id IS NULL)
-ORDER BY r.currency, r.kind
-"""
+PREVIEW = PAYEES_DUE.format(lock="") + PREVIEW_FIGURES.format(keys="", group="")
+
+# The balances due: the preview of a batch made now ($2) for every currency and kind with
+# money due, each with the merchant's minimum for its currency. One scan for all of them.
+BALANCES = PAYEES_DUE_ANY.replace("{rewards_in}", "r.kind IN ('cash', 'store_credit')").replace(
+    "{receivables_in}", "r.kind IN ('cash', 'store_credit')"
+).replace("{cutoff}", "$2").replace(
+    "{minimum}",
+    "coalesce(((SELECT m.payout_minimums FROM merchants m WHERE m.id = $1)"
+    " ->> p.currency::text)::bigint, 0)",
+).format(lock="") + PREVIEW_FIGURES.format(
+    keys="currency, kind, min(minimum)::bigint AS minimum,",
+    group="GROUP BY currency, kind ORDER BY currency, kind",
+)
 
 ANALYZE_BATCHES = "ANALYZE payout_lines, payout_items"
 
@@ -422,10 +436,19 @@ async def preview(
     return Preview(**await conn.fetchrow(PREVIEW, merchant_id, currency, kind, cutoff, minimum))
 
 
-async def due_kinds(conn: asyncpg.Connection, merchant_id: int) -> list[DueKind]:
+async def balances(
+    conn: asyncpg.Connection, merchant_id: int, cutoff: datetime
+) -> list[tuple[DueKind, int, Preview]]:
+    """(currency and kind, minimum, what a batch would hold) for each with money due."""
+    rows = await conn.fetch(BALANCES, merchant_id, cutoff)
+    fields = Preview.__struct_fields__
     return [
-        DueKind(currency=r["currency"].strip(), kind=r["kind"])
-        for r in await conn.fetch(DUE_KINDS, merchant_id)
+        (
+            DueKind(currency=r["currency"].strip(), kind=r["kind"]),
+            r["minimum"],
+            Preview(**{f: r[f] for f in fields}),
+        )
+        for r in rows
     ]
 
 

@@ -152,15 +152,18 @@ async def balances(
     conn: asyncpg.Connection, *, runtime: Context, caller: Caller
 ) -> list[BatchPreview]:
     """What is due now, per currency and kind: the preview of a batch made now with the
-    merchant's minimum, for each currency and kind with approved money no batch holds."""
+    merchant's minimum, for each currency and kind with approved money no batch holds (one
+    statement for all of them, `repo.BALANCES`, on `preview`'s definition)."""
+    cutoff = datetime.now(UTC)
     return [
-        await preview(
-            conn,
-            runtime=runtime,
-            caller=caller,
-            data=BatchCreate(currency=due.currency, kind=due.kind),  # type: ignore[arg-type]
+        BatchPreview(
+            currency=due.currency,
+            kind=due.kind,
+            cutoff=cutoff,
+            minimum=minimum,
+            **msgspec.structs.asdict(found),
         )
-        for due in await repo.due_kinds(conn, caller.merchant_id)
+        for due, minimum, found in await repo.balances(conn, caller.merchant_id, cutoff)
     ]
 
 

@@ -287,6 +287,74 @@ async def test_clawback_after_payment_is_netted_off_the_next_batch(client, tenan
     await assert_reconciles(client, tenant, db, ids, third)
 
 
+async def test_the_balances_due_are_each_currency_and_kinds_preview(
+    client, tenant, db, pool, ids, settings
+):
+    """What the payouts page shows as due (one statement for every currency and kind) is,
+    for each, exactly the preview of a batch made now: through a minimum, a clawback, a payee
+    under the minimum, rewards already in an open batch, and a reward not yet approved."""
+    from types import SimpleNamespace
+
+    from referral.merchants.service import Caller
+    from referral.payouts import service
+    from referral.payouts.schemas import BatchCreate
+
+    cash = await make_program(client, tenant, {"EUR": 1000, "SEK": 5000})
+    credit = await make_program(client, tenant, {"EUR": 700}, kind="store_credit")
+    anna, ben, cleo = [
+        await make_advocate(client, tenant, cash, n) for n in ("anna", "ben", "cleo")
+    ]
+    dora = await make_advocate(client, tenant, credit, "dora")
+    clawed = await order(client, tenant, anna)
+    for code, currency in ((anna, "EUR"), (ben, "EUR"), (ben, "SEK"), (cleo, "SEK")):
+        await order(client, tenant, code, currency=currency)
+    for _ in range(3):
+        await order(client, tenant, dora)
+    await release_due(pool, ids=ids)
+    await post(client, tenant, (await new_batch(client, tenant))["id"], "mark-paid")
+    await cancel_order(client, tenant, clawed)  # anna owes 10 EUR back
+    for code, currency in ((anna, "EUR"), (anna, "EUR"), (ben, "SEK"), (cleo, "SEK")):
+        await order(client, tenant, code, currency=currency)
+    await release_due(pool, ids=ids)
+    await new_batch(client, tenant, currency="SEK")  # holds ben's and cleo's 10,000 SEK each
+    await order(client, tenant, cleo, currency="SEK")
+    await order(client, tenant, ben, currency="SEK")
+    await order(client, tenant, ben, currency="SEK")
+    await release_due(pool, ids=ids)
+    await order(client, tenant, anna)  # not approved yet (held until release): not due
+    await db.execute(
+        "UPDATE merchants SET payout_minimums = '{\"SEK\": 6000}' WHERE id = $1",
+        tenant.merchant_id,
+    )
+
+    caller = Caller(merchant_id=tenant.merchant_id, mode="test", kind="secret")
+    runtime = SimpleNamespace(ids=ids, settings=settings)
+    due = await service.balances(db, runtime=runtime, caller=caller)
+    assert [(d.currency, d.kind) for d in due] == [
+        ("EUR", "cash"),
+        ("EUR", "store_credit"),
+        ("SEK", "cash"),
+    ]
+    for shown in due:
+        preview = await service.preview(
+            db,
+            runtime=runtime,
+            caller=caller,
+            data=BatchCreate(currency=shown.currency, kind=shown.kind, cutoff=shown.cutoff),
+        )
+        assert shown == preview
+    eur, credit_due, sek = due
+    assert (eur.total, eur.netted, eur.line_count) == (1000, -1000, 1), "anna: 20 less 10"
+    assert (credit_due.total, credit_due.reward_count) == (2100, 3)
+    assert sek.minimum == 6000 and eur.minimum == 0
+    assert (sek.line_count, sek.total, sek.rolled_over_count, sek.rolled_over_total) == (
+        1,
+        10000,
+        1,
+        5000,
+    ), "ben's 100 SEK is paid, cleo's 50 SEK rolls over"
+
+
 # --- concurrency and idempotency -------------------------------------------------------------
 
 
