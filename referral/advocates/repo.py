@@ -13,7 +13,7 @@ from referral.lib.pagination import CURSOR_CLAUSE, Cursor
 UPSERT = """
 INSERT INTO advocates AS a (merchant_id, program_id, customer_id, email, name)
 VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (program_id, customer_id) DO UPDATE
+ON CONFLICT (merchant_id, program_id, customer_id) DO UPDATE
 SET email = coalesce(excluded.email, a.email), name = coalesce(excluded.name, a.name)
 RETURNING id, (xmax = 0) AS created
 """
@@ -67,7 +67,7 @@ PROGRAM_STATUS = "SELECT status FROM programs WHERE merchant_id = $1 AND id = $2
 
 CODE_INFO = """
 SELECT c.code, c.program_id, c.status = 'active' AND p.status = 'active' AS active
-FROM codes c JOIN programs p ON p.id = c.program_id
+FROM codes c JOIN programs p ON p.merchant_id = c.merchant_id AND p.id = c.program_id
 WHERE c.lookup_key = $1 AND c.merchant_id = $2
 """
 

@@ -40,10 +40,12 @@ SELECT
          WHERE merchant_id = $1 AND ip_hash = $6
            AND occurred_at > $7::timestamptz - interval '1 day' AND occurred_at <= $7)
     END AS ip_day,
-    EXISTS (SELECT 1 FROM referrals r JOIN advocates a ON a.id = r.advocate_id
+    EXISTS (SELECT 1 FROM referrals r
+            JOIN advocates a ON a.merchant_id = r.merchant_id AND a.id = r.advocate_id
             WHERE r.merchant_id = $1 AND r.friend_customer_id = $2 AND r.status <> 'rejected'
               AND a.customer_id = $8)
-    OR EXISTS (SELECT 1 FROM referrals r JOIN advocates a ON a.id = r.advocate_id
+    OR EXISTS (SELECT 1 FROM referrals r
+               JOIN advocates a ON a.merchant_id = r.merchant_id AND a.id = r.advocate_id
                WHERE r.merchant_id = $1 AND r.friend_email_normalised = $9
                  AND r.status <> 'rejected' AND a.customer_id = $8) AS reciprocal,
     (SELECT count(*) FROM referrals

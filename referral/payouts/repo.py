@@ -43,7 +43,8 @@ WITH due AS (
     WHERE r.merchant_id = $1 AND r.status = 'approved' AND {rewards_in}
       AND r.approved_at <= {cutoff}
       AND NOT EXISTS (SELECT 1 FROM payout_items i
-                      WHERE i.reward_id = r.id AND i.active AND i.ledger_entry_id IS NULL)
+                      WHERE i.merchant_id = $1 AND i.reward_id = r.id AND i.active
+                        AND i.ledger_entry_id IS NULL)
     {lock}
 ),
 receivable AS (
@@ -53,7 +54,8 @@ receivable AS (
     JOIN rewards r ON r.merchant_id = e.merchant_id AND r.id = e.reward_id
     WHERE e.merchant_id = $1 AND e.account = 'receivable' AND {receivables_in}
       AND e.created_at <= {cutoff}
-      AND NOT EXISTS (SELECT 1 FROM payout_items i WHERE i.ledger_entry_id = e.id AND i.active)
+      AND NOT EXISTS (SELECT 1 FROM payout_items i
+                      WHERE i.merchant_id = $1 AND i.ledger_entry_id = e.id AND i.active)
 ),
 netted AS (
     SELECT currency, kind, payee_key, sum(amount) AS netted
@@ -221,7 +223,8 @@ UPDATE payout_lines SET status = 'failed', failure_reason = $3 WHERE merchant_id
 
 # Rewards (not receivables) of the batch, or of one line, with what the line pays for each.
 REWARDS_OF_LINES = """
-SELECT i.reward_id, i.amount FROM payout_items i JOIN payout_lines l ON l.id = i.line_id
+SELECT i.reward_id, i.amount FROM payout_items i
+JOIN payout_lines l ON l.merchant_id = i.merchant_id AND l.id = i.line_id
 WHERE i.merchant_id = $1 AND i.batch_id = $2 AND i.active AND i.ledger_entry_id IS NULL
   AND ($3::bigint IS NULL OR i.line_id = $3)
 ORDER BY i.reward_id
@@ -260,7 +263,7 @@ SELECT $3::text AS batch_id, csv_safe(l.payee_key) AS payee_customer_id,
        minor_to_decimal(l.amount, $4::int) AS amount, l.amount AS amount_minor,
        b.currency, l.reward_count, utc_iso(l.first_reward_at) AS first_reward_at,
        utc_iso(l.last_reward_at) AS last_reward_at, l.reference
-FROM payout_lines l JOIN payout_batches b ON b.id = l.batch_id
+FROM payout_lines l JOIN payout_batches b ON b.merchant_id = l.merchant_id AND b.id = l.batch_id
 WHERE l.merchant_id = $1 AND l.batch_id = $2
 ORDER BY l.payee_key
 """
@@ -297,7 +300,7 @@ PAYOUTS_PAYPAL = f"""
 SELECT l.payee_email, minor_to_decimal(l.amount / $5::bigint, $4::int),
        b.currency, left(csv_safe(regexp_replace(l.payee_key, '[[:space:]]', '_', 'g')), 30),
        left(csv_safe($3::text || ' referral rewards ' || l.reference), 400), 'PAYPAL'
-FROM payout_lines l JOIN payout_batches b ON b.id = l.batch_id
+FROM payout_lines l JOIN payout_batches b ON b.merchant_id = l.merchant_id AND b.id = l.batch_id
 WHERE l.merchant_id = $1 AND l.batch_id = $2 AND {_paypal_problem("$5")} IS NULL
 ORDER BY l.payee_key
 OFFSET $6 LIMIT 5000
@@ -312,8 +315,8 @@ SELECT $3::text AS batch_id, csv_safe(l.payee_key) AS payee_customer_id,
        minor_to_decimal(i.amount, $4::int) AS net, b.currency, utc_iso(i.earned_at) AS earned_at,
        l.reference
 FROM payout_items i
-JOIN payout_lines l ON l.id = i.line_id
-JOIN payout_batches b ON b.id = i.batch_id
+JOIN payout_lines l ON l.merchant_id = i.merchant_id AND l.id = i.line_id
+JOIN payout_batches b ON b.merchant_id = i.merchant_id AND b.id = i.batch_id
 WHERE i.merchant_id = $1 AND i.batch_id = $2
 ORDER BY l.payee_key, i.id
 """

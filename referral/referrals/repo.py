@@ -38,7 +38,7 @@ INSERT_REFERRAL = f"""
 INSERT INTO referrals (merchant_id, program_id, advocate_id, friend_key, friend_customer_id,
                        friend_email_normalised, status, source, attribution, signed_up_at)
 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9)
-ON CONFLICT (program_id, friend_key) WHERE status <> 'rejected' DO NOTHING
+ON CONFLICT (merchant_id, program_id, friend_key) WHERE status <> 'rejected' DO NOTHING
 RETURNING {REFERRAL_COLUMNS}
 """
 

@@ -1,5 +1,5 @@
 """SQL for stories, their views and shares. Every statement is scoped by merchant_id except
-the public lookups by slug, which return the merchant with the row."""
+the public lookup of a slug's merchant (`story_slugs`, deployment-wide, as `codes` is)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,15 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $8 = 'published' THEN now() EN
 ON CONFLICT DO NOTHING
 RETURNING {COLUMNS}
 """
+
+# The slug, deployment-wide, for the story just made; nothing when another merchant has it.
+CLAIM_SLUG = """
+INSERT INTO story_slugs (slug, merchant_id, story_id) VALUES ($1, $2, $3)
+ON CONFLICT DO NOTHING
+RETURNING story_id
+"""
+
+SLUG_OWNER = "SELECT merchant_id FROM story_slugs WHERE slug = $1"
 
 GET = f"SELECT {COLUMNS} FROM stories t WHERE t.merchant_id = $1 AND t.id = $2"
 GET_FOR_UPDATE = GET + " FOR UPDATE"
@@ -73,8 +82,8 @@ JOIN advocates a ON a.merchant_id = t.merchant_id AND a.id = t.advocate_id
 JOIN programs p ON p.merchant_id = t.merchant_id AND p.id = t.program_id
 JOIN merchants m ON m.id = t.merchant_id
 """
-# A story page. Public, so by slug alone.
-PAGE = PAGE_SELECT + "WHERE t.slug = $1\n"
+# A story page, once its slug's merchant is known (`SLUG_OWNER`).
+PAGE = PAGE_SELECT + "WHERE t.merchant_id = $1 AND t.slug = $2\n"
 # The same for the merchant, whatever the story's status (the console's preview).
 PAGE_BY_ID = PAGE_SELECT + "WHERE t.merchant_id = $1 AND t.id = $2\n"
 
@@ -213,11 +222,25 @@ async def insert(
     status: str,
 ) -> StoryRow | None:
     """The new story, or None when the reward already has one (or, rarely, the slug is
-    taken): ON CONFLICT DO NOTHING, so the transaction stays usable."""
-    row = await conn.fetchrow(
-        INSERT, merchant_id, program_id, advocate_id, reward_id, slug, body, display_name, status
-    )
-    return one(StoryRow, row)
+    taken, in this merchant or another): ON CONFLICT DO NOTHING, and a savepoint that undoes
+    the story when its slug is another merchant's, so the transaction stays usable."""
+    try:
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                INSERT,
+                merchant_id, program_id, advocate_id, reward_id, slug, body, display_name, status,
+            )  # fmt: skip
+            if row is not None and await conn.fetchval(CLAIM_SLUG, slug, merchant_id, row["id"]):
+                return one(StoryRow, row)
+            if row is not None:
+                raise _SlugTaken
+    except _SlugTaken:
+        pass
+    return None
+
+
+class _SlugTaken(Exception):
+    """Another merchant's story has the slug: roll this one back (the caller draws again)."""
 
 
 async def get(
@@ -269,7 +292,11 @@ async def list_page(
 
 
 async def page(conn: asyncpg.Connection, slug: str) -> PageRow | None:
-    return one(PageRow, await conn.fetchrow(PAGE, slug))
+    """Two statements, each on one merchant's shard when distributed: whose slug, then the page."""
+    merchant_id = await conn.fetchval(SLUG_OWNER, slug)
+    if merchant_id is None:
+        return None
+    return one(PageRow, await conn.fetchrow(PAGE, merchant_id, slug))
 
 
 async def page_by_id(conn: asyncpg.Connection, merchant_id: int, story_id: int) -> PageRow | None:

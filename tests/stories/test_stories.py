@@ -212,6 +212,21 @@ class TestStoryPage:
         )
         assert cached.status_code == 304
 
+    async def test_a_slug_another_shop_holds_is_drawn_again_and_both_pages_stay_theirs(
+        self, client, tenant, other_tenant, monkeypatch
+    ):
+        from referral.stories import service
+
+        _, theirs = await _published_story(client, other_tenant)
+        drawn = iter([_slug(theirs), "FreshSlug123"])
+        monkeypatch.setattr(service, "new_slug", lambda: next(drawn))
+        _, mine = await _published_story(client, tenant, text="Mine, not theirs")
+        assert _slug(mine) == "FreshSlug123"
+        page = (await client.get(f"/s/{_slug(theirs)}", headers=BROWSER)).text
+        assert _meta(page, "property", "og:title") == theirs["text"]
+        page = (await client.get("/s/FreshSlug123", headers=BROWSER)).text
+        assert _meta(page, "property", "og:title") == "Mine, not theirs"
+
     async def test_script_in_a_story_renders_inert(self, client, tenant):
         program = await create_program(client, tenant, stories_auto_publish=True)
         advocate = await _advocate(client, tenant, program, name="<img src=x onerror=alert(2)>")
