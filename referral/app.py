@@ -29,6 +29,7 @@ from referral.events.api import list_events
 from referral.fraud.api import FraudPolicyController
 from referral.http.body import JsonRequest
 from referral.http.deps import DEPENDENCIES
+from referral.lib import metrics
 from referral.lib.db import create_pool, migrate, ping
 from referral.lib.errors import EXCEPTION_HANDLERS, RETRY_AFTER_SECONDS, problem_guard
 from referral.lib.logging import configure_logging, request_id_middleware
@@ -37,6 +38,7 @@ from referral.links.api import links_router
 from referral.merchants.api import KeyController, MerchantController
 from referral.merchants.service import KEY_CACHE_SECONDS
 from referral.openapi import StructSchemaPlugin, webhooks_section
+from referral.operations.api import metrics_page
 from referral.orders.api import OrderController
 from referral.payouts.api import PayoutController
 from referral.programs.api import ProgramController
@@ -98,6 +100,13 @@ async def _maintain_partitions(runtime: Runtime) -> None:
             log.warning("click_partition_maintenance_failed", error=type(exc).__name__)
 
 
+async def _sample_pool(runtime: Runtime) -> None:
+    """This worker's pool for /metrics, every second (a scrape reaches one worker only)."""
+    while True:
+        metrics.sample_pool(runtime.pool.get_size(), runtime.pool.get_idle_size())
+        await asyncio.sleep(1.0)
+
+
 async def _release_rewards(runtime: Runtime) -> None:
     """Approve rewards whose hold has passed. Several instances may run this at once."""
     interval = runtime.settings.release_interval_seconds
@@ -140,7 +149,10 @@ def create_app(settings: Settings) -> Litestar:
         app.state.runtime = runtime
         await links.ensure_click_partitions(pool)
         runtime.clicks.start()
-        background = [asyncio.create_task(_maintain_partitions(runtime))]
+        background = [
+            asyncio.create_task(_maintain_partitions(runtime)),
+            asyncio.create_task(_sample_pool(runtime)),
+        ]
         # The code cache's change listener (links/service.py, CodeResolver): serve once it
         # listens and holds the codes, or has given up trying for now.
         background.append(asyncio.create_task(runtime.codes.listen(settings.database_url)))
@@ -168,6 +180,7 @@ def create_app(settings: Settings) -> Litestar:
     handlers: list = [
         healthz,
         readyz,
+        metrics_page,
         links_router,
         ProgramController,
         AdvocateController,

@@ -101,6 +101,31 @@ async def _seed(settings: Settings):
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    with _metrics_dir(args.workers):
+        _serve(args)
+
+
+@contextlib.contextmanager
+def _metrics_dir(workers: int) -> Iterator[None]:
+    """With several workers, each writes its metrics to files in a fresh directory that
+    `/metrics` sums (prometheus-client's multiprocess mode); set before anything imports
+    the metrics, removed when the server stops. A directory given in
+    PROMETHEUS_MULTIPROC_DIR is used as it is."""
+    if workers <= 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    import shutil
+    import tempfile
+
+    made = tempfile.mkdtemp(prefix="referral-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
+    try:
+        yield
+    finally:
+        shutil.rmtree(made, ignore_errors=True)
+
+
+def _serve(args: argparse.Namespace) -> None:
     from granian import Granian
     from granian.constants import Interfaces, Loops
 

@@ -40,6 +40,8 @@ ACROSS_MERCHANTS = {
     ("analytics", "PENDING"): "the rollup worker's backlog, deployment-wide",
     ("links", "PRUNE_UNIQUE_CLICKS"): "old unique-click keys are dropped for everyone",
     ("payouts", "MERCHANT_OF_BATCH"): "`referral payouts` knows a batch by its id only",
+    ("rewards", "OLDEST_DUE"): "/metrics: the release worker's lag, deployment-wide",
+    ("webhooks", "OLDEST_UNDELIVERED"): "/metrics: the outbox's lag, deployment-wide",
 }
 
 

@@ -18,6 +18,7 @@ from litestar.params import HeaderParameter
 
 from referral.http.idempotency import Once
 from referral.http.listing import ListQuery, provide_list_query
+from referral.lib import metrics
 from referral.lib.errors import Forbidden, Unauthorized
 from referral.merchants.service import Caller, authenticate, hash_key
 from referral.runtime import Runtime
@@ -46,8 +47,17 @@ async def provide_auth(request: Request, state: State) -> Caller | None:
 async def provide_conn(
     state: State, auth: NamedDependency[Caller | None]
 ) -> AsyncGenerator[asyncpg.Connection, None]:
-    async with state.runtime.pool.acquire() as conn, conn.transaction():
-        yield conn
+    waiting = metrics.pool_waiting
+    waiting.count += 1
+    try:
+        conn = await state.runtime.pool.acquire()
+    finally:
+        waiting.count -= 1
+    try:
+        async with conn.transaction():
+            yield conn
+    finally:
+        await state.runtime.pool.release(conn)
 
 
 async def _caller(request: Request, runtime: Runtime) -> Caller:

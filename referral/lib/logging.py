@@ -30,7 +30,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 _SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 # Paths too hot or too boring to log one line each.
-_QUIET_PREFIXES = ("/r/", "/healthz", "/readyz")
+_QUIET_PREFIXES = ("/r/", "/healthz", "/readyz", "/metrics")
 
 EMAIL, KEY, TOKEN, IP = "[email]", "[key]", "[token]", "[ip]"
 _AT = ("@", "\uff20", "\ufe6b")  # @, fullwidth and small commercial at
@@ -211,6 +211,10 @@ def configure_logging(
 
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
+    # Imported here, in the server's worker: every CLI command imports this module first,
+    # before `serve` can tell the metrics where its workers share them.
+    from referral.lib import metrics
+
     log = structlog.get_logger("referral.http")
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
@@ -242,6 +246,10 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
+            metrics.observe_request(
+                scope["method"], scope.get("path_template") or "unmatched", status, elapsed
+            )
             path = scope["path"]
             if not path.startswith(_QUIET_PREFIXES) or status >= 500:
                 log.info(
@@ -249,7 +257,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
                     method=scope["method"],
                     path=loggable_path(path, scope.get("query_string", b"")),
                     status=status,
-                    ms=round((time.perf_counter() - started) * 1000, 2),
+                    ms=round(elapsed * 1000, 2),
                 )
 
     return middleware

@@ -21,6 +21,7 @@ import asyncpg
 import structlog
 
 from referral.analytics import service as analytics
+from referral.lib import metrics
 from referral.links import repo
 
 log = structlog.get_logger("referral.clicks")
@@ -97,6 +98,7 @@ class ClickWriter:
         if not self._buffer:
             return 0
         batch, self._buffer = self._buffer, []
+        flushed = metrics.timed_flush()
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 await repo.copy_clicks(conn, batch)
@@ -117,9 +119,11 @@ class ClickWriter:
             if self.last_error != type(exc).__name__:
                 log.warning("click_flush_failed", error=type(exc).__name__, pending=self.pending)
             self.last_error = type(exc).__name__
+            flushed(len(self._buffer))
             return 0
         self.last_error = None
         self.written += len(batch)
+        flushed(len(self._buffer))
         return len(batch)
 
 

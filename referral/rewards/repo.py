@@ -164,6 +164,11 @@ SELECT {COLUMNS} FROM rewards WHERE merchant_id = $1 AND referral_id = ANY($2::b
 ORDER BY id
 """
 
+# The release worker's lag: the longest a reward due for approval has waited (deployment-wide).
+OLDEST_DUE = """
+SELECT min(hold_until) FROM rewards WHERE status = 'pending' AND hold_until <= now()
+"""
+
 DUE = """
 SELECT id, merchant_id, advocate_id FROM rewards
 WHERE status = 'pending' AND hold_until <= $1
@@ -455,6 +460,10 @@ async def for_referral(
     conn: asyncpg.Connection, merchant_id: int, referral_id: int
 ) -> list[RewardRow]:
     return many(RewardRow, await conn.fetch(FOR_REFERRAL, merchant_id, referral_id))
+
+
+async def oldest_due(conn: asyncpg.Connection) -> datetime | None:
+    return await conn.fetchval(OLDEST_DUE)
 
 
 async def due(conn: asyncpg.Connection, now: datetime, limit: int) -> list[DueReward]:

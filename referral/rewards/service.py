@@ -714,3 +714,9 @@ async def act(
     else:
         row = await reinstate(conn, reason=reason, **common)
     return (await to_rewards(conn, ids=ids, rows=[row]))[0]
+
+
+async def release_lag_seconds(conn: asyncpg.Connection) -> float:
+    """How long the longest-waiting due reward has waited for the release worker (0: none)."""
+    oldest = await repo.oldest_due(conn)
+    return 0.0 if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds())

@@ -117,6 +117,13 @@ UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL, updated
 WHERE merchant_id = $1 AND endpoint_id = $2 AND status = 'pending'
 """
 
+# The outbox's lag: since when the most overdue delivery has been due (deployment-wide; one
+# in flight is due again only when its lease ends, a retry when its backoff does).
+OLDEST_UNDELIVERED = """
+SELECT min(next_attempt_at) FROM webhook_deliveries
+WHERE status = 'pending' AND next_attempt_at <= now()
+"""
+
 # The workers' take. Per enabled endpoint (none of `$4`, those this process has busy), its
 # due deliveries in due order, at most $2 each and $3 in all, locked SKIP LOCKED so other
 # workers take others; each is leased until $5 (sent again after that if no result came).
@@ -431,3 +438,7 @@ async def list_attempts(
 ) -> list[AttemptRow]:
     rows = await conn.fetch(LIST_ATTEMPTS, merchant_id, endpoint_id, *cursor.params, event_id)
     return many(AttemptRow, rows)
+
+
+async def oldest_undelivered(conn: asyncpg.Connection) -> datetime | None:
+    return await conn.fetchval(OLDEST_UNDELIVERED)

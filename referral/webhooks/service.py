@@ -366,3 +366,9 @@ async def list_attempts(
         )
     )
     return Page(data=[_attempt(ids, events, endpoint_id or "", r) for r in rows], has_more=more)
+
+
+async def outbox_lag_seconds(conn: asyncpg.Connection) -> float:
+    """How long the most overdue delivery has been due and not sent (0: none)."""
+    oldest = await repo.oldest_undelivered(conn)
+    return 0.0 if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds())
