@@ -640,6 +640,11 @@ async def _read_series(
     for metrics, with_dims in ((plain, False), (list(spec.keep_dims), True)):
         if not metrics:
             continue
+        if with_dims and slots is None and _counted_whole(name, metrics, today):
+            # Totals only: the sums by dim, from the whole months' rollups and the days
+            # outside them (a year of cycle days: 26 rows a month instead of 30 a day).
+            await _add_sums(conn, question, span, read, metrics)
+            continue
         for c in await repo.day_columns(
             conn,
             question.merchant_id,
@@ -652,6 +657,26 @@ async def _read_series(
             scope = _scope(c.program_id, question.program_id)
             _add_days(read, slots, name, today, scope, c.metric, c.dim, c.currency, c.days,
                       c.values)  # fmt: skip
+
+
+def _counted_whole(name: str, metrics: list[str], today: date) -> bool:
+    """Whether each metric counts as itself over the whole range (no maturity cut-off)."""
+    return all(list(_counted_as(name, m, today)) == [(m, None)] for m in metrics)
+
+
+async def _add_sums(
+    conn: asyncpg.Connection, question: Question, span: Range, read: Read, metrics: list[str]
+) -> None:
+    split = periods.month_split(span)
+    for found in await repo.breakdown_sums(
+        conn,
+        question.merchant_id,
+        program_id=question.program_id,
+        months=split.months,
+        days=[(d.start, d.end) for d in split.days],
+        metrics=metrics,
+    ):
+        read.total.column(found.scope, found.metric, found.dim, found.currency)[0] += found.value
 
 
 async def _read_sketches(
