@@ -66,6 +66,28 @@ async def test_change_rewards_then_a_fraud_rule_after_a_backtest_preview(
     assert (row["hold_days"], row["landing_url"]) == (3, "https://shop.example/friends")
     assert rewards["advocate"]["amounts"] == {"EUR": 1250, "SEK": 12500}
 
+    # Someone saves the program meanwhile (through the API): this form is refused in words,
+    # the other save kept, what was typed still in the form; saving again is deliberate.
+    async with httpx.AsyncClient(base_url=base, timeout=10) as api:
+        meanwhile = await api.patch(
+            f"/v1/programs/{program['id']}", json={"hold_days": 5}, headers=tenant.auth
+        )
+        assert meanwhile.status_code == 200, meanwhile.text
+    await page.fill("#hold_days", "4")
+    await page.click("text=Save settings")
+    await expect(page.locator(".problem")).to_contain_text(
+        "Someone saved this program's settings at"
+    )
+    await expect(page.locator(".problem")).to_contain_text("differ from what is saved now: hold.")
+    await expect(page.locator("#hold_days")).to_have_value("4")
+    assert (await program_row(db, tenant))["hold_days"] == 5
+    await _shoot(page, "settings-program-moved")
+    assert [e for e in errors if "status of 409" not in e] == [] and len(errors) == 1
+    errors.clear()
+    await page.click("text=Save settings")
+    await expect(page.locator(".notice")).to_contain_text("Saved by Rita Risk: hold.")
+    assert (await program_row(db, tenant))["hold_days"] == 4
+
     await page.click("nav.tabs >> text=Fraud policy")
     await expect(page.locator("#same_ip-action")).to_have_value("flag")
     await _shoot(page, "settings-fraud")
