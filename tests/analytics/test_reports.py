@@ -773,3 +773,37 @@ async def test_several_reports_at_once_answer_what_each_answers_even_with_a_busy
         for conn in held:
             await pool.release(conn)
     assert {n: a.totals for n, a in busy.items()} == {n: a.totals for n, a in each.items()}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known (issue 13): the writer credits a day's unique click to the first click it "
+    "records; a click replayed later but made earlier should take it (and its channel), as "
+    "`referral analytics rebuild` counts it",
+)
+async def test_a_late_click_out_of_order_takes_the_days_unique_click(client, tenant, db, pool, ids):
+    program = await create_program(client, tenant)
+    anna = await create_advocate(client, tenant, program["id"], "anna")
+    row = await db.fetchrow(
+        "SELECT id, program_id FROM advocates WHERE merchant_id = $1", tenant.merchant_id
+    )
+    yesterday = datetime.now(UTC) - timedelta(hours=25)
+
+    def replayed(n: int, at: datetime, channel: str) -> tuple:
+        return (f"{n:032x}", at, tenant.merchant_id, row["program_id"], row["id"],
+                anna["code"], channel, V1, None, None, BROWSER["user-agent"], None, None,
+                False)  # fmt: skip
+
+    # Recorded first: the email click at 10:05; then one made at 10:00 on WhatsApp.
+    await record_late_click(client, replayed(1, yesterday + timedelta(minutes=5), "email"))
+    assert await flush_clicks(client) == 1
+    await record_late_click(client, replayed(2, yesterday, "whatsapp"))
+    assert await flush_clicks(client) == 1
+    await catch_up(pool, ids)
+    day = yesterday.astimezone(STOCKHOLM).date()
+    answer = await report(
+        client, tenant, "funnel", **{"from": day.isoformat(), "to": day.isoformat()}
+    )
+    by_channel = breakdown(answer)
+    assert by_channel["whatsapp"][("unique_clicks", "")] == 1
+    assert by_channel["email"][("unique_clicks", "")] == 0

@@ -229,7 +229,9 @@ class Example:
                 self.runtime.clicks.record(
                     (
                         uuid.uuid4().hex,
-                        self.now - timedelta(days=days_late, minutes=step),
+                        # Replayed in the order clicked, as a writer replays its buffer; out
+                        # of order: test_reports.py::test_a_late_click_out_of_order_...
+                        self.now - timedelta(days=days_late) + timedelta(seconds=step),
                         self.tenant.merchant_id,
                         row["program_id"],
                         row["id"],
