@@ -27,6 +27,15 @@ def _requests(samples, route: str, status: str, method: str = "GET") -> float:
     return samples.get(("referral_http_request_duration_seconds_count", labels), 0.0)
 
 
+def _other_methods(samples) -> float:
+    return sum(
+        value
+        for (name, labels), value in samples.items()
+        if name == "referral_http_request_duration_seconds_count"
+        and dict(labels)["method"] == "other"
+    )
+
+
 async def test_requests_are_counted_by_route_template_and_status(client, tenant):
     program = await create_program(client, tenant)
     advocate = await create_advocate(client, tenant, program["id"])
@@ -36,6 +45,8 @@ async def test_requests_are_counted_by_route_template_and_status(client, tenant)
         assert answer.status_code == 302
     assert (await client.get("/r/NOSUCHCODE", follow_redirects=False)).status_code == 404
     assert (await client.get("/no/such/page")).status_code == 404
+    for made_up in ("BREW", "XYZZY"):  # methods a client invents share one label
+        await client.request(made_up, "/no/such/page")
     page = await client.get("/metrics")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/plain")
@@ -46,6 +57,8 @@ async def test_requests_are_counted_by_route_template_and_status(client, tenant)
     assert _requests(after, "unmatched", "404") - _requests(before, "unmatched", "404") == 1
     assert advocate["code"] not in page.text and "NOSUCHCODE" not in page.text
     assert "/no/such/page" not in page.text
+    assert "BREW" not in page.text and "XYZZY" not in page.text
+    assert _other_methods(after) - _other_methods(before) == 2
     pool = {dict(labels)["state"]: v for (name, labels), v in after.items()
             if name == "referral_db_pool_connections"}  # fmt: skip
     assert set(pool) == {"in_use", "idle", "waiting"} and pool["in_use"] + pool["idle"] >= 1

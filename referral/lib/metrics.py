@@ -49,15 +49,17 @@ POOL_CONNECTIONS = Gauge(
 )
 
 _children: dict[tuple[str, str, int], Callable[[float], None]] = {}
+# A client chooses the method: any other is one label, or each made-up one would be a series.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     key = (method, route, status)
     observe = _children.get(key)
     if observe is None:
-        observe = REQUEST_SECONDS.labels(method, route, str(status)).observe
-        if len(_children) < 10_000:  # routes x methods x statuses: bounded, but be sure
-            _children[key] = observe
+        label = method if method in _METHODS else "other"
+        observe = REQUEST_SECONDS.labels(label, route, str(status)).observe
+        _children[key] = observe
     observe(seconds)
 
 
