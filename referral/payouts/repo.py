@@ -35,7 +35,7 @@ MERCHANT_OF_BATCH = "SELECT merchant_id FROM payout_batches WHERE id = $1"
 # rewards locked); a preview sums them (`PREVIEW`); the balances due sum them for every
 # currency and kind at once (`BALANCES`): one definition, so none counts differently.
 # `rewards_in` and `receivables_in` choose the money; `cutoff` and `minimum` are SQL.
-PAYEES_DUE_ANY = """
+_PAYEES_DUE = """
 WITH due AS (
     SELECT r.id, r.currency, r.kind, r.payee_key, r.amount, r.original_amount, r.earned_at,
            r.public_id, r.referral_public_id, r.side, r.order_pk
@@ -74,20 +74,31 @@ payable AS (
     FROM payees p LEFT JOIN netted n USING (currency, kind, payee_key)
 )"""
 
+
+def _payees_due(rewards_in: str, receivables_in: str, cutoff: str, minimum: str, lock: str) -> str:
+    return _PAYEES_DUE.format(
+        rewards_in=rewards_in,
+        receivables_in=receivables_in,
+        cutoff=cutoff,
+        minimum=minimum,
+        lock=lock,
+    )
+
+
 # A batch of ($1 merchant, $2 currency, $3 kind, $4 cutoff, $5 minimum).
-PAYEES_DUE = (
-    PAYEES_DUE_ANY.replace("{rewards_in}", "r.currency = $2 AND r.kind = $3")
-    .replace("{receivables_in}", "e.currency = $2 AND r.kind = $3")
-    .replace("{cutoff}", "$4")
-    .replace("{minimum}", "$5::bigint")
-)
+def _one_batch(lock: str) -> str:
+    return _payees_due(
+        "r.currency = $2 AND r.kind = $3", "e.currency = $2 AND r.kind = $3", "$4", "$5::bigint",
+        lock,
+    )  # fmt: skip
+
 
 # One statement, one snapshot: the rewards are locked, summed per payee, and linked to the
 # lines they were summed into, so a reward approved meanwhile can never be linked without
 # being counted. Receivables not yet netted are netted into the same lines.
-# $1-$5 as PAYEES_DUE, $6 batch, $7 reference prefix
+# $1-$5 as `_one_batch`, $6 batch, $7 reference prefix
 FILL_BATCH = (
-    PAYEES_DUE.format(lock="FOR UPDATE OF r")
+    _one_batch(lock="FOR UPDATE OF r")
     + """,
 lines AS (
     INSERT INTO payout_lines (merchant_id, batch_id, payee_key, payee_email, gross, netted,
@@ -150,17 +161,18 @@ FROM payable
 {group}
 """
 
-PREVIEW = PAYEES_DUE.format(lock="") + PREVIEW_FIGURES.format(keys="", group="")
+PREVIEW = _one_batch(lock="") + PREVIEW_FIGURES.format(keys="", group="")
 
 # The balances due: the preview of a batch made now ($2) for every currency and kind with
 # money due, each with the merchant's minimum for its currency. One scan for all of them.
-BALANCES = PAYEES_DUE_ANY.replace("{rewards_in}", "r.kind IN ('cash', 'store_credit')").replace(
-    "{receivables_in}", "r.kind IN ('cash', 'store_credit')"
-).replace("{cutoff}", "$2").replace(
-    "{minimum}",
+BALANCES = _payees_due(
+    "r.kind IN ('cash', 'store_credit')",
+    "r.kind IN ('cash', 'store_credit')",
+    "$2",
     "coalesce(((SELECT m.payout_minimums FROM merchants m WHERE m.id = $1)"
     " ->> p.currency::text)::bigint, 0)",
-).format(lock="") + PREVIEW_FIGURES.format(
+    lock="",
+) + PREVIEW_FIGURES.format(
     keys="currency, kind, min(minimum)::bigint AS minimum,",
     group="GROUP BY currency, kind ORDER BY currency, kind",
 )

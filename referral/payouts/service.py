@@ -134,7 +134,7 @@ async def preview(
     conn: asyncpg.Connection, *, runtime: Context, caller: Caller, data: BatchCreate
 ) -> BatchPreview:
     """What `create` with `data` would put in the batch now, by the same rules and query
-    (`repo.PAYEES_DUE`), writing and locking nothing. Creating with the preview's `cutoff`
+    (`repo._PAYEES_DUE`), writing and locking nothing. Creating with the preview's `cutoff`
     holds the same rewards, unless some are reversed or paid meanwhile."""
     cutoff = _cutoff(data)
     minimum = await _minimum(conn, caller, data)

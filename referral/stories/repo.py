@@ -230,13 +230,13 @@ async def insert(
                 INSERT,
                 merchant_id, program_id, advocate_id, reward_id, slug, body, display_name, status,
             )  # fmt: skip
-            if row is not None and await conn.fetchval(CLAIM_SLUG, slug, merchant_id, row["id"]):
-                return one(StoryRow, row)
-            if row is not None:
+            if row is None:
+                return None
+            if not await conn.fetchval(CLAIM_SLUG, slug, merchant_id, row["id"]):
                 raise _SlugTaken
+            return one(StoryRow, row)
     except _SlugTaken:
-        pass
-    return None
+        return None
 
 
 class _SlugTaken(Exception):
