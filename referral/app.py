@@ -23,12 +23,14 @@ from referral import settings as settings_module
 from referral.advocates.api import AdvocateController, CodeController, SuspensionController
 from referral.analytics import service as analytics
 from referral.analytics.api import AnalyticsController
+from referral.audit.api import list_audit_log
 from referral.console.pages import console_router
 from referral.demo.api import demo_router
 from referral.events.api import list_events
 from referral.fraud.api import FraudPolicyController
+from referral.http import access
 from referral.http.body import JsonRequest
-from referral.http.deps import DEPENDENCIES
+from referral.http.deps import DEPENDENCIES, guard_keyed_routes
 from referral.lib import metrics
 from referral.lib.db import create_pool, migrate, ping
 from referral.lib.errors import EXCEPTION_HANDLERS, RETRY_AFTER_SECONDS, problem_guard
@@ -44,7 +46,7 @@ from referral.payouts.api import PayoutController
 from referral.programs.api import ProgramController
 from referral.referrals.api import CheckoutController, ReferralController, ReviewController
 from referral.rewards import service as rewards
-from referral.rewards.api import RewardController
+from referral.rewards.api import LedgerController, RewardController
 from referral.runtime import Runtime
 from referral.settings import Settings
 from referral.share_page.api import share_page_router
@@ -192,9 +194,11 @@ def create_app(settings: Settings) -> Litestar:
         FraudPolicyController,
         SuspensionController,
         RewardController,
+        LedgerController,
         PayoutController,
         MerchantController,
         KeyController,
+        list_audit_log,
         list_events,
         StoryController,
         AnalyticsController,
@@ -224,6 +228,8 @@ def create_app(settings: Settings) -> Litestar:
     # guard answers problem+json for anything that escapes the exception handlers.
     app.asgi_handler = request_id_middleware(problem_guard(app.asgi_handler))
     _answer_options_with_every_method(app)
+    access.apply_to_routes(app)
+    guard_keyed_routes(app)  # the key and its scopes, checked before a body is read
     return app
 
 
@@ -273,6 +279,7 @@ def openapi_config() -> OpenAPIConfig:
             ),
             OpenAPITag(name="rewards", description="Rewards and their ledger history"),
             OpenAPITag(name="payouts", description="Payout batches and finance exports"),
+            OpenAPITag(name="ledger", description="The books: balances as of any moment, entries"),
             OpenAPITag(name="events", description="The outbox of state changes"),
             OpenAPITag(
                 name="stories", description="Advocates' reward stories and public social proof"
@@ -290,7 +297,13 @@ def openapi_config() -> OpenAPIConfig:
         components=Components(
             security_schemes={
                 "secretKey": SecurityScheme(
-                    type="http", scheme="bearer", description="Secret key: sk_test_… or sk_live_…"
+                    type="http",
+                    scheme="bearer",
+                    description="Secret key: sk_test_… or sk_live_…. A key may be restricted "
+                    "to scopes; each operation lists those that admit it, and an unrestricted "
+                    "key may call every operation. "
+                    + "; ".join(f"`{scope}`: {text}" for scope, text in access.SCOPE_TEXT.items())
+                    + ". A key without the scope gets 403 `insufficient_scope`.",
                 ),
                 "publishableKey": SecurityScheme(
                     type="http",

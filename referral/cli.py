@@ -262,13 +262,29 @@ def cmd_keys(args: argparse.Namespace) -> None:
 
         async def create(settings: Settings) -> None:
             print(
-                await merchants.create_key(settings, args.merchant, args.key, args.kind, args.label)
+                await merchants.create_key(
+                    settings, args.merchant, args.key, args.kind, args.label, args.scope
+                )
             )
             print("store it now: only its hash is kept", file=sys.stderr)
 
         _merchant_command(create)
     elif args.action == "list":
         _merchant_command(lambda s: merchants.list_keys(s, args.merchant, args.key))
+    elif args.action == "roll":
+
+        async def roll(settings: Settings) -> None:
+            secret, old = await merchants.roll_key(
+                settings, args.key_id, args.merchant, args.key, args.grace
+            )
+            print(secret)
+            ends = old.expires_at.isoformat(timespec="seconds") if old.expires_at else "-"
+            print(
+                f"store it now: only its hash is kept. {old.id} ({old.hint}) works until {ends}",
+                file=sys.stderr,
+            )
+
+        _merchant_command(roll)
     else:
         _merchant_command(lambda s: merchants.revoke_key(s, args.key_id, args.merchant, args.key))
 
@@ -354,6 +370,37 @@ def cmd_payouts(args: argparse.Namespace) -> None:
             raise CliError(str(exc)) from None
 
 
+def cmd_ledger(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from referral.lib.errors import AppError
+    from referral.rewards import cli as ledger
+
+    with _database() as (settings, _):
+        try:
+            if args.action == "balances":
+                asyncio.run(
+                    ledger.balances(
+                        settings, args.merchant, args.key, args.as_of, args.program, args.csv
+                    )
+                )
+            else:
+                asyncio.run(
+                    ledger.entries(
+                        settings,
+                        args.merchant,
+                        args.key,
+                        args.from_,
+                        args.until,
+                        args.program,
+                        Path(args.output),
+                        args.bom,
+                    )
+                )
+        except AppError as exc:
+            raise CliError(f"{exc.detail} ({exc.code})") from None
+
+
 def cmd_dev_reset(args: argparse.Namespace) -> None:
     if os.environ.get("DATABASE_URL"):
         raise CliError("dev reset only wipes the embedded database; DATABASE_URL is set")
@@ -425,6 +472,12 @@ def build_parser() -> argparse.ArgumentParser:
     _merchant_option(key)
     key.add_argument("--kind", choices=["secret", "publishable"], default="secret")
     key.add_argument("--label", default="")
+    key.add_argument(
+        "--scope",
+        action="append",
+        choices=["checkout", "finance", "read", "admin"],
+        help="restrict a secret key to this scope (repeat for more); none: unrestricted",
+    )
     key.set_defaults(func=cmd_keys)
     list_keys = keys.add_parser("list", help="a merchant's keys (never the keys themselves)")
     _merchant_option(list_keys)
@@ -435,6 +488,15 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id", help="key id (key_…), from `referral keys list`")
     _merchant_option(revoke, required=False)
     revoke.set_defaults(func=cmd_keys)
+    roll = keys.add_parser(
+        "roll", help="replace a key with a new one (printed once); the old one works for --grace"
+    )
+    roll.add_argument("key_id", help="key id (key_…), from `referral keys list`")
+    roll.add_argument(
+        "--grace", default="24h", help="how long the old key keeps working: 0, 15m, 24h, 7d"
+    )
+    _merchant_option(roll, required=False)
+    roll.set_defaults(func=cmd_keys)
 
     console_link = sub.add_parser(
         "console-link", help="print a one-time sign-in link to a merchant's console"
@@ -483,6 +545,26 @@ def build_parser() -> argparse.ArgumentParser:
     paid.add_argument("batch", help="payout batch id (pay_…)")
     paid.add_argument("--actor", default="cli")
     paid.set_defaults(func=cmd_payouts)
+
+    ledger = sub.add_parser("ledger", help="the books, for the accountant").add_subparsers(
+        dest="action", required=True
+    )
+    balances = ledger.add_parser(
+        "balances", help="owed, paid, reversed and receivable per currency, as of a moment"
+    )
+    _merchant_option(balances)
+    balances.add_argument("--as-of", help="RFC 3339 time with a zone (default: now)")
+    balances.add_argument("--program", help="one program's rewards (prg_…)")
+    balances.add_argument("--csv", action="store_true", help="as the API's CSV")
+    balances.set_defaults(func=cmd_ledger)
+    entries = ledger.add_parser("entries", help="write every ledger entry of a range (CSV)")
+    _merchant_option(entries)
+    entries.add_argument("--from", dest="from_", help="booked after this time (default: all)")
+    entries.add_argument("--until", help="up to and including this time (default: now)")
+    entries.add_argument("--program", help="one program's rewards (prg_…)")
+    entries.add_argument("-o", "--output", required=True)
+    entries.add_argument("--bom", action="store_true", help="start with a UTF-8 BOM")
+    entries.set_defaults(func=cmd_ledger)
 
     dev = sub.add_parser("dev", help="local development").add_subparsers(
         dest="action", required=True

@@ -30,14 +30,18 @@ from tests.lib.test_errors import assert_problem
 NOT_UTF8 = [b'{"caf\xe9": 1}', b'{"name": "\xff\xfe"}', b'"\xe9t\xe9"', b"\xff"]
 
 
-def body_routes(app) -> list[tuple[str, str]]:
-    """(method, path template) of every route whose handler takes a JSON body."""
+def body_routes(app) -> list[tuple[str, str, bool]]:
+    """(method, path template, whether it takes a key) of every route whose handler takes a
+    JSON body."""
     found = []
     for route in app.routes:
         for handler in getattr(route, "route_handlers", ()):
-            if "data" in handler.parsed_fn_signature.parameters:
+            params = handler.parsed_fn_signature.parameters
+            if "data" in params:
+                keyed = bool({"caller", "reader", "once"} & set(params))
                 for method in sorted(handler.http_methods):
-                    found.append((method, re.sub(r"\{(\w+):[^}]*\}", r"{\1}", route.path)))
+                    path = re.sub(r"\{(\w+):[^}]*\}", r"{\1}", route.path)
+                    found.append((method, path, keyed))
     return sorted(found)
 
 
@@ -86,13 +90,14 @@ async def raw_asgi(client, method: str, path: str, headers: list[tuple[bytes, by
 
 
 class TestBodiesThatAreNotUtf8:
-    async def test_every_json_route_answers_400_with_and_without_a_key(self, client, tenant):
+    async def test_every_json_route_answers_400_and_asks_for_its_key_first(self, client, tenant):
+        """Without a key, a route that needs one says so before it reads the body."""
         program = await create_program(client, tenant)
         advocate = await create_advocate(client, tenant, program["id"])
         ids = {"program_id": program["id"], "advocate_id": advocate["id"]}
         routes = body_routes(client.app)
         assert len(routes) > 20, routes  # the walk finds the API's routes
-        for method, template in routes:
+        for method, template, keyed in routes:
             for headers in ({**tenant.auth}, {}):
                 for body in NOT_UTF8:
                     response = await client.request(
@@ -101,6 +106,9 @@ class TestBodiesThatAreNotUtf8:
                         content=body,
                         headers={**headers, "content-type": "application/json"},
                     )
+                    if keyed and not headers:
+                        assert_problem(response, 401, "missing_api_key")
+                        continue
                     problem = assert_problem(response, 400, "malformed_json")
                     assert "UTF-8" in problem["detail"], (method, template, problem)
 

@@ -3,8 +3,8 @@ two setup commands, in order, in one bash, with `referral serve` running.
 
 The commands run in a folder of their own (its `.venv` links to the project's), so the
 files they write (order.json, payouts.csv, …) land there. Every curl call's status is
-recorded on stderr; the only error the walk-through shows on purpose is the 401 of a key
-it has just revoked.
+recorded on stderr; the only errors the walk-through shows on purpose are the 401 of a key
+it has just revoked and the 403 of a checkout-only key asking for programs.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def test_every_readme_command_works_as_written(sandbox: Sandbox, tmp_path: Path)
     assert len(calls) >= 30, tail
     failed = [(code, method, url) for code, method, url in calls if int(code) >= 400]
     assert [(code, method, url.rsplit("/", 1)[-1]) for code, method, url in failed] == [
-        ("401", "GET", "merchant")  # the revoked key, refused at once
+        ("401", "GET", "merchant"),  # the revoked key, refused at once
+        ("403", "GET", "programs"),  # the checkout-only key, outside its scope
     ], failed
     assert "referral:" not in result.stderr, tail  # no CLI command refused
     assert (tmp_path / "payouts.csv").stat().st_size > 0

@@ -58,6 +58,7 @@ class Side:
     keys: dict[str, str] = field(default_factory=dict)  # kind -> id of the test-mode keys
     webhook: dict[str, Any] = field(default_factory=dict)  # an endpoint, with its secret
     live_key_ids: set[str] = field(default_factory=set)  # the live twin's own keys
+    audit_ids: set[str] = field(default_factory=set)  # the changes its key made
 
     def order_id(self, n: int) -> str:
         return f"ord-{self.tag}-{n}"
@@ -75,6 +76,7 @@ class Side:
             "stories": {self.story["id"]},
             "keys": set(self.keys.values()),
             "webhook-endpoints": {self.webhook["id"]},
+            "audit-log": self.audit_ids,
         }
 
     @property
@@ -200,6 +202,10 @@ async def build_world(client, db) -> World:
     )
     assert response.status_code == 201, response.text
     world.a.advocate = response.json()
+    for side in (world.a, world.b):
+        log = await client.get("/v1/audit-log?limit=100", headers=side.tenant.auth)
+        side.audit_ids = {e["id"] for e in log.json()["data"]}
+        assert side.audit_ids and not log.json()["has_more"]
     return world
 
 
@@ -496,6 +502,16 @@ CASES: dict[str, Case] = {
         lambda w: ("POST", f"/v1/keys/{w.a.keys['publishable']}/revoke", None),
         "not_found",
     ),
+    "POST /v1/keys": Case(
+        True,
+        lambda w: ("POST", "/v1/keys", {"label": "made by", "scopes": ["read"]}),
+        "own_data",
+        201,
+    ),
+    "POST /v1/keys/{key_id}/roll": Case(
+        True, lambda w: ("POST", f"/v1/keys/{w.a.keys['publishable']}/roll", None), "not_found"
+    ),
+    "GET /v1/audit-log": Case(True, lambda w: ("GET", "/v1/audit-log?limit=100", None), "own_rows"),
     # payouts
     "POST /v1/payout-batches": Case(
         True, lambda w: ("POST", "/v1/payout-batches", {"currency": "EUR"}), "own_data", 201
@@ -546,6 +562,22 @@ CASES: dict[str, Case] = {
             f"/v1/payout-batches/{w.a.batch['id']}/lines/{w.a.line_id}/fail",
             {"reason": "account closed"},
         ),
+        "not_found",
+    ),
+    # the books: another merchant's program is unknown to the caller
+    "GET /v1/ledger/balances": Case(
+        True,
+        lambda w: ("GET", f"/v1/ledger/balances?program_id={w.a.program['id']}", None),
+        "not_found",
+    ),
+    "GET /v1/ledger/balances.csv": Case(
+        True,
+        lambda w: ("GET", f"/v1/ledger/balances.csv?program_id={w.a.program['id']}", None),
+        "not_found",
+    ),
+    "GET /v1/ledger/entries.csv": Case(
+        True,
+        lambda w: ("GET", f"/v1/ledger/entries.csv?program_id={w.a.program['id']}", None),
         "not_found",
     ),
     # webhooks
@@ -643,6 +675,7 @@ _SNAPSHOT_URLS: list[Callable[[World], str]] = [
             "stories",
             "keys",
             "webhook-endpoints",
+            "audit-log",
         )
     ),
 ]

@@ -26,7 +26,6 @@ from referral.share_page import service as share_page
 class AdvocateController(Controller):
     path = "/v1/advocates"
     tags = ["advocates"]
-    security = [{"secretKey": []}]
 
     @post(
         operation_id="upsertAdvocate",
@@ -190,7 +189,6 @@ class AdvocateController(Controller):
 class CodeController(Controller):
     path = "/v1/codes"
     tags = ["codes"]
-    security = [{"secretKey": []}, {"publishableKey": []}]
 
     @get(
         "/{code:str}",
@@ -212,7 +210,6 @@ class CodeController(Controller):
 class SuspensionController(Controller):
     path = "/v1/advocates"
     tags = ["fraud"]
-    security = [{"secretKey": []}]
 
     @post(
         "/{advocate_id:str}/reactivate",

@@ -14,6 +14,7 @@ import structlog
 
 from referral.advocates import repo
 from referral.advocates.schemas import Advocate, AdvocateUpsert, CodeInfo, QrLinks
+from referral.audit import service as audit
 from referral.codes.codec import VanityCodeError, lookup_key
 from referral.events import service as events
 from referral.fraud import service as fraud
@@ -160,6 +161,14 @@ async def add_vanity_code(
                 f"the code {vanity} (or one that reads like it) is taken", code="code_taken"
             )
         return advocate, False
+    await audit.record(
+        conn,
+        caller=caller,
+        action="advocate.code_added",
+        subject_type="advocate",
+        subject_id=advocate_id,
+        after={"code_kind": "vanity"},  # not the code: it may spell the person's name
+    )
     return await get(conn, runtime=runtime, caller=caller, advocate_id=advocate_id), True
 
 
@@ -256,4 +265,13 @@ async def reactivate(
         data={"advocate_id": advocate_id, "codes": codes, "actor": actor, "note": note},
     )
     log.info("advocate_reactivated", advocate_id=advocate_id, codes=len(codes))
+    await audit.record(
+        conn,
+        caller=caller,
+        action="advocate.reactivated",
+        subject_type="advocate",
+        subject_id=advocate_id,
+        before={"suspended_at": advocate.suspended_at},
+        after={"suspended_at": None, "codes_reactivated": len(codes)},
+    )
     return await get(conn, runtime=runtime, caller=caller, advocate_id=advocate_id)

@@ -68,7 +68,6 @@ def _day(name: str, value: str | None) -> date | None:
 class AnalyticsController(Controller):
     path = "/v1/analytics"
     tags = ["analytics"]
-    security = [{"secretKey": []}]
 
     @get(
         "/{report:str}",

@@ -24,7 +24,7 @@ class ConsoleSession:
 
     @property
     def caller(self) -> Caller:
-        return Caller(merchant_id=self.merchant_id, mode=self.mode, kind="secret")
+        return Caller(merchant_id=self.merchant_id, mode=self.mode, kind="secret", actor=self.actor)
 
     @property
     def livemode(self) -> bool:

@@ -18,7 +18,6 @@ from referral.lib.pagination import Limit, Page, StartingAfter
     responses=problem_docs.responses("listEvents", {404: ("event_not_found",)}),
     tags=["events"],
     summary="List events (the outbox)",
-    security=[{"secretKey": []}],
     description="Every state change writes an event in the same transaction. Oldest first; "
     "page with `starting_after` (the last id seen) to follow new events.",
 )

@@ -15,7 +15,6 @@ from referral.lib import problem_docs
 class FraudPolicyController(Controller):
     path = "/v1/programs/{program_id:str}/fraud-policy"
     tags = ["fraud"]
-    security = [{"secretKey": []}]
 
     @get(
         operation_id="getFraudPolicy",
@@ -52,7 +51,7 @@ class FraudPolicyController(Controller):
         return await service.put_policy(
             conn,
             ids=runtime.ids,
-            merchant_id=caller.merchant_id,
+            caller=caller,
             program_id=program_id,
             policy=data,
         )

@@ -71,11 +71,19 @@ SELECT fraud_policy::text AS policy, fraud_policy_version AS version, updated_at
 FROM programs WHERE merchant_id = $1 AND id = $2
 """
 
+# With the policy it replaced (read under the row's lock), for the audit log.
 SET_POLICY = """
-UPDATE programs SET fraud_policy = $3, fraud_policy_version = fraud_policy_version + 1,
+WITH old AS (
+    SELECT fraud_policy::text AS policy, fraud_policy_version AS version
+    FROM programs WHERE merchant_id = $1 AND id = $2
+    FOR UPDATE
+)
+UPDATE programs p SET fraud_policy = $3, fraud_policy_version = p.fraud_policy_version + 1,
        updated_at = now()
-WHERE merchant_id = $1 AND id = $2 AND ($4::int IS NULL OR fraud_policy_version = $4)
-RETURNING fraud_policy::text AS policy, fraud_policy_version AS version, updated_at
+FROM old
+WHERE p.merchant_id = $1 AND p.id = $2 AND ($4::int IS NULL OR old.version = $4)
+RETURNING p.fraud_policy::text AS policy, p.fraud_policy_version AS version, p.updated_at,
+          old.policy AS replaced_policy, old.version AS replaced_version
 """
 
 # Replays read the stored features as text (decoded straight into structs) and the
@@ -140,16 +148,24 @@ async def policy(conn: asyncpg.Connection, merchant_id: int, program_id: int) ->
     return one(PolicyRow, await conn.fetchrow(POLICY, merchant_id, program_id))
 
 
+class SetPolicyRow(msgspec.Struct, frozen=True):
+    policy: str
+    version: int
+    updated_at: datetime
+    replaced_policy: str
+    replaced_version: int
+
+
 async def set_policy(
     conn: asyncpg.Connection,
     merchant_id: int,
     program_id: int,
     policy: dict,
     expected_version: int | None = None,
-) -> PolicyRow | None:
+) -> SetPolicyRow | None:
     """None: no such program, or (with `expected_version`) its policy is at another version."""
     row = await conn.fetchrow(SET_POLICY, merchant_id, program_id, policy, expected_version)
-    return one(PolicyRow, row)
+    return one(SetPolicyRow, row)
 
 
 async def read_only(conn: asyncpg.Connection) -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import asyncpg
 import structlog
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
 
+from referral.audit import service as audit
 from referral.events import service as events
 from referral.fraud import backtest as backtests
 from referral.fraud import repo
@@ -32,6 +33,9 @@ from referral.fraud.rules import (
 from referral.fraud.schemas import Backtest, BacktestRequest, PolicyDocument
 from referral.lib.errors import Conflict, NotFound
 from referral.lib.ids import PublicIds
+
+if TYPE_CHECKING:
+    from referral.merchants.service import Caller
 
 log = structlog.get_logger("referral.fraud")
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -182,7 +186,7 @@ async def put_policy(
     conn: asyncpg.Connection,
     *,
     ids: PublicIds,
-    merchant_id: int,
+    caller: Caller,
     program_id: str,
     policy: FraudPolicy,
     actor: str = "api",
@@ -192,6 +196,7 @@ async def put_policy(
     outbox keeps each version with who saved it, so who relied on which policy when stays
     answerable. With `expected_version` (the version a person previewed against) a policy
     changed meanwhile is refused (409 `fraud_policy_version_changed`), never overwritten."""
+    merchant_id = caller.merchant_id
     stored = dump(policy)
     internal = ids.decode("program", program_id)
     row = await repo.set_policy(conn, merchant_id, internal, stored, expected_version)
@@ -212,7 +217,18 @@ async def put_policy(
         data={"program_id": program_id, "version": row.version, "policy": stored, "actor": actor},
     )
     log.info("fraud_policy_changed", program_id=program_id, version=row.version)
-    return _document(program_id, row)
+    replaced = compile_policy(row.replaced_policy).policy
+    document = _document(program_id, row)  # type: ignore[arg-type]
+    await audit.record(
+        conn,
+        caller=caller,
+        action="fraud_policy.replaced",
+        subject_type="program",
+        subject_id=program_id,
+        before={"version": row.replaced_version, "policy": replaced},
+        after={"version": document.version, "policy": document.policy},
+    )
+    return document
 
 
 def _document(program_id: str, row: repo.PolicyRow) -> PolicyDocument:

@@ -8,14 +8,20 @@ it raises, so services never commit.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from datetime import UTC, datetime
 from typing import Annotated
 
 import asyncpg
-from litestar import Request
+from litestar import Litestar, Request
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.handlers.base import BaseRouteHandler
 from litestar.params import HeaderParameter
+from litestar.routes import HTTPRoute
+from litestar.types import Empty
 
+from referral.http import access
 from referral.http.idempotency import Once
 from referral.http.listing import ListQuery, provide_list_query
 from referral.lib import metrics
@@ -28,20 +34,51 @@ def runtime_of(state: State) -> Runtime:
     return state.runtime
 
 
-async def provide_auth(request: Request, state: State) -> Caller | None:
-    """Check the key the handler asks for (`caller`: secret, `reader`: any) before anything else.
+_CALLER = "referral.caller"  # where `check_key` leaves the caller in the request's state
+
+
+async def check_key(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """The app's guard: the key the handler asks for (`caller` or `once`: secret, `reader`:
+    any), within its scopes. Litestar runs guards before it reads the body or resolves a
+    dependency, so a key that may not make a call is refused before anything else: a
+    restricted key learns nothing of a call it may not make, not even whether its body
+    would pass."""
+    wants = handler.parsed_fn_signature.parameters
+    if "caller" in wants or "once" in wants:  # `once` runs under the secret caller
+        caller = _require_secret(await _caller(connection, connection.app.state.runtime))
+    elif "reader" in wants:
+        caller = await _caller(connection, connection.app.state.runtime)
+    else:
+        return
+    connection.scope["state"][_CALLER] = _in_scope(connection, caller)
+
+
+def guard_keyed_routes(app: Litestar) -> None:
+    """`check_key` as the last guard of every handler that takes a key (after its rate
+    limit, so a guesser without a key is limited too), and of no other: the redirect and
+    the public pages run no guard at all."""
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            if KEYED & set(handler.parsed_fn_signature.parameters):
+                handler.guards = [*(handler.guards or ()), check_key]
+                # Litestar resolves a handler's guards once, at registration: again, with it.
+                handler._resolved_guards = Empty
+
+
+KEYED = {"caller", "once", "reader"}
+
+
+async def provide_auth(request: Request) -> Caller | None:
+    """The caller `check_key` accepted (None on a public route).
 
     `conn` depends on this, so a refused key never opens a transaction: Litestar resolves
     sibling dependencies concurrently, and when one raises, the cleanup of a generator
     sibling that already ran is dropped - its pooled connection stayed checked out, idle in
     transaction, for good.
     """
-    wants = request.route_handler.parsed_fn_signature.parameters
-    if "caller" in wants or "once" in wants:  # `once` runs under the secret caller
-        return _require_secret(await _caller(request, state.runtime))
-    if "reader" in wants:
-        return await _caller(request, state.runtime)
-    return None
+    return request.scope["state"].get(_CALLER)
 
 
 async def provide_conn(
@@ -60,7 +97,7 @@ async def provide_conn(
         await state.runtime.pool.release(conn)
 
 
-async def _caller(request: Request, runtime: Runtime) -> Caller:
+async def _caller(request: ASGIConnection, runtime: Runtime) -> Caller:
     header = request.headers.get("authorization", "")
     scheme, _, raw = header.partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
@@ -70,15 +107,36 @@ async def _caller(request: Request, runtime: Runtime) -> Caller:
     raw = raw.strip()
     key_hash = hash_key(raw)
     caller = runtime.keys.get(key_hash)
+    if caller is not None and caller.expires_at is not None and caller.expired(datetime.now(UTC)):
+        runtime.keys.forget(key_hash)  # a rolled key's grace ended: refused on the dot
+        caller = None
     if caller is None:
         async with runtime.pool.acquire() as conn:
             caller = await authenticate(conn, raw=raw)
         if caller is None:
             raise Unauthorized(
-                "this API key is not valid (unknown or revoked)", code="invalid_api_key"
+                "this API key is not valid (unknown, revoked, or rolled and past its grace)",
+                code="invalid_api_key",
             )
         runtime.keys.put(key_hash, caller)
     return caller
+
+
+def _in_scope(request: ASGIConnection, caller: Caller) -> Caller:
+    """A restricted key calls only what its scopes allow (`referral/http/access.py`); a
+    route the table does not know is refused to it (a test keeps the table complete)."""
+    if caller.scopes is None:
+        return caller
+    operation_id = request.route_handler.operation_id
+    rule = access.of(operation_id if isinstance(operation_id, str) else None)
+    if rule is not None and access.allows(caller.scopes, rule, request.scope["method"]):
+        return caller
+    needed = rule.scope if rule is not None else "an unrestricted key"
+    raise Forbidden(
+        f"this key's scopes ({', '.join(sorted(caller.scopes))}) do not include what this "
+        f"call needs ({needed}): use a key with that scope, or an unrestricted secret key",
+        code="insufficient_scope",
+    )
 
 
 def _require_secret(caller: Caller) -> Caller:
@@ -93,15 +151,15 @@ def _require_secret(caller: Caller) -> Caller:
 async def provide_secret_caller(
     request: Request, state: State, auth: NamedDependency[Caller | None]
 ) -> Caller:
-    """A secret key (`sk_…`): server-to-server calls that may read or change anything."""
-    return _require_secret(auth or await _caller(request, state.runtime))
+    """A secret key (`sk_…`): server-to-server calls, within the key's scopes."""
+    return auth or _in_scope(request, _require_secret(await _caller(request, state.runtime)))
 
 
 async def provide_any_caller(
     request: Request, state: State, auth: NamedDependency[Caller | None]
 ) -> Caller:
     """A secret or publishable key: for public data a browser may read."""
-    return auth or await _caller(request, state.runtime)
+    return auth or _in_scope(request, await _caller(request, state.runtime))
 
 
 async def provide_once(

@@ -72,7 +72,11 @@ class Once:
     def __init__(self, request: Request, conn: asyncpg.Connection, caller: Caller) -> None:
         self._request, self._conn, self._caller = request, conn, caller
 
-    async def __call__(self, call: Call, *, status: int = 200) -> Response:
+    async def __call__(
+        self, call: Call, *, status: int = 200, replayed: Callable[[Any], Any] | None = None
+    ) -> Response:
+        """`replayed` shapes what a replay answers, when the first answer held something the
+        service must not keep (a new API key's secret, of which only the hash is stored)."""
         request, conn, caller = self._request, self._conn, self._caller
         key = request.headers.get(HEADER)
         if key is None:
@@ -101,5 +105,6 @@ class Once:
             )
         code, body = _shaped(await call(), status)
         encoded = msgspec.json.encode(body)
-        await repo.store(conn, caller.merchant_id, route, key, request_hash, code, encoded)
+        kept = encoded if replayed is None else msgspec.json.encode(replayed(body))
+        await repo.store(conn, caller.merchant_id, route, key, request_hash, code, kept)
         return Response(encoded, status_code=code, media_type="application/json")

@@ -22,6 +22,7 @@ PREFIXES = {
     "event": "evt",
     "payout_line": "pol",
     "order": "ord",
+    "audit_entry": "aud",
 }
 
 _ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"

@@ -24,7 +24,8 @@ from referral.lib.errors import PROBLEM_BASE
 _TEXT = {
     400: "Malformed request or failed validation",
     401: "Missing or invalid API key",
-    403: "The key may not do this (e.g. a publishable key on a secret call)",
+    403: "The key may not do this (a publishable key on a secret call, or a restricted key "
+    "without the operation's scope)",
     404: "Not found, or owned by another merchant",
     409: "Conflicts with the current state",
     413: "The body is larger than the service takes (1 MB)",
@@ -45,7 +46,7 @@ _ANY = {
 # What any operation behind an API key may answer.
 _KEYED = {
     401: ("missing_api_key", "invalid_api_key"),
-    403: ("secret_key_required",),
+    403: ("secret_key_required", "insufficient_scope"),
 }
 # What a state change under `once` (Idempotency-Key) may answer.
 _ONCE = {

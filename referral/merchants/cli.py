@@ -1,5 +1,5 @@
 """The command line's merchant and key commands: `referral merchants list | show | update`
-and `referral keys create | list | revoke`.
+and `referral keys create | list | revoke | roll`.
 
 They call the same services as the HTTP API. A command that needs a merchant takes it as
 `--merchant mer_…` or as one of its keys, `--key sk_…` (looked up like the API does); an
@@ -20,7 +20,7 @@ from referral.lib.errors import InvalidInput
 from referral.lib.ids import PublicIds
 from referral.lib.pagination import Cursor
 from referral.merchants import service
-from referral.merchants.schemas import ApiKey, Merchant, MerchantUpdate
+from referral.merchants.schemas import ApiKey, KeyCreate, KeyRoll, Merchant, MerchantUpdate
 from referral.settings import Settings
 
 T = TypeVar("T")
@@ -70,7 +70,7 @@ def _show_keys(keys: list[ApiKey]) -> str:
     def when(at: datetime | None) -> str:
         return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if at else "-"
 
-    rows = [("id", "kind", "hint", "created", "last used", "revoked", "label")]
+    rows = [("id", "kind", "hint", "created", "last used", "revoked", "expires", "scopes", "label")]
     for key in keys:
         rows.append(
             (
@@ -80,6 +80,8 @@ def _show_keys(keys: list[ApiKey]) -> str:
                 when(key.created_at),
                 when(key.last_used_at),
                 when(key.revoked_at),
+                when(key.expires_at),
+                ",".join(key.scopes) if key.scopes else ("all" if key.kind == "secret" else "-"),
                 key.label,
             )
         )
@@ -145,10 +147,7 @@ async def update_merchant(
         body["time_zone"] = time_zone
     if minimums:
         body["payout_minimums"] = parse_minimums(minimums)
-    try:  # the API's checks, for the same settings
-        changes = msgspec.convert(body, MerchantUpdate)
-    except msgspec.ValidationError as exc:
-        raise InvalidInput(str(exc).replace("`$.", "`")) from None
+    changes = _checked(body, MerchantUpdate)
 
     async def work(conn: asyncpg.Connection) -> Merchant:
         caller = await service.resolve(conn, ids=ids, merchant=merchant, key=key)
@@ -157,18 +156,75 @@ async def update_merchant(
     print(_show_merchant(await _in_transaction(settings, work)))
 
 
+def _checked(body: dict[str, object], into: type[T]) -> T:
+    """The API's checks, for the same request."""
+    try:
+        return msgspec.convert(body, into)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(str(exc).replace("`$.", "`")) from None
+
+
 async def create_key(
-    settings: Settings, merchant: str | None, key: str | None, kind: str, label: str
+    settings: Settings,
+    merchant: str | None,
+    key: str | None,
+    kind: str,
+    label: str,
+    scopes: list[str] | None = None,
 ) -> str:
     ids = _ids(settings)
+    body: dict[str, object] = {"kind": kind, "label": label}
+    if scopes:
+        body["scopes"] = scopes
+    data = _checked(body, KeyCreate)
 
     async def work(conn: asyncpg.Connection) -> str:
         caller = await service.resolve(conn, ids=ids, merchant=merchant, key=key)
-        return await service.create_key(
-            conn, merchant_id=caller.merchant_id, kind=kind, label=label
-        )
+        created, _ = await service.add_key(conn, ids=ids, caller=caller, data=data)
+        assert created.secret is not None  # a new key always has its secret
+        return created.secret
 
     return await _in_transaction(settings, work)
+
+
+def parse_duration(value: str) -> int:
+    """`90s`, `15m`, `24h`, `7d` or plain seconds, as seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = value.strip().lower()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    if not (number.isascii() and number.isdigit()) or len(number) > 9:
+        raise InvalidInput(f"--grace {value!r}: write a duration such as 0, 90s, 15m, 24h or 7d")
+    return int(number) * units[unit]
+
+
+async def roll_key(
+    settings: Settings, key_id: str, merchant: str | None, key: str | None, grace: str
+) -> tuple[str, ApiKey]:
+    """A new key for `key_id` (printed once); the old one works for `grace`."""
+    ids = _ids(settings)
+    data = _checked({"grace_period_seconds": parse_duration(grace)}, KeyRoll)
+
+    async def work(conn: asyncpg.Connection) -> tuple[str, ApiKey]:
+        owner = await _owner(conn, ids, key_id, merchant, key)
+        rolled = await service.roll_key(conn, ids=ids, caller=owner, key_id=key_id, data=data)
+        assert rolled.key.secret is not None  # a new key always has its secret
+        return rolled.key.secret, rolled.replaced
+
+    return await _in_transaction(settings, work)
+
+
+async def _owner(
+    conn: asyncpg.Connection, ids: PublicIds, key_id: str, merchant: str | None, key: str | None
+) -> service.Caller:
+    """The merchant of `key_id`; `--merchant`/`--key`, when given, must name the same one."""
+    owner = await service.merchant_of_key(conn, ids=ids, key_id=key_id)
+    if merchant or key:
+        named = await service.resolve(conn, ids=ids, merchant=merchant, key=key)
+        if named.merchant_id != owner.merchant_id:
+            raise InvalidInput(
+                f"{key_id} is not a key of that merchant: run `referral keys list` for its keys"
+            )
+    return owner
 
 
 async def list_keys(settings: Settings, merchant: str | None, key: str | None) -> None:
@@ -197,13 +253,7 @@ async def revoke_key(
     ids = _ids(settings)
 
     async def work(conn: asyncpg.Connection) -> ApiKey:
-        owner = await service.merchant_of_key(conn, ids=ids, key_id=key_id)
-        if merchant or key:
-            named = await service.resolve(conn, ids=ids, merchant=merchant, key=key)
-            if named.merchant_id != owner.merchant_id:
-                raise InvalidInput(
-                    f"{key_id} is not a key of that merchant: run `referral keys list` for its keys"
-                )
+        owner = await _owner(conn, ids, key_id, merchant, key)
         return await service.revoke_key(conn, ids=ids, caller=owner, key_id=key_id)
 
     revoked = await _in_transaction(settings, work)

@@ -15,17 +15,18 @@ INSERT INTO merchants (account_id, mode, name) VALUES ($1, $2, $3) RETURNING id
 """
 
 INSERT_KEY = """
-INSERT INTO api_keys (merchant_id, kind, key_hash, key_hint, label)
-VALUES ($1, $2, $3, $4, $5) RETURNING id
+INSERT INTO api_keys (merchant_id, kind, key_hash, key_hint, label, scopes)
+VALUES ($1, $2, $3, $4, $5, $6) RETURNING id
 """
 
 # The key, and its last use noted in the same round trip (at most once a minute, so a busy
 # key's row is not rewritten on every cache miss).
 KEY_BY_HASH = """
 WITH k AS (
-    SELECT k.id, k.merchant_id, k.kind, m.mode
+    SELECT k.id, k.merchant_id, k.kind, m.mode, k.scopes, k.expires_at, k.key_hint
     FROM api_keys k JOIN merchants m ON m.id = k.merchant_id
     WHERE k.key_hash = $1 AND k.revoked_at IS NULL
+      AND (k.expires_at IS NULL OR k.expires_at > now())
 ), used AS (
     -- On the row itself, so of a burst of calls that wait on one another only the first
     -- writes: the others see its new time when the lock is theirs.
@@ -34,7 +35,7 @@ WITH k AS (
     WHERE a.merchant_id = k.merchant_id AND a.id = k.id
       AND (a.last_used_at IS NULL OR a.last_used_at < now() - interval '1 minute')
 )
-SELECT id, merchant_id, kind, mode FROM k
+SELECT id, merchant_id, kind, mode, scopes, expires_at, key_hint FROM k
 """
 
 MERCHANT_BY_ID = "SELECT id, name, mode FROM merchants WHERE id = $1"
@@ -66,7 +67,8 @@ RETURNING {SETTINGS_COLUMNS}
 TIME_ZONE_KNOWN = "SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)"
 
 KEY_COLUMNS = (
-    "id, merchant_id, kind, key_hint, label, created_at, last_used_at, revoked_at, key_hash"
+    "id, merchant_id, kind, key_hint, label, created_at, last_used_at, revoked_at, key_hash, "
+    "scopes, expires_at, replaced_by"
 )
 
 KEY_BY_ID = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE merchant_id = $1 AND id = $2"
@@ -83,14 +85,27 @@ LIMIT $6
 # key" check and leave none.
 LOCK_MERCHANT = "SELECT id FROM merchants WHERE id = $1 FOR UPDATE"
 
-ACTIVE_SECRET_KEYS = """
+# The other keys that could still manage the merchant's keys tomorrow: secret, unrestricted
+# or admin, neither revoked nor on their way out (a rolled key's grace ends).
+OTHER_LASTING_ADMIN_KEYS = """
 SELECT count(*) FROM api_keys
-WHERE merchant_id = $1 AND kind = 'secret' AND revoked_at IS NULL
+WHERE merchant_id = $1 AND id <> $2 AND kind = 'secret' AND revoked_at IS NULL
+  AND expires_at IS NULL AND (scopes IS NULL OR 'admin' = ANY (scopes))
 """
 
 REVOKE_KEY = f"""
 UPDATE api_keys SET revoked_at = now()
 WHERE merchant_id = $1 AND id = $2 AND revoked_at IS NULL
+RETURNING {KEY_COLUMNS}
+"""
+
+# The old key of a roll: it points at its successor and works until its grace ends (never
+# longer than it would have: a key rolled twice keeps the earlier end).
+ROLL_KEY = f"""
+UPDATE api_keys
+SET replaced_by = $3,
+    expires_at = least(coalesce(expires_at, 'infinity'), now() + make_interval(secs => $4))
+WHERE merchant_id = $1 AND id = $2
 RETURNING {KEY_COLUMNS}
 """
 
@@ -103,6 +118,9 @@ class KeyRow(msgspec.Struct, frozen=True):
     merchant_id: int
     kind: str
     mode: str
+    scopes: list[str] | None
+    expires_at: datetime | None
+    key_hint: str
 
 
 class MerchantRow(msgspec.Struct, frozen=True):
@@ -116,9 +134,15 @@ async def insert_merchant(conn: asyncpg.Connection, account_id, mode: str, name:
 
 
 async def insert_key(
-    conn: asyncpg.Connection, merchant_id: int, kind: str, key_hash: bytes, hint: str, label: str
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    kind: str,
+    key_hash: bytes,
+    hint: str,
+    label: str,
+    scopes: list[str] | None,
 ) -> int:
-    return await conn.fetchval(INSERT_KEY, merchant_id, kind, key_hash, hint, label)
+    return await conn.fetchval(INSERT_KEY, merchant_id, kind, key_hash, hint, label, scopes)
 
 
 async def key_by_hash(conn: asyncpg.Connection, key_hash: bytes) -> KeyRow | None:
@@ -151,6 +175,9 @@ class ApiKeyRow(msgspec.Struct, frozen=True):
     last_used_at: datetime | None
     revoked_at: datetime | None
     key_hash: bytes
+    scopes: list[str] | None
+    expires_at: datetime | None
+    replaced_by: int | None
 
 
 async def settings(conn: asyncpg.Connection, merchant_id: int) -> SettingsRow | None:
@@ -191,8 +218,15 @@ async def lock_merchant(conn: asyncpg.Connection, merchant_id: int) -> None:
     await conn.fetchval(LOCK_MERCHANT, merchant_id)
 
 
-async def active_secret_keys(conn: asyncpg.Connection, merchant_id: int) -> int:
-    return await conn.fetchval(ACTIVE_SECRET_KEYS, merchant_id)
+async def other_lasting_admin_keys(conn: asyncpg.Connection, merchant_id: int, key_id: int) -> int:
+    return await conn.fetchval(OTHER_LASTING_ADMIN_KEYS, merchant_id, key_id)
+
+
+async def roll_key(
+    conn: asyncpg.Connection, merchant_id: int, key_id: int, *, successor: int, grace_seconds: int
+) -> ApiKeyRow:
+    row = await conn.fetchrow(ROLL_KEY, merchant_id, key_id, successor, float(grace_seconds))
+    return one(ApiKeyRow, row)  # type: ignore[return-value]
 
 
 async def revoke_key(conn: asyncpg.Connection, merchant_id: int, key_id: int) -> ApiKeyRow | None:

@@ -11,6 +11,8 @@ from msgspec import UNSET, Meta, UnsetType
 Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$", examples=["EUR"])]
 MinorUnits = Annotated[int, Meta(ge=0, le=10**13)]
 KeyKind = Literal["secret", "publishable"]
+Scope = Literal["checkout", "finance", "read", "admin"]
+GRACE_MAX_SECONDS = 7 * 24 * 3600
 Mode = Literal["test", "live"]
 
 
@@ -92,4 +94,70 @@ class ApiKey(msgspec.Struct):
         Meta(description="When the key was last accepted (to the minute); null: never used"),
     ]
     revoked_at: datetime | None
+    scopes: Annotated[
+        list[Scope] | None,
+        Meta(
+            description="What the key may call (see each operation's security requirement); "
+            "null: an unrestricted secret key, or a publishable key (public data only)"
+        ),
+    ] = None
+    expires_at: Annotated[
+        datetime | None,
+        Meta(description="A rolled key works until then (its grace period); null: no end"),
+    ] = None
+    replaced_by: Annotated[
+        str | None, Meta(description="The key that replaced this one when it was rolled")
+    ] = None
     object: Literal["api_key"] = "api_key"
+
+
+class ApiKeyCreated(ApiKey, kw_only=True):
+    """A new key with its secret: the only time the secret is shown. A replay of the same
+    Idempotency-Key answers the key without it (`secret` null): only its hash is kept."""
+
+    secret: Annotated[
+        str | None,
+        Meta(description="The key itself (`sk_live_…`): store it now, it is never shown again"),
+    ]
+
+
+class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """A new key: a secret key for a server (restricted to `scopes`, or unrestricted when
+    they are left out) or a publishable key for a browser."""
+
+    kind: KeyKind = "secret"
+    label: Annotated[str, Meta(max_length=100, description="What the key is for")] = ""
+    scopes: (
+        Annotated[
+            list[Scope],
+            Meta(
+                min_length=1,
+                max_length=4,
+                description="Restrict a secret key to these scopes; leave out for an "
+                "unrestricted key. Publishable keys take none.",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class KeyRoll(msgspec.Struct, forbid_unknown_fields=True):
+    """Replace a key with a new one; the old one keeps working for the grace period, so the
+    systems that use it can switch without an outage."""
+
+    grace_period_seconds: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=GRACE_MAX_SECONDS,
+            description="How long the old key keeps working (0: it stops now; at most 7 days)",
+        ),
+    ] = 24 * 3600
+
+
+class KeyRolled(msgspec.Struct):
+    """The new key (its secret shown this once) and the old one, with the end of its grace."""
+
+    key: ApiKeyCreated
+    replaced: ApiKey
+    object: Literal["api_key_roll"] = "api_key_roll"

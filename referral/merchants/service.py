@@ -16,18 +16,28 @@ import secrets
 import uuid
 import zoneinfo
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 import asyncpg
 import msgspec
 
 from referral.analytics import service as analytics
+from referral.audit import service as audit
 from referral.lib import money
 from referral.lib.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from referral.lib.ids import PublicIds
 from referral.lib.pagination import Cursor, Page
 from referral.merchants import repo
-from referral.merchants.schemas import ApiKey, CallingKey, MerchantUpdate
+from referral.merchants.schemas import (
+    ApiKey,
+    ApiKeyCreated,
+    CallingKey,
+    KeyCreate,
+    KeyRoll,
+    KeyRolled,
+    MerchantUpdate,
+)
 from referral.merchants.schemas import Merchant as MerchantView
 
 KEY_KINDS = {"secret": "sk", "publishable": "pk"}
@@ -42,12 +52,20 @@ class Merchant:
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is calling: the merchant the key belongs to, and what kind of key it is."""
+    """Who is calling: the merchant the key belongs to, what kind of key it is and what it
+    may do, or the person in the console, or the command line (no key)."""
 
     merchant_id: int
     mode: str
     kind: str  # secret | publishable
-    key_id: int | None = None  # None for the command line, which needs no key
+    key_id: int | None = None  # None for the console and the command line, which need no key
+    scopes: frozenset[str] | None = None  # None: unrestricted
+    expires_at: datetime | None = None  # a rolled key's end of grace
+    actor: str | None = None  # the console's person; None: the key, or the command line
+    key_hint: str | None = None  # how the audit log names the key (never the key itself)
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
 
 class KeyCacheLike(Protocol):
@@ -79,22 +97,34 @@ async def create_key(
     kind: str,
     label: str = "",
     raw: str | None = None,
+    scopes: list[str] | None = None,
 ) -> str:
     """Create a key and return it; the raw key is never stored. `raw` lets dev reuse one."""
     merchant = await repo.merchant_by_id(conn, merchant_id)
     if merchant is None:
         raise LookupError(f"no merchant {merchant_id}")
     raw = raw or new_raw_key(kind, merchant.mode)
-    hint = raw[:8] + "…" + raw[-4:]
-    await repo.insert_key(conn, merchant_id, kind, hash_key(raw), hint, label)
+    await repo.insert_key(conn, merchant_id, kind, hash_key(raw), _hint(raw), label, scopes)
     return raw
+
+
+def _hint(raw: str) -> str:
+    return raw[:8] + "…" + raw[-4:]
 
 
 async def authenticate(conn: asyncpg.Connection, *, raw: str) -> Caller | None:
     row = await repo.key_by_hash(conn, hash_key(raw))
     if row is None:
         return None
-    return Caller(merchant_id=row.merchant_id, mode=row.mode, kind=row.kind, key_id=row.id)
+    return Caller(
+        merchant_id=row.merchant_id,
+        mode=row.mode,
+        kind=row.kind,
+        key_id=row.id,
+        scopes=None if row.scopes is None else frozenset(row.scopes),
+        expires_at=row.expires_at,
+        key_hint=row.key_hint,
+    )
 
 
 # --- the merchant: who am I, and its settings ---
@@ -184,7 +214,21 @@ async def update_merchant(
     if time_zone is not None and time_zone != before.time_zone:
         # Analytics buckets are the merchant's days: they are counted again in the new zone.
         await analytics.restate(conn, merchant_id=caller.merchant_id)
-    return _merchant(ids, row, await _calling_key(conn, ids, caller))
+    changed = _merchant(ids, row, await _calling_key(conn, ids, caller))
+    await audit.record(
+        conn,
+        caller=caller,
+        action="merchant.updated",
+        subject_type="merchant",
+        subject_id=changed.id,
+        before=_settings_seen(_merchant(ids, before)),
+        after=_settings_seen(changed),
+    )
+    return changed
+
+
+def _settings_seen(merchant: MerchantView) -> dict[str, object]:
+    return {"time_zone": merchant.time_zone, "payout_minimums": merchant.payout_minimums}
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,13 +291,89 @@ async def resolve(
 def _key(ids: PublicIds, mode: str, row: repo.ApiKeyRow) -> ApiKey:
     return ApiKey(
         id=ids.encode("key", row.id),
-        kind=row.kind,
+        kind=row.kind,  # type: ignore[arg-type]
         label=row.label,
         hint=row.key_hint,
         livemode=mode == "live",
         created_at=row.created_at,
         last_used_at=row.last_used_at,
         revoked_at=row.revoked_at,
+        scopes=row.scopes,  # type: ignore[arg-type]
+        expires_at=row.expires_at,
+        replaced_by=None if row.replaced_by is None else ids.encode("key", row.replaced_by),
+    )
+
+
+def _audited_key(key: ApiKey) -> dict[str, object]:
+    """A key as the audit log keeps it: what it may do and whether it works, not its use."""
+    return {
+        "kind": key.kind,
+        "label": key.label,
+        "hint": key.hint,
+        "scopes": key.scopes,
+        "revoked_at": key.revoked_at,
+        "expires_at": key.expires_at,
+        "replaced_by": key.replaced_by,
+    }
+
+
+def _created(key: ApiKey, secret: str) -> ApiKeyCreated:
+    return ApiKeyCreated(**msgspec.structs.asdict(key), secret=secret)
+
+
+async def add_key(
+    conn: asyncpg.Connection, *, ids: PublicIds, caller: Caller, data: KeyCreate
+) -> tuple[ApiKeyCreated, bool]:
+    """A new key of the caller's merchant, shown with its secret this once."""
+    if data.kind == "publishable" and data.scopes is not None:
+        raise InvalidInput(
+            "scopes: a publishable key reads public data only and takes no scopes",
+            code="publishable_key_scopes",
+            field="scopes",
+        )
+    scopes = None if data.scopes is None else sorted(set(data.scopes), key=_SCOPE_ORDER.index)
+    raw = new_raw_key(data.kind, caller.mode)
+    key_id = await repo.insert_key(
+        conn, caller.merchant_id, data.kind, hash_key(raw), _hint(raw), data.label, scopes
+    )
+    row = await repo.key_by_id(conn, caller.merchant_id, key_id)
+    assert row is not None  # inserted just now, in this transaction
+    key = _key(ids, caller.mode, row)
+    await audit.record(
+        conn,
+        caller=caller,
+        action="api_key.created",
+        subject_type="api_key",
+        subject_id=key.id,
+        after=_audited_key(key),
+    )
+    return _created(key, raw), True
+
+
+_SCOPE_ORDER = ["checkout", "finance", "read", "admin"]
+
+
+async def _managed_key(
+    conn: asyncpg.Connection, ids: PublicIds, caller: Caller, key_id: str
+) -> repo.ApiKeyRow:
+    """One of the caller's merchant's keys, with the merchant locked: key changes of one
+    merchant happen one at a time, so two cannot both pass the "last admin key" check."""
+    internal = ids.decode("key", key_id)
+    await repo.lock_merchant(conn, caller.merchant_id)
+    row = await repo.key_by_id(conn, caller.merchant_id, internal)
+    if row is None:
+        raise NotFound(f"no key with id {key_id[:40]!r}", code="key_not_found")
+    return row
+
+
+async def _would_strand(conn: asyncpg.Connection, caller: Caller, row: repo.ApiKeyRow) -> bool:
+    """Whether ending this key leaves no key that can manage keys (unrestricted or admin)."""
+    manages = row.kind == "secret" and (row.scopes is None or "admin" in row.scopes)
+    lasting = row.revoked_at is None and row.expires_at is None
+    return (
+        manages
+        and lasting
+        and not await repo.other_lasting_admin_keys(conn, caller.merchant_id, row.id)
     )
 
 
@@ -278,27 +398,84 @@ async def revoke_key(
     key_id: str,
     cache: KeyCacheLike | None = None,
 ) -> ApiKey:
-    """Revoke one of the merchant's keys (again: no change). The merchant's last active
-    secret key cannot be revoked: nothing could then manage the merchant through the API."""
-    internal = ids.decode("key", key_id)
-    await repo.lock_merchant(conn, caller.merchant_id)
-    row = await repo.key_by_id(conn, caller.merchant_id, internal)
-    if row is None:
-        raise NotFound(f"no key with id {key_id[:40]!r}", code="key_not_found")
+    """Revoke one of the merchant's keys (again: no change). The merchant's last lasting key
+    that can manage keys cannot be revoked: nothing could then manage the merchant."""
+    row = await _managed_key(conn, ids, caller, key_id)
     if row.revoked_at is not None:
         return _key(ids, caller.mode, row)
-    if row.kind == "secret" and await repo.active_secret_keys(conn, caller.merchant_id) <= 1:
+    if await _would_strand(conn, caller, row):
         raise Conflict(
-            "this is the merchant's last active secret key: create another secret key "
-            "(`referral keys create --kind secret`) before revoking this one",
+            "this is the merchant's last active secret key that can manage keys (unrestricted "
+            "or admin): create another (`referral keys create --kind secret`) before revoking "
+            "this one",
             code="last_secret_key",
         )
-    revoked = await repo.revoke_key(conn, caller.merchant_id, internal)
+    revoked = await repo.revoke_key(conn, caller.merchant_id, row.id)
     if revoked is None:  # revoked meanwhile outside the API (in SQL): show it as it is now
-        revoked = await repo.key_by_id(conn, caller.merchant_id, internal) or row
+        revoked = await repo.key_by_id(conn, caller.merchant_id, row.id) or row
     if cache is not None:
         cache.forget(revoked.key_hash)
-    return _key(ids, caller.mode, revoked)
+    key = _key(ids, caller.mode, revoked)
+    await audit.record(
+        conn,
+        caller=caller,
+        action="api_key.revoked",
+        subject_type="api_key",
+        subject_id=key.id,
+        before=_audited_key(_key(ids, caller.mode, row)),
+        after=_audited_key(key),
+    )
+    return key
+
+
+async def roll_key(
+    conn: asyncpg.Connection,
+    *,
+    ids: PublicIds,
+    caller: Caller,
+    key_id: str,
+    data: KeyRoll,
+    cache: KeyCacheLike | None = None,
+) -> KeyRolled:
+    """A new key with the old one's kind, label and scopes; the old one works for the grace
+    period, then is refused like a revoked key. A key is rolled once: roll its successor."""
+    row = await _managed_key(conn, ids, caller, key_id)
+    if row.revoked_at is not None:
+        raise Conflict("this key is revoked: create a new key instead", code="key_revoked")
+    if row.replaced_by is not None:
+        successor = ids.encode("key", row.replaced_by)
+        raise Conflict(
+            f"this key was already rolled (replaced by {successor}): roll that one",
+            code="key_already_rolled",
+        )
+    raw = new_raw_key(row.kind, caller.mode)
+    new_id = await repo.insert_key(
+        conn, caller.merchant_id, row.kind, hash_key(raw), _hint(raw), row.label, row.scopes
+    )
+    old = await repo.roll_key(
+        conn,
+        caller.merchant_id,
+        row.id,
+        successor=new_id,
+        grace_seconds=data.grace_period_seconds,
+    )
+    new = await repo.key_by_id(conn, caller.merchant_id, new_id)
+    assert new is not None  # inserted just now, in this transaction
+    if cache is not None and data.grace_period_seconds == 0:
+        cache.forget(old.key_hash)
+    rolled = KeyRolled(
+        key=_created(_key(ids, caller.mode, new), raw), replaced=_key(ids, caller.mode, old)
+    )
+    await audit.record(
+        conn,
+        caller=caller,
+        action="api_key.rolled",
+        subject_type="api_key",
+        subject_id=rolled.replaced.id,
+        before=_audited_key(_key(ids, caller.mode, row)),
+        after=_audited_key(rolled.replaced),
+    )
+    return rolled
 
 
 async def merchant_of_key(conn: asyncpg.Connection, *, ids: PublicIds, key_id: str) -> Caller:

@@ -22,7 +22,6 @@ from referral.referrals.api import IDEMPOTENT
 class OrderController(Controller):
     path = "/v1/orders"
     tags = ["checkout"]
-    security = [{"secretKey": []}]
 
     @post(
         operation_id="recordOrder",

@@ -28,7 +28,6 @@ from referral.payouts.schemas import (
 class PayoutController(Controller):
     path = "/v1/payout-batches"
     tags = ["payouts"]
-    security = [{"secretKey": []}]
 
     @post(
         operation_id="createPayoutBatch",

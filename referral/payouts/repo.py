@@ -230,7 +230,29 @@ UPDATE payout_lines SET status = 'paid' WHERE merchant_id = $1 AND batch_id = $2
 """
 
 FAIL_LINE = """
-UPDATE payout_lines SET status = 'failed', failure_reason = $3 WHERE merchant_id = $1 AND id = $2
+UPDATE payout_lines SET status = 'failed', failure_reason = $3, failed_at = now()
+WHERE merchant_id = $1 AND id = $2
+"""
+
+# The books (referral/rewards/books.py): receivable entries netted off in payout lines that
+# stood paid at $2 (their batch paid by then, the line not failed by then), per currency: the
+# money owed back that payouts had recovered. $3: one program's rewards, or NULL for all.
+NETTED_AS_OF = """
+SELECT b.currency, sum(i.amount)::bigint AS netted
+FROM payout_items i
+JOIN payout_lines l ON l.merchant_id = i.merchant_id AND l.id = i.line_id
+JOIN payout_batches b ON b.merchant_id = i.merchant_id AND b.id = i.batch_id
+WHERE i.merchant_id = $1 AND i.ledger_entry_id IS NOT NULL AND b.paid_at <= $2
+  AND (l.status = 'paid' OR (l.status = 'failed' AND l.failed_at > b.paid_at AND l.failed_at > $2))
+  AND ($3::bigint IS NULL OR i.reward_id IN (SELECT r.id FROM rewards r
+                                             WHERE r.merchant_id = $1 AND r.program_id = $3))
+GROUP BY b.currency
+"""
+
+# Every batch made up to $2, for naming them in the ledger export.
+BATCH_IDS = """
+SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM payout_batches
+WHERE merchant_id = $1 AND created_at <= $2
 """
 
 # Rewards (not receivables) of the batch, or of one line, with what the line pays for each.
@@ -533,6 +555,18 @@ async def set_lines_paid(conn: asyncpg.Connection, merchant_id: int, batch_id: i
 
 async def fail_line(conn: asyncpg.Connection, merchant_id: int, line_id: int, reason: str) -> None:
     await conn.execute(FAIL_LINE, merchant_id, line_id, reason)
+
+
+async def netted_as_of(
+    conn: asyncpg.Connection, merchant_id: int, as_of: datetime, program_id: int | None
+) -> dict[str, int]:
+    """Per currency, the receivable entries netted off in lines that stood paid at `as_of`."""
+    rows = await conn.fetch(NETTED_AS_OF, merchant_id, as_of, program_id)
+    return {r["currency"].strip(): r["netted"] for r in rows}
+
+
+async def batch_ids(conn: asyncpg.Connection, merchant_id: int, until: datetime) -> list[int]:
+    return list(await conn.fetchval(BATCH_IDS, merchant_id, until))
 
 
 async def reward_items(

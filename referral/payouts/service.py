@@ -15,6 +15,7 @@ from typing import Protocol
 import asyncpg
 import msgspec
 
+from referral.audit import service as audit
 from referral.events import service as events
 from referral.lib import money
 from referral.lib.errors import Conflict, InvalidInput, NotFound
@@ -127,7 +128,9 @@ async def create(
             "lines": batch.line_count,
         },
     )
-    return _to_batch(runtime, batch)
+    created = _to_batch(runtime, batch)
+    await _audit(conn, caller, "payout_batch.created", None, created)
+    return created
 
 
 async def preview(
@@ -301,6 +304,7 @@ async def mark_exported(
         return _to_batch(runtime, batch)
     if batch.status != "open":
         raise Conflict(f"the batch is {batch.status}", code="payout_batch_state_conflict")
+    before = _to_batch(runtime, batch)
     batch = await repo.set_status(conn, caller.merchant_id, batch.id, "exported")
     await events.emit(
         conn,
@@ -308,7 +312,7 @@ async def mark_exported(
         type="payout_batch.exported",
         data={"batch_id": batch_id},
     )
-    return _to_batch(runtime, batch)
+    return await _audit(conn, caller, "payout_batch.exported", before, _to_batch(runtime, batch))
 
 
 async def mark_paid(
@@ -335,6 +339,7 @@ async def mark_paid(
         paid=[i.amount for i in items],
     )
     await repo.set_lines_paid(conn, caller.merchant_id, batch.id)
+    before = _to_batch(runtime, batch)
     batch = await repo.set_status(conn, caller.merchant_id, batch.id, "paid")
     await events.emit(
         conn,
@@ -342,7 +347,7 @@ async def mark_paid(
         type="payout_batch.paid",
         data={"batch_id": batch_id, "total": batch.total, "actor": actor},
     )
-    return _to_batch(runtime, batch)
+    return await _audit(conn, caller, "payout_batch.paid", before, _to_batch(runtime, batch))
 
 
 async def cancel(
@@ -358,6 +363,7 @@ async def cancel(
             code="payout_batch_state_conflict",
         )
     await repo.deactivate_items(conn, caller.merchant_id, batch.id)
+    before = _to_batch(runtime, batch)
     batch = await repo.set_status(conn, caller.merchant_id, batch.id, "cancelled")
     await events.emit(
         conn,
@@ -365,7 +371,7 @@ async def cancel(
         type="payout_batch.cancelled",
         data={"batch_id": batch_id},
     )
-    return _to_batch(runtime, batch)
+    return await _audit(conn, caller, "payout_batch.cancelled", before, _to_batch(runtime, batch))
 
 
 async def fail_line(
@@ -417,7 +423,47 @@ async def fail_line(
             "actor": actor,
         },
     )
+    await audit.record(
+        conn,
+        caller=caller,
+        action="payout_line.failed",
+        subject_type="payout_line",
+        subject_id=line_id,
+        before={"status": line.status, "batch_id": batch_id, "amount": line.amount},
+        after={"status": "failed", "batch_id": batch_id, "amount": line.amount, "reason": reason},
+    )
     return _to_batch(runtime, batch)
+
+
+async def _audit(
+    conn: asyncpg.Connection,
+    caller: Caller,
+    action: str,
+    before: PayoutBatch | None,
+    after: PayoutBatch,
+) -> PayoutBatch:
+    """A batch's audit row: its state and totals (its lines name payees: not kept here)."""
+
+    def state(batch: PayoutBatch) -> dict[str, object]:
+        return {
+            "status": batch.status,
+            "currency": batch.currency,
+            "kind": batch.kind,
+            "total": batch.total,
+            "line_count": batch.line_count,
+            "reward_count": batch.reward_count,
+        }
+
+    await audit.record(
+        conn,
+        caller=caller,
+        action=action,
+        subject_type="payout_batch",
+        subject_id=after.id,
+        before=None if before is None else state(before),
+        after=state(after),
+    )
+    return after
 
 
 async def list_batches(
@@ -435,3 +481,24 @@ async def list_batches(
     )
     rows, more = cursor.split(rows)
     return Page(data=[_to_batch(runtime, r) for r in rows], has_more=more)
+
+
+# --- for the books (referral/rewards/books.py) ------------------------------------------
+
+
+async def netted_receivables(
+    conn: asyncpg.Connection, *, merchant_id: int, as_of: datetime, program_id: int | None
+) -> dict[str, int]:
+    """Per currency, the receivable entries (money owed back after payment) that payouts had
+    netted off by `as_of`: in a line of a batch paid by then, the line not failed by then.
+    Negative, as the entries are: a clawback of 300 netted off is -300."""
+    return await repo.netted_as_of(conn, merchant_id, as_of, program_id)
+
+
+async def batch_public_ids(
+    conn: asyncpg.Connection, *, ids: PublicIds, merchant_id: int, until: datetime
+) -> tuple[list[int], list[str]]:
+    """Every batch made up to `until`: internal ids and, in the same order, their public
+    ids, so an export written by COPY can name them."""
+    internal = await repo.batch_ids(conn, merchant_id, until)
+    return internal, [ids.encode("payout", i) for i in internal]

@@ -15,7 +15,6 @@ from referral.programs.schemas import Program, ProgramCreate, ProgramStatus, Pro
 class ProgramController(Controller):
     path = "/v1/programs"
     tags = ["programs"]
-    security = [{"secretKey": []}]
 
     @post(
         operation_id="createProgram",

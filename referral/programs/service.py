@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import msgspec
 
+from referral.audit import service as audit
 from referral.events import service as events
 from referral.fraud import policy as fraud_policy
 from referral.lib import money
@@ -115,7 +116,16 @@ async def create(
     values["rewards"] = msgspec.to_builtins(data.rewards)
     values["fraud_policy"] = fraud_policy.dump(data.fraud_policy)
     row = await repo.insert(conn, caller.merchant_id, values)
-    return to_program(runtime.ids, caller, row)
+    program = to_program(runtime.ids, caller, row)
+    await audit.record(
+        conn,
+        caller=caller,
+        action="program.created",
+        subject_type="program",
+        subject_id=program.id,
+        after=program,
+    )
+    return program
 
 
 async def get(
@@ -177,6 +187,7 @@ async def update(
         check_rewards(values["rewards"])
         values["rewards"] = msgspec.to_builtins(values["rewards"])
     before = {k: getattr(row, k) for k in repo.WRITABLE}
+    program_before = to_program(runtime.ids, caller, row)
     row = await repo.update(conn, caller.merchant_id, row.id, values)
     changed = sorted(k for k in repo.WRITABLE if getattr(row, k) != before[k])
     if changed:
@@ -187,6 +198,16 @@ async def update(
             data={"program_id": program_id, "changed": changed, "actor": actor},
         )
     program = to_program(runtime.ids, caller, row)
+    was, now = audit.changed_fields(program_before, program)
+    await audit.record(
+        conn,
+        caller=caller,
+        action="program.updated",
+        subject_type="program",
+        subject_id=program.id,
+        before=was,
+        after=now,
+    )
     runtime.codes.forget_all()
     return program
 

@@ -32,7 +32,6 @@ IDEMPOTENT = (
 class CheckoutController(Controller):
     path = "/v1"
     tags = ["checkout"]
-    security = [{"secretKey": []}]
 
     @post(
         "/checkout/quote",
@@ -104,7 +103,6 @@ class CheckoutController(Controller):
 class ReferralController(Controller):
     path = "/v1/referrals"
     tags = ["referrals"]
-    security = [{"secretKey": []}]
 
     @get(
         "/{referral_id:str}",
@@ -209,7 +207,6 @@ def _review(
 class ReviewController(Controller):
     path = "/v1/referrals"
     tags = ["fraud"]
-    security = [{"secretKey": []}]
 
     approve = _review(
         "approve",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncpg
 import structlog
 
+from referral.audit import service as audit
 from referral.events import service as events
 from referral.fraud.backtest import OVERRIDABLE
 from referral.lib.errors import Conflict, NotFound
@@ -30,6 +31,7 @@ from referral.stories import service as stories
 log = structlog.get_logger("referral.referrals.review")
 
 _EVENT_FOR = {"approve": "referral.review_approved", "reject": "referral.review_rejected"}
+_AUDITED_AS = {"approve": "referral.approved", "reject": "referral.rejected"}
 
 
 async def _locked(
@@ -81,6 +83,19 @@ async def _finish(
         },
     )
     log.info("referral_reviewed", referral_id=referral.id, action=action, status=status)
+    await audit.record(
+        conn,
+        caller=caller,
+        action=_AUDITED_AS[action],
+        subject_type="referral",
+        subject_id=public_id,
+        before={"status": referral.status},
+        after={
+            "status": status,
+            "reason": reason,
+            "rewards": [runtime.ids.encode("reward", i) for i in reward_ids],
+        },
+    )
     return await explain.get_referral(conn, runtime=runtime, caller=caller, referral_id=public_id)
 
 

@@ -1,18 +1,21 @@
-"""HTTP handlers for rewards: read, list, and a person's approve / reverse / reinstate."""
+"""HTTP handlers for rewards (read, list, and a person's approve / reverse / reinstate) and
+for the books (balances as of a moment, the ledger export)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from litestar import Controller, Response, get, post
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.response import Stream
 
 from referral.http.deps import CallerDep, Conn, Listing, OnceDep, RuntimeDep
 from referral.lib import problem_docs
 from referral.lib.pagination import Page
-from referral.rewards import service
-from referral.rewards.schemas import Reward, RewardAction, RewardStatus
+from referral.payouts import export
+from referral.rewards import books, service
+from referral.rewards.schemas import LedgerBalances, Reward, RewardAction, RewardStatus
 
 _ACTION_PROBLEMS = {
     "approve": {404: ("reward_not_found",), 409: ("reward_state_conflict",)},
@@ -49,7 +52,7 @@ def _action(
             lambda: service.act(
                 conn,
                 ids=runtime.ids,
-                merchant_id=caller.merchant_id,
+                caller=caller,
                 reward_id=reward_id,
                 action=action,
                 actor=data.actor,
@@ -63,7 +66,6 @@ def _action(
 class RewardController(Controller):
     path = "/v1/rewards"
     tags = ["rewards"]
-    security = [{"secretKey": []}]
 
     @get(
         "/{reward_id:str}",
@@ -121,3 +123,145 @@ class RewardController(Controller):
         summary="Undo a reversal",
         description="Returns the reward to the state and value it had before the reversal.",
     )
+
+
+_DATE_TIME = {"format": "date-time"}
+AsOf = Annotated[
+    str | None,
+    QueryParameter(
+        description="The moment (RFC 3339 with a zone, e.g. 2026-01-31T23:59:59Z): entries "
+        "booked at or before it count. Default: now; a future moment is refused",
+        schema_extra=_DATE_TIME,
+    ),
+]
+ProgramFilter = Annotated[
+    str | None,
+    QueryParameter(description="One program's rewards (prg_…); all of the merchant's if left out"),
+]
+_BALANCES_PROBLEMS = {
+    404: ("program_not_found",),
+    422: ("invalid_timestamp", "as_of_in_future"),
+}
+ENTRIES_TEXT = (
+    "Every ledger entry booked after `from` up to and including `until`, oldest first, "
+    "streamed: so per currency and account the file sums to the change of getLedgerBalances' "
+    "`accounts` between `as_of=from` and `as_of=until`. Columns (stable; new ones are only "
+    "appended): " + ", ".join(books.ENTRIES_CSV_COLUMNS) + ". `booked_at` is UTC with "
+    "microseconds; `reward_id`, `referral_id` and the batch ids are public ids; `order_id` is "
+    "the shop's own; `payout_batch_id` is the batch whose payment (or a paid line's failure) "
+    "booked the entry, `netted_in_batch_id` the batch whose line nets a receivable off; "
+    "`account` is pending (pending and in review), payable, paid or receivable; `amount` is "
+    "fixed-point and `amount_minor` the integer, negative where money left the account; "
+    "`reason` and `reward_status` are the reward's transition that booked it. Text a "
+    "spreadsheet would run as a formula starts with an apostrophe."
+)
+
+
+class LedgerController(Controller):
+    path = "/v1/ledger"
+    tags = ["ledger"]
+
+    @get(
+        "/balances",
+        operation_id="getLedgerBalances",
+        responses=problem_docs.responses("getLedgerBalances", _BALANCES_PROBLEMS),
+        summary="The books as of a moment: owed, paid, reversed and receivable, per currency",
+        description=books.FIGURES + "\nThe same as CSV: exportLedgerBalancesCsv.",
+    )
+    async def balances(
+        self,
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+        as_of: AsOf = None,
+        program_id: ProgramFilter = None,
+    ) -> LedgerBalances:
+        return await books.balances(
+            conn, runtime=runtime, caller=caller, as_of=as_of, program_id=program_id
+        )
+
+    @get(
+        "/balances.csv",
+        operation_id="exportLedgerBalancesCsv",
+        responses=problem_docs.responses("exportLedgerBalancesCsv", _BALANCES_PROBLEMS),
+        media_type="text/csv",
+        summary="The books as of a moment (CSV)",
+        description="getLedgerBalances in long form, one row per currency and figure: "
+        + ", ".join(books.BALANCES_CSV_COLUMNS)
+        + ". Figures: "
+        + ", ".join(books.CSV_FIGURES)
+        + " (`account_*`: the ledger's own accounts, signed as booked). `amount` is "
+        "fixed-point with the currency's exponent, `amount_minor` the integer.",
+    )
+    async def balances_csv(
+        self,
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+        as_of: AsOf = None,
+        program_id: ProgramFilter = None,
+    ) -> Stream:
+        found = await books.balances(
+            conn, runtime=runtime, caller=caller, as_of=as_of, program_id=program_id
+        )
+        stamp = found.as_of.strftime("%Y%m%dT%H%M%SZ")
+        return Stream(
+            books.balances_csv(found),
+            media_type="text/csv",  # Litestar adds the charset
+            headers={
+                "content-disposition": f'attachment; filename="ledger-balances-{stamp}.csv"',
+                "cache-control": "no-store",
+            },
+        )
+
+    @get(
+        "/entries.csv",
+        operation_id="exportLedgerEntriesCsv",
+        responses=problem_docs.responses(
+            "exportLedgerEntriesCsv",
+            {
+                404: ("program_not_found",),
+                422: ("invalid_timestamp", "until_in_future", "invalid_range"),
+            },
+        ),
+        media_type="text/csv",
+        summary="Every ledger entry of a time range (CSV, streamed)",
+        description=ENTRIES_TEXT,
+    )
+    async def entries_csv(
+        self,
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+        from_: Annotated[
+            str | None,
+            QueryParameter(
+                name="from",
+                description="Entries booked after this moment (RFC 3339 with a zone); "
+                "default: from the first entry",
+                schema_extra=_DATE_TIME,
+            ),
+        ] = None,
+        until: Annotated[
+            str | None,
+            QueryParameter(
+                description="Up to and including this moment (RFC 3339 with a zone); "
+                "default: now; a future moment is refused",
+                schema_extra=_DATE_TIME,
+            ),
+        ] = None,
+        program_id: ProgramFilter = None,
+        bom: Annotated[
+            bool, QueryParameter(description="Start the file with a UTF-8 byte-order mark")
+        ] = False,
+    ) -> Stream:
+        query, start, end = await books.entries_export(
+            conn,
+            runtime=runtime,
+            caller=caller,
+            from_=from_,
+            until=until,
+            program_id=program_id,
+        )
+        name = f"ledger-entries-{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}.csv"
+        return export.download(runtime.pool, query=query, filename=name, bom=bom)

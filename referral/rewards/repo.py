@@ -521,3 +521,122 @@ async def list_page(
         advocate_id,
     )
     return many(RewardRow, rows)
+
+
+# --- the books (books.py) ---------------------------------------------------------------
+
+# As of $2, per currency: every cash and store-credit reward's balance per account from its
+# entries up to then, and, where the ledger alone does not tell, its state then (its last
+# transition up to then): the pending account holds pending and in-review money alike, and a
+# reward whose entries sum to zero may be reversed, worth what its last reversal took off.
+# $3: one program's rewards, or NULL for all.
+BALANCES_AS_OF = """
+WITH per_reward AS (
+    SELECT e.reward_id, e.currency,
+           coalesce(sum(e.amount) FILTER (WHERE e.account = 'pending'), 0) AS pending,
+           coalesce(sum(e.amount) FILTER (WHERE e.account = 'payable'), 0) AS payable,
+           coalesce(sum(e.amount) FILTER (WHERE e.account = 'paid'), 0) AS paid,
+           coalesce(sum(e.amount) FILTER (WHERE e.account = 'receivable'), 0) AS receivable,
+           sum(e.amount) AS value
+    FROM ledger_entries e
+    WHERE e.merchant_id = $1 AND e.created_at <= $2
+      AND ($3::bigint IS NULL OR e.reward_id IN (SELECT r.id FROM rewards r
+                                                 WHERE r.merchant_id = $1 AND r.program_id = $3))
+    GROUP BY e.reward_id, e.currency
+),
+stated AS (
+    SELECT p.currency, p.pending, p.payable, p.paid, p.receivable, s.to_status, s.delta
+    FROM per_reward p
+    LEFT JOIN LATERAL (
+        SELECT t.to_status, t.delta FROM reward_transitions t
+        WHERE (p.pending <> 0 OR p.value = 0)
+          AND t.merchant_id = $1 AND t.reward_id = p.reward_id AND t.created_at <= $2
+        ORDER BY t.id DESC LIMIT 1
+    ) s ON true
+)
+SELECT currency,
+       coalesce(sum(pending) FILTER (WHERE to_status IS DISTINCT FROM 'in_review'), 0)::bigint
+           AS pending,
+       coalesce(sum(pending) FILTER (WHERE to_status = 'in_review'), 0)::bigint AS in_review,
+       sum(payable)::bigint AS payable,
+       sum(paid)::bigint AS paid,
+       sum(receivable)::bigint AS receivable,
+       coalesce(sum(-delta) FILTER (WHERE to_status = 'reversed'), 0)::bigint AS reversed
+FROM stated
+GROUP BY currency
+ORDER BY currency
+"""
+
+# The ledger export, for COPY: every entry booked after $2 up to $3 (so it sums to the
+# balances' change between the two), oldest first. $4 one program or NULL; $5/$6 the payout
+# batches' internal and public ids; $7/$8 currencies and their exponents.
+# `payout_batch_id`: the batch whose payment (or a paid line's failure) booked the entry;
+# `netted_in_batch_id`: for a receivable entry, the batch whose line nets it off.
+ENTRIES_CSV = """
+SELECT to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS booked_at,
+       w.public_id AS reward_id, w.referral_public_id AS referral_id,
+       csv_safe(o.order_id) AS order_id,
+       booked.public_id AS payout_batch_id, netted.public_id AS netted_in_batch_id,
+       csv_safe(e.payee_key) AS payee, w.kind, e.account,
+       minor_to_decimal(e.amount, x.exponent) AS amount, e.amount AS amount_minor, e.currency,
+       csv_safe(t.reason) AS reason, t.to_status AS reward_status
+FROM ledger_entries e
+JOIN rewards w ON w.merchant_id = e.merchant_id AND w.id = e.reward_id
+JOIN reward_transitions t ON t.merchant_id = e.merchant_id AND t.id = e.transition_id
+JOIN unnest($7::text[], $8::int[]) AS x (currency, exponent) ON x.currency = e.currency
+LEFT JOIN orders o ON o.merchant_id = e.merchant_id AND o.id = w.order_pk
+LEFT JOIN LATERAL (
+    SELECT i.batch_id FROM payout_items i
+    JOIN payout_batches pb ON pb.merchant_id = i.merchant_id AND pb.id = i.batch_id
+    JOIN payout_lines pl ON pl.merchant_id = i.merchant_id AND pl.id = i.line_id
+    WHERE t.reason IN ('payout_paid', 'reversed_before_payment', 'payout_failed')
+      AND i.merchant_id = $1 AND i.reward_id = e.reward_id AND i.ledger_entry_id IS NULL
+      AND (pb.paid_at = e.created_at OR pl.failed_at = e.created_at)
+    ORDER BY i.id DESC LIMIT 1
+) bi ON true
+LEFT JOIN LATERAL (
+    SELECT n.batch_id FROM payout_items n
+    WHERE e.account = 'receivable'
+      AND n.merchant_id = $1 AND n.ledger_entry_id = e.id AND n.active
+    ORDER BY n.id DESC LIMIT 1
+) ni ON true
+LEFT JOIN unnest($5::bigint[], $6::text[]) AS booked (id, public_id) ON booked.id = bi.batch_id
+LEFT JOIN unnest($5::bigint[], $6::text[]) AS netted (id, public_id) ON netted.id = ni.batch_id
+WHERE e.merchant_id = $1 AND e.created_at > $2 AND e.created_at <= $3
+  AND ($4::bigint IS NULL OR w.program_id = $4)
+ORDER BY e.created_at, e.id
+"""
+
+ENTRIES_CSV_COLUMNS = (
+    "booked_at",
+    "reward_id",
+    "referral_id",
+    "order_id",
+    "payout_batch_id",
+    "netted_in_batch_id",
+    "payee",
+    "kind",
+    "account",
+    "amount",
+    "amount_minor",
+    "currency",
+    "reason",
+    "reward_status",
+)
+
+
+class BalancesRow(msgspec.Struct, frozen=True):
+    currency: str
+    pending: int
+    in_review: int
+    payable: int
+    paid: int
+    receivable: int
+    reversed: int
+
+
+async def balances_as_of(
+    conn: asyncpg.Connection, merchant_id: int, as_of: datetime, program_id: int | None
+) -> list[BalancesRow]:
+    rows = await conn.fetch(BALANCES_AS_OF, merchant_id, as_of, program_id)
+    return [BalancesRow(**{**r, "currency": r["currency"].strip()}) for r in rows]

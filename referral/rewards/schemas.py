@@ -65,3 +65,39 @@ class RewardAction(msgspec.Struct, forbid_unknown_fields=True):
 
     actor: Annotated[str, Meta(min_length=1, max_length=200, examples=["finance@shop.example"])]
     note: Annotated[str, Meta(max_length=2000)] | None = None
+
+
+# --- the books ---------------------------------------------------------------------------
+
+
+class LedgerAccounts(msgspec.Struct):
+    """The ledger's own accounts as of the moment: sums of the entries booked up to then,
+    signed as booked (a receivable is negative while payees owe money back). The entries
+    export of a range sums, per currency and account, to the change of these."""
+
+    pending: int
+    payable: int
+    paid: int
+    receivable: int
+
+
+class CurrencyBalances(msgspec.Struct):
+    """One currency's books as of the moment, in minor units (definitions: getLedgerBalances)."""
+
+    currency: str
+    pending: int
+    in_review: int
+    payable: int
+    owed: int
+    paid: int
+    reversed: int
+    receivable: int
+    recovered: int
+    accounts: LedgerAccounts
+
+
+class LedgerBalances(msgspec.Struct):
+    as_of: datetime
+    program_id: str | None
+    currencies: list[CurrencyBalances]
+    object: str = "ledger_balances"

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import msgspec
 import structlog
 
+from referral.audit import service as audit
 from referral.coupons import service as coupons
 from referral.events import service as events
 from referral.lib.errors import Conflict, NotFound
@@ -35,6 +36,9 @@ from referral.rewards.rules import (
     rule_amount,
 )
 from referral.rewards.schemas import Reward, RewardSummary, Transition
+
+if TYPE_CHECKING:
+    from referral.merchants.service import Caller
 
 log = structlog.get_logger("referral.rewards")
 
@@ -691,15 +695,16 @@ async def act(
     conn: asyncpg.Connection,
     *,
     ids: PublicIds,
-    merchant_id: int,
+    caller: Caller,
     reward_id: str,
     action: str,
     actor: str,
     note: str | None,
 ) -> Reward:
     """A person's approve, reverse or reinstate of one reward."""
-    row = await _get(conn, ids, merchant_id, reward_id)
-    common = dict(ids=ids, merchant_id=merchant_id, reward_id=row.id, actor=actor, note=note)
+    merchant_id = caller.merchant_id
+    before = await _get(conn, ids, merchant_id, reward_id)
+    common = dict(ids=ids, merchant_id=merchant_id, reward_id=before.id, actor=actor, note=note)
     reason = f"manual_{action}"
     if action == "approve":
         row = await approve(conn, reason=reason, **common)
@@ -713,7 +718,28 @@ async def act(
         )
     else:
         row = await reinstate(conn, reason=reason, **common)
+    await audit.record(
+        conn,
+        caller=caller,
+        action=_AUDITED_AS[action],
+        subject_type="reward",
+        subject_id=ids.encode("reward", row.id),
+        before=_money_state(before),
+        after=_money_state(row),
+    )
     return (await to_rewards(conn, ids=ids, rows=[row]))[0]
+
+
+_AUDITED_AS = {
+    "approve": "reward.approved",
+    "reverse": "reward.reversed",
+    "reinstate": "reward.reinstated",
+}
+
+
+def _money_state(row: RewardRow) -> dict[str, Any]:
+    """A reward as the audit log keeps it: its state and money, not whom it pays."""
+    return {"status": row.status, "amount": row.amount, "currency": row.currency, "kind": row.kind}
 
 
 async def release_lag_seconds(conn: asyncpg.Connection) -> float:

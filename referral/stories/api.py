@@ -20,7 +20,6 @@ SOCIAL_PROOF_CACHE = "public, max-age=300, stale-while-revalidate=600"
 class StoryController(Controller):
     path = "/v1/stories"
     tags = ["stories"]
-    security = [{"secretKey": []}]
 
     @post(
         operation_id="createStory",
@@ -128,7 +127,6 @@ class StoryController(Controller):
     "published stories, with `Cache-Control` and an `ETag` (send `If-None-Match` for a 304). "
     "Open to any origin (CORS).",
     tags=["stories"],
-    security=[],
 )
 async def social_proof(
     request: Request, program_id: FromPath[str], conn: Conn, runtime: RuntimeDep

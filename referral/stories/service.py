@@ -15,6 +15,7 @@ import asyncpg
 import msgspec
 
 from referral.analytics import service as analytics
+from referral.audit import service as audit
 from referral.events import service as events
 from referral.lib.errors import Conflict, InvalidInput, NotFound
 from referral.lib.pagination import ListQuery
@@ -211,6 +212,20 @@ async def update(
             type=f"story.{status}",
             data={**_event(runtime, updated), "actor": actor},
         )
+    # The advocate's words and name are theirs: the log keeps that they changed, not them.
+    await audit.record(
+        conn,
+        caller=caller,
+        action="story.updated",
+        subject_type="story",
+        subject_id=story_id,
+        before={"status": row.status, "shows_first_name": row.display_name is not None},
+        after={
+            "status": updated.status,
+            "shows_first_name": updated.display_name is not None,
+            "text_edited": updated.body != row.body,
+        },
+    )
     return _to_story(runtime, caller, updated)
 
 

@@ -30,7 +30,6 @@ _CHECKS = ("invalid_webhook_url", "unknown_event_type")
 class WebhookEndpointController(Controller):
     path = "/v1/webhook-endpoints"
     tags = ["webhooks"]
-    security = [{"secretKey": []}]
 
     @post(
         operation_id="createWebhookEndpoint",
@@ -272,7 +271,6 @@ class WebhookEndpointController(Controller):
         "listEventWebhookAttempts", {404: ("event_not_found", "webhook_attempt_not_found")}
     ),
     tags=["webhooks"],
-    security=[{"secretKey": []}],
     summary="List the delivery attempts of one event",
     description="To every endpoint, oldest first.",
 )

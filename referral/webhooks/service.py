@@ -4,6 +4,7 @@ sql/0011_webhooks.sql."""
 
 from __future__ import annotations
 
+import hashlib
 import secrets as secrets_module
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -12,6 +13,7 @@ import asyncpg
 import msgspec
 import structlog
 
+from referral.audit import service as audit
 from referral.lib.errors import Conflict, InvalidInput, NotFound
 from referral.lib.ids import PublicIds
 from referral.lib.pagination import Cursor, ListQuery, Page
@@ -126,6 +128,7 @@ async def create_endpoint(
     ids = webhook_ids(salt)
     public_id = ids.encode("webhook_endpoint", row.id)
     log.info("webhook_endpoint_created", endpoint_id=public_id, url=rules.loggable_url(row.url))
+    await _audit(conn, caller, "webhook_endpoint.created", public_id, None, row)
     return (
         EndpointCreated(
             id=public_id,
@@ -196,18 +199,57 @@ async def update_endpoint(
     if row.enabled and not enabled:
         await repo.fail_pending(conn, caller.merchant_id, row.id)  # kept, recoverable
     log.info("webhook_endpoint_updated", endpoint_id=endpoint_id, enabled=enabled)
+    await _audit(conn, caller, "webhook_endpoint.updated", endpoint_id, row, updated)
     return _endpoint(ids, updated, caller)
+
+
+def _audited_endpoint(row: repo.EndpointRow) -> dict[str, object]:
+    """An endpoint as the audit log keeps it: its URL's origin and a digest of the whole
+    (paths and queries may carry the shop's tokens; the digest still shows they changed)."""
+    return {
+        "url": rules.loggable_url(row.url),
+        "url_digest": hashlib.sha256(row.url.encode()).hexdigest()[:12],
+        "event_types": row.event_types,
+        "description": row.description,
+        "enabled": row.enabled,
+    }
+
+
+async def _audit(
+    conn: asyncpg.Connection,
+    caller: Caller,
+    action: str,
+    endpoint_id: str,
+    before: repo.EndpointRow | None,
+    after: repo.EndpointRow | None,
+) -> None:
+    if before is not None and after is not None:
+        was, now = audit.changed_fields(_audited_endpoint(before), _audited_endpoint(after))
+    else:
+        was = None if before is None else _audited_endpoint(before)
+        now = None if after is None else _audited_endpoint(after)
+    await audit.record(
+        conn,
+        caller=caller,
+        action=action,
+        subject_type="webhook_endpoint",
+        subject_id=endpoint_id,
+        before=was,
+        after=now,
+    )
 
 
 async def delete_endpoint(
     conn: asyncpg.Connection, *, salt: str, caller: Caller, endpoint_id: str
 ) -> EndpointDeleted:
     ids = webhook_ids(salt)
-    if not await repo.delete_endpoint(conn, caller.merchant_id, _endpoint_pk(ids, endpoint_id)):
+    row = await _row(conn, ids, caller, endpoint_id, lock=True)
+    if not await repo.delete_endpoint(conn, caller.merchant_id, row.id):
         raise NotFound(
             f"no webhook endpoint with id {endpoint_id[:40]!r}", code="webhook_endpoint_not_found"
         )
     log.info("webhook_endpoint_deleted", endpoint_id=endpoint_id)
+    await _audit(conn, caller, "webhook_endpoint.deleted", endpoint_id, row, None)
     return EndpointDeleted(id=endpoint_id)
 
 
@@ -221,6 +263,14 @@ async def rotate_secret(
     until = datetime.now(UTC) + ROTATION_OVERLAP
     await repo.rotate_secret(conn, caller.merchant_id, row.id, secret, until)
     log.info("webhook_secret_rotated", endpoint_id=endpoint_id)
+    await audit.record(
+        conn,
+        caller=caller,
+        action="webhook_endpoint.secret_rotated",
+        subject_type="webhook_endpoint",
+        subject_id=endpoint_id,
+        after={"previous_secret_expires_at": until},
+    )
     return SecretRotated(
         endpoint_id=endpoint_id, secret=rules.show_secret(secret), previous_expires_at=until
     )
@@ -319,6 +369,14 @@ async def resend(
         raise NotFound(f"no event with id {event_id[:40]!r}", code="event_not_found")
     await repo.resend(conn, caller.merchant_id, row.id, event_pk)
     log.info("webhook_resent", endpoint_id=endpoint_id, event_id=event_id)
+    await audit.record(
+        conn,
+        caller=caller,
+        action="webhook_event.resent",
+        subject_type="event",
+        subject_id=event_id,
+        after={"endpoint_id": endpoint_id},
+    )
     return Resent(endpoint_id=endpoint_id, event_id=event_id)
 
 
@@ -336,6 +394,14 @@ async def recover(
         raise InvalidInput("`since` must be before `until`", code="invalid_time_range")
     count = await repo.recover(conn, caller.merchant_id, row.id, data.since, until)
     log.info("webhook_recovered", endpoint_id=endpoint_id, deliveries=count)
+    await audit.record(
+        conn,
+        caller=caller,
+        action="webhook_endpoint.recovered",
+        subject_type="webhook_endpoint",
+        subject_id=endpoint_id,
+        after={"since": data.since, "until": until, "deliveries": count},
+    )
     return Recovered(endpoint_id=endpoint_id, since=data.since, until=until, deliveries=count)
 
 

@@ -69,3 +69,5 @@ SELECT create_distributed_table('webhook_deliveries', 'merchant_id', colocate_wi
 SELECT create_distributed_table('webhook_attempts', 'merchant_id', colocate_with => 'programs');
 SELECT create_distributed_table('console_sign_in_links', 'merchant_id', colocate_with => 'programs');
 SELECT create_distributed_table('console_sessions', 'merchant_id', colocate_with => 'programs');
+-- Its append-only trigger (0018) refuses updates and deletes on the shards too.
+SELECT create_distributed_table('audit_log', 'merchant_id', colocate_with => 'programs');

@@ -169,6 +169,13 @@ class TestPrograms:
         recorded = stored_json(event)
         assert recorded["actor"] == "Maja Risk" and recorded["program_id"] == program["id"]
         assert {"hold_days", "brand_colour", "locale", "rewards"} <= set(recorded["changed"])
+        log = await console.get(
+            "/v1/audit-log", params={"action": "program.updated"}, headers=tenant.auth
+        )
+        (entry,) = log.json()["data"]
+        assert entry["actor"] == {"type": "console", "key_id": None, "name": "Maja Risk"}
+        assert (entry["before"]["hold_days"], entry["after"]["hold_days"]) == (14, 7)
+        assert entry["after"]["locale"] == "sv" and "name" not in entry["after"], "only changes"
 
     async def test_a_save_over_one_made_meanwhile_is_refused_and_undoes_nothing(
         self, console, tenant, db

@@ -1239,7 +1239,7 @@ async def save_policy(
         saved = await fraud.put_policy(
             conn,
             ids=runtime.ids,
-            merchant_id=session.caller.merchant_id,
+            caller=session.caller,
             program_id=program_id,
             policy=candidate,
             actor=session.actor,
