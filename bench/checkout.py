@@ -591,7 +591,7 @@ async def seed(url: str, env: dict[str, str], advocates: int) -> tuple[str, list
             await fraud_service.put_policy(
                 conn,
                 ids=runtime.ids,
-                merchant_id=merchant.id,
+                caller=caller,
                 program_id=program.id,
                 policy=FraudPolicy(advocate_velocity=AdvocateVelocity(enabled=VELOCITY == "on")),
             )
