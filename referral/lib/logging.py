@@ -53,10 +53,24 @@ _TEXT_IPV6 = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?
 _TRUSTED_FIELDS = frozenset({"request_id", "timestamp", "level", "ms", "status"})
 
 
+_WORD_PARTS = re.compile(r"[_+-]")
+
+
+def _words(run: str) -> bool:
+    """A name made of words and numbers (`0015_rewards_money_due`): each part between
+    separators is all digits or all one case of letters. Random text split the same way
+    mixes them within its parts."""
+    parts = [part for part in _WORD_PARTS.split(run) if part]
+    return len(parts) > 1 and all(
+        part.isdigit() or (part.isalpha() and (part.islower() or part.isupper())) for part in parts
+    )
+
+
 def _looks_random(run: str) -> bool:
     """A long run that mixes digits and letters, or upper and lower case as random text does
-    (not as CamelCase words do), with the character spread of random data."""
-    if len(run) < _MIN_TOKEN:
+    (not as CamelCase words or snake_case names do), with the character spread of random
+    data."""
+    if len(run) < _MIN_TOKEN or _words(run):
         return False
     letters = digits = upper = 0
     for ch in run:

@@ -198,6 +198,7 @@ class TestShapes:
             "203.0.113.5",
             "2001:db8::5",
             "q7Xw3ZpL9aK2mN5bV8cR1t",  # 22 base64url characters
+            "q7Xw3ZpL9a_K2mN5bV8-cR1t",  # with base64url's separators
             "3f2b8c1e9a7d4e2fb6c51d8e7f9a0b3c",  # 32 hex digits
         ],
     )
@@ -219,6 +220,8 @@ class TestShapes:
             "2026-12-01T10:00:00Z",
             "CharacterNotInRepertoireError",
             "provide_secret_caller",
+            "0015_rewards_money_due",  # a migration's name
+            "0018_key_scopes_audit_log",
         ],
     )
     def test_ordinary_values_are_kept(self, text):
