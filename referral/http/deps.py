@@ -53,6 +53,9 @@ async def check_key(connection: ASGIConnection, handler: BaseRouteHandler) -> No
     connection.scope["state"][_CALLER] = _in_scope(connection, caller)
 
 
+KEYED = {"caller", "once", "reader"}  # the handler parameters that need a key
+
+
 def guard_keyed_routes(app: Litestar) -> None:
     """`check_key` as the last guard of every handler that takes a key (after its rate
     limit, so a guesser without a key is limited too), and of no other: the redirect and
@@ -65,9 +68,6 @@ def guard_keyed_routes(app: Litestar) -> None:
                 handler.guards = [*(handler.guards or ()), check_key]
                 # Litestar resolves a handler's guards once, at registration: again, with it.
                 handler._resolved_guards = Empty
-
-
-KEYED = {"caller", "once", "reader"}
 
 
 async def provide_auth(request: Request) -> Caller | None:

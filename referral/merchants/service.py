@@ -304,17 +304,31 @@ def _key(ids: PublicIds, mode: str, row: repo.ApiKeyRow) -> ApiKey:
     )
 
 
-def _audited_key(key: ApiKey) -> dict[str, object]:
-    """A key as the audit log keeps it: what it may do and whether it works, not its use."""
-    return {
-        "kind": key.kind,
-        "label": key.label,
-        "hint": key.hint,
-        "scopes": key.scopes,
-        "revoked_at": key.revoked_at,
-        "expires_at": key.expires_at,
-        "replaced_by": key.replaced_by,
-    }
+async def _record_key_change(
+    conn: asyncpg.Connection, caller: Caller, action: str, before: ApiKey | None, after: ApiKey
+) -> None:
+    """A key's audit row: what it may do and whether it works, not its use (nor its secret)."""
+
+    def seen(key: ApiKey) -> dict[str, object]:
+        return {
+            "kind": key.kind,
+            "label": key.label,
+            "hint": key.hint,
+            "scopes": key.scopes,
+            "revoked_at": key.revoked_at,
+            "expires_at": key.expires_at,
+            "replaced_by": key.replaced_by,
+        }
+
+    await audit.record(
+        conn,
+        caller=caller,
+        action=action,
+        subject_type="api_key",
+        subject_id=after.id,
+        before=None if before is None else seen(before),
+        after=seen(after),
+    )
 
 
 def _created(key: ApiKey, secret: str) -> ApiKeyCreated:
@@ -339,14 +353,7 @@ async def add_key(
     row = await repo.key_by_id(conn, caller.merchant_id, key_id)
     assert row is not None  # inserted just now, in this transaction
     key = _key(ids, caller.mode, row)
-    await audit.record(
-        conn,
-        caller=caller,
-        action="api_key.created",
-        subject_type="api_key",
-        subject_id=key.id,
-        after=_audited_key(key),
-    )
+    await _record_key_change(conn, caller, "api_key.created", None, key)
     return _created(key, raw), True
 
 
@@ -416,15 +423,7 @@ async def revoke_key(
     if cache is not None:
         cache.forget(revoked.key_hash)
     key = _key(ids, caller.mode, revoked)
-    await audit.record(
-        conn,
-        caller=caller,
-        action="api_key.revoked",
-        subject_type="api_key",
-        subject_id=key.id,
-        before=_audited_key(_key(ids, caller.mode, row)),
-        after=_audited_key(key),
-    )
+    await _record_key_change(conn, caller, "api_key.revoked", _key(ids, caller.mode, row), key)
     return key
 
 
@@ -466,15 +465,8 @@ async def roll_key(
     rolled = KeyRolled(
         key=_created(_key(ids, caller.mode, new), raw), replaced=_key(ids, caller.mode, old)
     )
-    await audit.record(
-        conn,
-        caller=caller,
-        action="api_key.rolled",
-        subject_type="api_key",
-        subject_id=rolled.replaced.id,
-        before=_audited_key(_key(ids, caller.mode, row)),
-        after=_audited_key(rolled.replaced),
-    )
+    before = _key(ids, caller.mode, row)
+    await _record_key_change(conn, caller, "api_key.rolled", before, rolled.replaced)
     return rolled
 
 
