@@ -25,6 +25,8 @@ from referral.analytics import service as analytics
 from referral.analytics.api import AnalyticsController
 from referral.audit.api import list_audit_log
 from referral.console.pages import console_router
+from referral.customers import service as customers
+from referral.customers.api import CustomerController
 from referral.demo.api import demo_router
 from referral.events.api import list_events
 from referral.fraud.api import FraudPolicyController
@@ -60,6 +62,7 @@ from referral.webhooks.delivery import Deliverer
 log = structlog.get_logger("referral.app")
 VERSION = "0.1.0"
 CODE_WARM_UP_SECONDS = 60.0
+RETENTION_FIRST_RUN_SECONDS = 60.0
 
 
 @get(
@@ -134,6 +137,18 @@ async def _keep_rollups(runtime: Runtime) -> None:
         await asyncio.sleep(interval)
 
 
+async def _apply_retention(runtime: Runtime) -> None:
+    """Drop what is kept no longer (customers/service.py): a minute after start (so each
+    deploy runs it), then every interval. Any number of instances: one runs, the rest skip."""
+    await asyncio.sleep(RETENTION_FIRST_RUN_SECONDS)
+    while True:
+        try:
+            await customers.apply_retention(runtime)
+        except Exception as exc:  # the next turn tries again; nothing is half dropped
+            log.warning("retention_failed", error=type(exc).__name__)
+        await asyncio.sleep(runtime.settings.retention_interval_seconds)
+
+
 async def _deliver_webhooks(runtime: Runtime) -> None:
     """Send due webhooks. Several instances may run this at once (leased, SKIP LOCKED)."""
     async with Deliverer(runtime.pool, runtime.settings) as deliverer:
@@ -166,6 +181,8 @@ def create_app(settings: Settings) -> Litestar:
             background.append(asyncio.create_task(_keep_rollups(runtime)))
         if settings.webhook_interval_seconds > 0:
             background.append(asyncio.create_task(_deliver_webhooks(runtime)))
+        if settings.retention_interval_seconds > 0:
+            background.append(asyncio.create_task(_apply_retention(runtime)))
         # What startup made (modules, routes, the app) lives as long as the process: out of
         # the collector's walks, a full collection after a large answer (an analytics year
         # by day) takes a few milliseconds, not twenty.
@@ -199,6 +216,7 @@ def create_app(settings: Settings) -> Litestar:
         MerchantController,
         KeyController,
         list_audit_log,
+        CustomerController,
         list_events,
         StoryController,
         AnalyticsController,
@@ -281,6 +299,10 @@ def openapi_config() -> OpenAPIConfig:
             OpenAPITag(name="payouts", description="Payout batches and finance exports"),
             OpenAPITag(name="ledger", description="The books: balances as of any moment, entries"),
             OpenAPITag(name="events", description="The outbox of state changes"),
+            OpenAPITag(
+                name="customers",
+                description="A customer's data rights: everything held about them, erasure",
+            ),
             OpenAPITag(
                 name="stories", description="Advocates' reward stories and public social proof"
             ),

@@ -370,6 +370,25 @@ def cmd_payouts(args: argparse.Namespace) -> None:
             raise CliError(str(exc)) from None
 
 
+def cmd_customers(args: argparse.Namespace) -> None:
+    from referral.customers import cli as customers
+    from referral.lib.errors import AppError
+
+    with _database() as (settings, _):
+        try:
+            if args.action == "export":
+                run = customers.export(
+                    settings, args.merchant, args.key, args.customer_id, args.output
+                )
+            elif args.action == "erase":
+                run = customers.erase(settings, args.merchant, args.key, args.customer_id)
+            else:
+                run = customers.retention(settings)
+            asyncio.run(run)
+        except AppError as exc:
+            raise CliError(f"{exc.detail} ({exc.code})") from None
+
+
 def cmd_ledger(args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -565,6 +584,26 @@ def build_parser() -> argparse.ArgumentParser:
     entries.add_argument("-o", "--output", required=True)
     entries.add_argument("--bom", action="store_true", help="start with a UTF-8 BOM")
     entries.set_defaults(func=cmd_ledger)
+
+    customers = sub.add_parser(
+        "customers", help="a customer's data rights, and retention"
+    ).add_subparsers(dest="action", required=True)
+    export_customer = customers.add_parser(
+        "export", help="everything held about one customer, as one JSON document"
+    )
+    _merchant_option(export_customer)
+    export_customer.add_argument("customer_id", help="the shop's id for the customer")
+    export_customer.add_argument("-o", "--output", default="-", help="a file (default: stdout)")
+    export_customer.set_defaults(func=cmd_customers)
+    erase_customer = customers.add_parser(
+        "erase", help="replace one customer's personal data with tombstones"
+    )
+    _merchant_option(erase_customer)
+    erase_customer.add_argument("customer_id", help="the shop's id for the customer")
+    erase_customer.set_defaults(func=cmd_customers)
+    customers.add_parser(
+        "retention", help="drop raw clicks and fraud signals past their age, now"
+    ).set_defaults(func=cmd_customers)
 
     dev = sub.add_parser("dev", help="local development").add_subparsers(
         dest="action", required=True

@@ -67,6 +67,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_concurrency: int = 64
     webhook_endpoint_concurrency: int = 16
     webhook_lease_seconds: float = 90.0
+    # Retention (referral/customers/service.py, `apply_retention`): raw clicks are kept this
+    # many months (a month's partition is dropped once the analytics rollups hold its clicks),
+    # a fraud signal this many days after it was last seen. The job runs a minute after start,
+    # then every `retention_interval_seconds` (0: not in this process; `referral customers
+    # retention` runs it now); the environment's default is daily.
+    click_retention_months: int = 13
+    signal_retention_days: int = 365
+    retention_interval_seconds: float = 86400.0
     rate_limits: RateLimits = RateLimits()
 
     @property
@@ -79,6 +87,13 @@ _SECRET_VARS = {
     "click_token_key": "REFERRAL_CLICK_TOKEN_KEY",
     "ip_hash_key": "REFERRAL_IP_HASH_KEY",
 }
+
+
+def _at_least_one(env: Mapping[str, str], var: str, default: str) -> int:
+    value = int(env.get(var, default))
+    if value < 1:
+        raise ValueError(f"{var} must be at least 1")
+    return value
 
 
 def from_env(
@@ -128,6 +143,9 @@ def from_env(
             webhook_concurrency=int(env.get("WEBHOOK_CONCURRENCY", "64")),
             webhook_endpoint_concurrency=int(env.get("WEBHOOK_ENDPOINT_CONCURRENCY", "16")),
             webhook_lease_seconds=float(env.get("WEBHOOK_LEASE_SECONDS", "90")),
+            click_retention_months=_at_least_one(env, "CLICK_RETENTION_MONTHS", "13"),
+            signal_retention_days=_at_least_one(env, "SIGNAL_RETENTION_DAYS", "365"),
+            retention_interval_seconds=float(env.get("RETENTION_INTERVAL_SECONDS", "86400")),
             share_token_key=share_token_key,
             console_key=console_key,
             rate_limits=RateLimits(

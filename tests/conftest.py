@@ -104,6 +104,7 @@ def make_settings(database_url: str, **overrides) -> Settings:
         code_cache_seconds=0,
         release_interval_seconds=0,  # tests release rewards explicitly
         analytics_interval_seconds=0,  # and book analytics rollups explicitly (catch_up)
+        retention_interval_seconds=0,  # and apply retention explicitly
         db_pool_min=1,
         db_pool_max=20,
     )

@@ -409,6 +409,18 @@ CASES: dict[str, Case] = {
         lambda w: ("POST", f"/v1/advocates/{w.a.advocate['id']}/reactivate", _ACTION),
         "not_found",
     ),
+    # a customer's data rights: another merchant's customer is nobody here
+    "GET /v1/customers/{customer_id}/export": Case(
+        True,
+        lambda w: ("GET", f"/v1/customers/{w.a.advocate['customer_id']}/export", None),
+        "not_found",
+    ),
+    "POST /v1/customers/{customer_id}/erase": Case(
+        True,
+        lambda w: ("POST", f"/v1/customers/{w.a.advocate['customer_id']}/erase", None),
+        "not_found",
+        201,
+    ),
     # fraud policies
     "GET /v1/programs/{program_id}/fraud-policy": Case(
         True, lambda w: ("GET", f"/v1/programs/{w.a.program['id']}/fraud-policy", None), "not_found"

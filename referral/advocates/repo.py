@@ -103,6 +103,46 @@ WHERE merchant_id = $1 AND advocate_id = (SELECT id FROM advocate) AND status = 
 RETURNING code
 """
 
+# --- a customer's data rights (referral/customers/): their advocates, found by the shop's
+# customer id (one per program), and their codes.
+CUSTOMER_ADVOCATES = """
+SELECT id, program_id, customer_id, email, name, contact_preference, created_at, suspended_at,
+       reactivated_at, first_shared_at
+FROM advocates WHERE merchant_id = $1 AND customer_id = $2
+ORDER BY created_at, id
+"""
+
+CUSTOMER_CODES = """
+SELECT advocate_id, code, kind, status, created_at FROM codes
+WHERE merchant_id = $1 AND advocate_id = ANY($2::bigint[])
+ORDER BY advocate_id, created_at, code
+"""
+
+# The profile's personal data replaced; `$3` the customer id's tombstone. Nobody is left to
+# tell about rewards, so their contact preference becomes `none`.
+ERASE_ADVOCATES = """
+WITH erased AS (
+    UPDATE advocates SET customer_id = $3, email = NULL, name = NULL, contact_preference = 'none'
+    WHERE merchant_id = $1 AND id = ANY($2::bigint[])
+    RETURNING 1
+)
+SELECT count(*) FROM erased
+"""
+
+# Every code disabled; a vanity code (it may spell the person's name) replaced by its
+# tombstone (`$3` the codes, `$4` their tombstones), which no typed code can ever match
+# (lookups are upper-case letters and digits), and which frees the name for someone else.
+ERASE_CODES = """
+WITH erased AS (
+    UPDATE codes c SET status = 'disabled',
+        lookup_key = coalesce(($4::text[])[array_position($3::text[], c.code)], c.lookup_key),
+        code = coalesce(($4::text[])[array_position($3::text[], c.code)], c.code)
+    WHERE c.merchant_id = $1 AND c.advocate_id = ANY($2::bigint[])
+    RETURNING 1
+)
+SELECT count(*) FROM erased
+"""
+
 
 class Upserted(msgspec.Struct, frozen=True):
     id: int
@@ -211,3 +251,52 @@ async def names(
 
 async def code_info(conn: asyncpg.Connection, key: str, merchant_id: int) -> CodeInfoRow | None:
     return one(CodeInfoRow, await conn.fetchrow(CODE_INFO, key, merchant_id))
+
+
+class CustomerAdvocateRow(msgspec.Struct, frozen=True):
+    id: int
+    program_id: int
+    customer_id: str
+    email: str | None
+    name: str | None
+    contact_preference: str
+    created_at: datetime
+    suspended_at: datetime | None
+    reactivated_at: datetime | None
+    first_shared_at: datetime | None
+
+
+class CustomerCodeRow(msgspec.Struct, frozen=True):
+    advocate_id: int
+    code: str
+    kind: str
+    status: str
+    created_at: datetime
+
+
+async def customer_advocates(
+    conn: asyncpg.Connection, merchant_id: int, customer_id: str
+) -> list[CustomerAdvocateRow]:
+    return many(CustomerAdvocateRow, await conn.fetch(CUSTOMER_ADVOCATES, merchant_id, customer_id))
+
+
+async def customer_codes(
+    conn: asyncpg.Connection, merchant_id: int, advocate_ids: list[int]
+) -> list[CustomerCodeRow]:
+    return many(CustomerCodeRow, await conn.fetch(CUSTOMER_CODES, merchant_id, advocate_ids))
+
+
+async def erase_advocates(
+    conn: asyncpg.Connection, merchant_id: int, advocate_ids: list[int], tombstone: str
+) -> int:
+    return await conn.fetchval(ERASE_ADVOCATES, merchant_id, advocate_ids, tombstone)
+
+
+async def erase_codes(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    advocate_ids: list[int],
+    vanity_codes: list[str],
+    tombstones: list[str],
+) -> int:
+    return await conn.fetchval(ERASE_CODES, merchant_id, advocate_ids, vanity_codes, tombstones)

@@ -16,10 +16,11 @@ from referral.advocates import repo
 from referral.advocates.schemas import Advocate, AdvocateUpsert, CodeInfo, QrLinks
 from referral.audit import service as audit
 from referral.codes.codec import VanityCodeError, lookup_key
+from referral.customers.schemas import ExportedAdvocate, ExportedCode, Subject, Tombstones
 from referral.events import service as events
 from referral.fraud import service as fraud
 from referral.fraud.signals import parse_ip
-from referral.lib.emails import payout_email_problem
+from referral.lib.emails import normalise_email, payout_email_problem
 from referral.lib.errors import Conflict, InvalidInput, NotFound
 from referral.lib.pagination import Cursor, Page
 from referral.merchants.service import Caller
@@ -275,3 +276,61 @@ async def reactivate(
         after={"suspended_at": None, "codes_reactivated": len(codes)},
     )
     return await get(conn, runtime=runtime, caller=caller, advocate_id=advocate_id)
+
+
+# --- a customer's data rights (referral/customers/) ---------------------------------------
+
+
+async def find_customer(conn: asyncpg.Connection, *, subject: Subject) -> None:
+    """Their advocates (one per program), the addresses they gave and their vanity codes."""
+    rows = await repo.customer_advocates(conn, subject.merchant_id, subject.customer_id)
+    codes = await repo.customer_codes(conn, subject.merchant_id, [r.id for r in rows])
+    typed = {r.email.lower() for r in rows if r.email}
+    subject.advocate_ids = [r.id for r in rows]
+    subject.typed_emails = sorted(set(subject.typed_emails) | typed)
+    subject.emails = sorted(set(subject.emails) | {e for e in map(normalise_email, typed) if e})
+    subject.vanity_codes = sorted({c.code for c in codes if c.kind == "vanity"})
+
+
+async def export_customer(
+    conn: asyncpg.Connection, *, runtime: Runtime, subject: Subject
+) -> list[ExportedAdvocate]:
+    rows = await repo.customer_advocates(conn, subject.merchant_id, subject.customer_id)
+    codes = await repo.customer_codes(conn, subject.merchant_id, [r.id for r in rows])
+    return [
+        ExportedAdvocate(
+            id=runtime.ids.encode("advocate", r.id),
+            program_id=runtime.ids.encode("program", r.program_id),
+            customer_id=r.customer_id,
+            email=r.email,
+            name=r.name,
+            contact_preference=r.contact_preference,
+            created_at=r.created_at,
+            suspended_at=r.suspended_at,
+            reactivated_at=r.reactivated_at,
+            first_shared_at=r.first_shared_at,
+            codes=[
+                ExportedCode(code=c.code, kind=c.kind, status=c.status, created_at=c.created_at)
+                for c in codes
+                if c.advocate_id == r.id
+            ],
+        )
+        for r in rows
+    ]
+
+
+async def erase_customer(
+    conn: asyncpg.Connection, *, subject: Subject, tombstones: Tombstones
+) -> tuple[int, int]:
+    """(advocates, codes): the profiles' personal data replaced, every code disabled (the
+    links stop working) and vanity codes replaced. The advocates stay, so their referrals,
+    rewards and analytics keep their advocate."""
+    if not subject.advocate_ids:
+        return 0, 0
+    advocates = await repo.erase_advocates(
+        conn, subject.merchant_id, subject.advocate_ids, tombstones.customer_id
+    )
+    codes = await repo.erase_codes(
+        conn, subject.merchant_id, subject.advocate_ids, subject.vanity_codes, tombstones.codes
+    )
+    return advocates, codes

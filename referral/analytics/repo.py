@@ -586,6 +586,67 @@ async def pending(conn: asyncpg.Connection | asyncpg.Pool) -> tuple[int, int]:
     return row["dirty"], row["deltas"]
 
 
+# --- a customer's erasure and the retention of raw clicks (referral/customers/) -----------
+
+# The figures counted from raw clicks (what retention's horizon concerns).
+CLICK_METRICS = "('clicks', 'bot_hits', 'unique_clicks', 'visitors')"
+
+# An erased customer's analytics key (`c:` customer id, `e:` a guest's email) becomes their
+# tombstone's: what was booked for them stays booked, under a key that names nobody, so a
+# later change of one of their orders is booked against the same facts.
+RENAME_CUSTOMER_FACTS = """
+WITH renamed AS (
+    UPDATE analytics_entity_facts f SET key = m.tombstone
+    FROM unnest($2::text[], $3::text[]) AS m(key, tombstone)
+    WHERE f.merchant_id = $1 AND f.entity = 'customer' AND f.key = m.key
+    RETURNING 1
+)
+SELECT count(*) FROM renamed
+"""
+
+RENAME_CUSTOMER_MARKS = """
+UPDATE analytics_dirty d SET key = m.tombstone
+FROM unnest($2::text[], $3::text[]) AS m(key, tombstone)
+WHERE d.merchant_id = $1 AND d.entity = 'customer' AND d.key = m.key
+"""
+
+# Whether the merchant's click figures up to the merchant's day of `$2` are not all in the
+# rollups yet: click deltas of those days not folded, or a restatement waiting (it books
+# from the raw clicks).
+CLICKS_UNBOOKED = f"""
+SELECT EXISTS (SELECT 1 FROM analytics_restate WHERE merchant_id = $1)
+    OR EXISTS (SELECT 1 FROM analytics_deltas d JOIN merchants m ON m.id = d.merchant_id
+               WHERE d.merchant_id = $1 AND d.metric IN {CLICK_METRICS}
+                 AND d.day <= ($2::timestamptz AT TIME ZONE click_time_zone(m.time_zone))::date)
+"""
+
+# Raw clicks are kept from `$2` on, for every merchant (retention drops them for all).
+KEEP_CLICKS_FROM = """
+INSERT INTO analytics_click_horizon (merchant_id, kept_from)
+SELECT id, $2 FROM merchants WHERE id = ANY($1::bigint[])
+ON CONFLICT (merchant_id) DO UPDATE
+SET kept_from = greatest(analytics_click_horizon.kept_from, excluded.kept_from)
+"""
+
+
+async def rename_customers(
+    conn: asyncpg.Connection, merchant_id: int, keys: list[str], tombstones: list[str]
+) -> int:
+    renamed = await conn.fetchval(RENAME_CUSTOMER_FACTS, merchant_id, keys, tombstones)
+    await conn.execute(RENAME_CUSTOMER_MARKS, merchant_id, keys, tombstones)
+    return renamed
+
+
+async def clicks_unbooked(conn: asyncpg.Connection, merchant_id: int, before: datetime) -> bool:
+    return await conn.fetchval(CLICKS_UNBOOKED, merchant_id, before)
+
+
+async def keep_clicks_from(
+    conn: asyncpg.Connection, merchant_ids: list[int], kept_from: datetime
+) -> None:
+    await conn.execute(KEEP_CLICKS_FROM, merchant_ids, kept_from)
+
+
 # --- rebuild ---------------------------------------------------------------------------------
 
 # Every entity of one merchant, for the rebuild (in id order, streamed by the caller in pages).
@@ -607,15 +668,28 @@ FROM orders WHERE merchant_id = $1 AND (customer_id IS NOT NULL OR email_normali
 
 MERCHANTS = "SELECT id, time_zone FROM merchants ORDER BY id"
 
+# Raw clicks of old months are dropped by retention once booked (referral/customers/): a
+# rebuild or restatement recomputes click figures only from the first of the merchant's
+# months whose days are all still raw (`$1`: the merchant), and keeps those before as they
+# were booked. NULL: every raw click is kept.
+CLICKS_REBOOKED_FROM = """
+SELECT clicks_rebooked_from(h.kept_from, click_time_zone(m.time_zone))
+FROM analytics_click_horizon h JOIN merchants m ON m.id = h.merchant_id
+WHERE h.merchant_id = $1
+"""
+
 # The stream facts recomputed from their raw rows, by the same definitions as the writers:
 # clicks and bot hits from `clicks`, unique clicks as each (visitor, advocate, day)'s first
 # human click, visitors and ordering customers as distinct members, share page views,
 # shares and story views.
-REBUILT_STREAMS = """
+REBUILT_STREAMS = f"""
 WITH zone AS (SELECT click_time_zone(time_zone) AS z FROM merchants WHERE id = $1),
 c AS (
-    SELECT c.*, (c.clicked_at AT TIME ZONE (SELECT z FROM zone))::date AS day
-    FROM clicks c WHERE c.merchant_id = $1
+    SELECT * FROM (
+        SELECT c.*, (c.clicked_at AT TIME ZONE (SELECT z FROM zone))::date AS day
+        FROM clicks c WHERE c.merchant_id = $1
+    ) raw
+    WHERE raw.day >= coalesce(({CLICKS_REBOOKED_FROM}), '-infinity')
 ), firsts AS (
     SELECT DISTINCT ON (advocate_id, day, visitor_id) *
     FROM c WHERE NOT is_bot ORDER BY advocate_id, day, visitor_id, clicked_at
@@ -665,11 +739,20 @@ ALTER TABLE rebuilt_facts DROP COLUMN id;
 
 
 _UNION_ALL = "\nUNION ALL\n"
+# Rows of a rollup that a recomputation from raw clicks leaves as they are ($2 the date the
+# merchant's raw clicks are complete from, NULL: always).
+_BEFORE_HORIZON = (
+    " AND NOT (metric IN " + CLICK_METRICS + " AND {time} < coalesce($2::date, '-infinity'))"
+)
 
 
-def _compare(rollup: str, want: str, columns: str) -> str:
-    """The rows of `rollup` (kept) and `want` (recomputed) that the other lacks."""
-    kept = f"SELECT {columns}, value FROM {rollup} WHERE merchant_id = $1 AND value <> 0"
+def _compare(rollup: str, want: str, columns: str, time: str) -> str:
+    """The rows of `rollup` (kept) and `want` (recomputed) that the other lacks; click
+    figures before the raw clicks' horizon ($2) are as booked, never recomputed."""
+    kept = (
+        f"SELECT {columns}, value FROM {rollup} WHERE merchant_id = $1 AND value <> 0"
+        f"{_BEFORE_HORIZON.format(time=time)}"
+    )
     wanted = f"SELECT * FROM {want} WHERE value <> 0"
     return (
         f"SELECT '{rollup}' AS rollup, count(*) AS differences FROM "
@@ -678,7 +761,7 @@ def _compare(rollup: str, want: str, columns: str) -> str:
 
 
 _COMPARISONS = tuple(
-    _compare(rollup, want, columns)
+    _compare(rollup, want, columns, columns.split(", ")[1])
     for rollup, want, columns in (
         ("analytics_daily", "want_daily", "program_id, day, metric, dim, currency"),
         ("analytics_daily_totals", "want_totals", "program_id, day, metric, currency"),
@@ -733,26 +816,28 @@ FROM rebuilt_facts WHERE member IS NOT NULL GROUP BY 1, 2, 3
 
 KEPT_SKETCHES = {
     kind: f"SELECT program_id, {column} AS at, metric, sketch FROM {table} WHERE merchant_id = $1"
+    + _BEFORE_HORIZON.format(time=column)
     for kind, (table, column) in SKETCH_TABLES.items()
 }
 
 # Applying a rebuild: the merchant's rollups and booked facts are emptied, every entity is
-# marked and the streams' facts are queued, so the worker books everything again.
+# marked and the streams' facts are queued, so the worker books everything again; click
+# figures from before the raw clicks' horizon ($2) stay, as nothing could book them again.
 CLEAR_ROLLUPS = [
-    f"DELETE FROM {table} WHERE merchant_id = $1"
-    for table in (
-        "analytics_daily",
-        "analytics_daily_totals",
-        "analytics_monthly",
-        "analytics_story_daily",
-        "analytics_story_totals",
-        "analytics_story_monthly",
-        "analytics_advocate_daily",
-        "analytics_advocate_monthly",
-        "analytics_sketches",
-        "analytics_sketches_monthly",
-        "analytics_entity_facts",
-        "analytics_deltas",
+    f"DELETE FROM {table} WHERE merchant_id = $1" + _BEFORE_HORIZON.format(time=time)
+    for table, time in (
+        ("analytics_daily", "day"),
+        ("analytics_daily_totals", "day"),
+        ("analytics_monthly", "month"),
+        ("analytics_story_daily", "day"),
+        ("analytics_story_totals", "day"),
+        ("analytics_story_monthly", "month"),
+        ("analytics_advocate_daily", "day"),
+        ("analytics_advocate_monthly", "month"),
+        ("analytics_sketches", "day"),
+        ("analytics_sketches_monthly", "month"),
+        ("analytics_entity_facts", "day"),
+        ("analytics_deltas", "day"),
     )
 ]
 
@@ -804,8 +889,13 @@ async def add_rebuilt(conn: asyncpg.Connection, merchant_id: int, facts: list[Fa
         )
 
 
+async def clicks_rebooked_from(conn: asyncpg.Connection, merchant_id: int) -> date | None:
+    return await conn.fetchval(CLICKS_REBOOKED_FROM, merchant_id)
+
+
 async def differences(conn: asyncpg.Connection, merchant_id: int) -> dict[str, int]:
-    rows = await conn.fetch(DIFFERENCES.format(facts="rebuilt_facts"), merchant_id)
+    since = await clicks_rebooked_from(conn, merchant_id)
+    rows = await conn.fetch(DIFFERENCES.format(facts="rebuilt_facts"), merchant_id, since)
     return {r["rollup"]: r["differences"] for r in rows}
 
 
@@ -816,14 +906,16 @@ async def rebuilt_members(conn: asyncpg.Connection) -> list[tuple[int, date, str
 async def kept_sketches(
     conn: asyncpg.Connection, merchant_id: int, kind: str
 ) -> dict[tuple[int, date, str], bytes]:
-    rows = await conn.fetch(KEPT_SKETCHES[kind], merchant_id)
+    since = await clicks_rebooked_from(conn, merchant_id)
+    rows = await conn.fetch(KEPT_SKETCHES[kind], merchant_id, since)
     return {(r["program_id"], r["at"], r["metric"]): r["sketch"] for r in rows}
 
 
 async def requeue(conn: asyncpg.Connection, merchant_id: int) -> None:
     """Empty the merchant's rollups and queue everything they count to be booked again."""
+    since = await clicks_rebooked_from(conn, merchant_id)
     for statement in CLEAR_ROLLUPS:
-        await conn.execute(statement, merchant_id)
+        await conn.execute(statement, merchant_id, since)
     await conn.execute(QUEUE_STREAMS, merchant_id)
     await conn.execute(MARK_ALL, merchant_id)
 

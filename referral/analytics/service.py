@@ -21,6 +21,7 @@ import structlog
 
 from referral.analytics import repo, rules
 from referral.analytics.rules import Fact
+from referral.customers.schemas import Subject, Tombstones
 from referral.lib.errors import NotFound
 from referral.lib.ids import PublicIds
 
@@ -318,6 +319,39 @@ async def restate(conn: asyncpg.Connection, *, merchant_id: int) -> None:
     """The merchant's days changed (a new time zone): empty its rollups and queue everything
     they count to be booked again, by the worker, in the new days."""
     await repo.requeue(conn, merchant_id)
+
+
+# --- a customer's erasure and the retention of raw clicks (referral/customers/) -----------
+
+
+async def erase_customer(
+    conn: asyncpg.Connection, *, subject: Subject, tombstones: Tombstones
+) -> int:
+    """The customer's analytics keys (their customer id, their guest emails) renamed to
+    their tombstones', under the lock a worker booking them holds: every rollup stays as it
+    is, and a later change of one of their orders (its customer now the tombstone) is booked
+    against the same facts. Nothing is marked: no figure changes."""
+    keys = [f"c:{subject.customer_id}", *(f"e:{e}" for e in subject.emails)]
+    renamed = [f"c:{tombstones.customer_id}", *(f"e:{t}" for t in tombstones.emails)]
+    await repo.lock_entities(conn, subject.merchant_id, [("customer", k) for k in keys])
+    return await repo.rename_customers(conn, subject.merchant_id, keys, renamed)
+
+
+async def clicks_unbooked(
+    conn: asyncpg.Connection, *, merchant_ids: list[int], before: datetime
+) -> list[int]:
+    """The merchants whose clicks before `before` are not all booked into the rollups yet
+    (their deltas not folded, or a restatement waiting): their raw clicks must stay."""
+    return [m for m in merchant_ids if await repo.clicks_unbooked(conn, m, before)]
+
+
+async def keep_clicks_from(
+    conn: asyncpg.Connection, *, merchant_ids: list[int], kept_from: datetime
+) -> None:
+    """Raw clicks before `kept_from` are gone: a rebuild or a restatement recomputes click
+    figures only from the first of each merchant's months wholly after it, and keeps the
+    months before as they were booked."""
+    await repo.keep_clicks_from(conn, merchant_ids, kept_from)
 
 
 # --- rebuild -------------------------------------------------------------------------------

@@ -8,6 +8,12 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+# A customer's export (referral/customers/): the coupons of their rewards.
+CUSTOMER_COUPONS = """
+SELECT reward_id, code, status, amount, currency, expires_at, created_at FROM coupons
+WHERE merchant_id = $1 AND reward_id = ANY($2::bigint[])
+"""
+
 INSERT = """
 INSERT INTO coupons (code, merchant_id, reward_id, amount, currency, expires_at, status)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -152,3 +158,20 @@ async def due_to_expire(conn: asyncpg.Connection, now: datetime, limit: int) -> 
 
 async def mark_expired(conn: asyncpg.Connection, merchant_id: int, reward_id: int) -> None:
     await conn.execute(MARK_EXPIRED, merchant_id, reward_id)
+
+
+class CustomerCoupon(msgspec.Struct, frozen=True):
+    reward_id: int
+    code: str
+    status: str
+    amount: int
+    currency: str
+    expires_at: datetime
+    created_at: datetime
+
+
+async def customer_coupons(
+    conn: asyncpg.Connection, merchant_id: int, reward_ids: list[int]
+) -> list[CustomerCoupon]:
+    rows = await conn.fetch(CUSTOMER_COUPONS, merchant_id, reward_ids)
+    return [CustomerCoupon(**r) for r in rows]

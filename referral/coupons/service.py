@@ -20,6 +20,7 @@ from referral.codes.codec import CODE_ALPHABET, COUPON_PREFIX
 from referral.coupons import repo
 from referral.coupons.repo import Coupon, DueCoupon
 from referral.coupons.schemas import CouponAnswer, CouponReason
+from referral.customers.schemas import ExportedCoupon
 
 __all__ = ["Coupon", "CouponAnswer", "DueCoupon"]
 
@@ -173,3 +174,21 @@ async def take_due_to_expire(
     for coupon in due:
         await repo.mark_expired(conn, coupon.merchant_id, coupon.reward_id)
     return due
+
+
+async def export_customer(
+    conn: asyncpg.Connection, *, merchant_id: int, reward_ids: list[int]
+) -> dict[int, ExportedCoupon]:
+    """The coupons of a customer's rewards (referral/customers/), by reward. Coupon codes are
+    random: an erasure leaves them."""
+    return {
+        c.reward_id: ExportedCoupon(
+            code=c.code,
+            status=c.status,
+            amount=c.amount,
+            currency=c.currency.strip(),
+            expires_at=c.expires_at,
+            created_at=c.created_at,
+        )
+        for c in await repo.customer_coupons(conn, merchant_id, reward_ids)
+    }

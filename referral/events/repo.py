@@ -32,6 +32,24 @@ ORDER BY id
 LIMIT $4
 """
 
+# An erasure (referral/customers/): the person's values in the merchant's events replaced
+# by `$4` (`jsonb_scrub`: strings equal to one of `$2`, or containing one of the lower-cased
+# `$3`). Payloads carry ids, not people, so this finds free text: a vanity code in a
+# suspension, an address in a reviewer's note or a fraud policy's blocklist. The events are
+# read whole (no index knows their text): an erasure is rare.
+SCRUB = """
+WITH scrubbed AS (
+    UPDATE events e SET data = jsonb_scrub(e.data, $2::text[], $3::text[], $4)
+    WHERE e.merchant_id = $1
+      AND (EXISTS (SELECT 1 FROM unnest($2::text[]) AS w(v)
+                   WHERE strpos(e.data::text, to_jsonb(w.v)::text) > 0)
+           OR EXISTS (SELECT 1 FROM unnest($3::text[]) AS w(v)
+                      WHERE strpos(lower(e.data::text), w.v) > 0))
+    RETURNING e.id
+)
+SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM scrubbed
+"""
+
 
 class EventRow(msgspec.Struct, frozen=True):
     id: int
@@ -70,3 +88,9 @@ async def list_after(
 ) -> list[EventRow]:
     rows = await conn.fetch(LIST, merchant_id, type_, after_id, fetch)
     return [EventRow(**r) for r in rows]
+
+
+async def scrub(
+    conn: asyncpg.Connection, merchant_id: int, whole: list[str], within: list[str], tombstone: str
+) -> list[int]:
+    return list(await conn.fetchval(SCRUB, merchant_id, whole, within, tombstone))

@@ -51,3 +51,19 @@ async def list_events(
         ],
         has_more=len(rows) > limit,
     )
+
+
+async def erase_customer(
+    conn: asyncpg.Connection,
+    *,
+    merchant_id: int,
+    values: list[str],
+    emails: list[str],
+    tombstone: str,
+) -> list[int]:
+    """The ids of the events whose payloads held the person's `values` (exact strings) or
+    `emails` (anywhere in a string), now holding `tombstone` instead (referral/customers/).
+    Webhooks not yet sent send the scrubbed payload."""
+    if not values and not emails:
+        return []
+    return await repo.scrub(conn, merchant_id, values, [e.lower() for e in emails], tombstone)

@@ -98,6 +98,28 @@ WHERE r.merchant_id = $1 AND r.program_id = $2 AND r.created_at >= $3 AND r.crea
 ORDER BY r.created_at, r.id
 """
 
+# --- a customer's data rights (referral/customers/) and retention: the hashed signals kept
+# under their customer id; the signals nobody was seen with for the retention window.
+CUSTOMER_SIGNALS = """
+SELECT kind, value, first_seen_at, last_seen_at FROM customer_signals
+WHERE merchant_id = $1 AND customer_id = $2
+ORDER BY kind, first_seen_at, value
+"""
+
+ERASE_SIGNALS = """
+WITH gone AS (
+    DELETE FROM customer_signals WHERE merchant_id = $1 AND customer_id = $2 RETURNING 1
+)
+SELECT count(*) FROM gone
+"""
+
+EXPIRE_SIGNALS = """
+WITH gone AS (
+    DELETE FROM customer_signals WHERE merchant_id = $1 AND last_seen_at < $2 RETURNING 1
+)
+SELECT count(*) FROM gone
+"""
+
 
 READ_ONLY = "SET LOCAL transaction_read_only = on"
 
@@ -185,3 +207,24 @@ async def replay(
         REPLAY, merchant_id, program_id, created_from, created_before, prefetch=1000
     ):
         yield ReplayRow(**row)
+
+
+class SignalRow(msgspec.Struct, frozen=True):
+    kind: str
+    value: bytes
+    first_seen_at: datetime
+    last_seen_at: datetime
+
+
+async def customer_signals(
+    conn: asyncpg.Connection, merchant_id: int, customer_id: str
+) -> list[SignalRow]:
+    return [SignalRow(**r) for r in await conn.fetch(CUSTOMER_SIGNALS, merchant_id, customer_id)]
+
+
+async def erase_signals(conn: asyncpg.Connection, merchant_id: int, customer_id: str) -> int:
+    return await conn.fetchval(ERASE_SIGNALS, merchant_id, customer_id)
+
+
+async def expire_signals(conn: asyncpg.Connection, merchant_id: int, before: datetime) -> int:
+    return await conn.fetchval(EXPIRE_SIGNALS, merchant_id, before)

@@ -18,6 +18,7 @@ import structlog
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
 
 from referral.audit import service as audit
+from referral.customers.schemas import ExportedSignal, ExportedSignals, Subject
 from referral.events import service as events
 from referral.fraud import backtest as backtests
 from referral.fraud import repo
@@ -258,3 +259,49 @@ async def backtest(
         current=current.policy,
         request=request,
     )
+
+
+# --- a customer's data rights (referral/customers/) and retention -------------------------
+
+SIGNALS_NOTE = (
+    "What the fraud rules compare a friend with their advocate by: each value is a keyed "
+    "hash (HMAC-SHA-256 under the service's key) of an IP address, an IP address with a "
+    "browser, a device's visitor id, a payment fingerprint or a shipping address; the raw "
+    "values are never stored, and without the key a hash cannot be turned back or tested "
+    "against a guess. Kept until {days} days after they were last seen."
+)
+
+
+async def find_customer(conn: asyncpg.Connection, *, subject: Subject) -> None:
+    subject.signals = len(
+        await repo.customer_signals(conn, subject.merchant_id, subject.customer_id)
+    )
+
+
+async def export_customer(
+    conn: asyncpg.Connection, *, subject: Subject, retention_days: int
+) -> ExportedSignals:
+    """Their signals, as the hashes they are (and saying so)."""
+    rows = await repo.customer_signals(conn, subject.merchant_id, subject.customer_id)
+    return ExportedSignals(
+        note=SIGNALS_NOTE.format(days=retention_days),
+        signals=[
+            ExportedSignal(
+                kind=r.kind,  # type: ignore[arg-type]
+                value=r.value.hex(),
+                first_seen_at=r.first_seen_at,
+                last_seen_at=r.last_seen_at,
+            )
+            for r in rows
+        ],
+    )
+
+
+async def erase_customer(conn: asyncpg.Connection, *, subject: Subject) -> int:
+    """Their signals deleted: an erased person is compared with nobody."""
+    return await repo.erase_signals(conn, subject.merchant_id, subject.customer_id)
+
+
+async def expire_signals(conn: asyncpg.Connection, *, merchant_id: int, before: datetime) -> int:
+    """Signals last seen before `before` (the retention window) deleted."""
+    return await repo.expire_signals(conn, merchant_id, before)

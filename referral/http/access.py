@@ -88,6 +88,9 @@ OPERATIONS: dict[str, Access] = {
     "revokeKey": change("admin", "api_key.revoked"),
     "rollKey": change("admin", "api_key.rolled"),
     "listAuditLog": read("admin"),
+    # a customer's data rights
+    "exportCustomer": read("admin"),
+    "eraseCustomer": change("admin", "customer.erased"),
     # programs and fraud policies
     "listPrograms": read(),
     "createProgram": change("admin", "program.created"),

@@ -23,6 +23,7 @@ PREFIXES = {
     "payout_line": "pol",
     "order": "ord",
     "audit_entry": "aud",
+    "customer_erasure": "era",
 }
 
 _ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"

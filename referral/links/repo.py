@@ -4,8 +4,9 @@ COPY and rollups."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from datetime import date
+import re
+from collections.abc import AsyncIterator, Callable
+from datetime import date, datetime
 
 import asyncpg
 import msgspec
@@ -116,6 +117,70 @@ PRUNE_UNIQUE_CLICKS = "DELETE FROM unique_clicks WHERE day < $1"
 # the rest).
 ENSURE_PARTITIONS = "SELECT ensure_click_partitions(now(), 2)"
 
+# --- a customer's data rights (referral/customers/) ---------------------------------------
+# The clicks on their links, and theirs as a friend (by the visitor cookie their referral's
+# click token carried). Clicks have no index but their time (COPY stays fast): this reads
+# the merchant's clicks, which retention keeps to a bounded number of months.
+CUSTOMER_CLICKS = """
+SELECT advocate_id, clicked_at, channel, is_bot, advocate_id = ANY($2::bigint[]) AS own_link
+FROM clicks
+WHERE merchant_id = $1 AND (advocate_id = ANY($2::bigint[]) OR visitor_id = ANY($3::text[]))
+ORDER BY clicked_at, id
+"""
+
+# Their clicks as a friend lose the visitor cookie (each its own tombstone, so the rebuild
+# still counts one visitor per cookie), the IP hashes and the browser.
+ERASE_VISITOR_CLICKS = """
+WITH erased AS (
+    UPDATE clicks c SET visitor_id = m.tombstone, ip_hash = NULL, ip_net_hash = NULL,
+                        user_agent = NULL
+    FROM unnest($2::text[], $3::text[]) AS m(visitor_id, tombstone)
+    WHERE c.merchant_id = $1 AND c.visitor_id = m.visitor_id
+    RETURNING 1
+)
+SELECT count(*) FROM erased
+"""
+
+# Clicks on their links keep their counts; a vanity code in them becomes its tombstone.
+ERASE_CLICKED_CODES = """
+WITH erased AS (
+    UPDATE clicks c SET code = m.tombstone
+    FROM unnest($3::text[], $4::text[]) AS m(code, tombstone)
+    WHERE c.merchant_id = $1 AND c.advocate_id = ANY($2::bigint[]) AND c.code = m.code
+    RETURNING 1
+)
+SELECT count(*) FROM erased
+"""
+
+ERASE_UNIQUE_CLICKS = """
+DELETE FROM unique_clicks WHERE merchant_id = $1 AND visitor_id = ANY($2::text[])
+"""
+
+# --- retention: raw clicks of old months go with their partition ---------------------------
+# The monthly partitions of `clicks` and where each ends (the default one: NULL).
+CLICK_PARTITIONS = r"""
+SELECT c.relname AS name,
+       (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz
+           AS ends
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'clicks'::regclass
+ORDER BY c.relname
+"""
+
+# Rows the default partition caught (no monthly partition existed for them) before `$2`.
+DELETE_DEFAULT_CLICKS = """
+WITH gone AS (
+    DELETE FROM clicks_default WHERE merchant_id = $1 AND clicked_at < $2 RETURNING 1
+)
+SELECT count(*) FROM gone
+"""
+
+# Dropping a partition waits for the click writer's COPY in flight; it must never make the
+# writer wait long behind it: the job gives up and tries again the next day.
+DROP_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '10s'"
+DROP_PARTITION = "DROP TABLE {name}"
+_PARTITION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
 
 class CodeRow(msgspec.Struct, frozen=True):
     lookup_key: str
@@ -201,3 +266,65 @@ async def prune_unique_clicks(conn: asyncpg.Pool | asyncpg.Connection, before: d
 
 async def ensure_partitions(conn: asyncpg.Pool | asyncpg.Connection) -> None:
     await conn.execute(ENSURE_PARTITIONS)
+
+
+class CustomerClickRow(msgspec.Struct, frozen=True):
+    advocate_id: int
+    clicked_at: datetime
+    channel: str
+    is_bot: bool
+    own_link: bool
+
+
+class ClickPartition(msgspec.Struct, frozen=True):
+    name: str
+    ends: datetime | None  # None: the default partition
+
+
+async def customer_clicks(
+    conn: asyncpg.Connection, merchant_id: int, advocate_ids: list[int], visitor_ids: list[str]
+) -> AsyncIterator[CustomerClickRow]:
+    """Read with a cursor (inside the caller's transaction): a popular advocate's clicks are
+    never all in memory at once."""
+    async for row in conn.cursor(CUSTOMER_CLICKS, merchant_id, advocate_ids, visitor_ids):
+        yield CustomerClickRow(**row)
+
+
+async def erase_visitor_clicks(
+    conn: asyncpg.Connection, merchant_id: int, visitor_ids: list[str], tombstones: list[str]
+) -> int:
+    return await conn.fetchval(ERASE_VISITOR_CLICKS, merchant_id, visitor_ids, tombstones)
+
+
+async def erase_clicked_codes(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    advocate_ids: list[int],
+    codes: list[str],
+    tombstones: list[str],
+) -> int:
+    return await conn.fetchval(ERASE_CLICKED_CODES, merchant_id, advocate_ids, codes, tombstones)
+
+
+async def erase_unique_clicks(
+    conn: asyncpg.Connection, merchant_id: int, visitor_ids: list[str]
+) -> None:
+    await conn.execute(ERASE_UNIQUE_CLICKS, merchant_id, visitor_ids)
+
+
+async def click_partitions(conn: asyncpg.Connection) -> list[ClickPartition]:
+    return many(ClickPartition, await conn.fetch(CLICK_PARTITIONS))
+
+
+async def delete_default_clicks(
+    conn: asyncpg.Connection, merchant_id: int, before: datetime
+) -> int:
+    return await conn.fetchval(DELETE_DEFAULT_CLICKS, merchant_id, before)
+
+
+async def drop_partitions(conn: asyncpg.Connection, names: list[str]) -> None:
+    await conn.execute(DROP_LOCK_TIMEOUT)
+    for name in names:
+        if not _PARTITION_NAME.match(name):  # from the catalog; never quoted into SQL raw
+            raise ValueError(f"unexpected partition name {name!r}")
+        await conn.execute(DROP_PARTITION.format(name=name))

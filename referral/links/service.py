@@ -12,6 +12,7 @@ import functools
 import gc
 import os
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ import asyncpg
 import structlog
 
 from referral.codes.codec import lookup_key
+from referral.customers.schemas import ExportedClick, Subject, Tombstones
 from referral.lib.errors import InvalidInput, NotFound
 from referral.links import repo
 from referral.links.clicks import ClickWriter
@@ -28,6 +30,7 @@ from referral.links.qr import QrTooSmall
 from referral.links.token import ClickToken, ClickTokenSigner
 
 if TYPE_CHECKING:  # the runtime holds this module's resolver
+    from referral.lib.ids import PublicIds
     from referral.links.qr import QrFormat, RenderedQr
     from referral.runtime import Runtime
 
@@ -515,3 +518,69 @@ def record_click(
             referer_host=referer_host,
         )
     )
+
+
+# --- a customer's data rights (referral/customers/) ---------------------------------------
+
+
+async def export_customer(
+    conn: asyncpg.Connection, *, ids: PublicIds, subject: Subject
+) -> AsyncIterator[ExportedClick]:
+    """Clicks on their links and theirs as a friend: when, from which channel."""
+    rows = repo.customer_clicks(
+        conn, subject.merchant_id, subject.advocate_ids, subject.visitor_ids
+    )
+    async for row in rows:
+        yield ExportedClick(
+            advocate_id=ids.encode("advocate", row.advocate_id),
+            clicked_at=row.clicked_at,
+            channel=row.channel,
+            bot=row.is_bot,
+            via="own_link" if row.own_link else "as_visitor",
+        )
+
+
+async def erase_customer(
+    conn: asyncpg.Connection, *, subject: Subject, tombstones: Tombstones
+) -> int:
+    """Their clicks as a friend without cookie, IP hashes or browser; their vanity codes
+    replaced in the clicks on their links. Every click stays, so every count does."""
+    erased = 0
+    if subject.visitor_ids:
+        erased += await repo.erase_visitor_clicks(
+            conn, subject.merchant_id, subject.visitor_ids, tombstones.visitors
+        )
+        await repo.erase_unique_clicks(conn, subject.merchant_id, subject.visitor_ids)
+    if subject.vanity_codes and subject.advocate_ids:
+        erased += await repo.erase_clicked_codes(
+            conn,
+            subject.merchant_id,
+            subject.advocate_ids,
+            subject.vanity_codes,
+            tombstones.codes,
+        )
+    return erased
+
+
+# --- retention ---------------------------------------------------------------------------
+
+
+async def drop_clicks_before(
+    conn: asyncpg.Connection, *, kept_from: datetime, merchant_ids: list[int]
+) -> tuple[list[str], int]:
+    """(partitions dropped, other rows deleted): every raw click before `kept_from`, a
+    month's start. Whole months go with their partition (no row is deleted one by one);
+    what the default partition caught before is deleted. The caller has checked that the
+    analytics rollups hold them."""
+    deleted = 0
+    for merchant_id in merchant_ids:
+        deleted += await repo.delete_default_clicks(conn, merchant_id, kept_from)
+    old = [
+        p.name
+        for p in await repo.click_partitions(conn)
+        if p.ends is not None and p.ends <= kept_from
+    ]
+    if old:
+        await repo.drop_partitions(conn, old)
+        log.info("click_partitions_dropped", partitions=old)
+    return old, deleted

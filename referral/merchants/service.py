@@ -255,6 +255,11 @@ async def list_merchants(conn: asyncpg.Connection, *, ids: PublicIds) -> list[Me
     return [_merchant(ids, row) for row in await repo.all_merchants(conn)]
 
 
+async def merchant_ids(conn: asyncpg.Connection) -> list[int]:
+    """Every merchant's internal id, for the jobs that visit each (retention)."""
+    return [row.id for row in await repo.all_merchants(conn)]
+
+
 async def resolve(
     conn: asyncpg.Connection, *, ids: PublicIds, merchant: str | None, key: str | None
 ) -> Caller:

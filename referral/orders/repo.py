@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from referral.lib.db import one
+from referral.lib.db import many, one
 
 INSERT_ORDER = """
 INSERT INTO orders (merchant_id, order_id, customer_id, email_normalised, subtotal, total,
@@ -41,6 +41,39 @@ RETURNING id
 
 REFUND_BY_ID = """
 SELECT amount, currency FROM refunds WHERE merchant_id = $1 AND order_pk = $2 AND refund_id = $3
+"""
+
+# --- a customer's data rights (referral/customers/) ---------------------------------------
+# Their orders: by customer id, or by email where the shop sent none (a guest order).
+CUSTOMER_ORDER_KEYS = """
+SELECT id, customer_id, email_normalised FROM orders
+WHERE merchant_id = $1 AND (customer_id = $2
+      OR (customer_id IS NULL AND email_normalised = ANY($3::text[])))
+"""
+
+CUSTOMER_ORDERS = """
+SELECT id, order_id, customer_id, email_normalised, subtotal, total, refunded, currency, status,
+       occurred_at, metadata, referral_id
+FROM orders WHERE merchant_id = $1 AND id = ANY($2::bigint[])
+ORDER BY occurred_at, id
+"""
+
+# Customer id and email replaced by their tombstones ($3 the customer id's; $4 from, $5 to),
+# the IP hash and the shop's metadata (free text: an address, a phone) dropped, and the
+# fingerprint (a hash of who and how much) made again from the tombstones ($6, per order in
+# $2). Amounts, status, times and the referral stay: the order still counts where it did.
+ERASE_ORDERS = """
+WITH erased AS (
+    UPDATE orders o SET
+        customer_id = CASE WHEN o.customer_id IS NOT NULL THEN $3 END,
+        email_normalised = CASE WHEN o.email_normalised IS NOT NULL THEN
+            coalesce(($5::text[])[array_position($4::text[], o.email_normalised)], $3) END,
+        ip_hash = NULL, metadata = '{}', fingerprint = f.fingerprint
+    FROM unnest($2::bigint[], $6::bytea[]) AS f(id, fingerprint)
+    WHERE o.merchant_id = $1 AND o.id = f.id
+    RETURNING 1
+)
+SELECT count(*) FROM erased
 """
 
 
@@ -96,3 +129,51 @@ async def refund(
     conn: asyncpg.Connection, merchant_id: int, order_pk: int, refund_id: str
 ) -> RefundRow | None:
     return one(RefundRow, await conn.fetchrow(REFUND_BY_ID, merchant_id, order_pk, refund_id))
+
+
+class CustomerOrderKey(msgspec.Struct, frozen=True):
+    id: int
+    customer_id: str | None
+    email_normalised: str | None
+
+
+class CustomerOrderRow(msgspec.Struct, frozen=True):
+    id: int
+    order_id: str
+    customer_id: str | None
+    email_normalised: str | None
+    subtotal: int
+    total: int
+    refunded: int
+    currency: str
+    status: str
+    occurred_at: datetime
+    metadata: dict[str, Any]
+    referral_id: int | None
+
+
+async def customer_order_keys(
+    conn: asyncpg.Connection, merchant_id: int, customer_id: str, emails: list[str]
+) -> list[CustomerOrderKey]:
+    rows = await conn.fetch(CUSTOMER_ORDER_KEYS, merchant_id, customer_id, emails)
+    return many(CustomerOrderKey, rows)
+
+
+async def customer_orders(
+    conn: asyncpg.Connection, merchant_id: int, order_ids: list[int]
+) -> list[CustomerOrderRow]:
+    return many(CustomerOrderRow, await conn.fetch(CUSTOMER_ORDERS, merchant_id, order_ids))
+
+
+async def erase_orders(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    order_ids: list[int],
+    tombstone: str,
+    emails_from: list[str],
+    emails_to: list[str],
+    fingerprints: list[bytes],
+) -> int:
+    return await conn.fetchval(
+        ERASE_ORDERS, merchant_id, order_ids, tombstone, emails_from, emails_to, fingerprints
+    )

@@ -15,9 +15,11 @@ import asyncpg
 import msgspec
 
 from referral.coupons import service as coupons
+from referral.customers.schemas import ExportedOrder, Subject, Tombstones
 from referral.events import service as events
 from referral.fraud.signals import parse_ip
 from referral.lib.errors import Conflict, InvalidInput, NotFound
+from referral.lib.ids import PublicIds
 from referral.lib.money import require_currency
 from referral.lib.timestamps import reported_at
 from referral.merchants.service import Caller
@@ -34,7 +36,13 @@ from referral.runtime import Runtime
 def _fingerprint(data: OrderRequest, email: str | None) -> bytes:
     """The fields a retry must repeat exactly (money and whose order it is); a retry that
     differs in them is a different order reusing the id."""
-    key = msgspec.json.encode([data.customer_id, email, data.subtotal, data.total, data.currency])
+    return _fingerprint_of(data.customer_id, email, data.subtotal, data.total, data.currency)
+
+
+def _fingerprint_of(
+    customer_id: str | None, email: str | None, subtotal: int, total: int, currency: str
+) -> bytes:
+    key = msgspec.json.encode([customer_id, email, subtotal, total, currency])
     return hashlib.sha256(key).digest()
 
 
@@ -227,3 +235,71 @@ async def cancel_order(
         conn, merchant_id=caller.merchant_id, type="order.cancelled", data={"order_id": order_id}
     )
     return await _state(conn, runtime, caller.merchant_id, order_id)
+
+
+# --- a customer's data rights (referral/customers/) ---------------------------------------
+
+
+async def find_customer(conn: asyncpg.Connection, *, subject: Subject) -> None:
+    """Their orders (by customer id, and guest orders by their emails) and the emails the
+    orders with their customer id hold."""
+    found = await repo.customer_order_keys(
+        conn, subject.merchant_id, subject.customer_id, subject.emails
+    )
+    subject.order_ids = sorted(o.id for o in found)
+    emails = {o.email_normalised for o in found if o.email_normalised}
+    subject.emails = sorted(set(subject.emails) | emails)
+
+
+async def export_customer(
+    conn: asyncpg.Connection, *, ids: PublicIds, subject: Subject
+) -> list[ExportedOrder]:
+    rows = await repo.customer_orders(conn, subject.merchant_id, subject.order_ids)
+    return [
+        ExportedOrder(
+            order_id=r.order_id,
+            customer_id=r.customer_id,
+            email=r.email_normalised,
+            subtotal=r.subtotal,
+            total=r.total,
+            refunded=r.refunded,
+            currency=r.currency.strip(),
+            status=r.status,
+            occurred_at=r.occurred_at,
+            metadata=r.metadata,
+            referral_id=ids.encode("referral", r.referral_id) if r.referral_id else None,
+        )
+        for r in rows
+    ]
+
+
+async def erase_customer(
+    conn: asyncpg.Connection, *, subject: Subject, tombstones: Tombstones
+) -> int:
+    """Their orders with tombstones for customer id and email. A retry of one of these
+    orders under its id is now a conflict (`order_conflict`: another customer's), and an
+    order of theirs from now on is a new customer's."""
+    if not subject.order_ids:
+        return 0
+    emails_from, emails_to = tombstones.keys(subject)
+    renamed = dict(zip(emails_from, emails_to, strict=True))
+    rows = await repo.customer_orders(conn, subject.merchant_id, subject.order_ids)
+    fingerprints = [
+        _fingerprint_of(
+            tombstones.customer_id if r.customer_id is not None else None,
+            renamed.get(r.email_normalised, tombstones.customer_id) if r.email_normalised else None,
+            r.subtotal,
+            r.total,
+            r.currency.strip(),
+        )
+        for r in rows
+    ]
+    return await repo.erase_orders(
+        conn,
+        subject.merchant_id,
+        [r.id for r in rows],
+        tombstones.customer_id,
+        emails_from,
+        emails_to,
+        fingerprints,
+    )

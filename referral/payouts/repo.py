@@ -179,6 +179,29 @@ BALANCES = _payees_due(
 
 ANALYZE_BATCHES = "ANALYZE payout_lines, payout_items"
 
+# --- a customer's data rights (referral/customers/): their lines, found by payee key (the
+# customer id, or a guest friend's email).
+CUSTOMER_LINES = """
+SELECT l.id, l.batch_id, l.payee_email, l.amount, b.currency, l.status, l.reference,
+       b.created_at AS batch_created_at, b.paid_at AS batch_paid_at
+FROM payout_lines l
+JOIN payout_batches b ON b.merchant_id = l.merchant_id AND b.id = l.batch_id
+WHERE l.merchant_id = $1 AND l.payee_key = ANY($2::text[])
+ORDER BY b.created_at, l.id
+"""
+
+# A line keeps its amounts, status and reference (what the bank statement and the exported
+# file reconcile by); the payee becomes their tombstone ($2 from, $3 to) and has no address.
+ERASE_LINES = """
+WITH erased AS (
+    UPDATE payout_lines l SET payee_key = ($3::text[])[array_position($2::text[], l.payee_key)],
+                              payee_email = NULL
+    WHERE l.merchant_id = $1 AND l.payee_key = ANY($2::text[])
+    RETURNING 1
+)
+SELECT count(*) FROM erased
+"""
+
 SET_TOTALS = f"""
 UPDATE payout_batches SET total = $3, line_count = $4::int, reward_count = $5::int
 WHERE merchant_id = $1 AND id = $2
@@ -631,3 +654,27 @@ async def list_page(
 ) -> list[BatchRow]:
     query = LIST_NEWEST if newest_first else LIST
     return many(BatchRow, await conn.fetch(query, merchant_id, status, *cursor.params))
+
+
+class CustomerLineRow(msgspec.Struct, frozen=True):
+    id: int
+    batch_id: int
+    payee_email: str | None
+    amount: int
+    currency: str
+    status: str
+    reference: str
+    batch_created_at: datetime
+    batch_paid_at: datetime | None
+
+
+async def customer_lines(
+    conn: asyncpg.Connection, merchant_id: int, payee_keys: list[str]
+) -> list[CustomerLineRow]:
+    return many(CustomerLineRow, await conn.fetch(CUSTOMER_LINES, merchant_id, payee_keys))
+
+
+async def erase_lines(
+    conn: asyncpg.Connection, merchant_id: int, keys_from: list[str], keys_to: list[str]
+) -> int:
+    return await conn.fetchval(ERASE_LINES, merchant_id, keys_from, keys_to)

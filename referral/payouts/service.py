@@ -16,6 +16,7 @@ import asyncpg
 import msgspec
 
 from referral.audit import service as audit
+from referral.customers.schemas import ExportedPayout, Subject, Tombstones
 from referral.events import service as events
 from referral.lib import money
 from referral.lib.errors import Conflict, InvalidInput, NotFound
@@ -502,3 +503,35 @@ async def batch_public_ids(
     ids, so an export written by COPY can name them."""
     internal = await repo.batch_ids(conn, merchant_id, until)
     return internal, [ids.encode("payout", i) for i in internal]
+
+
+# --- a customer's data rights (referral/customers/) ---------------------------------------
+
+
+async def export_customer(
+    conn: asyncpg.Connection, *, ids: PublicIds, subject: Subject
+) -> list[ExportedPayout]:
+    """Their payout lines: what each batch paid them, and to which address."""
+    return [
+        ExportedPayout(
+            batch_id=ids.encode("payout", r.batch_id),
+            line_id=ids.encode("payout_line", r.id),
+            payee_email=r.payee_email,
+            amount=r.amount,
+            currency=r.currency.strip(),
+            status=r.status,
+            reference=r.reference,
+            batch_created_at=r.batch_created_at,
+            batch_paid_at=r.batch_paid_at,
+        )
+        for r in await repo.customer_lines(conn, subject.merchant_id, subject.keys)
+    ]
+
+
+async def erase_customer(
+    conn: asyncpg.Connection, *, subject: Subject, tombstones: Tombstones
+) -> int:
+    """Their lines with a tombstone for the payee and no address. Amounts, statuses and
+    references stay: a batch's totals, and its files' other lines, are as they were."""
+    keys_from, keys_to = tombstones.keys(subject)
+    return await repo.erase_lines(conn, subject.merchant_id, keys_from, keys_to)

@@ -142,6 +142,102 @@ SELECT referral_id, action, actor, note, from_status, to_status, created_at
 FROM referral_reviews WHERE merchant_id = $1 AND referral_id = ANY($2::bigint[]) ORDER BY id
 """
 
+# --- a customer's data rights (referral/customers/) ---------------------------------------
+# The referrals in which they are the friend: by customer id, or by email where the shop
+# sent no customer id (a guest).
+_AS_FRIEND = """merchant_id = $1 AND (friend_customer_id = $2
+    OR (friend_customer_id IS NULL AND friend_email_normalised = ANY($3::text[])))"""
+
+CUSTOMER_REFERRAL_KEYS = f"""
+SELECT id, friend_customer_id, friend_email_normalised,
+       attribution ->> 'visitor_id' AS visitor_id
+FROM referrals WHERE {_AS_FRIEND}
+"""
+
+CUSTOMER_REFERRALS = f"""
+SELECT id, program_id, advocate_id, friend_customer_id, friend_email_normalised, status, source,
+       rejection_reason, attribution, decision -> 'fraud' AS fraud, created_at, signed_up_at,
+       converted_at
+FROM referrals WHERE {_AS_FRIEND}
+ORDER BY created_at, id
+"""
+
+REFERRALS_MADE = """
+SELECT id, program_id, advocate_id, status, source, rejection_reason, created_at, signed_up_at,
+       converted_at
+FROM referrals WHERE merchant_id = $1 AND advocate_id = ANY($2::bigint[])
+ORDER BY created_at, id
+"""
+
+CUSTOMER_SIGNUPS = """
+SELECT id, customer_id, email_normalised, occurred_at, referral_id
+FROM signups WHERE merchant_id = $1 AND customer_id = $2
+"""
+
+# As the friend: every key and address replaced by its tombstone ($3 from, $4 to; $5 the
+# customer id's), the click token's visitor cookie by its own ($6 from, $7 to), and the
+# person's values in the fraud decision (a blocklist entry that matched them: $8 emails).
+# Status, source, channel, story and times stay: the analytics and the explain view need them.
+ERASE_FRIEND_REFERRALS = """
+WITH erased AS (
+    UPDATE referrals r SET
+        friend_key = coalesce(($4::text[])[array_position($3::text[], r.friend_key)], $5),
+        friend_customer_id = CASE WHEN r.friend_customer_id IS NOT NULL THEN $5 END,
+        friend_email_normalised = CASE WHEN r.friend_email_normalised IS NOT NULL THEN
+            coalesce(($4::text[])[array_position($3::text[], r.friend_email_normalised)], $5)
+        END,
+        attribution = CASE WHEN r.attribution ? 'visitor_id' THEN
+            jsonb_set(r.attribution, '{visitor_id}', to_jsonb(coalesce(
+                ($7::text[])[array_position($6::text[], r.attribution ->> 'visitor_id')], $5)))
+            ELSE r.attribution END,
+        decision = jsonb_scrub(r.decision, ARRAY[$2::text], $8::text[], $5)
+    WHERE r.merchant_id = $1 AND r.id = ANY($9::bigint[])
+    RETURNING 1
+)
+SELECT count(*) FROM erased
+"""
+
+# As the advocate: their vanity code in the attributions ($3 codes, $4 tombstones) and their
+# values in the decisions ($5 customer id, $6 emails, $7 its tombstone).
+ERASE_MADE_REFERRALS = """
+WITH erased AS (
+    UPDATE referrals r SET
+        attribution = CASE WHEN r.attribution ->> 'code' = ANY($3::text[]) THEN
+            jsonb_set(r.attribution, '{code}',
+                      to_jsonb(($4::text[])[array_position($3::text[], r.attribution ->> 'code')]))
+            ELSE r.attribution END,
+        decision = jsonb_scrub(r.decision, ARRAY[$5::text], $6::text[], $7)
+    WHERE r.merchant_id = $1 AND r.advocate_id = ANY($2::bigint[])
+    RETURNING 1
+)
+SELECT count(*) FROM erased
+"""
+
+ERASE_SIGNUPS = """
+WITH erased AS (
+    UPDATE signups s SET customer_id = $3, ip_hash = NULL,
+        email_normalised = CASE WHEN s.email_normalised IS NOT NULL THEN
+            coalesce(($5::text[])[array_position($4::text[], s.email_normalised)], $3) END,
+        result = CASE WHEN s.result ? 'customer_id'
+                      THEN jsonb_set(s.result, '{customer_id}', to_jsonb($3::text))
+                      ELSE s.result END
+    WHERE s.merchant_id = $1 AND s.customer_id = $2
+    RETURNING 1
+)
+SELECT count(*) FROM erased
+"""
+
+# A reviewer's note naming the person ($2, lower-cased, anywhere) is replaced by `$3`.
+SCRUB_REVIEW_NOTES = """
+WITH scrubbed AS (
+    UPDATE referral_reviews v SET note = $3
+    WHERE v.merchant_id = $1 AND v.note IS NOT NULL
+      AND EXISTS (SELECT 1 FROM unnest($2::text[]) AS w(v) WHERE strpos(lower(v.note), w.v) > 0)
+    RETURNING 1
+)
+SELECT count(*) FROM scrubbed
+"""
+
 
 class ReferralRow(msgspec.Struct, frozen=True):
     id: int
@@ -377,3 +473,90 @@ async def reviews(
     conn: asyncpg.Connection, merchant_id: int, referral_ids: list[int]
 ) -> list[ReviewRow]:
     return many(ReviewRow, await conn.fetch(REVIEWS, merchant_id, referral_ids))
+
+
+class CustomerReferralKey(msgspec.Struct, frozen=True):
+    id: int
+    friend_customer_id: str | None
+    friend_email_normalised: str | None
+    visitor_id: str | None
+
+
+class CustomerReferralRow(msgspec.Struct, frozen=True):
+    id: int
+    program_id: int
+    advocate_id: int
+    friend_customer_id: str | None
+    friend_email_normalised: str | None
+    status: str
+    source: str
+    rejection_reason: str | None
+    attribution: dict[str, Any]
+    fraud: dict[str, Any] | None
+    created_at: datetime
+    signed_up_at: datetime | None
+    converted_at: datetime | None
+
+
+class MadeReferralRow(msgspec.Struct, frozen=True):
+    id: int
+    program_id: int
+    advocate_id: int
+    status: str
+    source: str
+    rejection_reason: str | None
+    created_at: datetime
+    signed_up_at: datetime | None
+    converted_at: datetime | None
+
+
+class CustomerSignupRow(msgspec.Struct, frozen=True):
+    id: int
+    customer_id: str
+    email_normalised: str | None
+    occurred_at: datetime
+    referral_id: int | None
+
+
+async def customer_referral_keys(
+    conn: asyncpg.Connection, merchant_id: int, customer_id: str, emails: list[str]
+) -> list[CustomerReferralKey]:
+    rows = await conn.fetch(CUSTOMER_REFERRAL_KEYS, merchant_id, customer_id, emails)
+    return many(CustomerReferralKey, rows)
+
+
+async def customer_referrals(
+    conn: asyncpg.Connection, merchant_id: int, customer_id: str, emails: list[str]
+) -> list[CustomerReferralRow]:
+    rows = await conn.fetch(CUSTOMER_REFERRALS, merchant_id, customer_id, emails)
+    return many(CustomerReferralRow, rows)
+
+
+async def referrals_made(
+    conn: asyncpg.Connection, merchant_id: int, advocate_ids: list[int]
+) -> list[MadeReferralRow]:
+    return many(MadeReferralRow, await conn.fetch(REFERRALS_MADE, merchant_id, advocate_ids))
+
+
+async def customer_signups(
+    conn: asyncpg.Connection, merchant_id: int, customer_id: str
+) -> list[CustomerSignupRow]:
+    return many(CustomerSignupRow, await conn.fetch(CUSTOMER_SIGNUPS, merchant_id, customer_id))
+
+
+async def erase_friend_referrals(conn: asyncpg.Connection, merchant_id: int, *values: Any) -> int:
+    return await conn.fetchval(ERASE_FRIEND_REFERRALS, merchant_id, *values)
+
+
+async def erase_made_referrals(conn: asyncpg.Connection, merchant_id: int, *values: Any) -> int:
+    return await conn.fetchval(ERASE_MADE_REFERRALS, merchant_id, *values)
+
+
+async def erase_signups(conn: asyncpg.Connection, merchant_id: int, *values: Any) -> int:
+    return await conn.fetchval(ERASE_SIGNUPS, merchant_id, *values)
+
+
+async def scrub_review_notes(
+    conn: asyncpg.Connection, merchant_id: int, values: list[str], note: str
+) -> int:
+    return await conn.fetchval(SCRUB_REVIEW_NOTES, merchant_id, values, note)

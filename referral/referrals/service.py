@@ -18,11 +18,20 @@ import structlog
 
 from referral.advocates import service as advocates
 from referral.coupons import service as coupons
+from referral.customers.schemas import (
+    ERASED_TEXT,
+    ExportedDecision,
+    ExportedReferral,
+    ExportedSignup,
+    Subject,
+    Tombstones,
+)
 from referral.events import service as events
 from referral.fraud import service as fraud
 from referral.fraud.rules import Identity
 from referral.fraud.signals import parse_ip
 from referral.lib.emails import normalise_email
+from referral.lib.ids import PublicIds
 from referral.lib.money import require_currency
 from referral.lib.timestamps import reported_at
 from referral.merchants.service import Caller
@@ -580,3 +589,146 @@ async def settle_order(
         rewards=await rewards.summaries(conn, ids=runtime.ids, rows=created),
         notes=resolved.notes,
     )
+
+
+# --- a customer's data rights (referral/customers/) ---------------------------------------
+
+
+async def lock_customer(conn: asyncpg.Connection, *, subject: Subject) -> None:
+    """Take the locks every checkout call about this person takes (their customer id and
+    emails), so an order or signup of theirs waits for the erasure, and then finds nobody."""
+    keys = [f"cid:{subject.customer_id}", *(f"email:{e}" for e in subject.emails)]
+    await repo.lock_friend(conn, subject.merchant_id, keys)
+
+
+async def find_customer(conn: asyncpg.Connection, *, subject: Subject) -> None:
+    """Their referrals as a friend (by customer id, or by email as a guest), the emails and
+    visitor cookies those hold, and their signups."""
+    found = await repo.customer_referral_keys(
+        conn, subject.merchant_id, subject.customer_id, subject.emails
+    )
+    signups = await repo.customer_signups(conn, subject.merchant_id, subject.customer_id)
+    subject.referral_ids = sorted(r.id for r in found)
+    subject.signup_ids = sorted(s.id for s in signups)
+    emails = {r.friend_email_normalised for r in found} | {s.email_normalised for s in signups}
+    subject.emails = sorted(set(subject.emails) | (emails - {None}))
+    visitors = {r.visitor_id for r in found if r.visitor_id}
+    subject.visitor_ids = sorted(set(subject.visitor_ids) | visitors)
+
+
+def _decision(fraud: dict[str, Any] | None) -> ExportedDecision | None:
+    if not fraud or "action" not in fraud:
+        return None
+    return ExportedDecision(
+        action=fraud["action"],
+        score=int(fraud.get("score", 0)),
+        rules=[r.get("rule", "") for r in fraud.get("reasons", [])],
+    )
+
+
+async def export_customer(
+    conn: asyncpg.Connection, *, ids: PublicIds, subject: Subject
+) -> tuple[list[ExportedReferral], list[ExportedSignup]]:
+    """The referrals they made (none of the friend's data: that is another person's) and
+    those that brought them, and their signups."""
+    made = await repo.referrals_made(conn, subject.merchant_id, subject.advocate_ids)
+    received = await repo.customer_referrals(
+        conn, subject.merchant_id, subject.customer_id, subject.emails
+    )
+    referrals = [
+        ExportedReferral(
+            id=ids.encode("referral", r.id),
+            role="advocate",
+            program_id=ids.encode("program", r.program_id),
+            advocate_id=ids.encode("advocate", r.advocate_id),
+            status=r.status,
+            source=r.source,
+            rejection_reason=r.rejection_reason,
+            friend_customer_id=None,
+            friend_email=None,
+            channel=None,
+            clicked_at=None,
+            decision=None,
+            created_at=r.created_at,
+            signed_up_at=r.signed_up_at,
+            converted_at=r.converted_at,
+        )
+        for r in made
+    ]
+    referrals += [
+        ExportedReferral(
+            id=ids.encode("referral", r.id),
+            role="friend",
+            program_id=ids.encode("program", r.program_id),
+            advocate_id=ids.encode("advocate", r.advocate_id),
+            status=r.status,
+            source=r.source,
+            rejection_reason=r.rejection_reason,
+            friend_customer_id=r.friend_customer_id,
+            friend_email=r.friend_email_normalised,
+            channel=r.attribution.get("channel"),
+            clicked_at=msgspec.convert(r.attribution.get("clicked_at"), datetime | None),
+            decision=_decision(r.fraud),
+            created_at=r.created_at,
+            signed_up_at=r.signed_up_at,
+            converted_at=r.converted_at,
+        )
+        for r in received
+    ]
+    signups = [
+        ExportedSignup(
+            customer_id=s.customer_id,
+            email=s.email_normalised,
+            occurred_at=s.occurred_at,
+            referral_id=ids.encode("referral", s.referral_id) if s.referral_id else None,
+        )
+        for s in await repo.customer_signups(conn, subject.merchant_id, subject.customer_id)
+    ]
+    return referrals, signups
+
+
+async def erase_customer(
+    conn: asyncpg.Connection, *, subject: Subject, tombstones: Tombstones
+) -> tuple[int, int]:
+    """(referrals, signups) with the person's identifiers replaced. A referral keeps its
+    advocate, status, source, channel and times, so its rewards and analytics stand.
+    Reviewers' notes that name them are replaced."""
+    await repo.scrub_review_notes(conn, subject.merchant_id, subject.mentions, ERASED_TEXT)
+    keys_from, keys_to = tombstones.keys(subject)
+    within = sorted(set(subject.emails) | set(subject.typed_emails))
+    referrals = 0
+    if subject.referral_ids:
+        referrals += await repo.erase_friend_referrals(
+            conn,
+            subject.merchant_id,
+            subject.customer_id,
+            keys_from,
+            keys_to,
+            tombstones.customer_id,
+            subject.visitor_ids,
+            tombstones.visitors,
+            within,
+            subject.referral_ids,
+        )
+    if subject.advocate_ids:
+        referrals += await repo.erase_made_referrals(
+            conn,
+            subject.merchant_id,
+            subject.advocate_ids,
+            subject.vanity_codes,
+            tombstones.codes,
+            subject.customer_id,
+            within,
+            tombstones.customer_id,
+        )
+    signups = 0
+    if subject.signup_ids:
+        signups = await repo.erase_signups(
+            conn,
+            subject.merchant_id,
+            subject.customer_id,
+            tombstones.customer_id,
+            keys_from,
+            keys_to,
+        )
+    return referrals, signups

@@ -223,6 +223,58 @@ LIMIT $6
 
 PROGRAM_RULES = "SELECT rewards FROM programs WHERE merchant_id = $1 AND id = $2"
 
+# --- a customer's data rights (referral/customers/): the rewards that pay them (as the
+# advocate, and as the friend of their referrals) and those rewards' ledger entries.
+CUSTOMER_REWARDS = """
+SELECT id, referral_id, side, kind, status, amount, currency, milestone, earned_at, created_at,
+       approved_at, paid_at, reversed_at
+FROM rewards
+WHERE merchant_id = $1 AND ((side = 'advocate' AND advocate_id = ANY($2::bigint[]))
+                            OR (side = 'friend' AND referral_id = ANY($3::bigint[])))
+ORDER BY created_at, id
+"""
+
+CUSTOMER_ENTRIES = """
+SELECT reward_id, account, amount, currency, created_at FROM ledger_entries
+WHERE merchant_id = $1 AND reward_id = ANY($2::bigint[])
+ORDER BY reward_id, id
+"""
+
+# The payee key (the person's customer id or guest email) replaced by its tombstone ($3
+# from, $4 to, $5 otherwise): amounts, states and entries stay, so the books do not move,
+# and a clawback still nets against the same (now erased) payee.
+ERASE_PAYEES = """
+WITH erased AS (
+    UPDATE rewards w SET
+        payee_key = coalesce(($4::text[])[array_position($3::text[], w.payee_key)], $5)
+    WHERE w.merchant_id = $1 AND w.id = ANY($2::bigint[])
+    RETURNING 1
+)
+SELECT count(*) FROM erased
+"""
+
+ERASE_ENTRY_PAYEES = """
+WITH erased AS (
+    UPDATE ledger_entries e SET
+        payee_key = coalesce(($4::text[])[array_position($3::text[], e.payee_key)], $5)
+    WHERE e.merchant_id = $1 AND e.reward_id = ANY($2::bigint[])
+    RETURNING 1
+)
+SELECT count(*) FROM erased
+"""
+
+# Staff notes on reward actions are free text: one naming the person ($2: lower-cased
+# values, found anywhere in it) is replaced by `$3`. The action, actor and time stay.
+SCRUB_NOTES = """
+WITH scrubbed AS (
+    UPDATE reward_transitions t SET note = $3
+    WHERE t.merchant_id = $1 AND t.note IS NOT NULL
+      AND EXISTS (SELECT 1 FROM unnest($2::text[]) AS w(v) WHERE strpos(lower(t.note), w.v) > 0)
+    RETURNING 1
+)
+SELECT count(*) FROM scrubbed
+"""
+
 
 class RewardRow(msgspec.Struct, frozen=True):
     id: int
@@ -640,3 +692,65 @@ async def balances_as_of(
 ) -> list[BalancesRow]:
     rows = await conn.fetch(BALANCES_AS_OF, merchant_id, as_of, program_id)
     return [BalancesRow(**{**r, "currency": r["currency"].strip()}) for r in rows]
+
+
+class CustomerRewardRow(msgspec.Struct, frozen=True):
+    id: int
+    referral_id: int | None
+    side: str
+    kind: str
+    status: str
+    amount: int
+    currency: str | None
+    milestone: int | None
+    earned_at: datetime
+    created_at: datetime
+    approved_at: datetime | None
+    paid_at: datetime | None
+    reversed_at: datetime | None
+
+
+class CustomerEntryRow(msgspec.Struct, frozen=True):
+    reward_id: int
+    account: str
+    amount: int
+    currency: str
+    created_at: datetime
+
+
+async def customer_rewards(
+    conn: asyncpg.Connection, merchant_id: int, advocate_ids: list[int], referral_ids: list[int]
+) -> list[CustomerRewardRow]:
+    rows = await conn.fetch(CUSTOMER_REWARDS, merchant_id, advocate_ids, referral_ids)
+    return [CustomerRewardRow(**r) for r in rows]
+
+
+async def customer_entries(
+    conn: asyncpg.Connection, merchant_id: int, reward_ids: list[int]
+) -> list[CustomerEntryRow]:
+    return [
+        CustomerEntryRow(**r) for r in await conn.fetch(CUSTOMER_ENTRIES, merchant_id, reward_ids)
+    ]
+
+
+async def erase_payees(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    reward_ids: list[int],
+    keys_from: list[str],
+    keys_to: list[str],
+    otherwise: str,
+) -> tuple[int, int]:
+    rewards = await conn.fetchval(
+        ERASE_PAYEES, merchant_id, reward_ids, keys_from, keys_to, otherwise
+    )
+    entries = await conn.fetchval(
+        ERASE_ENTRY_PAYEES, merchant_id, reward_ids, keys_from, keys_to, otherwise
+    )
+    return rewards, entries
+
+
+async def scrub_notes(
+    conn: asyncpg.Connection, merchant_id: int, values: list[str], note: str
+) -> int:
+    return await conn.fetchval(SCRUB_NOTES, merchant_id, values, note)

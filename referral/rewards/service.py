@@ -20,6 +20,13 @@ import structlog
 
 from referral.audit import service as audit
 from referral.coupons import service as coupons
+from referral.customers.schemas import (
+    ERASED_TEXT,
+    ExportedLedgerEntry,
+    ExportedReward,
+    Subject,
+    Tombstones,
+)
 from referral.events import service as events
 from referral.lib.errors import Conflict, NotFound
 from referral.lib.ids import PublicIds
@@ -746,3 +753,67 @@ async def release_lag_seconds(conn: asyncpg.Connection) -> float:
     """How long the longest-waiting due reward has waited for the release worker (0: none)."""
     oldest = await repo.oldest_due(conn)
     return 0.0 if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+
+
+# --- a customer's data rights (referral/customers/) ---------------------------------------
+
+
+async def export_customer(
+    conn: asyncpg.Connection, *, ids: PublicIds, subject: Subject
+) -> list[ExportedReward]:
+    """The rewards that pay them, each with its ledger entries and coupon."""
+    rows = await repo.customer_rewards(
+        conn, subject.merchant_id, subject.advocate_ids, subject.referral_ids
+    )
+    reward_ids = [r.id for r in rows]
+    entries: dict[int, list[ExportedLedgerEntry]] = {}
+    for e in await repo.customer_entries(conn, subject.merchant_id, reward_ids):
+        entries.setdefault(e.reward_id, []).append(
+            ExportedLedgerEntry(
+                account=e.account,
+                amount=e.amount,
+                currency=e.currency.strip(),
+                booked_at=e.created_at,
+            )
+        )
+    issued = await coupons.export_customer(
+        conn, merchant_id=subject.merchant_id, reward_ids=reward_ids
+    )
+    return [
+        ExportedReward(
+            id=ids.encode("reward", r.id),
+            referral_id=ids.encode("referral", r.referral_id) if r.referral_id else None,
+            side=r.side,  # type: ignore[arg-type]
+            kind=r.kind,
+            status=r.status,
+            amount=r.amount,
+            currency=r.currency.strip() if r.currency else None,
+            milestone=r.milestone,
+            earned_at=r.earned_at,
+            created_at=r.created_at,
+            approved_at=r.approved_at,
+            paid_at=r.paid_at,
+            reversed_at=r.reversed_at,
+            ledger_entries=entries.get(r.id, []),
+            coupon=issued.get(r.id),
+        )
+        for r in rows
+    ]
+
+
+async def erase_customer(
+    conn: asyncpg.Connection, *, subject: Subject, tombstones: Tombstones
+) -> tuple[int, int]:
+    """(rewards, ledger entries) whose payee key was the person's. Every amount, state and
+    entry stays: balances and the books are the same after as before. Staff notes that
+    name them are replaced."""
+    await repo.scrub_notes(conn, subject.merchant_id, subject.mentions, ERASED_TEXT)
+    rows = await repo.customer_rewards(
+        conn, subject.merchant_id, subject.advocate_ids, subject.referral_ids
+    )
+    if not rows:
+        return 0, 0
+    keys_from, keys_to = tombstones.keys(subject)
+    return await repo.erase_payees(
+        conn, subject.merchant_id, [r.id for r in rows], keys_from, keys_to, tombstones.customer_id
+    )

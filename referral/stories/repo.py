@@ -149,6 +149,28 @@ ORDER BY t.published_at DESC, t.id DESC
 LIMIT $3
 """
 
+# --- a customer's data rights (referral/customers/): their stories and shares.
+CUSTOMER_STORIES = f"""
+SELECT {COLUMNS} FROM stories t WHERE t.merchant_id = $1 AND t.advocate_id = ANY($2::bigint[])
+ORDER BY t.created_at, t.id
+"""
+
+CUSTOMER_SHARES = """
+SELECT advocate_id, story_id, channel, shared_at FROM shares
+WHERE merchant_id = $1 AND advocate_id = ANY($2::bigint[])
+ORDER BY shared_at
+"""
+
+# Their words ($3: what an erased story says) and first name gone, and off the public pages.
+# The slug stays (it was random, never theirs), so the page answers as for a hidden story.
+ERASE_STORIES = f"""
+UPDATE stories t SET body = $3, display_name = NULL, status = 'hidden', updated_at = now()
+FROM (SELECT s.id, s.status FROM stories s
+      WHERE s.merchant_id = $1 AND s.advocate_id = ANY($2::bigint[]) FOR UPDATE) before
+WHERE t.merchant_id = $1 AND t.id = before.id
+RETURNING {COLUMNS}, before.status AS status_before
+"""
+
 
 class StoryRow(msgspec.Struct, frozen=True):
     id: int
@@ -348,3 +370,32 @@ async def latest_published(
     conn: asyncpg.Connection, merchant_id: int, program_id: int, limit: int
 ) -> list[StoryRow]:
     return many(StoryRow, await conn.fetch(LATEST_PUBLISHED, merchant_id, program_id, limit))
+
+
+class CustomerShareRow(msgspec.Struct, frozen=True):
+    advocate_id: int
+    story_id: int | None
+    channel: str
+    shared_at: datetime
+
+
+class ErasedStoryRow(StoryRow, frozen=True):
+    status_before: str
+
+
+async def customer_stories(
+    conn: asyncpg.Connection, merchant_id: int, advocate_ids: list[int]
+) -> list[StoryRow]:
+    return many(StoryRow, await conn.fetch(CUSTOMER_STORIES, merchant_id, advocate_ids))
+
+
+async def customer_shares(
+    conn: asyncpg.Connection, merchant_id: int, advocate_ids: list[int]
+) -> list[CustomerShareRow]:
+    return many(CustomerShareRow, await conn.fetch(CUSTOMER_SHARES, merchant_id, advocate_ids))
+
+
+async def erase_stories(
+    conn: asyncpg.Connection, merchant_id: int, advocate_ids: list[int], body: str
+) -> list[ErasedStoryRow]:
+    return many(ErasedStoryRow, await conn.fetch(ERASE_STORIES, merchant_id, advocate_ids, body))

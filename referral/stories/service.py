@@ -16,6 +16,12 @@ import msgspec
 
 from referral.analytics import service as analytics
 from referral.audit import service as audit
+from referral.customers.schemas import (
+    ERASED_TEXT,
+    ExportedShare,
+    ExportedStory,
+    Subject,
+)
 from referral.events import service as events
 from referral.lib.errors import Conflict, InvalidInput, NotFound
 from referral.lib.pagination import ListQuery
@@ -465,3 +471,55 @@ async def share(
             story_id=story.id,
         )
     return story
+
+
+# --- a customer's data rights (referral/customers/) ---------------------------------------
+
+
+async def export_customer(
+    conn: asyncpg.Connection, *, runtime: Runtime, subject: Subject
+) -> tuple[list[ExportedStory], list[ExportedShare]]:
+    """Their stories (words, first name, status, page) and the share buttons they followed."""
+    ids = runtime.ids
+    stories = [
+        ExportedStory(
+            id=ids.encode("story", r.id),
+            advocate_id=ids.encode("advocate", r.advocate_id),
+            reward_id=ids.encode("reward", r.reward_id),
+            body=r.body,
+            display_name=r.display_name,
+            status=r.status,
+            slug=r.slug,
+            created_at=r.created_at,
+            published_at=r.published_at,
+        )
+        for r in await repo.customer_stories(conn, subject.merchant_id, subject.advocate_ids)
+    ]
+    shares = [
+        ExportedShare(
+            advocate_id=ids.encode("advocate", r.advocate_id),
+            story_id=ids.encode("story", r.story_id) if r.story_id else None,
+            channel=r.channel,
+            shared_at=r.shared_at,
+        )
+        for r in await repo.customer_shares(conn, subject.merchant_id, subject.advocate_ids)
+    ]
+    return stories, shares
+
+
+async def erase_customer(conn: asyncpg.Connection, *, runtime: Runtime, subject: Subject) -> int:
+    """Their stories unpublished, with neither their words nor their first name. Each one
+    that showed is announced hidden (`story.hidden`, actor `erasure`), as a moderator's
+    would be; views and shares stay counted."""
+    if not subject.advocate_ids:
+        return 0
+    erased = await repo.erase_stories(conn, subject.merchant_id, subject.advocate_ids, ERASED_TEXT)
+    for row in erased:
+        if row.status_before != "hidden":
+            await events.emit(
+                conn,
+                merchant_id=subject.merchant_id,
+                type="story.hidden",
+                data={**_event(runtime, row), "actor": "erasure"},
+            )
+    return len(erased)

@@ -240,6 +240,21 @@ class AttemptRow(msgspec.Struct, frozen=True):
     response: str
 
 
+# An erasure (referral/customers/): an answer a receiver gave to one of the events it
+# scrubbed ($2), or one holding the person's address ($3, lower-cased), may echo them: it is
+# emptied (the attempt itself, its status and time, stay).
+SCRUB_ATTEMPTS = """
+WITH scrubbed AS (
+    UPDATE webhook_attempts a SET response = ''
+    WHERE a.merchant_id = $1 AND a.response <> ''
+      AND (a.event_id = ANY($2::bigint[])
+           OR EXISTS (SELECT 1 FROM unnest($3::text[]) AS w(v)
+                      WHERE strpos(lower(a.response), w.v) > 0))
+    RETURNING 1
+)
+SELECT count(*) FROM scrubbed
+"""
+
 _ATTEMPT = """t.id, t.endpoint_id, t.event_id, t.message_id, t.event_type, t.attempted_at,
     t.succeeded, t.status_code, t.error, t.duration_ms, t.response"""
 
@@ -442,3 +457,9 @@ async def list_attempts(
 
 async def oldest_undelivered(conn: asyncpg.Connection) -> datetime | None:
     return await conn.fetchval(OLDEST_UNDELIVERED)
+
+
+async def scrub_attempts(
+    conn: asyncpg.Connection, merchant_id: int, event_ids: list[int], emails: list[str]
+) -> int:
+    return await conn.fetchval(SCRUB_ATTEMPTS, merchant_id, event_ids, emails)

@@ -137,6 +137,34 @@ class EndpointDisabled(msgspec.Struct):
     failing_since: Timestamp | None
 
 
+class CustomerErasedCounts(msgspec.Struct):
+    advocates: int
+    codes: int
+    clicks: int
+    shares: int
+    stories: int
+    referrals: int
+    signups: int
+    orders: int
+    rewards: int
+    ledger_entries: int
+    payout_lines: int
+    fraud_signals: int
+    events: int
+    webhook_attempts: int
+    idempotency_keys: int
+
+
+class CustomerErased(msgspec.Struct):
+    """A customer's personal data was erased (`POST /v1/customers/{customer_id}/erase`).
+    Says who by the advocates' ids only: the customer id and addresses are gone, here too.
+    Rows the shop keeps about them (its CRM, its mailing list) are the shop's to erase."""
+
+    erasure_id: str
+    advocate_ids: list[str]
+    erased: CustomerErasedCounts
+
+
 class WebhookTest(msgspec.Struct):
     """Sent by `POST /v1/webhook-endpoints/{endpoint_id}/test`, never by a change."""
 
@@ -172,6 +200,7 @@ CATALOGUE: dict[str, tuple[type[msgspec.Struct], str]] = {
     "payout_batch.paid": (PayoutBatchPaid, "A payout batch was paid"),
     "payout_batch.cancelled": (PayoutBatchChanged, "A payout batch was cancelled"),
     "payout_line.failed": (PayoutLineFailed, "A payout line could not be paid"),
+    "customer.erased": (CustomerErased, "A customer's personal data was erased"),
     "webhook_endpoint.disabled": (EndpointDisabled, "A webhook endpoint was disabled"),
     "webhook.test": (WebhookTest, "A test delivery"),
 }

@@ -438,3 +438,11 @@ async def outbox_lag_seconds(conn: asyncpg.Connection) -> float:
     """How long the most overdue delivery has been due and not sent (0: none)."""
     oldest = await repo.oldest_undelivered(conn)
     return 0.0 if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+
+
+async def erase_customer(
+    conn: asyncpg.Connection, *, merchant_id: int, event_ids: list[int], emails: list[str]
+) -> int:
+    """Receivers' answers that may echo an erased person (referral/customers/): those to
+    the events an erasure scrubbed, and those holding one of the person's `emails`."""
+    return await repo.scrub_attempts(conn, merchant_id, event_ids, [e.lower() for e in emails])

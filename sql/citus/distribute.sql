@@ -71,3 +71,6 @@ SELECT create_distributed_table('console_sign_in_links', 'merchant_id', colocate
 SELECT create_distributed_table('console_sessions', 'merchant_id', colocate_with => 'programs');
 -- Its append-only trigger (0018) refuses updates and deletes on the shards too.
 SELECT create_distributed_table('audit_log', 'merchant_id', colocate_with => 'programs');
+-- A customer's erasures (0020), and from when each merchant's raw clicks are kept.
+SELECT create_distributed_table('customer_erasures', 'merchant_id', colocate_with => 'programs');
+SELECT create_distributed_table('analytics_click_horizon', 'merchant_id', colocate_with => 'programs');
