@@ -122,7 +122,8 @@ ORDER BY advocate_id, created_at, code
 # tell about rewards, so their contact preference becomes `none`.
 ERASE_ADVOCATES = """
 WITH erased AS (
-    UPDATE advocates SET customer_id = $3, email = NULL, name = NULL, contact_preference = 'none'
+    UPDATE advocates SET customer_id = $3, email = NULL, name = NULL, contact_preference = 'none',
+        erased_at = now()
     WHERE merchant_id = $1 AND id = ANY($2::bigint[])
     RETURNING 1
 )

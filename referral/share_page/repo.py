@@ -18,7 +18,7 @@ SELECT a.id, a.merchant_id, a.program_id, a.name, a.contact_preference,
 FROM advocates a
 JOIN programs p ON p.merchant_id = a.merchant_id AND p.id = a.program_id
 JOIN merchants m ON m.id = a.merchant_id
-WHERE a.id = $1
+WHERE a.id = $1 AND a.erased_at IS NULL
 """
 
 # The advocate's own friends: status and date only; the page masks who they are. Each is

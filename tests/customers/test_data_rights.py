@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 import msgspec
 
 from referral.analytics import service as analytics
+from referral.analytics.schemas import REPORTS
 from referral.customers.schemas import CustomerErasure, CustomerExport
 from tests.analytics.conftest import BROWSER, catch_up, flush_clicks, visit
 from tests.commands import referral
@@ -156,27 +157,36 @@ async def _traces(db) -> dict[str, int]:
     return found
 
 
-async def _figures(client, tenant, pool, ids, batch_id: str) -> dict:
-    """What finance and marketing read: balances, the funnel, the batch and its file."""
+async def _figures(client, tenant, pool, ids, batch_id: str, as_of: str) -> dict[str, bytes]:
+    """What finance and marketing read, as the bytes they download: the balances as of a
+    moment, every analytics report (CSV), and the batch (its files name payees: below)."""
     await catch_up(pool, ids)
     today = date.today()
-    funnel = await get(
-        client,
-        tenant,
-        f"/v1/analytics/funnel?from={(today - timedelta(days=2)).isoformat()}"
-        f"&to={(today + timedelta(days=1)).isoformat()}",
-    )
-    funnel.pop("generated_at", None)
-    response = await client.get(f"/v1/payout-batches/{batch_id}/payouts.csv", headers=tenant.auth)
-    assert response.status_code == 200
-    rows = list(csv.DictReader(io.StringIO(response.text)))
-    return {
-        "balances": (await get(client, tenant, "/v1/ledger/balances"))["currencies"],
-        "funnel": funnel,
-        "batch": await get(client, tenant, f"/v1/payout-batches/{batch_id}"),
-        "amounts": sorted(r["amount"] for r in rows),
-        "references": sorted(r.get("reference", "") for r in rows),
-    }
+    period = f"from={(today - timedelta(days=2)).isoformat()}&to={today.isoformat()}"
+    urls = [
+        f"/v1/ledger/balances?as_of={as_of}",
+        f"/v1/ledger/balances.csv?as_of={as_of}",
+        f"/v1/payout-batches/{batch_id}",
+        *(f"/v1/analytics/{name}?{period}" for name in REPORTS),
+    ]
+    downloaded = {}
+    for url in urls:
+        response = await client.get(url, headers={**tenant.auth, "accept": "text/csv"})
+        assert response.status_code == 200, (url, response.text)
+        downloaded[url] = response.content
+    return downloaded
+
+
+PAYEE_COLUMNS = ("payee_customer_id", "payee_email")
+
+
+async def _payee_files(client, tenant, batch_id: str) -> list[list[dict[str, str]]]:
+    files = []
+    for name in ("payouts.csv", "rewards.csv"):
+        response = await client.get(f"/v1/payout-batches/{batch_id}/{name}", headers=tenant.auth)
+        assert response.status_code == 200, response.text
+        files.append(list(csv.DictReader(io.StringIO(response.text))))
+    return files
 
 
 async def _export(client, tenant, customer_id: str = MIA) -> CustomerExport:
@@ -229,7 +239,9 @@ async def test_an_export_of_someone_never_seen_is_a_404(client, tenant):
 
 async def test_erasure_leaves_no_trace_and_every_figure_as_it_was(client, tenant, db, pool, ids):
     shop = await _shop(client, tenant)
-    before = await _figures(client, tenant, pool, ids, shop["batch"]["id"])
+    as_of = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    before = await _figures(client, tenant, pool, ids, shop["batch"]["id"], as_of)
+    files_before = await _payee_files(client, tenant, shop["batch"]["id"])
     assert await _traces(db), "the scenario must put Mia somewhere to erase"
 
     response = await client.post(f"/v1/customers/{MIA}/erase", headers=tenant.auth)
@@ -239,7 +251,19 @@ async def test_erasure_leaves_no_trace_and_every_figure_as_it_was(client, tenant
     assert erasure.erased.orders == 2 and erasure.erased.payout_lines == 1
 
     assert await _traces(db) == {}
-    assert await _figures(client, tenant, pool, ids, shop["batch"]["id"]) == before
+    assert await _figures(client, tenant, pool, ids, shop["batch"]["id"], as_of) == before
+    # The batch's files: every line as it was, hers with a payee that names nobody.
+    for rows_before, rows_after in zip(
+        files_before, await _payee_files(client, tenant, shop["batch"]["id"]), strict=True
+    ):
+        assert len(rows_after) == len(rows_before)
+        for old, new in zip(rows_before, rows_after, strict=True):
+            if old["payee_customer_id"] == MIA:
+                assert new["payee_customer_id"] == f"erased:{erasure.id}"
+                assert not new.get("payee_email")
+                old = {k: v for k, v in old.items() if k not in PAYEE_COLUMNS}
+                new = {k: v for k, v in new.items() if k not in PAYEE_COLUMNS}
+            assert new == old
     # The rollups still equal what the (erased) raw rows recompute to.
     (rebuilt,) = await analytics.rebuild(pool, ids=ids, merchant_id=tenant.merchant_id)
     assert rebuilt.identical, rebuilt.differences
@@ -348,3 +372,18 @@ async def test_the_command_line_exports_and_erases_as_the_api_does(
     refused = await referral(settings, "customers", "erase", "--merchant", merchant, "nobody",
                              expect=2)  # fmt: skip
     assert "customer_not_found" in refused
+
+
+async def test_a_share_page_link_sent_before_the_erasure_no_longer_opens(client, tenant):
+    shop = await _shop(client, tenant)
+    made = await post(client, tenant, f"/v1/advocates/{shop['mia']['id']}/share-url", {}, 201)
+    path = made["url"].removeprefix("http://testserver.local")
+    assert (await client.get(path)).status_code == 200
+
+    await post(client, tenant, f"/v1/customers/{MIA}/erase", None, 201)
+
+    page = await client.get(path)
+    assert page.status_code == 404, page.text
+    assert MIA_NAME.split()[0] not in page.text and MIA_CODE not in page.text
+    told = await client.post(f"{path}/contact", data={"contact_preference": "email"})
+    assert told.status_code == 404
