@@ -25,6 +25,7 @@ from referral.analytics import service as analytics
 from referral.analytics.api import AnalyticsController
 from referral.audit.api import list_audit_log
 from referral.console.pages import console_router
+from referral.coupons.api import CouponController, CouponPoolController
 from referral.customers import service as customers
 from referral.customers.api import CustomerController
 from referral.demo.api import demo_router
@@ -205,6 +206,8 @@ def create_app(settings: Settings) -> Litestar:
         AdvocateController,
         CodeController,
         CheckoutController,
+        CouponController,
+        CouponPoolController,
         OrderController,
         ReferralController,
         ReviewController,
@@ -294,6 +297,10 @@ def openapi_config() -> OpenAPIConfig:
             OpenAPITag(
                 name="fraud",
                 description="Fraud policies, backtests, and the review of referrals",
+            ),
+            OpenAPITag(
+                name="coupons",
+                description="Friend coupons at checkout, and the pools of the shop's own codes",
             ),
             OpenAPITag(name="rewards", description="Rewards and their ledger history"),
             OpenAPITag(name="payouts", description="Payout batches and finance exports"),

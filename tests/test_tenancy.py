@@ -54,11 +54,17 @@ class Side:
     batch: dict[str, Any] = field(default_factory=dict)
     line_id: str = ""
     story: dict[str, Any] = field(default_factory=dict)
+    coupon_pool: dict[str, Any] = field(default_factory=dict)
     event_ids: list[str] = field(default_factory=list)
     keys: dict[str, str] = field(default_factory=dict)  # kind -> id of the test-mode keys
     webhook: dict[str, Any] = field(default_factory=dict)  # an endpoint, with its secret
     live_key_ids: set[str] = field(default_factory=set)  # the live twin's own keys
     audit_ids: set[str] = field(default_factory=set)  # the changes its key made
+
+    @property
+    def coupon(self) -> str:
+        """A friend coupon of this merchant's (generated with a friend's reward)."""
+        return next(r["coupon_code"] for o in self.orders for r in o["rewards"] if r["coupon_code"])
 
     def order_id(self, n: int) -> str:
         return f"ord-{self.tag}-{n}"
@@ -95,6 +101,8 @@ class Side:
             self.line_id,
             self.story["text"],
             self.story["url"],
+            self.coupon_pool["id"],
+            self.coupon_pool["name"],
             self.webhook["url"],
             self.webhook["secret"],
             *coupons,
@@ -133,6 +141,12 @@ async def _make_side(client, tenant: Tenant, tag: str) -> Side:
             fallback_url=f"https://{tag}.example/fallback",
         ),
     )
+    side.coupon_pool = await ok(
+        "POST",
+        f"/v1/programs/{side.program['id']}/coupon-pools",
+        {"name": f"Pool {tag}", "currency": "EUR"},
+    )
+    await ok("POST", f"/v1/coupon-pools/{side.coupon_pool['id']}/codes", {"codes": [f"POOL-{tag}"]})
     side.advocate = await ok(
         "POST",
         "/v1/advocates",
@@ -407,6 +421,58 @@ CASES: dict[str, Case] = {
     "POST /v1/advocates/{advocate_id}/reactivate": Case(
         True,
         lambda w: ("POST", f"/v1/advocates/{w.a.advocate['id']}/reactivate", _ACTION),
+        "not_found",
+    ),
+    # coupons at checkout, and the pools of the shop's own codes
+    "POST /v1/coupons/validate": Case(
+        True,
+        lambda w: (
+            "POST",
+            "/v1/coupons/validate",
+            {"code": w.a.coupon, "currency": "EUR", "subtotal": 7000},
+        ),
+        "own_data",
+    ),
+    "POST /v1/coupons/{code}/redeem": Case(
+        True,
+        lambda w: (
+            "POST",
+            f"/v1/coupons/{w.a.coupon}/redeem",
+            {"order_id": "tenancy-redeem", "currency": "EUR"},
+        ),
+        "not_found",
+    ),
+    "POST /v1/programs/{program_id}/coupon-pools": Case(
+        True,
+        lambda w: (
+            "POST",
+            f"/v1/programs/{w.a.program['id']}/coupon-pools",
+            {"name": "Intruder", "currency": "EUR"},
+        ),
+        "not_found",
+        201,
+    ),
+    "GET /v1/programs/{program_id}/coupon-pools": Case(
+        True,
+        lambda w: ("GET", f"/v1/programs/{w.a.program['id']}/coupon-pools", None),
+        "not_found",
+    ),
+    "GET /v1/coupon-pools/{pool_id}": Case(
+        True, lambda w: ("GET", f"/v1/coupon-pools/{w.a.coupon_pool['id']}", None), "not_found"
+    ),
+    "POST /v1/coupon-pools/{pool_id}/codes": Case(
+        True,
+        lambda w: (
+            "POST",
+            f"/v1/coupon-pools/{w.a.coupon_pool['id']}/codes",
+            {"codes": ["INTRUDER-1"]},
+        ),
+        "not_found",
+    ),
+    # The CSV body "INTRUDER-2" (a JSON string reads as one quoted CSV field).
+    "POST /v1/coupon-pools/{pool_id}/codes.csv": Case(
+        True,
+        lambda w: ("POST", f"/v1/coupon-pools/{w.a.coupon_pool['id']}/codes.csv", "INTRUDER-2"),
         "not_found",
     ),
     # a customer's data rights: another merchant's customer is nobody here

@@ -112,6 +112,8 @@ OPERATIONS: dict[str, Access] = {
     "cancelOrder": fact("checkout"),
     "refundOrder": fact("checkout"),
     "createStory": fact("checkout", "the advocate's own story, as the shop reports it"),
+    "validateCoupon": fact("checkout", "a question: it changes nothing"),
+    "redeemCoupon": fact("checkout"),
     # staff actions on advocates, referrals, rewards and stories
     "addVanityCode": change("admin", "advocate.code_added"),
     "reactivateAdvocate": change("admin", "advocate.reactivated"),
@@ -127,6 +129,12 @@ OPERATIONS: dict[str, Access] = {
     "listStories": read(),
     "getStory": read(),
     "updateStory": change("admin", "story.updated"),
+    # coupon pools: the shop's own codes for friends
+    "createCouponPool": change("admin", "coupon_pool.created"),
+    "listCouponPools": read(),
+    "getCouponPool": read(),
+    "addCouponCodes": change("admin", "coupon_pool.codes_added"),
+    "addCouponCodesCsv": change("admin", "coupon_pool.codes_added"),
     # finance
     "listPayoutBatches": read("finance"),
     "createPayoutBatch": change("finance", "payout_batch.created"),

@@ -24,6 +24,7 @@ PREFIXES = {
     "order": "ord",
     "audit_entry": "aud",
     "customer_erasure": "era",
+    "coupon_pool": "cpl",
 }
 
 _ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"

@@ -92,8 +92,10 @@ async def record_order(
             merchant_id=caller.merchant_id,
             code=code,
             order_pk=order_pk,
+            order_id=data.order_id,
             currency=data.currency,
             at=at,
+            customer_id=data.customer_id,
         )
         typed.append(answer)
         if not answer.applies:
@@ -193,6 +195,8 @@ async def record_refund(
     )
     status = "refunded" if refunded == order.total else "partially_refunded"
     await repo.set_order_refunded(conn, caller.merchant_id, order.id, refunded, status)
+    if status == "refunded":
+        await coupons.release_for_order(conn, merchant_id=caller.merchant_id, order_pk=order.id)
     await grant.rebalance_order(
         conn,
         ids=runtime.ids,
@@ -223,6 +227,7 @@ async def cancel_order(
     if order.status == "cancelled":
         return await _state(conn, runtime, caller.merchant_id, order_id)
     await repo.set_order_refunded(conn, caller.merchant_id, order.id, order.refunded, "cancelled")
+    await coupons.release_for_order(conn, merchant_id=caller.merchant_id, order_pk=order.id)
     await grant.rebalance_order(
         conn,
         ids=runtime.ids,

@@ -33,6 +33,9 @@ class RewardRule(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     amounts: CurrencyAmounts | None = None
     basis_points: Annotated[int, Meta(ge=1, le=10_000)] | None = None
     points: Annotated[int, Meta(ge=1, le=10**9)] | None = None
+    # A coupon's code: made by the service (single use, its own prefix), or taken from the
+    # program's coupon pool in the currency (codes the shop made in its own platform).
+    coupon_source: Literal["generated", "pool"] = "generated"
 
 
 class Tier(msgspec.Struct, forbid_unknown_fields=True):
@@ -69,6 +72,8 @@ class RewardSettings(msgspec.Struct, forbid_unknown_fields=True):
     milestones: list[Milestone] = []
     caps: Caps = msgspec.field(default_factory=Caps)
     friend_coupon_days: Annotated[int, Meta(ge=1, le=3650)] = 30
+    # A cancelled or fully refunded order gives back the friend coupon it redeemed.
+    release_coupon_on_refund: bool = False
 
 
 class ProgramCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -66,6 +66,11 @@ def _check_rule(side: str, rule: RewardRule | None) -> None:
         )
     for currency in rule.amounts or {}:
         _check_currency(f"rewards.{side}.amounts", currency)
+    if rule.coupon_source == "pool" and (side != "friend" or rule.kind != "coupon"):
+        raise InvalidInput(
+            f"rewards.{side}: coupon_source pool is for the friend's coupon reward only",
+            code="invalid_reward_rule",
+        )
 
 
 def _check_currency(field: str, currency: str) -> None:

@@ -124,6 +124,10 @@ async def resolve(
             continue
         target = await repo.code_target(conn, key[:40], merchant_id)
         if target is None:
+            pooled = await coupons.find_typed(conn, merchant_id=merchant_id, typed=raw)
+            if pooled is not None:  # a code from a coupon pool, as the shop's platform made it
+                resolved.coupons.append(pooled)
+                continue
             resolved.notes.append("code_not_found")
             continue
         if resolved.candidate is None:

@@ -334,7 +334,12 @@ async def quote(
     # The coupons typed beside the codes, answered as the order would redeem them now.
     typed = [
         await coupons.check(
-            conn, merchant_id=caller.merchant_id, code=code, currency=data.currency, at=now
+            conn,
+            merchant_id=caller.merchant_id,
+            code=code,
+            currency=data.currency,
+            at=now,
+            customer_id=data.customer_id,
         )
         for code in resolved.coupons
     ]

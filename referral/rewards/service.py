@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -162,12 +162,16 @@ async def create(
     if rule.kind == "coupon":
         await coupons.issue(
             conn,
+            ids=ids,
             merchant_id=merchant_id,
+            program_id=program_id,
             reward_id=row.id,
             reward_status=status,
             amount=amount.value,
             currency=amount.currency,
-            expires_at=max(earned_at, datetime.now(UTC)) + timedelta(days=coupon_days),
+            valid_days=coupon_days,
+            valid_from=max(earned_at, datetime.now(UTC)),
+            source=rule.coupon_source,
         )
     await _announce(
         conn,

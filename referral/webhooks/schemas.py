@@ -165,6 +165,15 @@ class CustomerErased(msgspec.Struct):
     erased: CustomerErasedCounts
 
 
+class CouponPoolLow(msgspec.Struct):
+    """A coupon pool runs low: fewer codes left than its `low_below`, or than `low_days` of
+    use at the last seven days' rate. Recorded once, until a refill lifts it."""
+
+    pool_id: str
+    available: int
+    used_last_7_days: int
+
+
 class WebhookTest(msgspec.Struct):
     """Sent by `POST /v1/webhook-endpoints/{endpoint_id}/test`, never by a change."""
 
@@ -200,6 +209,7 @@ CATALOGUE: dict[str, tuple[type[msgspec.Struct], str]] = {
     "payout_batch.paid": (PayoutBatchPaid, "A payout batch was paid"),
     "payout_batch.cancelled": (PayoutBatchChanged, "A payout batch was cancelled"),
     "payout_line.failed": (PayoutLineFailed, "A payout line could not be paid"),
+    "coupon_pool.low": (CouponPoolLow, "A coupon pool runs low"),
     "customer.erased": (CustomerErased, "A customer's personal data was erased"),
     "webhook_endpoint.disabled": (EndpointDisabled, "A webhook endpoint was disabled"),
     "webhook.test": (WebhookTest, "A test delivery"),

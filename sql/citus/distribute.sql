@@ -74,3 +74,7 @@ SELECT create_distributed_table('audit_log', 'merchant_id', colocate_with => 'pr
 -- A customer's erasures (0020), and from when each merchant's raw clicks are kept.
 SELECT create_distributed_table('customer_erasures', 'merchant_id', colocate_with => 'programs');
 SELECT create_distributed_table('analytics_click_horizon', 'merchant_id', colocate_with => 'programs');
+-- Coupon pools, their codes, and the friends' rewards waiting for a code (0022).
+SELECT create_distributed_table('coupon_pools', 'merchant_id', colocate_with => 'programs');
+SELECT create_distributed_table('coupon_pool_codes', 'merchant_id', colocate_with => 'programs');
+SELECT create_distributed_table('coupon_waits', 'merchant_id', colocate_with => 'programs');

@@ -46,10 +46,21 @@ class Trail:
         self.seen = len(await self.entries())
 
     async def call(
-        self, operation_id: str, method: str, path: str, body: Any = None, status: int = 200
+        self,
+        operation_id: str,
+        method: str,
+        path: str,
+        body: Any = None,
+        status: int = 200,
+        *,
+        csv: bytes | None = None,
     ) -> dict[str, Any]:
         """Make the call and check it added exactly one row: its action, this key, the object."""
-        response = await self.client.request(method, path, json=body, headers=self.tenant.auth)
+        if csv is None:
+            response = await self.client.request(method, path, json=body, headers=self.tenant.auth)
+        else:
+            headers = {**self.tenant.auth, "content-type": "text/csv"}
+            response = await self.client.request(method, path, content=csv, headers=headers)
         assert response.status_code == status, f"{operation_id}: {response.text}"
         entries = await self.entries()
         added, self.seen = entries[self.seen :], len(entries)
@@ -161,6 +172,18 @@ async def test_every_change_route_writes_one_audit_row(client, tenant, db, trail
     ref = held["referral"]["id"]
     await t.call("approveReferral", "POST", f"/v1/referrals/{ref}/approve", who)
     await t.call("rejectReferral", "POST", f"/v1/referrals/{ref}/reject", who)  # after all
+
+    # coupon pools: made, and filled by JSON and by CSV
+    coupons = await t.call(
+        "createCouponPool",
+        "POST",
+        f"/v1/programs/{pid}/coupon-pools",
+        {"name": "Welcome", "currency": "EUR"},
+        201,
+    )
+    codes = f"/v1/coupon-pools/{coupons['id']}/codes"
+    await t.call("addCouponCodes", "POST", codes, {"codes": ["AUDIT-0001"]})
+    await t.call("addCouponCodesCsv", "POST", f"{codes}.csv", csv=b"AUDIT-0002\n")
 
     # webhooks
     endpoint = await t.call(
