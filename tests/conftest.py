@@ -9,6 +9,8 @@ real separate connections and no test sees another's rows.
 
 from __future__ import annotations
 
+import asyncio
+
 import os
 import secrets
 import shutil
@@ -45,6 +47,18 @@ def _stop_leftovers() -> None:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
+async def _disposable(url: str) -> None:
+    """The test server's data is thrown away: it need not survive a crash, so it skips the
+    flushes that make each commit and each test's CREATE DATABASE wait for the disk."""
+    conn = await asyncpg.connect(url)
+    try:
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            await conn.execute(f"ALTER SYSTEM SET {setting} = off")
+        await conn.execute("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
 def admin_url() -> Iterator[str]:
     given = os.environ.get("TEST_DATABASE_URL")
@@ -56,6 +70,7 @@ def admin_url() -> Iterator[str]:
     server = EmbeddedPostgres(data_dir)
     server.start()
     try:
+        asyncio.run(_disposable(server.uri("postgres")))
         yield server.uri("postgres")
     finally:
         server.stop()

@@ -13,7 +13,7 @@ from referral.lib.pagination import CURSOR_CLAUSE, Cursor
 
 COLUMNS = """id, name, status, landing_url, fallback_url, attribution_window_days, hold_days,
 rewards, fraud_policy, fraud_policy_version, qr_foreground, qr_background, created_at,
-updated_at, brand_colour, locale, stories_auto_publish"""
+updated_at, brand_colour, locale, stories_auto_publish, rules_version"""
 
 INSERT = f"""
 INSERT INTO programs (merchant_id, name, status, landing_url, fallback_url,
@@ -30,6 +30,7 @@ GET_FOR_UPDATE = GET + " FOR UPDATE"
 UPDATE = f"""
 UPDATE programs SET name = $3, status = $4, landing_url = $5, fallback_url = $6,
        attribution_window_days = $7::int, hold_days = $8::int, rewards = $9, fraud_policy = $10,
+       rules_version = rules_version + CASE WHEN rewards IS DISTINCT FROM $9 THEN 1 ELSE 0 END,
        qr_foreground = $11, qr_background = $12,
        brand_colour = $13, locale = $14, stories_auto_publish = $15, updated_at = now()
 WHERE merchant_id = $1 AND id = $2
@@ -79,6 +80,7 @@ class ProgramRow(msgspec.Struct, frozen=True):
     brand_colour: str
     locale: str
     stories_auto_publish: bool
+    rules_version: int
 
 
 async def insert(conn: asyncpg.Connection, merchant_id: int, values: dict) -> ProgramRow:

@@ -116,6 +116,13 @@ class Program(msgspec.Struct):
     attribution_window_days: int
     hold_days: int
     rewards: RewardSettings
+    rules_version: Annotated[
+        int,
+        Meta(
+            description="Bumped by every change of `rewards`; each reward records the "
+            "version it was granted under, and is never changed by a later one"
+        ),
+    ]
     fraud_policy: FraudPolicy
     fraud_policy_version: int
     qr_foreground: str

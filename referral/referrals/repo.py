@@ -84,7 +84,8 @@ FROM codes c WHERE c.lookup_key = $1 AND c.merchant_id = $2
 
 PROGRAM = """
 SELECT p.id, p.status, p.rewards, p.hold_days, p.attribution_window_days, p.starts_at,
-       p.fraud_policy::text AS fraud_policy, p.fraud_policy_version, m.time_zone, m.mode
+       p.fraud_policy::text AS fraud_policy, p.fraud_policy_version, m.time_zone, m.mode,
+       p.rules_version
 FROM programs p JOIN merchants m ON m.id = p.merchant_id
 WHERE p.merchant_id = $1 AND p.id = $2
 """
@@ -276,6 +277,7 @@ class ProgramTerms(msgspec.Struct, frozen=True):
     fraud_policy_version: int
     time_zone: str
     mode: str
+    rules_version: int
 
 
 class AdvocateIdentity(msgspec.Struct, frozen=True):

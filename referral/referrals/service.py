@@ -119,7 +119,12 @@ def _referred(referral: ReferralRow, advocate: AdvocateIdentity) -> grant.Referr
 
 
 def _terms(program: ProgramTerms, settings: RewardSettings) -> grant.Terms:
-    return grant.Terms(settings=settings, hold_days=program.hold_days, time_zone=program.time_zone)
+    return grant.Terms(
+        settings=settings,
+        hold_days=program.hold_days,
+        time_zone=program.time_zone,
+        rules_version=program.rules_version,
+    )
 
 
 def _sale(purchase: Purchase | None) -> grant.Sale | None:

@@ -54,6 +54,7 @@ class Terms:
     settings: RewardSettings
     hold_days: int
     time_zone: str
+    rules_version: int
 
 
 def signup_currency(settings: RewardSettings) -> str | None:
@@ -95,6 +96,7 @@ async def grant(
         hold_until=at + timedelta(days=terms.hold_days),
         earned_at=at,
         coupon_days=settings.friend_coupon_days,
+        rules_version=terms.rules_version,
     )
 
     nth = await repo.earning_referrals(conn, merchant_id, referred.advocate_id) + 1
@@ -171,7 +173,7 @@ async def rebalance_order(
         if reward.status == "reversed":
             continue
         if settings is None:
-            raw = await repo.program_rules(conn, merchant_id, reward.program_id)
+            raw, _ = await repo.program_rules(conn, merchant_id, reward.program_id)
             settings = msgspec.convert(raw, RewardSettings)
         target = (
             0

@@ -14,13 +14,15 @@ from referral.lib.pagination import CURSOR_CLAUSE, Cursor
 
 COLUMNS = """id, merchant_id, program_id, referral_id, advocate_id, side, payee_key, kind,
 currency, amount, original_amount, basis_points, order_pk, milestone, status, reversed_from,
-hold_until, earned_at, rule, created_at, approved_at, paid_at, reversed_at, updated_at"""
+hold_until, earned_at, rule, created_at, approved_at, paid_at, reversed_at, updated_at,
+rules_version"""
 
 INSERT = f"""
 INSERT INTO rewards (merchant_id, program_id, referral_id, advocate_id, side, payee_key, kind,
                      currency, amount, original_amount, basis_points, order_pk, milestone,
-                     status, hold_until, earned_at, rule)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10::int, $11, $12::int, $13, $14, $15, $16)
+                     status, hold_until, earned_at, rule, rules_version)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10::int, $11, $12::int, $13, $14, $15, $16,
+        $17::int)
 ON CONFLICT DO NOTHING
 RETURNING {COLUMNS}
 """
@@ -221,7 +223,7 @@ ORDER BY t.created_at, t.id
 LIMIT $6
 """
 
-PROGRAM_RULES = "SELECT rewards FROM programs WHERE merchant_id = $1 AND id = $2"
+PROGRAM_RULES = "SELECT rewards, rules_version FROM programs WHERE merchant_id = $1 AND id = $2"
 
 # --- a customer's data rights (referral/customers/): the rewards that pay them (as the
 # advocate, and as the friend of their referrals) and those rewards' ledger entries.
@@ -301,6 +303,7 @@ class RewardRow(msgspec.Struct, frozen=True):
     paid_at: datetime | None
     reversed_at: datetime | None
     updated_at: datetime
+    rules_version: int | None = None  # None: granted before rules were versioned
 
 
 class HistoryRow(msgspec.Struct, frozen=True):
@@ -529,9 +532,12 @@ async def order_of_reward(
     return one(OrderOfReward, row)
 
 
-async def program_rules(conn: asyncpg.Connection, merchant_id: int, program_id: int) -> Any:
-    """A program's reward settings as stored (JSON)."""
-    return await conn.fetchval(PROGRAM_RULES, merchant_id, program_id)
+async def program_rules(
+    conn: asyncpg.Connection, merchant_id: int, program_id: int
+) -> tuple[Any, int]:
+    """A program's reward settings as stored (JSON), and their version."""
+    row = await conn.fetchrow(PROGRAM_RULES, merchant_id, program_id)
+    return row["rewards"], row["rules_version"]
 
 
 async def lock_advocate(conn: asyncpg.Connection, merchant_id: int, advocate_id: int) -> None:

@@ -46,6 +46,13 @@ class Reward(msgspec.Struct):
     history: list[Transition]
     coupon_status: CouponStatus | None = None
     coupon_expires_at: datetime | None = None
+    rules_version: Annotated[
+        int | None,
+        Meta(
+            description="The program's rules version it was granted under (null: granted "
+            "before versions were kept)"
+        ),
+    ] = None
     object: str = "reward"
 
 

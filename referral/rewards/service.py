@@ -116,6 +116,7 @@ async def create(
     earned_at: datetime,
     coupon_days: int,
     reason: str,
+    rules_version: int,
 ) -> RewardRow | None:
     """Create a reward (pending or in_review) with its first ledger entry; None if it exists."""
     row = await repo.insert(
@@ -136,6 +137,7 @@ async def create(
         hold_until,
         earned_at,
         msgspec.to_builtins(rule),
+        rules_version,
     )
     if row is None:
         return None
@@ -470,8 +472,8 @@ async def _grant_milestones(
     reward: RewardRow,
     settings: RewardSettings | None,
 ) -> None:
+    raw, rules_version = await repo.program_rules(conn, reward.merchant_id, reward.program_id)
     if settings is None:
-        raw = await repo.program_rules(conn, reward.merchant_id, reward.program_id)
         settings = msgspec.convert(raw, RewardSettings)
     if not settings.milestones:
         return
@@ -503,6 +505,7 @@ async def _grant_milestones(
             earned_at=now,
             coupon_days=settings.friend_coupon_days,
             reason=f"milestone_{threshold}",
+            rules_version=rules_version,
         )
         if created is not None:
             log.info("milestone_granted", reward_id=created.id, milestone=threshold)
@@ -607,6 +610,7 @@ async def to_rewards(
             coupon_code=coupons_of[row.id].code if row.id in coupons_of else None,
             coupon_status=coupons_of[row.id].status if row.id in coupons_of else None,
             coupon_expires_at=coupons_of[row.id].expires_at if row.id in coupons_of else None,
+            rules_version=row.rules_version,
             created_at=row.created_at,
             approved_at=row.approved_at,
             paid_at=row.paid_at,

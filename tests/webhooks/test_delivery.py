@@ -132,7 +132,7 @@ async def test_timeout_counts_as_a_failure(client, tenant, db, pool, settings, r
     endpoint = await add_endpoint(client, tenant, receiver.url())
     await emit(pool, tenant)
     began = time.monotonic()
-    await deliver_due(pool, settings=settings)
+    await deliver_due(pool, settings=msgspec.structs.replace(settings, webhook_timeout_seconds=0.5))
     assert time.monotonic() - began < 2.5, "the 0.5 s timeout, not the receiver's 3 s"
     (attempt,) = await attempts(client, tenant, endpoint["id"])
     assert attempt["error"] == "timeout" and attempt["status_code"] is None
@@ -381,7 +381,10 @@ async def test_a_slow_endpoint_never_delays_another(client, tenant, db, pool, se
         await add_endpoint(client, tenant, slow.url())
         await add_endpoint(client, tenant, fast.url())
         quick = msgspec.structs.replace(
-            settings, webhook_endpoint_concurrency=2, webhook_interval_seconds=0.02
+            settings,
+            webhook_endpoint_concurrency=2,
+            webhook_interval_seconds=0.02,
+            webhook_timeout_seconds=0.5,
         )
         deliverer = Deliverer(pool, quick)
         runner = asyncio.create_task(deliverer.run())
