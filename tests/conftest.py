@@ -10,7 +10,6 @@ real separate connections and no test sees another's rows.
 from __future__ import annotations
 
 import asyncio
-
 import os
 import secrets
 import shutil
