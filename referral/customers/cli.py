@@ -24,6 +24,7 @@ async def export(
     settings: Settings, merchant: str | None, key: str | None, customer_id: str, output: str
 ) -> None:
     runtime = await _runtime(settings)
+    to_file = output != "-"
     try:
         async with runtime.pool.acquire() as conn:
             caller = await merchants.resolve(conn, ids=runtime.ids, merchant=merchant, key=key)
@@ -31,7 +32,6 @@ async def export(
                 conn, runtime=runtime, caller=caller, customer_id=customer_id
             )
         # A command line's one file: written as the stream arrives, nothing else waits on it.
-        to_file = output != "-"
         opened = Path(output).open("wb") if to_file else nullcontext(sys.stdout.buffer)  # noqa: ASYNC230, SIM115
         with opened as sink:
             async for chunk in service.export(runtime, caller=caller, customer_id=customer_id):
@@ -40,7 +40,7 @@ async def export(
                 sink.write(b"\n")
     finally:
         await runtime.pool.close()
-    if output != "-":
+    if to_file:
         print(f"wrote {output}", file=sys.stderr)
 
 
