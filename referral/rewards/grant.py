@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
-import msgspec
 
 from referral.lib.ids import PublicIds
 from referral.programs.schemas import RewardSettings
@@ -97,6 +96,7 @@ async def grant(
         earned_at=at,
         coupon_days=settings.friend_coupon_days,
         rules_version=terms.rules_version,
+        minimum_order=settings.minimum_order.get(sale.currency) if sale else None,
     )
 
     nth = await repo.earning_referrals(conn, merchant_id, referred.advocate_id) + 1
@@ -166,15 +166,11 @@ async def rebalance_order(
     reason: str,
 ) -> None:
     """Bring every reward of the order to its value after refunds or a cancel: percentage
-    rewards shrink pro rata, rewards of an order below the minimum or refunded in full are
-    reversed. The caller holds the order's lock."""
-    settings: RewardSettings | None = None
+    rewards shrink pro rata; a reward whose order fell below the minimum it was earned
+    under, or was refunded in full, is reversed. The caller holds the order's lock."""
     for reward in await repo.for_order(conn, merchant_id, order.order_pk):
         if reward.status == "reversed":
             continue
-        if settings is None:
-            raw, _ = await repo.program_rules(conn, merchant_id, reward.program_id)
-            settings = msgspec.convert(raw, RewardSettings)
         target = (
             0
             if cancelled
@@ -184,7 +180,7 @@ async def rebalance_order(
                 subtotal=order.subtotal,
                 total=order.total,
                 refunded=order.refunded,
-                minimum=settings.minimum_order.get(order.currency),
+                minimum=reward.minimum_order,  # the terms it was earned on
             )
         )
         if reward.kind not in MONEY_KINDS and target > 0:

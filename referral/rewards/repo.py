@@ -15,14 +15,14 @@ from referral.lib.pagination import CURSOR_CLAUSE, Cursor
 COLUMNS = """id, merchant_id, program_id, referral_id, advocate_id, side, payee_key, kind,
 currency, amount, original_amount, basis_points, order_pk, milestone, status, reversed_from,
 hold_until, earned_at, rule, created_at, approved_at, paid_at, reversed_at, updated_at,
-rules_version"""
+rules_version, minimum_order"""
 
 INSERT = f"""
 INSERT INTO rewards (merchant_id, program_id, referral_id, advocate_id, side, payee_key, kind,
                      currency, amount, original_amount, basis_points, order_pk, milestone,
-                     status, hold_until, earned_at, rule, rules_version)
+                     status, hold_until, earned_at, rule, rules_version, minimum_order)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10::int, $11, $12::int, $13, $14, $15, $16,
-        $17::int)
+        $17::int, $18::bigint)
 ON CONFLICT DO NOTHING
 RETURNING {COLUMNS}
 """
@@ -304,6 +304,7 @@ class RewardRow(msgspec.Struct, frozen=True):
     reversed_at: datetime | None
     updated_at: datetime
     rules_version: int | None = None  # None: granted before rules were versioned
+    minimum_order: int | None = None  # the program's minimum order when granted, if any
 
 
 class HistoryRow(msgspec.Struct, frozen=True):

@@ -117,8 +117,11 @@ async def create(
     coupon_days: int,
     reason: str,
     rules_version: int,
+    minimum_order: int | None = None,
 ) -> RewardRow | None:
-    """Create a reward (pending or in_review) with its first ledger entry; None if it exists."""
+    """Create a reward (pending or in_review) with its first ledger entry; None if it exists.
+    `minimum_order`: the program's minimum for the order's currency, which later refunds
+    of the order are judged by."""
     row = await repo.insert(
         conn,
         merchant_id,
@@ -138,6 +141,7 @@ async def create(
         earned_at,
         msgspec.to_builtins(rule),
         rules_version,
+        minimum_order,
     )
     if row is None:
         return None
@@ -282,8 +286,6 @@ async def reinstate(
     cap = None
     if row.order_pk is not None and row.status == "reversed":
         order = await repo.order_of_reward(conn, merchant_id, row.order_pk, row.program_id)
-        settings = msgspec.convert(order.rewards, RewardSettings)
-        currency = order.currency.strip()
         cap = (
             0
             if order.status == "cancelled"
@@ -293,7 +295,7 @@ async def reinstate(
                 subtotal=order.subtotal,
                 total=order.total,
                 refunded=order.refunded,
-                minimum=settings.minimum_order.get(currency),
+                minimum=row.minimum_order,
             )
         )
         if cap == 0:
