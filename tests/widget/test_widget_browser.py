@@ -77,7 +77,7 @@ class Shop:
                 f'<script nonce="{nonce}">document.getElementById("accept")'
                 '.addEventListener("click", () => window.referralConsent(true));</script>'
             )
-        elif path == "/welcome-local":
+        elif path.startswith("/welcome-local"):
             body = '<h1>Welcome</h1>\n<referral-offer storage="local"></referral-offer>'
         else:
             return ""
@@ -313,6 +313,14 @@ async def test_share_box_and_offer_on_a_shop_page_of_another_origin(
         await expect(offer.locator(".offer")).to_be_visible()
         stored = await friend.evaluate("JSON.parse(localStorage.getItem('referral_ref_token'))")
         assert stored["value"] == ref_token
+
+        # The same offer on a Swedish page.
+        await friend.goto(f"{shop.origin}/welcome-local-sv?ref={ref}&ref_token={ref_token}")
+        await expect(offer.locator(".offer")).to_have_text(
+            "10 EUR rabatt på din första beställning"
+        )
+        await expect(offer.locator("h2")).to_have_text("Ditt välkomsterbjudande")
+        await friend.screenshot(path=SHOTS / "offer-sv.png", full_page=True)
 
         # The consent withdrawn: what was kept is forgotten.
         await friend.evaluate("window.referralConsent(false)")
