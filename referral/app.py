@@ -59,6 +59,7 @@ from referral.web.docs import SwaggerDocs
 from referral.web.security import security_hook
 from referral.webhooks.api import WebhookEndpointController, list_event_attempts
 from referral.webhooks.delivery import Deliverer
+from referral.widget.api import widget_router
 
 log = structlog.get_logger("referral.app")
 VERSION = "0.1.0"
@@ -232,6 +233,7 @@ def create_app(settings: Settings) -> Litestar:
         story_pages_router,
         share_page_router,
         console_router,
+        widget_router,
     ]
     if settings.demo_pages:
         handlers.append(demo_router)
@@ -324,6 +326,11 @@ def openapi_config() -> OpenAPIConfig:
                 name="webhooks",
                 description="Endpoints the events are delivered to (Standard Webhooks), "
                 "their attempts, resend and recover",
+            ),
+            OpenAPITag(
+                name="widget",
+                description="The embeddable widget: its script, and the public JSON its "
+                "elements read from the shop's pages (CORS, no key)",
             ),
             OpenAPITag(name="operations", description="Health and readiness"),
         ],

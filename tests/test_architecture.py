@@ -23,6 +23,7 @@ RULE_MODULES = [
     "console/charts.py",
     "console/figures.py",
     "console/words.py",
+    "widget/rules.py",
 ]
 IO_MODULES = ("asyncpg", "litestar", "httpx", "structlog", "jinja2", "granian")
 IO_REFERRAL = ("referral.lib.db", "referral.settings", "referral.runtime", "referral.http")

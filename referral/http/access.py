@@ -80,6 +80,10 @@ OPERATIONS: dict[str, Access] = {
     "storyPage": PUBLIC,
     "storyImage": PUBLIC,
     "storyShare": PUBLIC,
+    "getWidgetScript": PUBLIC,
+    "getWidgetManifest": PUBLIC,
+    "getWidgetShare": PUBLIC,
+    "getWidgetOffer": PUBLIC,
     # the merchant and its keys
     "getMerchant": ANY_KEY,
     "updateMerchant": change("admin", "merchant.updated"),

@@ -28,6 +28,7 @@ _TEXT = {
     "without the operation's scope)",
     404: "Not found, or owned by another merchant",
     409: "Conflicts with the current state",
+    410: "Expired: ask for a new one",
     413: "The body is larger than the service takes (1 MB)",
     422: "Well-formed, but a rule refuses it",
     429: "Too many requests from this address: retry after `Retry-After` seconds",

@@ -100,20 +100,24 @@ class Refused(Exception):
         self.advocate = advocate
 
 
-async def open_page(conn: asyncpg.Connection, *, runtime: Runtime, token: str) -> PageAdvocate:
+async def open_page(
+    conn: asyncpg.Connection, *, runtime: Runtime, token: str, locale: str | None = None
+) -> PageAdvocate:
     """The advocate a share token opens the page of: the token stands in for a key.
-    Refused for a forged, expired or orphaned token."""
+    Refused for a forged, expired or orphaned token. `locale`: the words in this language
+    rather than the program's when it is one we speak (the widget follows the shop
+    page's language)."""
     claims = signer(runtime.settings).verify(token, now=time.time())
     if isinstance(claims, str):  # "invalid" or "expired"
         raise Refused(claims)
-    advocate = await _load_advocate(conn, runtime, claims)
+    advocate = await _load_advocate(conn, runtime, claims, locale)
     if advocate is None:
         raise Refused("unknown_advocate")
     return advocate
 
 
 async def _load_advocate(
-    conn: asyncpg.Connection, runtime: Runtime, claims: SharePageClaims
+    conn: asyncpg.Connection, runtime: Runtime, claims: SharePageClaims, locale: str | None
 ) -> PageAdvocate | None:
     try:
         internal = runtime.ids.decode("advocate", claims.advocate_id)
@@ -122,7 +126,7 @@ async def _load_advocate(
     row = await repo.advocate(conn, internal)
     if row is None:
         return None
-    locale = i18n.locale_of(row.locale)
+    locale = i18n.locale_of(locale if locale in i18n.LOCALES else row.locale)
     code = runtime.codec.generate(row.id)
     link, _, _ = advocates.links_for(runtime.settings.public_base_url, code)
     return PageAdvocate(

@@ -4,9 +4,10 @@ One Content-Security-Policy for every page: everything from this deployment (`'s
 nothing inline unless it carries the response's nonce (a page's own `<script>` and `<style>`,
 see `render.page`) or, for a constant page, its hash; no plugins, no `<base>`, forms only to
 this deployment, and no framing (`frame-ancestors 'none'` and `X-Frame-Options: DENY`: the
-share page and the story page are not meant to be framed; an embeddable widget will get its
-own policy). Images may also be `data:` URIs, which the API docs' stylesheet uses for its
-icons; an image cannot run script, so that is the one allowance beyond `'self'`.
+share page and the story page are not meant to be framed; the embeddable widget is a script
+on the shop's own pages, under the shop's policy: `widget/`). Images may also be `data:`
+URIs, which the API docs' stylesheet uses for its icons; an image cannot run script, so that
+is the one allowance beyond `'self'`.
 
 `html_headers(https=…)` is applied to every HTML response by the app's `after_request` hook
 (`security_hook`), so a handler cannot forget them; a page rendered with a nonce has set its
