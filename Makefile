@@ -7,7 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # Tests run in parallel (pytest-xdist); each worker has its own embedded PostgreSQL and
-# every test its own database, so workers never see each other's rows.
+# every test its own database, so workers never see each other's rows. A worker that runs
+# out of tests takes some from another's queue (worksteal): the long ones don't make a tail.
 TEST_WORKERS ?= 4
 
 .PHONY: run cli test reset lint openapi lock bench-redirect clean
@@ -39,7 +40,7 @@ cli: $(VENV)/.runtime
 
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.
 test: $(VENV)/.dev
-	@$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected"; exit 1; fi; exit $$rc
 
 reset: $(VENV)/.runtime

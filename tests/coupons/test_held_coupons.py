@@ -9,7 +9,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from itertools import count
 
-from referral.rewards.service import release_due
+from referral.rewards.service import expire_coupons, release_due
 from tests.factories import NO_VELOCITY, create_advocate, create_program, on_app_loop
 from tests.scenarios import ANNA_SEEN, get, post, referral_in_review
 
@@ -247,3 +247,32 @@ async def test_redemption_racing_a_review_never_redeems_a_held_coupon(client, te
             assert (stored["status"], stored["reward"]) == ("issued", "approved")
         outcomes.add((n % 2, answer["applies"], answer["reason"]))
     assert outcomes  # at least one race ran each way
+
+
+async def test_an_unused_coupon_expires_after_the_program_s_days_and_its_reward_goes(
+    client, tenant, pool, ids
+):
+    rewards = {
+        "advocate": {"kind": "cash", "amounts": {"EUR": 1000}},
+        "friend": {"kind": "coupon", "amounts": {"EUR": 1000}},
+        "friend_coupon_days": 7,
+    }
+    program = await create_program(client, tenant, hold_days=0, rewards=rewards)
+    anna = await create_advocate(client, tenant, program["id"], "anna")
+    first = await post(client, tenant, "/v1/orders", _order_body("dora", anna["code"]), 201)
+    coupon = friend_reward(first["rewards"])["coupon_code"]
+    now = datetime.now(UTC)
+    assert await release_due(pool, ids=ids, now=now + timedelta(seconds=1)) == 2
+    assert (await quote(client, tenant, "dora", coupon))["applies"] is True
+
+    assert await expire_coupons(pool, ids=ids, now=now + timedelta(days=6)) == 0
+    assert await expire_coupons(pool, ids=ids, now=now + timedelta(days=8)) == 1
+    assert await expire_coupons(pool, ids=ids, now=now + timedelta(days=9)) == 0, "once"
+
+    assert (await quote(client, tenant, "dora", coupon))["reason"] == "coupon_expired"
+    assert (await use(client, tenant, "dora", coupon))["reason"] == "coupon_expired"
+    explained = await get(client, tenant, f"/v1/referrals/{first['referral']['id']}")
+    by_side = {r["side"]: r for r in explained["rewards"]}
+    assert by_side["friend"]["status"] == "reversed"
+    assert by_side["friend"]["history"][-1]["reason"] == "coupon_expired"
+    assert by_side["advocate"]["status"] == "approved", "the advocate keeps theirs"
