@@ -1,4 +1,4 @@
-"""A real app process is killed with SIGKILL while it delivers 3,000 events; after a
+"""A real app process is killed with SIGKILL while it delivers 10,000 events; after a
 restart every event reaches the receiver at least once, and a duplicate carries the same
 webhook-id (and body) as the first copy."""
 
@@ -22,7 +22,7 @@ from referral.lib.ids import PublicIds
 from tests.conftest import ROOT
 from tests.webhooks.receiver import Receiver
 
-EVENTS = 3_000
+EVENTS = 10_000
 SALT = "crash-test-salt-0123456789"
 
 
