@@ -69,11 +69,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_lease_seconds: float = 90.0
     # Retention (referral/customers/service.py, `apply_retention`): raw clicks are kept this
     # many months (a month's partition is dropped once the analytics rollups hold its clicks),
-    # a fraud signal this many days after it was last seen. The job runs a minute after start,
+    # a fraud signal this many days after it was last seen, webhook attempts and finished
+    # deliveries this many days after they were made. The job runs a minute after start,
     # then every `retention_interval_seconds` (0: not in this process; `referral customers
     # retention` runs it now); the environment's default is daily.
     click_retention_months: int = 13
     signal_retention_days: int = 365
+    webhook_retention_days: int = 90
     retention_interval_seconds: float = 86400.0
     rate_limits: RateLimits = RateLimits()
 
@@ -145,6 +147,7 @@ def from_env(
             webhook_lease_seconds=float(env.get("WEBHOOK_LEASE_SECONDS", "90")),
             click_retention_months=_at_least_one(env, "CLICK_RETENTION_MONTHS", "13"),
             signal_retention_days=_at_least_one(env, "SIGNAL_RETENTION_DAYS", "365"),
+            webhook_retention_days=_at_least_one(env, "WEBHOOK_RETENTION_DAYS", "90"),
             retention_interval_seconds=float(env.get("RETENTION_INTERVAL_SECONDS", "86400")),
             share_token_key=share_token_key,
             console_key=console_key,

@@ -325,3 +325,6 @@ class RetentionRun(msgspec.Struct, kw_only=True):
     waiting_for_rollups: list[str] = []  # merchants whose old clicks are not yet booked
     fraud_signals_expired: int = 0
     signals_seen_before: datetime | None = None
+    webhook_attempts_deleted: int = 0
+    webhook_deliveries_deleted: int = 0
+    webhooks_sent_before: datetime | None = None

@@ -270,24 +270,33 @@ def months_before(at: datetime, months: int) -> datetime:
 
 async def apply_retention(runtime: Runtime, *, now: datetime | None = None) -> RetentionRun:
     """Drop the raw clicks of months older than the retention age (whole partitions, once
-    every merchant's rollups hold their clicks) and fraud signals not seen within their
-    window. One instance at a time (a session lock; the others skip their turn); running it
-    twice does nothing the second time."""
+    every merchant's rollups hold their clicks), fraud signals not seen within their window,
+    and webhook attempts and finished deliveries older than theirs. One instance at a time
+    (a session lock; the others skip their turn); running it twice does nothing the second
+    time."""
     settings = runtime.settings
     now = now or datetime.now(UTC)
     kept_from = months_before(now, settings.click_retention_months)
     seen_before = now - timedelta(days=settings.signal_retention_days)
+    sent_before = now - timedelta(days=settings.webhook_retention_days)
     async with runtime.pool.acquire() as conn:
         if not await repo.try_retention_lock(conn):
             return RetentionRun(ran=False, clicks_kept_from=kept_from)
         try:
             merchant_ids = await merchants.merchant_ids(conn)
-            expired = 0
+            expired = attempts_deleted = deliveries_deleted = 0
             async with conn.transaction():
                 for merchant_id in merchant_ids:
                     expired += await fraud.expire_signals(
                         conn, merchant_id=merchant_id, before=seen_before
                     )
+            for merchant_id in merchant_ids:  # a merchant a transaction: short locks
+                async with conn.transaction():
+                    attempts, deliveries = await webhooks.forget_before(
+                        conn, merchant_id=merchant_id, before=sent_before
+                    )
+                attempts_deleted += attempts
+                deliveries_deleted += deliveries
             dropped: list[str] = []
             deleted = 0
             async with conn.transaction():
@@ -311,6 +320,9 @@ async def apply_retention(runtime: Runtime, *, now: datetime | None = None) -> R
         waiting_for_rollups=[runtime.ids.encode("merchant", m) for m in waiting],
         fraud_signals_expired=expired,
         signals_seen_before=seen_before,
+        webhook_attempts_deleted=attempts_deleted,
+        webhook_deliveries_deleted=deliveries_deleted,
+        webhooks_sent_before=sent_before,
     )
     log.info(
         "retention_applied",
@@ -318,5 +330,7 @@ async def apply_retention(runtime: Runtime, *, now: datetime | None = None) -> R
         clicks_deleted=deleted,
         waiting_for_rollups=len(waiting),
         fraud_signals_expired=expired,
+        webhook_attempts_deleted=attempts_deleted,
+        webhook_deliveries_deleted=deliveries_deleted,
     )
     return run

@@ -117,6 +117,28 @@ UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL, updated
 WHERE merchant_id = $1 AND endpoint_id = $2 AND status = 'pending'
 """
 
+# Retention: attempts made, and deliveries finished (succeeded or failed, not changed since),
+# before $2. Ids grow with time, so the first id at or after the cutoff bounds the delete
+# (found by walking the primary key from the oldest, over exactly the rows that go) and no
+# index on the time is needed; the time is checked again on every row deleted.
+FORGET_ATTEMPTS = """
+DELETE FROM webhook_attempts a
+WHERE a.merchant_id = $1 AND a.attempted_at < $2
+  AND a.id < coalesce(
+      (SELECT y.id FROM webhook_attempts y
+       WHERE y.merchant_id = $1 AND y.attempted_at >= $2 ORDER BY y.id LIMIT 1),
+      (SELECT max(z.id) + 1 FROM webhook_attempts z WHERE z.merchant_id = $1))
+"""
+
+FORGET_DELIVERIES = """
+DELETE FROM webhook_deliveries d
+WHERE d.merchant_id = $1 AND d.status <> 'pending' AND d.created_at < $2 AND d.updated_at < $2
+  AND d.id < coalesce(
+      (SELECT y.id FROM webhook_deliveries y
+       WHERE y.merchant_id = $1 AND y.created_at >= $2 ORDER BY y.id LIMIT 1),
+      (SELECT max(z.id) + 1 FROM webhook_deliveries z WHERE z.merchant_id = $1))
+"""
+
 # The outbox's lag: since when the most overdue delivery has been due (deployment-wide; one
 # in flight is due again only when its lease ends, a retry when its backoff does).
 OLDEST_UNDELIVERED = """
@@ -360,6 +382,14 @@ async def resend(
     conn: asyncpg.Connection, merchant_id: int, endpoint_id: int, event_id: int
 ) -> None:
     await conn.execute(RESEND, merchant_id, endpoint_id, event_id)
+
+
+async def forget_before(
+    conn: asyncpg.Connection, merchant_id: int, before: datetime
+) -> tuple[int, int]:
+    attempts = await conn.execute(FORGET_ATTEMPTS, merchant_id, before)
+    deliveries = await conn.execute(FORGET_DELIVERIES, merchant_id, before)
+    return int(attempts.rsplit(" ", 1)[1]), int(deliveries.rsplit(" ", 1)[1])
 
 
 async def recover(

@@ -434,6 +434,15 @@ async def list_attempts(
     return Page(data=[_attempt(ids, events, endpoint_id or "", r) for r in rows], has_more=more)
 
 
+async def forget_before(
+    conn: asyncpg.Connection, *, merchant_id: int, before: datetime
+) -> tuple[int, int]:
+    """The retention job's part here: attempts made before `before`, and deliveries that
+    finished before it, go (the events themselves stay in the outbox; a resend makes a new
+    delivery). Answers (attempts, deliveries) deleted."""
+    return await repo.forget_before(conn, merchant_id, before)
+
+
 async def outbox_lag_seconds(conn: asyncpg.Connection) -> float:
     """How long the most overdue delivery has been due and not sent (0: none)."""
     oldest = await repo.oldest_undelivered(conn)
