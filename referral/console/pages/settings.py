@@ -42,7 +42,8 @@ ACTIONS = ("flag", "review", "block")
 PLAIN_FIELDS = tuple(
     name
     for name in ProgramUpdate.__struct_fields__
-    if name not in ("rewards", "stories_auto_publish")
+    # The schedule is set through the API (starts_at, ends_at); the form keeps it as it is.
+    if name not in ("rewards", "stories_auto_publish", "starts_at", "ends_at")
 )
 COLOURS = ("brand_colour", "qr_foreground", "qr_background")
 WHOLE_NUMBERS = ("attribution_window_days", "hold_days")
@@ -71,6 +72,9 @@ WORDS = {
         "status_active": "Active",
         "status_paused": "Paused",
         "status_archived": "Archived",
+        "status_ended": "Ended",
+        "status_scheduled": "Scheduled",
+        "status_running": "Running",
         "all_programs": "All programs",
         "tab_settings": "Settings",
         "tab_fraud": "Fraud policy",
@@ -238,6 +242,9 @@ WORDS = {
         "status_active": "Aktivt",
         "status_paused": "Pausat",
         "status_archived": "Arkiverat",
+        "status_ended": "Avslutat",
+        "status_scheduled": "Schemalagt",
+        "status_running": "Pågår",
         "all_programs": "Alla program",
         "tab_settings": "Inställningar",
         "tab_fraud": "Bedrägeriregler",
@@ -692,6 +699,8 @@ def read_program(values: Values, program: Program, t) -> tuple[ProgramUpdate | N
     for name in PLAIN_FIELDS:
         text = _one(values, name)
         value: Any = text
+        if name == "status" and text == program.status:
+            continue  # unchanged (an ended program's status is not one the form may set)
         if name in WHOLE_NUMBERS:
             value = _whole(problems, name, text)
             if value is None:
@@ -1023,7 +1032,7 @@ def _program_page(
         problem=problem,
         edited=edited or program.updated_at.isoformat(),
         kinds=KINDS,
-        statuses=STATUSES,
+        statuses=("ended",) if program.status == "ended" else STATUSES,
     )
 
 
