@@ -245,8 +245,8 @@ class CodeResolver:
             return ProgramLink(row)
         if known is None:
             known = self._programs[row.program_id] = ProgramLink(row)
-        elif known.stale:
-            known.update(row)
+        else:  # what was just read is the newest: a change no notification told of too
+            known.update(row)  # (its codes' short lifetime, while not listening)
         return known
 
     @staticmethod
