@@ -904,7 +904,7 @@ def changed(program: Program, update: ProgramUpdate) -> list[str]:
     names = [
         n
         for n in (*PLAIN_FIELDS, "stories_auto_publish")
-        if getattr(update, n) != getattr(program, n)
+        if getattr(update, n) not in (msgspec.UNSET, getattr(program, n))
     ]
     rewards = update.rewards if isinstance(update.rewards, type(program.rewards)) else None
     if rewards is not None:
