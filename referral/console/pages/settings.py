@@ -29,7 +29,7 @@ from referral.lib import money
 from referral.lib.errors import Conflict, InvalidInput
 from referral.lib.pagination import ListQuery
 from referral.programs import service as programs
-from referral.programs.schemas import Program, ProgramUpdate, RewardRule, Tier
+from referral.programs.schemas import Program, ProgramAction, ProgramUpdate, RewardRule, Tier
 
 PAGE_SIZE = 25
 SAMPLES = 5
@@ -81,6 +81,19 @@ WORDS = {
         "saved_program": "Saved by {actor}: {changed}. New referrals follow these settings "
         "from now on.",
         "saved_nothing": "Saved by {actor}; nothing had changed.",
+        "lifecycle": "Running the program",
+        "pause": "Pause",
+        "resume": "Resume",
+        "end_program": "End for good",
+        "lifecycle_help": "Paused or ended, its links lead to the fallback address (else the "
+        "landing page without the offer) and it makes no new referrals; referrals already made "
+        "keep their rewards. An ended program never resumes.",
+        "lifecycle_pause": "Paused by {actor}.",
+        "lifecycle_resume": "Resumed by {actor}.",
+        "lifecycle_end": "Ended by {actor}, for good.",
+        "lifecycle_program_ended": "This program has ended: it cannot be paused or resumed.",
+        "lifecycle_invalid_program_transition": "A draft or archived program is not paused or "
+        "ended: change its status below.",
         "program_moved": "Someone saved this program's settings at {when}, after you opened "
         "them, so yours were not saved. Your changes are still in the form. Where they "
         "differ from what is saved now: {fields}. Save again to keep yours.",
@@ -251,6 +264,20 @@ WORDS = {
         "saved_program": "Sparat av {actor}: {changed}. Nya rekommendationer följer "
         "inställningarna från och med nu.",
         "saved_nothing": "Sparat av {actor}; inget hade ändrats.",
+        "lifecycle": "Programmets gång",
+        "pause": "Pausa",
+        "resume": "Återuppta",
+        "end_program": "Avsluta för gott",
+        "lifecycle_help": "Pausat eller avslutat leder länkarna till reservadressen (annars "
+        "landningssidan utan erbjudandet) och inga nya tips registreras; tips som redan gjorts "
+        "behåller sina belöningar. Ett avslutat program kan inte återupptas.",
+        "lifecycle_pause": "Pausat av {actor}.",
+        "lifecycle_resume": "Återupptaget av {actor}.",
+        "lifecycle_end": "Avslutat av {actor}, för gott.",
+        "lifecycle_program_ended": "Programmet har avslutats: det kan inte pausas eller "
+        "återupptas.",
+        "lifecycle_invalid_program_transition": "Ett utkast eller arkiverat program pausas "
+        "eller avslutas inte: ändra dess status nedan.",
         "program_moved": "Någon sparade programmets inställningar {when}, efter att du "
         "öppnade dem, så dina sparades inte. Dina ändringar finns kvar i formuläret. Där de "
         "skiljer sig från det som är sparat nu: {fields}. Spara igen för att behålla dina.",
@@ -1044,6 +1071,7 @@ async def program_page(
     session: SessionDep,
     program_id: FromPath[str],
     saved: FromQuery[str | None] = None,
+    lifecycle: FromQuery[str | None] = None,
 ) -> Response:
     program = await _program(conn, runtime, session, program_id)
     t = translator(locale_of(request), WORDS)
@@ -1055,7 +1083,36 @@ async def program_page(
             if changed
             else t("saved_nothing", actor=session.actor)
         )
+    elif lifecycle in LIFECYCLE_NOTICES:
+        notice = t(f"lifecycle_{lifecycle}", actor=session.actor)
     return _program_page(request, session, program, program_values(program), notice=notice)
+
+
+LIFECYCLE_ACTIONS = ("pause", "resume", "end")
+LIFECYCLE_NOTICES = (*LIFECYCLE_ACTIONS, "program_ended", "invalid_program_transition")
+
+
+@post("/settings/{program_id:str}/lifecycle", include_in_schema=False, status_code=303)
+async def change_lifecycle(
+    conn: Conn, runtime: RuntimeDep, session: SessionDep, form: FormDep, program_id: FromPath[str]
+) -> Response:
+    """Pause, resume or end the program (`programs.change_state`, the person as actor)."""
+    action = form.get("action")
+    url = f"/console/settings/{program_id}"
+    if action not in LIFECYCLE_ACTIONS:
+        return back_to(url)
+    try:
+        await programs.change_state(
+            conn,
+            runtime=runtime,
+            caller=session.caller,
+            program_id=program_id,
+            action=action,
+            data=ProgramAction(actor=session.actor),
+        )
+    except Conflict as exc:
+        return back_to(url, lifecycle=exc.code)
+    return back_to(url, lifecycle=action)
 
 
 @post("/settings/{program_id:str}", include_in_schema=False)
