@@ -16,6 +16,7 @@ RULE_MODULES = [
     "fraud/rules.py",
     "fraud/policy.py",
     "fraud/signals.py",
+    "programs/rules.py",
     "referrals/rules.py",
     "rewards/rules.py",
     "lib/emails.py",

@@ -317,6 +317,15 @@ CASES: dict[str, Case] = {
         ),
         "not_found",
     ),
+    "POST /v1/programs/{program_id}/pause": Case(
+        True, lambda w: ("POST", f"/v1/programs/{w.a.program['id']}/pause", _ACTION), "not_found"
+    ),
+    "POST /v1/programs/{program_id}/resume": Case(
+        True, lambda w: ("POST", f"/v1/programs/{w.a.program['id']}/resume", _ACTION), "not_found"
+    ),
+    "POST /v1/programs/{program_id}/end": Case(
+        True, lambda w: ("POST", f"/v1/programs/{w.a.program['id']}/end", _ACTION), "not_found"
+    ),
     # advocates and codes
     "POST /v1/advocates": Case(
         True,

@@ -70,7 +70,8 @@ SELECT id, coalesce(name, customer_id) FROM advocates WHERE merchant_id = $1 AND
 PROGRAM_STATUS = "SELECT status FROM programs WHERE merchant_id = $1 AND id = $2"
 
 CODE_INFO = """
-SELECT c.code, c.program_id, c.status = 'active' AND p.status = 'active' AS active
+SELECT c.code, c.program_id, c.status = 'active' AS code_active, p.status AS program_status,
+       p.starts_at, p.ends_at
 FROM codes c JOIN programs p ON p.merchant_id = c.merchant_id AND p.id = c.program_id
 WHERE c.lookup_key = $1 AND c.merchant_id = $2
 """
@@ -172,7 +173,10 @@ class AdvocateRow(msgspec.Struct, frozen=True):
 class CodeInfoRow(msgspec.Struct, frozen=True):
     code: str
     program_id: int
-    active: bool
+    code_active: bool
+    program_status: str
+    starts_at: datetime
+    ends_at: datetime | None
 
 
 async def suspend_codes(conn: asyncpg.Connection, merchant_id: int, advocate_id: int) -> list[str]:

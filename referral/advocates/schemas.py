@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from referral.programs.rules import ProgramState
+
 # Patterns read the same by Python's `re` (the decoder) and by ECMA-262 (how JSON Schema
 # readers, fuzzers included, read the spec): no `\s` or `.` alone, which differ on
 # \x1c-\x1f, \x85, \ufeff and line separators.
@@ -124,5 +126,11 @@ class CodeInfo(msgspec.Struct):
 
     code: str
     program_id: str
-    active: bool
+    active: Annotated[
+        bool, Meta(description="The code is active and its program running: it earns now")
+    ]
+    program_state: Annotated[
+        ProgramState,
+        Meta(description="Its program's state: only `running` makes new referrals"),
+    ]
     object: str = "code"

@@ -24,6 +24,7 @@ from referral.lib.emails import normalise_email, payout_email_problem
 from referral.lib.errors import Conflict, InvalidInput, NotFound
 from referral.lib.pagination import Cursor, Page
 from referral.merchants.service import Caller
+from referral.programs import rules as lifecycle
 from referral.runtime import Runtime
 
 log = structlog.get_logger("referral.advocates")
@@ -218,10 +219,12 @@ async def code_info(
     row = await repo.code_info(conn, lookup_key(code)[:40], caller.merchant_id)
     if row is None:
         raise NotFound("no such referral code", code="code_not_found")
+    state = lifecycle.state(row.program_status, row.starts_at, row.ends_at, datetime.now(UTC))
     return CodeInfo(
         code=row.code,
         program_id=runtime.ids.encode("program", row.program_id),
-        active=row.active,
+        active=row.code_active and state == "running",
+        program_state=state,
     )
 
 

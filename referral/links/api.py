@@ -122,15 +122,21 @@ async def serve_referral_link(scope: HTTPScope, receive: Receive, send: Send) ->
     """`GET|HEAD /r/{code}` as a plain ASGI app, behind Litestar's routing.
 
     302 to the landing URL with `ref` and a signed `ref_token`, the click buffered; the
-    visitor cookie set when absent or malformed; HEAD and bots redirected but flagged. An
-    unknown or inactive code: the program's fallback URL, else a friendly 404 page.
+    visitor cookie set when absent or malformed; HEAD and bots redirected but flagged. A
+    program paused, ended or not started: its fallback URL, else its landing page without
+    the offer, no click. An unknown or inactive code (or a draft or archived program): the
+    program's fallback URL, else a friendly 404 page.
     """
     runtime: Runtime = scope["app"].state.runtime
     method = scope["method"]
     target = await runtime.codes.resolve(scope["path_params"]["code"])
     if target is None or not target.active:
-        if target is not None and target.fallback_url:
-            location = (b"location", target.fallback_url.encode("latin-1"))
+        # Not running (paused, ended, not started): the fallback URL, else the landing page
+        # without the offer. No click is recorded: it could never be attributed (no token),
+        # and a program's click figures should count only links that offered something.
+        elsewhere = (target.plain_url or target.fallback_url) if target is not None else None
+        if elsewhere:
+            location = (b"location", elsewhere.encode("latin-1"))
             await _respond(send, 302, [location, _NO_STORE, *_EMPTY_TEXT], b"")
         else:
             headers = _PAGE_HEADERS[security.is_https(runtime.settings.public_base_url)]
@@ -211,7 +217,9 @@ _FOLLOW_DOC = (
     "302 to the program's landing URL with `ref` (the code) and `ref_token` (a signed click "
     "token the shop sends back with the signup or order). Records a click; HEAD requests and "
     "link-preview bots are redirected but flagged and not counted. Channel from `ch`, story "
-    "from `s`. An unknown or inactive code gets a friendly page (or the program's fallback URL)."
+    "from `s`. While the program is paused, ended or not yet started: 302 to its fallback URL, "
+    "else its landing URL without `ref` and `ref_token`, and no click is recorded. An unknown "
+    "or inactive code gets a friendly page (or the program's fallback URL)."
 )
 
 

@@ -4,6 +4,7 @@ COPY and rollups."""
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime
@@ -13,14 +14,21 @@ import msgspec
 
 from referral.lib.db import many
 
+# A program's link settings. `live_from` and `live_until`: its start and end (`ends_at`,
+# infinity for none) as Unix seconds, compared with the clock on each redirect (a cached code
+# of a program that starts or ends later follows it without a change to hear of);
+# `plain`: a paused, ended or not yet started program, whose links still redirect, without
+# the offer (a draft or archived one: as an inactive code).
+PROGRAM_LINK_COLUMNS = """p.status = 'active' AS live,
+       extract(epoch FROM p.starts_at)::float8 AS live_from,
+       p.landing_url, p.fallback_url, p.qr_foreground, p.qr_background,
+       COALESCE(extract(epoch FROM p.ends_at)::float8, 'Infinity') AS live_until,
+       p.status IN ('active', 'paused', 'ended') AS plain"""
+
 # A code with its program's link settings (the program in the code's merchant: one shard).
-# `live_from`: the program's start as Unix seconds, compared with the clock on each redirect
-# (a cached code of a program that starts later becomes active without a change to hear of).
-RESOLVE_CODE = """
+RESOLVE_CODE = f"""
 SELECT c.lookup_key, c.code, c.merchant_id, c.program_id, c.advocate_id,
-       c.status = 'active' AS code_active,
-       p.status = 'active' AS live, extract(epoch FROM p.starts_at)::float8 AS live_from,
-       p.landing_url, p.fallback_url, p.qr_foreground, p.qr_background
+       c.status = 'active' AS code_active, {PROGRAM_LINK_COLUMNS}
 FROM codes c JOIN programs p ON p.merchant_id = c.merchant_id AND p.id = c.program_id
 WHERE c.lookup_key = $1
 """
@@ -32,10 +40,8 @@ FROM codes WHERE lookup_key > $1 ORDER BY lookup_key LIMIT $2
 """
 
 # Programs' link settings by (merchant, program) pairs.
-PROGRAM_LINKS = """
-SELECT p.merchant_id, p.id AS program_id, p.status = 'active' AS live,
-       extract(epoch FROM p.starts_at)::float8 AS live_from,
-       p.landing_url, p.fallback_url, p.qr_foreground, p.qr_background
+PROGRAM_LINKS = f"""
+SELECT p.merchant_id, p.id AS program_id, {PROGRAM_LINK_COLUMNS}
 FROM programs p JOIN unnest($1::bigint[], $2::bigint[]) AS k(merchant_id, id)
   ON p.merchant_id = k.merchant_id AND p.id = k.id
 WHERE p.merchant_id = ANY($1)
@@ -200,6 +206,8 @@ class ProgramLinkRow(msgspec.Struct, frozen=True):
     fallback_url: str | None
     qr_foreground: str
     qr_background: str
+    live_until: float = math.inf
+    plain: bool = False  # while not running, its links still lead on (without the offer)
 
 
 async def resolve_code(

@@ -82,6 +82,8 @@ class ProgramLink:
         "program_id",
         "live",
         "live_from",
+        "live_until",
+        "plain_url",
         "landing_url",
         "fallback_url",
         "qr_foreground",
@@ -97,8 +99,13 @@ class ProgramLink:
         self.update(row)
 
     def update(self, row: repo.ProgramLinkRow) -> None:
-        self.live, self.live_from = row.live, row.live_from
+        self.live, self.live_from, self.live_until = row.live, row.live_from, row.live_until
         self.landing_url, self.fallback_url = row.landing_url, row.fallback_url
+        # Where a link goes while the program is not running (paused, ended, not started):
+        # the fallback URL, else the landing page without the offer (no `ref`, no token).
+        self.plain_url = (
+            (row.fallback_url or _landing_url_without_offer(row.landing_url)) if row.plain else None
+        )
         self.qr_foreground, self.qr_background = row.qr_foreground, row.qr_background
         # The redirect URL around the code and the token, so a redirect joins five strings
         # (`landing_url_for`); None when the landing URL itself holds a slot marker.
@@ -123,8 +130,16 @@ class CodeTarget:
 
     @property
     def active(self) -> bool:
+        """The link carries the offer: the code is active and the program running now."""
         p = self.program
-        return self.code_active and p.live and p.live_from <= time.time()
+        return self.code_active and p.live and p.live_from <= time.time() < p.live_until
+
+    @property
+    def plain_url(self) -> str | None:
+        """Where the link goes when not `active`: for an active code of a program that is
+        paused, ended or not started, the fallback URL or the landing page without the
+        offer; None for an inactive code, or a draft or archived program."""
+        return self.program.plain_url if self.code_active else None
 
     @property
     def landing_url(self) -> str:
@@ -230,8 +245,8 @@ class CodeResolver:
             return ProgramLink(row)
         if known is None:
             known = self._programs[row.program_id] = ProgramLink(row)
-        elif known.stale:
-            known.update(row)
+        else:  # what was just read is the newest: a change no notification told of too
+            known.update(row)  # (its codes' short lifetime, while not listening)
         return known
 
     @staticmethod
@@ -395,7 +410,7 @@ async def qr_image(runtime: Runtime, *, code: str, fmt: QrFormat, size: int) -> 
     target = await runtime.codes.resolve(code)
     if target is None:
         raise NotFound("no such referral code", code="code_not_found")
-    if not target.active:
+    if not target.active and target.plain_url is None:  # a paused program's link still works
         raise InvalidInput("this referral code is not active", code="code_inactive")
     url = f"{runtime.settings.public_base_url}/r/{target.code}?ch=qr"
     try:
@@ -420,15 +435,20 @@ def _landing_url(target: CodeTarget, token: str) -> str:
     return _landing_url_of(target.landing_url, target.code, token)
 
 
-def _landing_url_of(landing_url: str, code: str, token: str) -> str:
+def _landing_url_without_offer(landing_url: str, offer: tuple[tuple[str, str], ...] = ()) -> str:
+    """The landing URL, its own query kept but any `ref` and `ref_token` dropped; `offer`
+    (the code and the token) added after it."""
     parts = urlsplit(landing_url)
     query = [
         (k, v)
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
         if k not in ("ref", "ref_token")
     ]
-    query += [("ref", code), ("ref_token", token)]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    return urlunsplit(parts._replace(query=urlencode([*query, *offer])))
+
+
+def _landing_url_of(landing_url: str, code: str, token: str) -> str:
+    return _landing_url_without_offer(landing_url, (("ref", code), ("ref_token", token)))
 
 
 def channel_of(raw: str | None) -> str:

@@ -8,8 +8,64 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from referral.http.deps import CallerDep, Conn, Listing, OnceDep, RuntimeDep
 from referral.lib import problem_docs
 from referral.lib.pagination import Page
-from referral.programs import service
-from referral.programs.schemas import Program, ProgramCreate, ProgramStatus, ProgramUpdate
+from referral.programs import rules, service
+from referral.programs.schemas import (
+    Program,
+    ProgramAction,
+    ProgramCreate,
+    ProgramStatus,
+    ProgramUpdate,
+)
+
+_LIFECYCLE_TEXT = {
+    "pause": "Links still redirect (to the fallback URL, else the landing page without the "
+    "offer) and no new referrals are made until it resumes; referrals already made keep "
+    "their rewards and follow their hold and review. Records `program.paused`.",
+    "resume": "It makes referrals again (once its `starts_at` has come). Records "
+    "`program.resumed`; an ended program cannot resume.",
+    "end": "For good: links redirect without the offer, no new referrals are made, and it "
+    "can never resume. Referrals already made keep their rewards and follow their hold and "
+    "review. Records `program.ended`.",
+}
+
+
+def _lifecycle_route(action: rules.Action, operation_id: str, summary: str):  # noqa: ANN202
+    @post(
+        f"/{{program_id:str}}/{action}",
+        operation_id=operation_id,
+        responses=problem_docs.responses(
+            operation_id,
+            {
+                404: ("program_not_found",),
+                409: ("program_ended", "invalid_program_transition"),
+            },
+            once=True,
+        ),
+        status_code=200,
+        summary=summary,
+        description=_LIFECYCLE_TEXT[action] + " Asking for the state it is in changes nothing.",
+    )
+    async def handler(
+        self,
+        program_id: FromPath[str],
+        data: JSONBody[ProgramAction],
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+        once: OnceDep,
+    ) -> Response[Program]:
+        return await once(
+            lambda: service.change_state(
+                conn,
+                runtime=runtime,
+                caller=caller,
+                program_id=program_id,
+                action=action,
+                data=data,
+            )
+        )
+
+    return handler
 
 
 class ProgramController(Controller):
@@ -26,6 +82,7 @@ class ProgramController(Controller):
                     "invalid_url",
                     "unknown_currency",
                     "invalid_fraud_policy",
+                    "invalid_schedule",
                 )
             },
             once=True,
@@ -63,7 +120,8 @@ class ProgramController(Controller):
             "updateProgram",
             {
                 404: ("program_not_found",),
-                422: ("invalid_reward_rule", "invalid_url", "unknown_currency"),
+                409: ("program_ended",),
+                422: ("invalid_reward_rule", "invalid_url", "unknown_currency", "invalid_schedule"),
             },
         ),
         summary="Change a program",
@@ -101,3 +159,7 @@ class ProgramController(Controller):
             status=status,
             cursor=listing.cursor(runtime.ids, "program"),
         )
+
+    pause = _lifecycle_route("pause", "pauseProgram", "Pause a program")
+    resume = _lifecycle_route("resume", "resumeProgram", "Resume a paused program")
+    end = _lifecycle_route("end", "endProgram", "End a program for good")

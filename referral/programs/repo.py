@@ -13,14 +13,16 @@ from referral.lib.pagination import CURSOR_CLAUSE, Cursor
 
 COLUMNS = """id, name, status, landing_url, fallback_url, attribution_window_days, hold_days,
 rewards, fraud_policy, fraud_policy_version, qr_foreground, qr_background, created_at,
-updated_at, brand_colour, locale, stories_auto_publish, rules_version"""
+updated_at, brand_colour, locale, stories_auto_publish, rules_version, starts_at, ends_at,
+ended_at"""
 
 INSERT = f"""
 INSERT INTO programs (merchant_id, name, status, landing_url, fallback_url,
                       attribution_window_days, hold_days, rewards, fraud_policy,
                       qr_foreground, qr_background,
-                      brand_colour, locale, stories_auto_publish)
-VALUES ($1, $2, $3, $4, $5, $6::int, $7::int, $8, $9, $10, $11, $12, $13, $14)
+                      brand_colour, locale, stories_auto_publish, starts_at, ends_at)
+VALUES ($1, $2, $3, $4, $5, $6::int, $7::int, $8, $9, $10, $11, $12, $13, $14,
+        COALESCE($15::timestamptz, now()), $16::timestamptz)
 RETURNING {COLUMNS}
 """
 
@@ -32,7 +34,16 @@ UPDATE programs SET name = $3, status = $4, landing_url = $5, fallback_url = $6,
        attribution_window_days = $7::int, hold_days = $8::int, rewards = $9, fraud_policy = $10,
        rules_version = rules_version + CASE WHEN rewards IS DISTINCT FROM $9 THEN 1 ELSE 0 END,
        qr_foreground = $11, qr_background = $12,
-       brand_colour = $13, locale = $14, stories_auto_publish = $15, updated_at = now()
+       brand_colour = $13, locale = $14, stories_auto_publish = $15,
+       starts_at = $16::timestamptz, ends_at = $17::timestamptz, updated_at = now()
+WHERE merchant_id = $1 AND id = $2
+RETURNING {COLUMNS}
+"""
+
+# Pause, resume or end: the status, and when it ended (an end is final).
+SET_STATUS = f"""
+UPDATE programs SET status = $3::text,
+       ended_at = CASE WHEN $3::text = 'ended' THEN now() ELSE ended_at END, updated_at = now()
 WHERE merchant_id = $1 AND id = $2
 RETURNING {COLUMNS}
 """
@@ -59,6 +70,8 @@ WRITABLE = (
     "brand_colour",
     "locale",
     "stories_auto_publish",
+    "starts_at",
+    "ends_at",
 )
 
 
@@ -81,6 +94,9 @@ class ProgramRow(msgspec.Struct, frozen=True):
     locale: str
     stories_auto_publish: bool
     rules_version: int
+    starts_at: datetime
+    ends_at: datetime | None
+    ended_at: datetime | None
 
 
 async def insert(conn: asyncpg.Connection, merchant_id: int, values: dict) -> ProgramRow:
@@ -99,6 +115,12 @@ async def update(
 ) -> ProgramRow:
     row = await conn.fetchrow(UPDATE, merchant_id, program_id, *(values[k] for k in WRITABLE))
     return one(ProgramRow, row)
+
+
+async def set_status(
+    conn: asyncpg.Connection, merchant_id: int, program_id: int, status: str
+) -> ProgramRow:
+    return one(ProgramRow, await conn.fetchrow(SET_STATUS, merchant_id, program_id, status))
 
 
 async def list_page(

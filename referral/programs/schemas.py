@@ -9,6 +9,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from referral.fraud.policy import FraudPolicy
+from referral.programs.rules import ProgramState
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Url = Annotated[str, Meta(min_length=1, max_length=2048, examples=["https://shop.example/welcome"])]
@@ -18,7 +19,20 @@ CurrencyAmounts = Annotated[
     dict[Annotated[str, Meta(pattern=r"^[A-Z]{3}$")], MinorUnits],
     Meta(description="Amount in minor units per ISO 4217 currency", examples=[{"EUR": 1000}]),
 ]
-ProgramStatus = Literal["draft", "active", "paused", "archived"]
+ProgramStatus = Literal["draft", "active", "paused", "ended", "archived"]
+# What create and PATCH may set: a program is ended only by POST /v1/programs/{id}/end.
+SettableStatus = Literal["draft", "active", "paused", "archived"]
+StartsAt = Annotated[
+    datetime,
+    Meta(description="When the program starts making referrals (default: when it is created)"),
+]
+EndsAt = Annotated[
+    datetime,
+    Meta(
+        description="When it ends by itself, after `starts_at`; from then on it counts as "
+        "ended (null: never)"
+    ),
+]
 Locale = Annotated[
     Literal["en", "sv"], Meta(description="Language of the customer pages (share and story pages)")
 ]
@@ -80,7 +94,9 @@ class ProgramCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
     landing_url: Url
     fallback_url: Url | None = None
-    status: ProgramStatus = "active"
+    status: SettableStatus = "active"
+    starts_at: StartsAt | None = None
+    ends_at: EndsAt | None = None
     attribution_window_days: WindowDays = 30
     hold_days: HoldDays = 30
     rewards: RewardSettings = msgspec.field(default_factory=RewardSettings)
@@ -96,7 +112,9 @@ class ProgramUpdate(msgspec.Struct, forbid_unknown_fields=True):
     name: Name | UnsetType = UNSET
     landing_url: Url | UnsetType = UNSET
     fallback_url: Url | None | UnsetType = UNSET
-    status: ProgramStatus | UnsetType = UNSET
+    status: SettableStatus | UnsetType = UNSET
+    starts_at: StartsAt | UnsetType = UNSET
+    ends_at: EndsAt | None | UnsetType = UNSET
     attribution_window_days: WindowDays | UnsetType = UNSET
     hold_days: HoldDays | UnsetType = UNSET
     rewards: RewardSettings | UnsetType = UNSET
@@ -107,10 +125,32 @@ class ProgramUpdate(msgspec.Struct, forbid_unknown_fields=True):
     stories_auto_publish: bool | UnsetType = UNSET
 
 
+class ProgramAction(msgspec.Struct, forbid_unknown_fields=True):
+    """Who paused, resumed or ended a program, and why: kept in its event and audit row."""
+
+    actor: Annotated[str, Meta(min_length=1, max_length=200, examples=["ops@shop.example"])] = "api"
+    note: Annotated[str, Meta(max_length=2000)] | None = None
+
+
 class Program(msgspec.Struct):
     id: str
     name: str
     status: ProgramStatus
+    state: Annotated[
+        ProgramState,
+        Meta(
+            description="The status with the clock applied, as of this answer: `scheduled` "
+            "before `starts_at`, `running`, `paused`, `ended` (ended by hand, or past "
+            "`ends_at`), `draft` or `archived`. Only a running program makes new referrals; "
+            "referrals already made keep their rewards and follow their hold and review."
+        ),
+    ]
+    starts_at: datetime
+    ends_at: datetime | None
+    ended_at: Annotated[
+        datetime | None,
+        Meta(description="When it ended: by POST /end, or its `ends_at` once passed"),
+    ]
     landing_url: str
     fallback_url: str | None
     attribution_window_days: int

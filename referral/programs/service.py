@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import asyncpg
 import msgspec
+import structlog
 
 from referral.audit import service as audit
 from referral.events import service as events
@@ -16,15 +17,18 @@ from referral.lib.errors import Conflict, InvalidInput, NotFound
 from referral.lib.ids import PublicIds
 from referral.lib.pagination import Cursor, Page
 from referral.merchants.service import Caller
-from referral.programs import repo
+from referral.programs import repo, rules
 from referral.programs.schemas import (
     Program,
+    ProgramAction,
     ProgramCreate,
     ProgramUpdate,
     RewardRule,
     RewardSettings,
 )
 from referral.runtime import Runtime
+
+log = structlog.get_logger("referral.programs")
 
 
 def check_url(field: str, url: str) -> None:
@@ -102,11 +106,25 @@ def check_rewards(rewards: RewardSettings) -> None:
             )
 
 
+def check_schedule(starts_at: datetime, ends_at: datetime | None) -> None:
+    if not rules.schedule_ok(starts_at, ends_at):
+        raise InvalidInput(
+            f"ends_at ({ends_at.isoformat() if ends_at else ''}) must be after starts_at "
+            f"({starts_at.isoformat()})",
+            code="invalid_schedule",
+            field="ends_at",
+        )
+
+
 def to_program(ids: PublicIds, caller: Caller, row: repo.ProgramRow) -> Program:
+    now = datetime.now(UTC)
     values = msgspec.structs.asdict(row)
     values["id"] = ids.encode("program", row.id)
     values["rewards"] = msgspec.convert(row.rewards, RewardSettings)
     values["fraud_policy"] = fraud_policy.load(row.fraud_policy)
+    values["state"] = state = rules.state(row.status, row.starts_at, row.ends_at, now)
+    if row.ended_at is None and state == "ended" and row.ends_at is not None:
+        values["ended_at"] = row.ends_at  # ended by its schedule
     return Program(**values, livemode=caller.mode == "live")
 
 
@@ -117,6 +135,7 @@ async def create(
     if data.fallback_url is not None:
         check_url("fallback_url", data.fallback_url)
     check_rewards(data.rewards)
+    check_schedule(data.starts_at or datetime.now(UTC), data.ends_at)
     values = {k: getattr(data, k) for k in repo.WRITABLE}
     values["rewards"] = msgspec.to_builtins(data.rewards)
     values["fraud_policy"] = fraud_policy.dump(data.fraud_policy)
@@ -185,6 +204,14 @@ async def update(
         value = getattr(data, field, msgspec.UNSET)
         if value is not msgspec.UNSET:
             values[field] = value
+    was = rules.state(row.status, row.starts_at, row.ends_at, datetime.now(UTC))
+    lifecycle = ("status", "starts_at", "ends_at")
+    if was == "ended" and any(values[k] != getattr(row, k) for k in lifecycle):
+        raise Conflict(
+            "the program has ended: its status and schedule stay as they are",
+            code="program_ended",
+        )
+    check_schedule(values["starts_at"], values["ends_at"])
     check_url("landing_url", values["landing_url"])
     if values["fallback_url"] is not None:
         check_url("fallback_url", values["fallback_url"])
@@ -213,6 +240,59 @@ async def update(
         before=was,
         after=now,
     )
+    runtime.codes.forget_all()
+    return program
+
+
+async def change_state(
+    conn: asyncpg.Connection,
+    *,
+    runtime: Runtime,
+    caller: Caller,
+    program_id: str,
+    action: rules.Action,
+    data: ProgramAction,
+) -> Program:
+    """Pause, resume or end a program (`rules.transition`): recorded as the event
+    `program.paused`, `program.resumed` or `program.ended` and in the audit log. Asking for
+    the state it is already in changes nothing; an ended program stays ended (409
+    `program_ended`). Its links follow at once on every instance (migration 0024's
+    notification); referrals already made keep their rewards and follow their hold."""
+    row = await _row(conn, runtime.ids, caller, program_id, for_update=True)
+    before = to_program(runtime.ids, caller, row)
+    try:
+        status = rules.transition(action, before.state)
+    except ValueError as refused:
+        code = str(refused)
+        if code == "program_ended":
+            raise Conflict(f"the program has ended: it cannot {action}", code=code) from None
+        raise Conflict(
+            f"a {before.state} program cannot {action}: change a draft or archived "
+            "program's status with PATCH",
+            code=code,
+            state=before.state,
+        ) from None
+    if status is None:
+        return before
+    row = await repo.set_status(conn, caller.merchant_id, row.id, status)
+    program = to_program(runtime.ids, caller, row)
+    event = {"pause": "program.paused", "resume": "program.resumed", "end": "program.ended"}
+    payload = {"program_id": program.id, "state": program.state, "actor": data.actor}
+    if data.note is not None:
+        payload["note"] = data.note
+    if program.ended_at is not None:
+        payload["ended_at"] = program.ended_at.isoformat()
+    await events.emit(conn, merchant_id=caller.merchant_id, type=event[action], data=payload)
+    await audit.record(
+        conn,
+        caller=caller,
+        action=event[action],
+        subject_type="program",
+        subject_id=program.id,
+        before={"status": before.status, "state": before.state},
+        after={"status": program.status, "state": program.state},
+    )
+    log.info("program_state_changed", program_id=row.id, action=action, state=program.state)
     runtime.codes.forget_all()
     return program
 

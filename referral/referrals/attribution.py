@@ -20,6 +20,7 @@ from referral.coupons import service as coupons
 from referral.fraud.signals import normalise_address
 from referral.lib.emails import normalise_email
 from referral.lib.errors import InvalidInput
+from referral.programs import rules as lifecycle
 from referral.referrals import repo
 from referral.referrals.repo import ProgramTerms, ReferralRow
 from referral.referrals.schemas import Attribution, Shopper
@@ -70,6 +71,8 @@ class Candidate:
     code: str
     code_active: bool
     attribution: Attribution
+    # Why its program makes no new referral now (paused, ended, not started); None: running.
+    refusal: str | None = None
 
 
 @dataclass
@@ -137,6 +140,7 @@ async def resolve(
                 target.code,
                 target.code_active,
                 Attribution(path="code", code=target.code),
+                refusal=lifecycle.refusal(program_state(await programs.get(target.program_id), at)),
             )
     if resolved.candidate is None and shopper.ref_token:
         token = runtime.signer.verify(shopper.ref_token)
@@ -148,8 +152,8 @@ async def resolve(
             resolved.notes.append("ref_token_invalid")
             return resolved
         clicked_at = datetime.fromtimestamp(token.issued_at, UTC)
-        window = (await programs.get(target.program_id)).attribution_window_days
-        if at > clicked_at + timedelta(days=window):
+        program = await programs.get(target.program_id)
+        if at > clicked_at + timedelta(days=program.attribution_window_days):
             resolved.notes.append("outside_window")
             return resolved
         resolved.candidate = Candidate(
@@ -167,8 +171,13 @@ async def resolve(
                 clicked_at=clicked_at,
                 referer_host=token.referer_host,
             ),
+            refusal=lifecycle.refusal(program_state(program, at)),
         )
     return resolved
+
+
+def program_state(program: ProgramTerms, at: datetime) -> lifecycle.ProgramState:
+    return lifecycle.state(program.status, program.starts_at, program.ends_at, at)
 
 
 def seen(
@@ -230,6 +239,9 @@ async def attach(
             resolved.notes.append("already_referred")
         return existing, False
     if candidate is None:
+        return None, False
+    if candidate.refusal is not None:  # no new referrals while the program is not running
+        resolved.notes.append(candidate.refusal)
         return None, False
     row = await repo.insert_referral(
         conn,

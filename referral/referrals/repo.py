@@ -85,7 +85,7 @@ FROM codes c WHERE c.lookup_key = $1 AND c.merchant_id = $2
 PROGRAM = """
 SELECT p.id, p.status, p.rewards, p.hold_days, p.attribution_window_days, p.starts_at,
        p.fraud_policy::text AS fraud_policy, p.fraud_policy_version, m.time_zone, m.mode,
-       p.rules_version
+       p.rules_version, p.ends_at
 FROM programs p JOIN merchants m ON m.id = p.merchant_id
 WHERE p.merchant_id = $1 AND p.id = $2
 """
@@ -278,6 +278,7 @@ class ProgramTerms(msgspec.Struct, frozen=True):
     time_zone: str
     mode: str
     rules_version: int
+    ends_at: datetime | None
 
 
 class AdvocateIdentity(msgspec.Struct, frozen=True):

@@ -13,6 +13,8 @@ from typing import Any
 
 import msgspec
 
+from referral.programs import rules as lifecycle
+from referral.programs.rules import ProgramState
 from referral.programs.schemas import RewardSettings
 
 
@@ -35,7 +37,7 @@ class Subject(msgspec.Struct, kw_only=True):
     currency: str | None
     occurred_at: datetime
     program_starts_at: datetime
-    program_active: bool
+    program_state: ProgramState  # as of `occurred_at` (programs/rules.py)
     code_active: bool
     is_import: bool = False
     source: str  # code | link | signup_email
@@ -54,13 +56,12 @@ def check(subject: Subject, settings: RewardSettings) -> list[Check]:
             if not _same_person(s)
             else "friend is the advocate (same customer id or email)",
         ),
+        _program_check(s.program_state),
         Check(
             "code_inactive",
-            passed=s.program_active and s.code_active,
-            detail="program and code are active"
-            if s.program_active and s.code_active
-            else "the program or the code is not active",
-            inputs={"program_active": s.program_active, "code_active": s.code_active},
+            passed=s.code_active,
+            detail="the code is active" if s.code_active else "the code is not active",
+            inputs={"code_active": s.code_active},
         ),
         Check(
             "imported_order",
@@ -130,6 +131,18 @@ def check(subject: Subject, settings: RewardSettings) -> list[Check]:
             )
         )
     return checks
+
+
+def _program_check(state: ProgramState) -> Check:
+    """A paused, ended or not yet started program makes no new referral and settles none
+    (referrals it settled before keep their rewards): the check is named by its reason."""
+    reason = lifecycle.refusal(state)
+    return Check(
+        reason or "program_running",
+        passed=reason is None,
+        detail="the program is running" if reason is None else f"the program is {state}",
+        inputs={"program_state": state},
+    )
 
 
 def first_failure(checks: list[Check]) -> str | None:

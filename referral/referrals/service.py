@@ -98,7 +98,7 @@ def _subject(
         currency=purchase.currency if purchase else None,
         occurred_at=at,
         program_starts_at=program.starts_at,
-        program_active=program.status == "active",
+        program_state=attribution.program_state(program, at),
         code_active=code_active,
         is_import=purchase.is_import if purchase else False,
         source=source,

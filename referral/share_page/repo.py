@@ -14,7 +14,7 @@ from referral.lib.db import many, one
 ADVOCATE = """
 SELECT a.id, a.merchant_id, a.program_id, a.name, a.contact_preference,
        p.rewards AS program_rewards, p.brand_colour, p.locale, p.stories_auto_publish,
-       m.name AS shop, m.time_zone
+       m.name AS shop, m.time_zone, p.status AS program_status, p.starts_at, p.ends_at
 FROM advocates a
 JOIN programs p ON p.merchant_id = a.merchant_id AND p.id = a.program_id
 JOIN merchants m ON m.id = a.merchant_id
@@ -73,6 +73,9 @@ class AdvocateRow(msgspec.Struct, frozen=True):
     stories_auto_publish: bool
     shop: str
     time_zone: str
+    program_status: str
+    starts_at: datetime
+    ends_at: datetime | None
 
 
 class ReferralRow(msgspec.Struct, frozen=True):

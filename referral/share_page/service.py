@@ -20,6 +20,8 @@ from referral.advocates.schemas import ShareUrl
 from referral.analytics import service as analytics
 from referral.lib.errors import AppError, NotFound
 from referral.merchants.service import Caller
+from referral.programs import rules as lifecycle
+from referral.programs.rules import ProgramState
 from referral.runtime import Runtime
 from referral.settings import Settings
 from referral.share_page import repo
@@ -88,6 +90,7 @@ class PageAdvocate:
     friend_rule: dict[str, Any] | None  # the program's friend reward rule
     auto_publish: bool
     time_zone: str = "UTC"
+    program_state: ProgramState = "running"  # anything else offers nothing
 
 
 class Refused(Exception):
@@ -127,6 +130,8 @@ async def _load_advocate(
     if row is None:
         return None
     locale = i18n.locale_of(locale if locale in i18n.LOCALES else row.locale)
+    state = lifecycle.state(row.program_status, row.starts_at, row.ends_at, datetime.now(UTC))
+    friend_rule = row.program_rewards.get("friend") if state == "running" else None
     code = runtime.codec.generate(row.id)
     link, _, _ = advocates.links_for(runtime.settings.public_base_url, code)
     return PageAdvocate(
@@ -141,10 +146,11 @@ async def _load_advocate(
         locale=locale,
         colour=row.brand_colour,
         shop=row.shop,
-        offer=i18n.offer_text(row.program_rewards.get("friend"), locale, reader="advocate"),
-        friend_rule=row.program_rewards.get("friend"),
+        offer=i18n.offer_text(friend_rule, locale, reader="advocate"),
+        friend_rule=friend_rule,
         auto_publish=row.stories_auto_publish,
         time_zone=row.time_zone,
+        program_state=state,
     )
 
 
@@ -280,7 +286,14 @@ async def page_context(
         "rewards": rewards,
         "stories": stories_told,
         "share_text": _share_text(advocate),
+        "program_notice": program_notice(advocate),
     }
+
+
+def program_notice(advocate: PageAdvocate) -> str | None:
+    """What the advocate is told while the program makes no new referrals, else None."""
+    reason = lifecycle.refusal(advocate.program_state)
+    return i18n.t(advocate.locale, reason, shop=advocate.shop) if reason else None
 
 
 def _share_text(advocate: PageAdvocate) -> str:

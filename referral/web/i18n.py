@@ -21,6 +21,14 @@ STRINGS: dict[str, dict[str, str]] = {
         "share_title": "Share {shop} with your friends",
         "share_intro": "Friends who use your link get {offer}. You get a reward when they order.",
         "share_intro_no_offer": "Share your link with friends. You get a reward when they order.",
+        "program_paused": "The referral program at {shop} is paused. Your link still works, "
+        "but friends who use it now get no offer, and you earn no reward for them. Rewards you "
+        "have already earned are kept.",
+        "program_ended": "The referral program at {shop} has ended. Friends who use your link "
+        "now get no offer, and you earn no new rewards. Rewards you have already earned are "
+        "kept and paid as usual.",
+        "program_not_started": "The referral program at {shop} has not started yet. Until it "
+        "does, friends who use your link get no offer.",
         "your_link": "Your referral link",
         "copy": "Copy link",
         "copied": "Copied!",
@@ -116,6 +124,14 @@ STRINGS: dict[str, dict[str, str]] = {
         "share_intro": "Vänner som använder din länk får {offer}. Du får en belöning när de "
         "handlar.",
         "share_intro_no_offer": "Dela din länk med dina vänner. Du får en belöning när de handlar.",
+        "program_paused": "Tipsprogrammet hos {shop} är pausat. Din länk fungerar fortfarande, "
+        "men vänner som använder den nu får inget erbjudande och du får ingen belöning för dem. "
+        "Belöningar du redan har fått behåller du.",
+        "program_ended": "Tipsprogrammet hos {shop} har avslutats. Vänner som använder din länk "
+        "nu får inget erbjudande och du får inga nya belöningar. Belöningar du redan har fått "
+        "behåller du, och de betalas ut som vanligt.",
+        "program_not_started": "Tipsprogrammet hos {shop} har inte startat än. Tills det gör det "
+        "får vänner som använder din länk inget erbjudande.",
         "your_link": "Din tipslänk",
         "copy": "Kopiera länken",
         "copied": "Kopierad!",

@@ -81,6 +81,17 @@ class ProgramUpdated(msgspec.Struct):
     actor: str
 
 
+class ProgramStateChanged(msgspec.Struct, omit_defaults=True):
+    """A program paused, resumed or ended: its `state` now (`running`, `scheduled`,
+    `paused`, `ended`), `actor`: who, `note`: why if they said; `ended_at` once ended."""
+
+    program_id: str
+    state: str
+    actor: str
+    note: str | None = None
+    ended_at: datetime | None = None
+
+
 class FraudPolicyChanged(msgspec.Struct):
     """`actor`: who saved it (the console's person, `api` through the API)."""
 
@@ -201,6 +212,9 @@ CATALOGUE: dict[str, tuple[type[msgspec.Struct], str]] = {
     "story.published": (StoryChanged, "A story was published"),
     "story.hidden": (StoryChanged, "A story was hidden"),
     "program.updated": (ProgramUpdated, "A program's settings changed (who, and which)"),
+    "program.paused": (ProgramStateChanged, "A program was paused: no new referrals"),
+    "program.resumed": (ProgramStateChanged, "A paused program makes referrals again"),
+    "program.ended": (ProgramStateChanged, "A program ended for good"),
     "program.fraud_policy_changed": (FraudPolicyChanged, "A program's fraud policy changed"),
     "advocate.codes_suspended": (CodesSuspended, "An advocate's codes were suspended"),
     "advocate.codes_reactivated": (CodesReactivated, "An advocate's codes work again"),

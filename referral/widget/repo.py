@@ -4,6 +4,7 @@ one join, as the share page reads its advocate."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -12,7 +13,8 @@ import msgspec
 from referral.lib.db import one
 
 OFFER = """
-SELECT p.rewards -> 'friend' AS friend_rule, p.brand_colour, p.locale, m.name AS shop
+SELECT p.rewards -> 'friend' AS friend_rule, p.brand_colour, p.locale, m.name AS shop,
+       p.status, p.starts_at, p.ends_at
 FROM programs p JOIN merchants m ON m.id = p.merchant_id
 WHERE p.merchant_id = $1::bigint AND p.id = $2::bigint
 """
@@ -23,6 +25,9 @@ class OfferRow(msgspec.Struct, frozen=True):
     brand_colour: str
     locale: str
     shop: str
+    status: str
+    starts_at: datetime
+    ends_at: datetime | None
 
 
 async def offer(conn: asyncpg.Connection, merchant_id: int, program_id: int) -> OfferRow | None:

@@ -8,6 +8,8 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from referral.programs.rules import ProgramState
+
 Colour = Annotated[str, Meta(pattern="^#[0-9a-f]{6}$", examples=["#1a7f37"])]
 
 
@@ -94,6 +96,7 @@ class WidgetOffer(msgspec.Struct):
     program_id: str
     code: str
     active: bool
+    program_state: ProgramState
     look: WidgetLook
     intro: str
     heading: str

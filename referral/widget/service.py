@@ -12,12 +12,14 @@ version never change (the shops' pages pin their hash), so a change to it is a n
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
 import asyncpg
 
 from referral.lib.errors import AppError, Forbidden, NotFound
+from referral.programs import rules as lifecycle
 from referral.runtime import Runtime
 from referral.settings import Settings
 from referral.share_page import service as share_page
@@ -156,11 +158,14 @@ async def offer(
     if target is None or row is None:
         raise NotFound("no referral link with this code", code="code_not_found")
     locale = i18n.locale_of(lang if lang in i18n.LOCALES else row.locale)
-    text = i18n.offer_text(row.friend_rule, locale) if target.active else None
+    state = lifecycle.state(row.status, row.starts_at, row.ends_at, datetime.now(UTC))
+    active = target.code_active and state == "running"
+    text = i18n.offer_text(row.friend_rule, locale) if active else None
     return WidgetOffer(
         program_id=runtime.ids.encode("program", target.program_id),
         code=target.code,
-        active=target.active,
+        active=active,
+        program_state=state,
         look=_look(locale, row.shop, row.brand_colour),
         intro=i18n.t(locale, "story_cta_intro", shop=row.shop),
         heading=i18n.t(locale, "welcome_offer"),

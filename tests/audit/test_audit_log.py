@@ -204,6 +204,12 @@ async def test_every_change_route_writes_one_audit_row(client, tenant, db, trail
     await t.call("recoverWebhookEndpoint", "POST", f"{path}/recover", {"since": since})
     await t.call("deleteWebhookEndpoint", "DELETE", path)
 
+    # a program's lifecycle
+    ending = await create_program(client, tenant, name="Summer")
+    await t.setup_done()
+    for action in ("pause", "resume", "end"):
+        await t.call(f"{action}Program", "POST", f"/v1/programs/{ending['id']}/{action}", {})
+
     # keys
     made = await t.call("createKey", "POST", "/v1/keys", {"scopes": ["read"]}, 201)
     await t.call("rollKey", "POST", f"/v1/keys/{made['id']}/roll", {"grace_period_seconds": 60})

@@ -177,6 +177,49 @@ class TestPrograms:
         assert (entry["before"]["hold_days"], entry["after"]["hold_days"]) == (14, 7)
         assert entry["after"]["locale"] == "sv" and "name" not in entry["after"], "only changes"
 
+    async def test_pause_resume_and_end_from_the_settings_page(self, console, tenant, db):
+        program = await create_program(console, tenant)
+        url = f"/console/settings/{program['id']}"
+        lifecycle = f"{url}/lifecycle"
+
+        async def press(action: str) -> str:
+            page = (await console.get(url)).text
+            assert f'value="{action}"' in page, f"no {action} button"
+            answer = await console.post(
+                lifecycle,
+                data={**form_of(page, lifecycle), "action": action},
+                follow_redirects=False,
+            )
+            assert answer.status_code == 303, answer.text
+            return unescape((await console.get(answer.headers["location"])).text)
+
+        assert "Paused by Maja Risk." in await press("pause")
+        status = "SELECT status FROM programs WHERE merchant_id = $1"
+        assert await db.fetchval(status, tenant.merchant_id) == "paused"
+        assert 'value="pause"' not in (await console.get(url)).text
+        assert "Resumed by Maja Risk." in await press("resume")
+        shown = await press("end")
+        assert "Ended by Maja Risk, for good." in shown
+        assert 'action="' + lifecycle not in shown  # nothing left to press
+        assert await db.fetchval(status, tenant.merchant_id) == "ended"
+        # The settings form still saves what else it holds, and leaves the status as it is.
+        fields = form_of((await console.get(url)).text, url)
+        answer = await console.post(
+            url, data={**changed(fields, hold_days="3"), "csrf": console.csrf}
+        )
+        assert answer.status_code == 200, answer.text
+        assert await db.fetchval(status, tenant.merchant_id) == "ended"
+        events = await db.fetch(
+            "SELECT type, data ->> 'actor' AS actor FROM events WHERE merchant_id = $1 "
+            "AND type LIKE 'program.%' AND type <> 'program.updated' ORDER BY id",
+            tenant.merchant_id,
+        )
+        assert [(e["type"], e["actor"]) for e in events] == [
+            ("program.paused", "Maja Risk"),
+            ("program.resumed", "Maja Risk"),
+            ("program.ended", "Maja Risk"),
+        ]
+
     async def test_a_save_over_one_made_meanwhile_is_refused_and_undoes_nothing(
         self, console, tenant, db
     ):

@@ -158,10 +158,13 @@ async def test_unknown_code_gets_a_friendly_page(client, db):
     assert await db.fetchval("SELECT count(*) FROM clicks") == 0
 
 
-async def test_inactive_program_goes_to_its_fallback_or_the_friendly_page(client, tenant, db):
+async def test_paused_program_goes_to_its_fallback_or_the_landing_page_without_offer(
+    client, tenant, db
+):
     fallback = "https://shop.example/sorry?x=1"
+    landing = "https://shop.example/w?utm_source=x&ref=OLD"
     with_fallback, a1 = await _link(client, tenant, fallback_url=fallback)
-    without, a2 = await _link(client, tenant)
+    without, a2 = await _link(client, tenant, landing_url=landing)
     for program in (with_fallback, without):
         r = await client.patch(
             f"/v1/programs/{program['id']}", json={"status": "paused"}, headers=tenant.auth
@@ -171,6 +174,24 @@ async def test_inactive_program_goes_to_its_fallback_or_the_friendly_page(client
     r = await client.get(f"/r/{a1['code']}", follow_redirects=False)
     assert (r.status_code, r.headers["location"]) == (302, fallback)
     assert "set-cookie" not in r.headers
+    r = await client.get(f"/r/{a2['code']}", follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (302, "https://shop.example/w?utm_source=x")
+    await asyncio.sleep(0.05)
+    assert await db.fetchval("SELECT count(*) FROM clicks") == 0
+
+
+async def test_draft_program_goes_to_its_fallback_or_the_friendly_page(client, tenant, db):
+    fallback = "https://shop.example/sorry?x=1"
+    with_fallback, a1 = await _link(client, tenant, fallback_url=fallback)
+    without, a2 = await _link(client, tenant)
+    for program in (with_fallback, without):
+        r = await client.patch(
+            f"/v1/programs/{program['id']}", json={"status": "draft"}, headers=tenant.auth
+        )
+        assert r.status_code == 200, r.text
+
+    r = await client.get(f"/r/{a1['code']}", follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (302, fallback)
     r = await client.get(f"/r/{a2['code']}", follow_redirects=False)
     assert r.status_code == 404
     assert "text/html" in r.headers["content-type"]

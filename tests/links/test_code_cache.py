@@ -45,9 +45,14 @@ def resolver(client: AsyncTestClient):
 
 
 async def status_of(client: AsyncTestClient, code: str) -> int:
+    return (await answer_of(client, code))[0]
+
+
+async def answer_of(client: AsyncTestClient, code: str) -> tuple[int, str | None]:
+    """(status, location) of `/r/{code}`."""
     client.cookies.clear()
     r = await client.get(f"/r/{code}", follow_redirects=False)
-    return r.status_code
+    return r.status_code, r.headers.get("location")
 
 
 async def within(seconds: float, check: Callable[[], bool | Awaitable[bool]], what: str) -> None:
@@ -149,11 +154,13 @@ class TestAcrossInstances:
         a, b = instances
         program, (advocate,) = await new_code(a, tenant)
         await cached_on_both(a, b, advocate["code"])
-        r = await a.patch(
-            f"/v1/programs/{program['id']}", json={"status": "paused"}, headers=tenant.auth
-        )
+        r = await a.post(f"/v1/programs/{program['id']}/pause", json={}, headers=tenant.auth)
         assert r.status_code == 200, r.text
-        await answers(b, advocate["code"], 404, "b stops redirecting")
+
+        async def without_offer() -> bool:  # the landing page, no `ref` or `ref_token`
+            return await answer_of(b, advocate["code"]) == (302, LANDING)
+
+        await within(FOLLOWS_WITHIN_SECONDS, without_offer, "b stops offering")
 
     async def test_a_code_made_after_it_was_looked_up_works_at_once(self, instances, tenant):
         """An unknown code is cached too (guessing costs no query); a new code ends that."""

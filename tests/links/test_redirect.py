@@ -407,11 +407,21 @@ class TestUnavailable:
         assert r.status_code == 302
         assert r.headers["location"] == "https://shop.example/sale-is-over"
 
-    async def test_paused_program_without_fallback_gets_the_page(self, client, tenant):
+    async def test_paused_program_without_fallback_lands_without_the_offer(self, client, tenant):
         program = await create_program(client, tenant, landing_url=LANDING)
         advocate = await create_advocate(client, tenant, program["id"])
         r = await client.patch(
             f"/v1/programs/{program['id']}", json={"status": "paused"}, headers=tenant.auth
+        )
+        assert r.status_code == 200, r.text
+        r = await follow(client, f"/r/{advocate['code']}")
+        assert (r.status_code, r.headers["location"]) == (302, LANDING)  # no ref, no token
+
+    async def test_archived_program_without_fallback_gets_the_page(self, client, tenant):
+        program = await create_program(client, tenant, landing_url=LANDING)
+        advocate = await create_advocate(client, tenant, program["id"])
+        r = await client.patch(
+            f"/v1/programs/{program['id']}", json={"status": "archived"}, headers=tenant.auth
         )
         assert r.status_code == 200, r.text
         r = await follow(client, f"/r/{advocate['code']}")

@@ -47,6 +47,7 @@ console_router = Router(
         settings.settings_page,
         settings.program_page,
         settings.save_program,
+        settings.change_lifecycle,
         settings.fraud_page,
         settings.preview_policy,
         settings.save_policy,

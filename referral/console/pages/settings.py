@@ -29,7 +29,7 @@ from referral.lib import money
 from referral.lib.errors import Conflict, InvalidInput
 from referral.lib.pagination import ListQuery
 from referral.programs import service as programs
-from referral.programs.schemas import Program, ProgramUpdate, RewardRule, Tier
+from referral.programs.schemas import Program, ProgramAction, ProgramUpdate, RewardRule, Tier
 
 PAGE_SIZE = 25
 SAMPLES = 5
@@ -42,7 +42,8 @@ ACTIONS = ("flag", "review", "block")
 PLAIN_FIELDS = tuple(
     name
     for name in ProgramUpdate.__struct_fields__
-    if name not in ("rewards", "stories_auto_publish")
+    # The schedule is set through the API (starts_at, ends_at); the form keeps it as it is.
+    if name not in ("rewards", "stories_auto_publish", "starts_at", "ends_at")
 )
 COLOURS = ("brand_colour", "qr_foreground", "qr_background")
 WHOLE_NUMBERS = ("attribution_window_days", "hold_days")
@@ -71,12 +72,28 @@ WORDS = {
         "status_active": "Active",
         "status_paused": "Paused",
         "status_archived": "Archived",
+        "status_ended": "Ended",
+        "status_scheduled": "Scheduled",
+        "status_running": "Running",
         "all_programs": "All programs",
         "tab_settings": "Settings",
         "tab_fraud": "Fraud policy",
         "saved_program": "Saved by {actor}: {changed}. New referrals follow these settings "
         "from now on.",
         "saved_nothing": "Saved by {actor}; nothing had changed.",
+        "lifecycle": "Running the program",
+        "pause": "Pause",
+        "resume": "Resume",
+        "end_program": "End for good",
+        "lifecycle_help": "Paused or ended, its links lead to the fallback address (else the "
+        "landing page without the offer) and it makes no new referrals; referrals already made "
+        "keep their rewards. An ended program never resumes.",
+        "lifecycle_pause": "Paused by {actor}.",
+        "lifecycle_resume": "Resumed by {actor}.",
+        "lifecycle_end": "Ended by {actor}, for good.",
+        "lifecycle_program_ended": "This program has ended: it cannot be paused or resumed.",
+        "lifecycle_invalid_program_transition": "A draft or archived program is not paused or "
+        "ended: change its status below.",
         "program_moved": "Someone saved this program's settings at {when}, after you opened "
         "them, so yours were not saved. Your changes are still in the form. Where they "
         "differ from what is saved now: {fields}. Save again to keep yours.",
@@ -238,12 +255,29 @@ WORDS = {
         "status_active": "Aktivt",
         "status_paused": "Pausat",
         "status_archived": "Arkiverat",
+        "status_ended": "Avslutat",
+        "status_scheduled": "Schemalagt",
+        "status_running": "Pågår",
         "all_programs": "Alla program",
         "tab_settings": "Inställningar",
         "tab_fraud": "Bedrägeriregler",
         "saved_program": "Sparat av {actor}: {changed}. Nya rekommendationer följer "
         "inställningarna från och med nu.",
         "saved_nothing": "Sparat av {actor}; inget hade ändrats.",
+        "lifecycle": "Programmets gång",
+        "pause": "Pausa",
+        "resume": "Återuppta",
+        "end_program": "Avsluta för gott",
+        "lifecycle_help": "Pausat eller avslutat leder länkarna till reservadressen (annars "
+        "landningssidan utan erbjudandet) och inga nya tips registreras; tips som redan gjorts "
+        "behåller sina belöningar. Ett avslutat program kan inte återupptas.",
+        "lifecycle_pause": "Pausat av {actor}.",
+        "lifecycle_resume": "Återupptaget av {actor}.",
+        "lifecycle_end": "Avslutat av {actor}, för gott.",
+        "lifecycle_program_ended": "Programmet har avslutats: det kan inte pausas eller "
+        "återupptas.",
+        "lifecycle_invalid_program_transition": "Ett utkast eller arkiverat program pausas "
+        "eller avslutas inte: ändra dess status nedan.",
         "program_moved": "Någon sparade programmets inställningar {when}, efter att du "
         "öppnade dem, så dina sparades inte. Dina ändringar finns kvar i formuläret. Där de "
         "skiljer sig från det som är sparat nu: {fields}. Spara igen för att behålla dina.",
@@ -692,6 +726,8 @@ def read_program(values: Values, program: Program, t) -> tuple[ProgramUpdate | N
     for name in PLAIN_FIELDS:
         text = _one(values, name)
         value: Any = text
+        if name == "status" and text == program.status:
+            continue  # unchanged (an ended program's status is not one the form may set)
         if name in WHOLE_NUMBERS:
             value = _whole(problems, name, text)
             if value is None:
@@ -895,7 +931,7 @@ def changed(program: Program, update: ProgramUpdate) -> list[str]:
     names = [
         n
         for n in (*PLAIN_FIELDS, "stories_auto_publish")
-        if getattr(update, n) != getattr(program, n)
+        if getattr(update, n) not in (msgspec.UNSET, getattr(program, n))
     ]
     rewards = update.rewards if isinstance(update.rewards, type(program.rewards)) else None
     if rewards is not None:
@@ -1023,7 +1059,7 @@ def _program_page(
         problem=problem,
         edited=edited or program.updated_at.isoformat(),
         kinds=KINDS,
-        statuses=STATUSES,
+        statuses=("ended",) if program.status == "ended" else STATUSES,
     )
 
 
@@ -1035,6 +1071,7 @@ async def program_page(
     session: SessionDep,
     program_id: FromPath[str],
     saved: FromQuery[str | None] = None,
+    lifecycle: FromQuery[str | None] = None,
 ) -> Response:
     program = await _program(conn, runtime, session, program_id)
     t = translator(locale_of(request), WORDS)
@@ -1046,7 +1083,36 @@ async def program_page(
             if changed
             else t("saved_nothing", actor=session.actor)
         )
+    elif lifecycle in LIFECYCLE_NOTICES:
+        notice = t(f"lifecycle_{lifecycle}", actor=session.actor)
     return _program_page(request, session, program, program_values(program), notice=notice)
+
+
+LIFECYCLE_ACTIONS = ("pause", "resume", "end")
+LIFECYCLE_NOTICES = (*LIFECYCLE_ACTIONS, "program_ended", "invalid_program_transition")
+
+
+@post("/settings/{program_id:str}/lifecycle", include_in_schema=False, status_code=303)
+async def change_lifecycle(
+    conn: Conn, runtime: RuntimeDep, session: SessionDep, form: FormDep, program_id: FromPath[str]
+) -> Response:
+    """Pause, resume or end the program (`programs.change_state`, the person as actor)."""
+    action = form.get("action")
+    url = f"/console/settings/{program_id}"
+    if action not in LIFECYCLE_ACTIONS:
+        return back_to(url)
+    try:
+        await programs.change_state(
+            conn,
+            runtime=runtime,
+            caller=session.caller,
+            program_id=program_id,
+            action=action,
+            data=ProgramAction(actor=session.actor),
+        )
+    except Conflict as exc:
+        return back_to(url, lifecycle=exc.code)
+    return back_to(url, lifecycle=action)
 
 
 @post("/settings/{program_id:str}", include_in_schema=False)
