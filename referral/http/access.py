@@ -78,6 +78,7 @@ OPERATIONS: dict[str, Access] = {
     "shareLink": PUBLIC,
     "shareContact": PUBLIC,
     "sharePagePublishStory": PUBLIC,
+    "sharePagePayee": PUBLIC,
     "storyPage": PUBLIC,
     "storyImage": PUBLIC,
     "storyShare": PUBLIC,
