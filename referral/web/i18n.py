@@ -64,7 +64,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "payee_iban": "IBAN",
         "payee_holder": "Account holder's name",
         "payee_bic": "BIC (if your bank asks for it)",
-        "payee_hint": "For security we only ever show part of it here.",
+        "payee_for_email": "For PayPal",
+        "payee_for_bank": "For a bank transfer",
+        "payee_hint": "For your security, we only ever show part of your IBAN or email here.",
         "payee_save": "Save payout details",
         "payee_saved": "Saved. Your next payout goes there.",
         "payee_error_invalid_email": "That email address doesn't look right. "
@@ -180,7 +182,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "payee_iban": "IBAN",
         "payee_holder": "Kontoinnehavarens namn",
         "payee_bic": "BIC (om din bank frågar efter det)",
-        "payee_hint": "Av säkerhetsskäl visar vi bara en del av det här.",
+        "payee_for_email": "För PayPal",
+        "payee_for_bank": "För banköverföring",
+        "payee_hint": "För din säkerhet visar vi bara en del av ditt IBAN eller din e-post här.",
         "payee_save": "Spara utbetalningsuppgifter",
         "payee_saved": "Sparat. Nästa utbetalning går dit.",
         "payee_error_invalid_email": "E-postadressen ser inte rätt ut. "

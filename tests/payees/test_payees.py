@@ -147,7 +147,7 @@ class TestSharePage:
         assert saved.status_code == 303 and saved.headers["location"].endswith("?done=payee#payee")
         page = await client.get(saved.headers["location"])
         assert text_of(page.text, "payee-current") == f"Paid to: {SE_MASKED} · Anna Svensson"
-        assert "Saved. Your next payout goes there." in page.text
+        assert text_of(page.text, "payee-saved") == "Saved. Your next payout goes there."
         assert SE_IBAN not in page.text
 
         shown = (await client.get("/v1/payees/cus_anna", headers=tenant.auth)).json()
