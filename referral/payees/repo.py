@@ -21,8 +21,10 @@ updated_by"""
 
 GET = f"SELECT {COLUMNS} FROM payees WHERE merchant_id = $1 AND customer_id = $2"
 
-# The row as it stands, locked, so two changes at once each audit the other's result.
-GET_FOR_UPDATE = GET + " FOR UPDATE"
+# Held until the transaction ends: two changes of one payee at once (the first one too,
+# when there is no row to lock yet) run one after the other, so each audits the other's
+# result as its `before`.
+LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('payee|' || $2, $1))"
 
 UPSERT = f"""
 INSERT INTO payees (merchant_id, customer_id, method, email, iban, account_holder, bic,
@@ -118,11 +120,12 @@ class YearRow(msgspec.Struct, frozen=True):
     lines: int
 
 
-async def get(
-    conn: asyncpg.Connection, merchant_id: int, customer_id: str, *, lock: bool = False
-) -> PayeeRow | None:
-    row = await conn.fetchrow(GET_FOR_UPDATE if lock else GET, merchant_id, customer_id)
-    return one(PayeeRow, row)
+async def lock(conn: asyncpg.Connection, merchant_id: int, customer_id: str) -> None:
+    await conn.execute(LOCK, merchant_id, customer_id)
+
+
+async def get(conn: asyncpg.Connection, merchant_id: int, customer_id: str) -> PayeeRow | None:
+    return one(PayeeRow, await conn.fetchrow(GET, merchant_id, customer_id))
 
 
 async def upsert(

@@ -113,7 +113,8 @@ async def set_payee(
         )
     except rules.Invalid as invalid:
         raise InvalidInput(str(invalid), code=invalid.problem) from None
-    earlier = await repo.get(conn, caller.merchant_id, customer_id, lock=True)
+    await repo.lock(conn, caller.merchant_id, customer_id)
+    earlier = await repo.get(conn, caller.merchant_id, customer_id)
     row = await repo.upsert(
         conn,
         caller.merchant_id,

@@ -14,6 +14,7 @@ from html import unescape
 from zoneinfo import ZoneInfo
 
 from referral.rewards.service import release_due
+from tests.commands import referral
 from tests.factories import create_program
 from tests.payouts.test_payouts import BATCHES, download, make_advocate, make_program, order, parse
 
@@ -70,6 +71,34 @@ class TestSetAndRead:
         again = await put(client, tenant, "cus_anna", BANK, **{"idempotency-key": "payee-1"})
         assert again == first
         assert len(await audit_rows(client, tenant, first["id"])) == 1
+
+    async def test_changes_at_once_each_audit_the_others_result(self, client, tenant):
+        """Ten PUTs of one new payee on separate connections: one row, and the audit trail
+        a chain (each `before` the `after` of the one before it, the first with none)."""
+        import asyncio
+
+        from tests.factories import on_app_loop
+
+        async def send(http):
+            async def one(n: int):
+                body = {"method": "email", "email": f"anna@shop{n}.example"}  # masked apart
+                return await http.put("/v1/payees/cus_race", json=body, headers=tenant.auth)
+
+            return await asyncio.gather(*(one(n) for n in range(10)))
+
+        responses = await on_app_loop(client, send)
+        assert [r.status_code for r in responses] == [200] * 10
+        payee = (await client.get("/v1/payees/cus_race", headers=tenant.auth)).json()
+        rows = await audit_rows(client, tenant, payee["id"])
+        assert len(rows) == 10
+        # Follow the chain from the row with no `before` (the log's order is each change's
+        # transaction start, not the order the lock let them through).
+        by_before = {str(r["before"]): r for r in rows}
+        assert len(by_before) == 10, "no two changes saw the same `before`"
+        row, seen = by_before["None"], 1
+        while str(row["after"]) in by_before:
+            row, seen = by_before[str(row["after"])], seen + 1
+        assert seen == 10 and row["after"]["email"] == payee["email"]
 
     async def test_unknown_payee_is_a_404(self, client, tenant):
         response = await client.get("/v1/payees/nobody", headers=tenant.auth)
@@ -197,7 +226,7 @@ def rows(data: bytes) -> list[list[str]]:
 
 class TestPayoutFiles:
     async def test_batches_freeze_the_details_and_each_file_lists_what_it_leaves_out(
-        self, client, tenant, db, pool, ids
+        self, client, tenant, db, pool, ids, settings, tmp_path
     ):
         program = await make_program(client, tenant, {"EUR": 1250})
         codes = {
@@ -266,8 +295,13 @@ class TestPayoutFiles:
             "cleo": "no_email",
             "dan": "paid_by_bank_transfer",
         }
-        # Every line is in one file or listed beside it, byte for byte the same each time.
+        # Byte for byte the same each time, and from the command line.
         assert await download(client, tenant, batch["id"], format="bank") == bank.content
+        out = tmp_path / "bank.csv"
+        await referral(
+            settings, "payouts", "export", batch["id"], "-o", str(out), "--format", "bank"
+        )
+        assert out.read_bytes() == bank.content
 
 
 # --------------------------------------------------------------------------- yearly totals
