@@ -2,10 +2,11 @@
 paid in a year.
 
 The details are set by the shop's backend (`PUT /v1/payees/{customer_id}`) or by the advocate
-on their share page, validated (`rules.check`), and shown masked everywhere but in the
-yearly totals for finance and in the customer's own data export. Every change is audited
-with the masked details before and after: the audit log outlives an erasure, so it never
-holds an IBAN, an address or a name, and names the payee by its own id (`pye_…`), not by
+on their share page, validated (`rules.check`), and shown masked everywhere but where money
+is paid or accounted from (the payout lines and files, frozen when a batch is made; the
+yearly totals, for a finance key) and in the customer's own data export. Every change is
+audited with the masked details before and after: the audit log outlives an erasure, so it
+never holds a whole IBAN, address or name, and names the payee by its own id (`pye_…`), not by
 the customer id. Payout batches freeze the details on each line when they are made
 (`referral/payouts/repo.py`, `FILL_BATCH`).
 """
