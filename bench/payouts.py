@@ -33,8 +33,9 @@ the clawbacks, the ledger consistent, and the bare COPY, HTTP and CLI files byte
 Targets: each export under 10 s and 150 MB peak RSS, HTTP within 3x of the faster bare COPY.
 
 Environment: BENCH_ADVOCATES (100000), BENCH_REWARDS_PER_ADVOCATE (10), BENCH_CLAWBACKS
-(1000), BENCH_DATABASE_URL, BENCH_KEEP_FILES=1 (keep the CSVs in .referral/). Exit status: 0
-when the checks pass, 1 when one fails, 2 when the benchmark cannot run.
+(1000), BENCH_PAYEES (20000: payees with bank details, frozen on their lines),
+BENCH_DATABASE_URL, BENCH_KEEP_FILES=1 (keep the CSVs in .referral/). Exit status: 0 when the
+checks pass, 1 when one fails, 2 when the benchmark cannot run.
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ PER_ADVOCATE = int(os.environ.get("BENCH_REWARDS_PER_ADVOCATE", "10"))
 REWARDS = ADVOCATES * PER_ADVOCATE
 # At most one per advocate: a clawback is the advocate's (first) milestone bonus.
 CLAWBACKS = min(int(os.environ.get("BENCH_CLAWBACKS", "1000")), ADVOCATES)
+# Payees who asked for a bank transfer (every n-th advocate): the batch freezes their IBAN
+# and name from the payees table, a join in its one statement.
+PAYEES = min(int(os.environ.get("BENCH_PAYEES", "20000")), ADVOCATES)
 CLAWBACK_AMOUNT = 500  # minor units; every payee's gross is at least 10 x 200
 TARGET_SECONDS = 10.0
 TARGET_MB = 150.0
@@ -96,6 +100,15 @@ SELECT $1, $2, 'cus_' || substr(md5('advocate-' || g), 1, 16),
        'advocate.' || g || '@example.com', 'Advocate ' || g,
        $3::timestamptz - make_interval(days => 30) + make_interval(secs => g)
 FROM generate_series(0, $4::int - 1) g
+"""
+
+SEED_PAYEES = """
+INSERT INTO payees (merchant_id, customer_id, method, iban, account_holder, updated_by)
+SELECT $1, a.customer_id, 'bank_transfer', 'SE3550000000054910000003', a.name, 'key'
+FROM advocates a
+WHERE a.merchant_id = $1
+ORDER BY a.id
+LIMIT $2
 """
 
 # $1 merchant, $2 advocates, $3 per advocate, $4 first earned_at, $5 seconds spread.
@@ -351,6 +364,8 @@ async def seed(url: str, env: dict[str, str]) -> Seeded:
             spread = timedelta(days=400 - 31).total_seconds()
             await conn.execute(SEED_ADVOCATES, m, program_id, first, ADVOCATES)
             step(f"{ADVOCATES:,} advocates")
+            await conn.execute(SEED_PAYEES, m, PAYEES)
+            step(f"{PAYEES:,} payees paid by bank transfer")
             base = {
                 table: await reserve(conn, table, count)
                 for table, count in (
@@ -414,8 +429,8 @@ async def seed(url: str, env: dict[str, str]) -> Seeded:
                 await conn.execute(index["ddl"])
             step(f"{len(indexes)} secondary indexes rebuilt")
             await conn.execute(
-                "VACUUM ANALYZE advocates, referrals, orders, rewards, reward_transitions, "
-                "ledger_entries"
+                "VACUUM ANALYZE advocates, payees, referrals, orders, rewards, "
+                "reward_transitions, ledger_entries"
             )
             step("VACUUM ANALYZE")
             ledger = {k: int(v) for k, v in (await conn.fetchrow(LEDGER_CHECK, m)).items()}

@@ -45,6 +45,7 @@ from referral.merchants.service import KEY_CACHE_SECONDS
 from referral.openapi import StructSchemaPlugin, webhooks_section
 from referral.operations.api import metrics_page
 from referral.orders.api import OrderController
+from referral.payees.api import PayeeController, payee_year_totals
 from referral.payouts.api import PayoutController
 from referral.programs.api import ProgramController
 from referral.referrals.api import CheckoutController, ReferralController, ReviewController
@@ -220,6 +221,8 @@ def create_app(settings: Settings) -> Litestar:
         RewardController,
         LedgerController,
         PayoutController,
+        PayeeController,
+        payee_year_totals,
         MerchantController,
         KeyController,
         list_audit_log,
@@ -310,6 +313,10 @@ def openapi_config() -> OpenAPIConfig:
             ),
             OpenAPITag(name="rewards", description="Rewards and their ledger history"),
             OpenAPITag(name="payouts", description="Payout batches and finance exports"),
+            OpenAPITag(
+                name="payees",
+                description="Where each customer's payouts go, and what they were paid a year",
+            ),
             OpenAPITag(name="ledger", description="The books: balances as of any moment, entries"),
             OpenAPITag(name="events", description="The outbox of state changes"),
             OpenAPITag(

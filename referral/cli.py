@@ -555,7 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
     export_batch = payouts.add_parser("export", help="write a batch's CSV")
     export_batch.add_argument("batch", help="payout batch id (pay_…)")
     export_batch.add_argument("-o", "--output", required=True)
-    export_batch.add_argument("--format", choices=["standard", "paypal"], default="standard")
+    export_batch.add_argument(
+        "--format", choices=["standard", "paypal", "bank"], default="standard"
+    )
     export_batch.add_argument("--part", type=int, default=1, help="PayPal part (5,000 rows each)")
     export_batch.add_argument("--rewards", action="store_true", help="the per-reward CSV")
     export_batch.add_argument("--bom", action="store_true", help="start with a UTF-8 BOM")

@@ -55,6 +55,8 @@ class Side:
     line_id: str = ""
     story: dict[str, Any] = field(default_factory=dict)
     coupon_pool: dict[str, Any] = field(default_factory=dict)
+    payee: dict[str, Any] = field(default_factory=dict)  # the advocate's, by bank transfer
+    iban: str = ""
     event_ids: list[str] = field(default_factory=list)
     keys: dict[str, str] = field(default_factory=dict)  # kind -> id of the test-mode keys
     webhook: dict[str, Any] = field(default_factory=dict)  # an endpoint, with its secret
@@ -103,6 +105,10 @@ class Side:
             self.story["url"],
             self.coupon_pool["id"],
             self.coupon_pool["name"],
+            self.payee["id"],
+            self.payee["account_holder"],
+            self.payee["iban"],  # masked
+            self.iban,
             self.webhook["url"],
             self.webhook["secret"],
             *coupons,
@@ -178,6 +184,12 @@ async def _make_side(client, tenant: Tenant, tag: str) -> Side:
             side.rewards[f"{'adv' if reward['side'] == 'advocate' else 'fr'}{n}"] = reward["id"]
     action = {"actor": "tenancy-test"}
     await ok("POST", f"/v1/rewards/{side.rewards['adv1']}/approve", action)
+    side.iban = IBANS[tag]
+    side.payee = await ok(
+        "PUT",
+        f"/v1/payees/{side.advocate['customer_id']}",
+        {"method": "bank_transfer", "iban": side.iban, "account_holder": f"Holder {tag}"},
+    )
     side.batch = await ok("POST", "/v1/payout-batches", {"currency": "EUR"})
     assert side.batch["reward_count"] == 1, side.batch
     (line,) = await ok("GET", f"/v1/payout-batches/{side.batch['id']}/lines")
@@ -295,6 +307,7 @@ def _order(w: World, order_id: str, customer: str) -> dict[str, Any]:
     }
 
 
+IBANS = {"alpha7q": "SE3550000000054910000003", "bravo4k": "DE89370400440532013000"}
 _ACTION = {"actor": "tenancy-test"}
 CASES: dict[str, Case] = {
     # programs
@@ -496,6 +509,27 @@ CASES: dict[str, Case] = {
         "not_found",
         201,
     ),
+    # payees: another merchant's customer id names nobody there (a PUT makes its own payee)
+    "PUT /v1/payees/{customer_id}": Case(
+        True,
+        lambda w: (
+            "PUT",
+            f"/v1/payees/{w.a.advocate['customer_id']}",
+            {"method": "email", "email": "someone@example.net"},
+        ),
+        "own_data",
+    ),
+    "GET /v1/payees/{customer_id}": Case(
+        True, lambda w: ("GET", f"/v1/payees/{w.a.advocate['customer_id']}", None), "not_found"
+    ),
+    "GET /v1/payees/{customer_id}/totals": Case(
+        True,
+        lambda w: ("GET", f"/v1/payees/{w.a.advocate['customer_id']}/totals?year=2026", None),
+        "own_data",
+    ),
+    "GET /v1/payee-totals": Case(
+        True, lambda w: ("GET", f"/v1/payee-totals?year={datetime.now(UTC).year}", None), "own_data"
+    ),
     # fraud policies
     "GET /v1/programs/{program_id}/fraud-policy": Case(
         True, lambda w: ("GET", f"/v1/programs/{w.a.program['id']}/fraud-policy", None), "not_found"
@@ -620,6 +654,11 @@ CASES: dict[str, Case] = {
     "GET /v1/payout-batches/{batch_id}/paypal": Case(
         True,
         lambda w: ("GET", f"/v1/payout-batches/{w.a.batch['id']}/paypal", None),
+        "not_found",
+    ),
+    "GET /v1/payout-batches/{batch_id}/bank-transfers": Case(
+        True,
+        lambda w: ("GET", f"/v1/payout-batches/{w.a.batch['id']}/bank-transfers", None),
         "not_found",
     ),
     "GET /v1/payout-batches/{batch_id}/rewards.csv": Case(

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
 
 import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.exceptions import ValidationException
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Stream
 
@@ -25,6 +23,7 @@ from referral.analytics.schemas import (
     catalogue_markdown,
 )
 from referral.http.deps import CallerDep, Conn, RuntimeDep
+from referral.http.negotiation import json_or_csv, wants_csv
 from referral.lib import problem_docs
 
 CSV_TEXT = (
@@ -37,16 +36,8 @@ CSV_TEXT = (
 )
 
 
-@dataclass
-class JsonOrCsv(Operation):
-    """The report's 200 in both of its forms: JSON (the default) and CSV (`Accept`)."""
-
-    def __post_init__(self) -> None:
-        ok = (self.responses or {}).get("200")
-        if isinstance(ok, OpenAPIResponse) and ok.content is not None:
-            ok.content["text/csv"] = OpenAPIMediaType(
-                schema=Schema(type=OpenAPIType.STRING, description=CSV_TEXT)
-            )
+# The report's 200 in both of its forms: JSON (the default) and CSV (`Accept`).
+JsonOrCsv = json_or_csv(CSV_TEXT)
 
 
 _DATE = {"format": "date"}
@@ -189,7 +180,7 @@ class AnalyticsController(Controller):
         answer = await reports.report(
             conn, runtime=runtime, caller=caller, name=report, query=query
         )
-        if _wants_csv(request.headers.get("accept", "")):
+        if wants_csv(request.headers.get("accept", "")):
             return Stream(
                 report_csv(answer),
                 media_type="text/csv",  # Litestar adds the charset
@@ -200,14 +191,3 @@ class AnalyticsController(Controller):
                 },
             )
         return Response(answer, headers={"cache-control": "no-store"})
-
-
-def _wants_csv(accept: str) -> bool:
-    """CSV when the client asks for text/csv ahead of (or without) JSON."""
-    kinds = [part.split(";")[0].strip().lower() for part in accept.split(",")]
-    if "text/csv" not in kinds:
-        return False
-    for kind in kinds:
-        if kind in ("application/json", "application/*"):
-            return kinds.index("text/csv") < kinds.index(kind)
-    return True

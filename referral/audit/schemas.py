@@ -7,12 +7,13 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct
 
-ActorType = Literal["key", "console", "cli"]
+ActorType = Literal["key", "console", "cli", "advocate"]
 
 
 class AuditActor(Struct):
     """Who made the change: an API key (its id and hint), a person signed in to the console
-    (the name or email they gave), or the command line."""
+    (the name or email they gave), the command line, or an advocate on their own share page
+    (their advocate id: only their own payout details)."""
 
     type: ActorType
     key_id: str | None

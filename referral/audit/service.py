@@ -26,6 +26,8 @@ _encoder = msgspec.json.Encoder(order="sorted")
 
 
 def _actor(caller: Caller) -> tuple[str, int | None, str]:
+    if caller.kind == "share_page":  # the advocate behind a share token, named by their id
+        return "advocate", None, (caller.actor or "advocate")[:200]
     if caller.key_id is not None:
         return "key", caller.key_id, caller.key_hint or "key"
     if caller.actor is not None:

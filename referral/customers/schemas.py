@@ -36,6 +36,7 @@ class Subject(msgspec.Struct, kw_only=True):
     signals: int = 0  # fraud signals kept under their customer id
     visitor_ids: list[str] = []  # the link's visitor cookie of their clicks as a friend
     story_ids: list[int] = []
+    payees: int = 0  # payout details kept under their customer id
 
     @property
     def found(self) -> bool:
@@ -45,6 +46,7 @@ class Subject(msgspec.Struct, kw_only=True):
             or self.order_ids
             or self.signup_ids
             or self.signals
+            or self.payees
         )
 
     @property
@@ -219,12 +221,30 @@ class ExportedReward(msgspec.Struct):
     coupon: ExportedCoupon | None
 
 
+class ExportedPayee(msgspec.Struct):
+    """Where they asked their payouts to be sent, in full (it is theirs), and when."""
+
+    customer_id: str
+    method: Literal["email", "bank_transfer"]
+    email: str | None
+    iban: str | None
+    account_holder: str | None
+    bic: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
 class ExportedPayout(msgspec.Struct):
-    """Their line in a payout batch: what it paid them and where to."""
+    """Their line in a payout batch: what it paid them and where to (the details frozen on
+    the line when its batch was made)."""
 
     batch_id: str
     line_id: str
     payee_email: str | None
+    payee_method: Literal["email", "bank_transfer"]
+    payee_iban: str | None
+    payee_account_holder: str | None
+    payee_bic: str | None
     amount: int
     currency: str
     status: str
@@ -269,6 +289,7 @@ class CustomerExport(msgspec.Struct):
     signups: list[ExportedSignup]
     orders: list[ExportedOrder]
     rewards: list[ExportedReward]
+    payees: list[ExportedPayee]
     payouts: list[ExportedPayout]
     fraud_signals: ExportedSignals
     erasures: Annotated[
@@ -295,6 +316,7 @@ class ErasedCounts(msgspec.Struct, kw_only=True):
     rewards: int = 0
     ledger_entries: int = 0
     payout_lines: int = 0
+    payees: int = 0
     fraud_signals: int = 0
     events: int = 0
     webhook_attempts: int = 0

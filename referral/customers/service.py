@@ -40,6 +40,7 @@ from referral.links import service as links
 from referral.merchants import service as merchants
 from referral.merchants.service import Caller
 from referral.orders import service as orders
+from referral.payees import service as payees
 from referral.payouts import service as payouts
 from referral.referrals import service as referrals
 from referral.rewards import service as rewards
@@ -76,6 +77,7 @@ async def _find(conn: asyncpg.Connection, merchant_id: int, customer_id: str) ->
     await orders.find_customer(conn, subject=subject)
     await referrals.find_customer(conn, subject=subject)
     await fraud.find_customer(conn, subject=subject)
+    await payees.find_customer(conn, subject=subject)
     return subject
 
 
@@ -155,6 +157,7 @@ async def export(runtime: Runtime, *, caller: Caller, customer_id: str) -> Async
             + _member("signups", signups)
             + _member("orders", await orders.export_customer(conn, ids=ids, subject=subject))
             + _member("rewards", await rewards.export_customer(conn, ids=ids, subject=subject))
+            + _member("payees", await payees.export_customer(conn, subject=subject))
             + _member("payouts", await payouts.export_customer(conn, ids=ids, subject=subject))
             + _member(
                 "fraud_signals",
@@ -216,6 +219,7 @@ async def erase(
         conn, subject=subject, tombstones=tombstones
     )
     counts.payout_lines = await payouts.erase_customer(conn, subject=subject, tombstones=tombstones)
+    counts.payees = await payees.erase_customer(conn, subject=subject)
     counts.stories = await stories.erase_customer(conn, runtime=runtime, subject=subject)
     counts.fraud_signals = await fraud.erase_customer(conn, subject=subject)
     await analytics.erase_customer(conn, subject=subject, tombstones=tombstones)

@@ -30,7 +30,8 @@ SCOPE_TEXT = {
     "checkout": "what the shop's storefront and checkout call: quote, signups, orders, refunds "
     "and cancellations, its customers' advocates, share URLs, contact preferences, stories "
     "and code checks",
-    "finance": "payout batches, their files and the books (balances, ledger exports)",
+    "finance": "payout batches, their files, payees' payout details and yearly totals, and "
+    "the books (balances, ledger exports)",
     "read": "every GET",
     "admin": "programs, fraud policies, reviews, manual reward actions, the merchant's "
     "settings, keys, webhooks, customers' data rights and the audit log",
@@ -77,6 +78,7 @@ OPERATIONS: dict[str, Access] = {
     "shareLink": PUBLIC,
     "shareContact": PUBLIC,
     "sharePagePublishStory": PUBLIC,
+    "sharePagePayee": PUBLIC,
     "storyPage": PUBLIC,
     "storyImage": PUBLIC,
     "storyShare": PUBLIC,
@@ -157,6 +159,13 @@ OPERATIONS: dict[str, Access] = {
     "getLedgerBalances": read("finance"),
     "exportLedgerBalancesCsv": read("finance"),
     "exportLedgerEntriesCsv": read("finance"),
+    # payees: where each customer's payouts go (finance's, so a leaked checkout key cannot
+    # redirect them), and the totals paid for tax forms
+    "putPayee": change("finance", "payee.updated"),
+    "getPayee": read("finance"),
+    "getPayeeTotals": read("finance"),
+    "getPayeeYearTotals": read("finance"),
+    "getBankTransferExport": read("finance"),
     # reports and the outbox
     "getAnalyticsReport": read(),
     "listEvents": read(),

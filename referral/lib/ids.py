@@ -25,6 +25,7 @@ PREFIXES = {
     "audit_entry": "aud",
     "customer_erasure": "era",
     "coupon_pool": "cpl",
+    "payee": "pye",
 }
 
 _ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"

@@ -15,6 +15,7 @@ from referral.lib.pagination import Page
 from referral.openapi import OptionalBody
 from referral.payouts import export, service
 from referral.payouts.schemas import (
+    BankExport,
     BatchCreate,
     BatchStatus,
     LineFailure,
@@ -274,14 +275,14 @@ class PayoutController(Controller):
         response_headers=[
             ResponseHeader(
                 name="Unpayable-Lines",
-                description="PayPal layout: how many of the batch's lines the file leaves "
-                "out (listed, with reasons, by getPaypalExport)",
+                description="PayPal and bank layouts: how many of the batch's lines the file "
+                "leaves out (listed, with reasons, by getPaypalExport or getBankTransferExport)",
                 documentation_only=True,
             ),
             ResponseHeader(
                 name="Link",
-                description='PayPal layout: `<…/paypal>; rel="describedby"`, the list of '
-                "lines the file leaves out",
+                description='PayPal and bank layouts: `<…/paypal>; rel="describedby"` (or '
+                "`…/bank-transfers`), the list of lines the file leaves out",
                 documentation_only=True,
             ),
         ],
@@ -292,17 +293,21 @@ class PayoutController(Controller):
         conn: Conn,
         caller: CallerDep,
         runtime: RuntimeDep,
-        format: FromQuery[Literal["standard", "paypal"]] = "standard",
+        format: FromQuery[Literal["standard", "paypal", "bank"]] = "standard",
         part: FromQuery[int] = 1,
         bom: FromQuery[bool] = False,
     ) -> Stream:
         query = await service.export_query(
             conn, runtime=runtime, caller=caller, batch_id=batch_id, format=format, part=part
         )
-        name = f"{batch_id}-paypal-{part}.csv" if format == "paypal" else f"{batch_id}.csv"
+        name = {
+            "paypal": f"{batch_id}-paypal-{part}.csv",
+            "bank": f"{batch_id}-bank-transfers.csv",
+        }.get(format, f"{batch_id}.csv")
         headers = {}
-        if format == "paypal":
-            listed = f"{runtime.settings.public_base_url}/v1/payout-batches/{batch_id}/paypal"
+        if format != "standard":
+            listing = "paypal" if format == "paypal" else "bank-transfers"
+            listed = f"{runtime.settings.public_base_url}/v1/payout-batches/{batch_id}/{listing}"
             headers = {
                 "unpayable-lines": str(query.unpayable),
                 "link": f'<{listed}>; rel="describedby"',
@@ -325,6 +330,23 @@ class PayoutController(Controller):
         self, batch_id: FromPath[str], conn: Conn, caller: CallerDep, runtime: RuntimeDep
     ) -> PaypalExport:
         return await service.paypal_export(conn, runtime=runtime, caller=caller, batch_id=batch_id)
+
+    @get(
+        "/{batch_id:str}/bank-transfers",
+        operation_id="getBankTransferExport",
+        responses=problem_docs.responses(
+            "getBankTransferExport", {404: ("payout_batch_not_found", "payout_not_found")}
+        ),
+        summary="What the bank-transfer file pays, and the lines it leaves out",
+        description="The bank file (`payouts.csv?format=bank`) holds every line whose payee "
+        "asked for a bank transfer with an IBAN that passes its check digits and an account "
+        "holder's name (values validated when set, never escaped); the others are listed here "
+        "with their reason (`paid_by_email` for the PayPal file's). Changes nothing.",
+    )
+    async def bank(
+        self, batch_id: FromPath[str], conn: Conn, caller: CallerDep, runtime: RuntimeDep
+    ) -> BankExport:
+        return await service.bank_export(conn, runtime=runtime, caller=caller, batch_id=batch_id)
 
     @get(
         "/{batch_id:str}/rewards.csv",

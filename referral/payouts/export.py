@@ -7,7 +7,9 @@ batch creation, so every export of a batch is byte-identical.
 
 Columns (stable; new ones are only ever appended):
 - payouts.csv: batch_id, payee_customer_id, payee_email, amount, amount_minor, currency,
-  reward_count, first_reward_at, last_reward_at, reference
+  reward_count, first_reward_at, last_reward_at, reference, payout_method (email |
+  bank_transfer), iban, bic, account_holder: every line, with where its money goes as frozen
+  when the batch was made (the payee's details, `PUT /v1/payees/{customer_id}`).
 - rewards.csv: batch_id, payee_customer_id, reward_id, referral_id, order_id, side,
   line_type (reward | clawback), gross_minor, reversed_minor, net_minor, net, currency,
   earned_at, reference
@@ -17,7 +19,13 @@ Columns (stable; new ones are only ever appended):
   escaped), or an amount PayPal would round (HUF, JPY, TWD in whole units), is left out and
   listed by `GET /v1/payout-batches/{id}/paypal` with its reason; the response says how many
   in `Unpayable-Lines` and links that list (`Link: <…>; rel="describedby"`). The batch is not
-  changed: a line left out is paid another way, or failed.
+  changed: a line left out is paid another way, or failed. A payee who asked for a bank
+  transfer is left out as `paid_by_bank_transfer`: the bank file pays them.
+- payouts.csv?format=bank: a bank-transfer file with a header: reference, account_holder,
+  iban, bic, amount, amount_minor, currency, payee_customer_id, note. Only the lines a bank
+  transfer can pay: an IBAN that fails its check digits, or no account holder, or a payee
+  paid by email, is left out and listed by `GET /v1/payout-batches/{id}/bank-transfers`
+  (`Unpayable-Lines`, `Link` as for PayPal).
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from referral.lib import money
 from referral.lib.errors import InvalidInput
 from referral.payouts import repo
 
-Format = Literal["standard", "paypal"]
+Format = Literal["standard", "paypal", "bank"]
 PAYPAL_ROWS_PER_PART = 5000
 PAYPAL_WHOLE_UNITS = frozenset({"HUF", "JPY", "TWD"})
 STALL_SECONDS = 60.0
@@ -72,6 +80,19 @@ async def paypal_unpayable(
     return await repo.paypal_unpayable(conn, batch.merchant_id, batch.id, divisor)
 
 
+async def bank_payable(conn: asyncpg.Connection, *, batch: repo.BatchRow) -> repo.Payable:
+    """The lines a bank transfer can pay, and their total."""
+    return await repo.bank_payable(conn, batch.merchant_id, batch.id)
+
+
+async def bank_unpayable(
+    conn: asyncpg.Connection, *, batch: repo.BatchRow
+) -> list[repo.UnpayableRow]:
+    """The lines the bank file leaves out, each with its reason: `paid_by_email`, `no_iban`,
+    `invalid_iban`, `no_account_holder`."""
+    return await repo.bank_unpayable(conn, batch.merchant_id, batch.id)
+
+
 def payouts_query(
     batch: repo.BatchRow,
     batch_public_id: str,
@@ -79,9 +100,20 @@ def payouts_query(
     part: int,
     payable: repo.Payable | None = None,
 ) -> ExportQuery:
-    """`payable`: for the PayPal layout, what `paypal_payable()` found."""
+    """`payable`: for the PayPal and bank layouts, what `paypal_payable()` or
+    `bank_payable()` found."""
     currency = batch.currency.strip()
     exponent = money.exponent(currency)
+    if fmt == "bank":
+        if payable is None:
+            raise ValueError("the bank layout needs the batch's payable lines")
+        return ExportQuery(
+            repo.PAYOUTS_BANK,
+            (batch.merchant_id, batch.id, batch_public_id, exponent),
+            header=True,
+            rows=payable.lines,
+            unpayable=batch.line_count - payable.lines,
+        )
     if fmt == "paypal":
         if payable is None:
             raise ValueError("the PayPal layout needs the batch's payable lines")

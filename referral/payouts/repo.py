@@ -61,7 +61,7 @@ netted AS (
     SELECT currency, kind, payee_key, sum(amount) AS netted
     FROM receivable GROUP BY currency, kind, payee_key
 ),
-payees AS (
+per_payee AS (
     SELECT d.currency, d.kind, d.payee_key, sum(d.amount) AS gross, count(*) AS reward_count,
            min(d.earned_at) AS first_at, max(d.earned_at) AS last_at
     FROM due d GROUP BY d.currency, d.kind, d.payee_key
@@ -71,7 +71,7 @@ payable AS (
            p.gross + coalesce(n.netted, 0) AS amount, p.reward_count, p.first_at, p.last_at,
            {minimum} AS minimum,
            p.gross + coalesce(n.netted, 0) >= greatest({minimum}, 1) AS enough
-    FROM payees p LEFT JOIN netted n USING (currency, kind, payee_key)
+    FROM per_payee p LEFT JOIN netted n USING (currency, kind, payee_key)
 )"""
 
 
@@ -95,16 +95,20 @@ def _one_batch(lock: str) -> str:
 
 # One statement, one snapshot: the rewards are locked, summed per payee, and linked to the
 # lines they were summed into, so a reward approved meanwhile can never be linked without
-# being counted. Receivables not yet netted are netted into the same lines.
+# being counted. Receivables not yet netted are netted into the same lines. Each line freezes
+# where its money goes: the payee's details on file (the payees room's table, read in this
+# join), else by email to the advocate's address, their latest order's, or a guest's key.
 # $1-$5 as `_one_batch`, $6 batch, $7 reference prefix
 FILL_BATCH = (
     _one_batch(lock="FOR UPDATE OF r")
     + """,
 lines AS (
-    INSERT INTO payout_lines (merchant_id, batch_id, payee_key, payee_email, gross, netted,
+    INSERT INTO payout_lines (merchant_id, batch_id, payee_key, payee_email, payee_method,
+                              payee_iban, payee_account_holder, payee_bic, gross, netted,
                               amount, reward_count, first_reward_at, last_reward_at, reference)
     SELECT $1, $6, p.payee_key,
            coalesce(
+             y.email,
              (SELECT a.email FROM advocates a
                WHERE a.merchant_id = $1 AND a.customer_id = p.payee_key AND a.email IS NOT NULL
                ORDER BY a.created_at DESC LIMIT 1),
@@ -113,9 +117,11 @@ lines AS (
                  AND o.email_normalised IS NOT NULL
                ORDER BY o.occurred_at DESC LIMIT 1),
              CASE WHEN position('@' IN p.payee_key) > 0 THEN p.payee_key END),
+           coalesce(y.method, 'email'), y.iban, y.account_holder, y.bic,
            p.gross, p.netted, p.amount, p.reward_count, p.first_at, p.last_at,
            $7 || '-' || lpad((row_number() OVER (ORDER BY p.payee_key))::text, 6, '0')
     FROM payable p
+    LEFT JOIN payees y ON y.merchant_id = $1 AND y.customer_id = p.payee_key
     WHERE p.enough
     RETURNING id, payee_key, amount, reward_count
 ),
@@ -182,7 +188,8 @@ ANALYZE_BATCHES = "ANALYZE payout_lines, payout_items"
 # --- a customer's data rights (referral/customers/): their lines, found by payee key (the
 # customer id, or a guest friend's email).
 CUSTOMER_LINES = """
-SELECT l.id, l.batch_id, l.payee_email, l.amount, b.currency, l.status, l.reference,
+SELECT l.id, l.batch_id, l.payee_email, l.payee_method, l.payee_iban, l.payee_account_holder,
+       l.payee_bic, l.amount, b.currency, l.status, l.reference,
        b.created_at AS batch_created_at, b.paid_at AS batch_paid_at
 FROM payout_lines l
 JOIN payout_batches b ON b.merchant_id = l.merchant_id AND b.id = l.batch_id
@@ -190,12 +197,14 @@ WHERE l.merchant_id = $1 AND l.payee_key = ANY($2::text[])
 ORDER BY b.created_at, l.id
 """
 
-# A line keeps its amounts, status and reference (what the bank statement and the exported
-# file reconcile by); the payee becomes their tombstone ($2 from, $3 to) and has no address.
+# A line keeps its amounts, status, method and reference (what the bank statement and the
+# exported file reconcile by); the payee becomes their tombstone ($2 from, $3 to) and has no
+# address, IBAN or name.
 ERASE_LINES = """
 WITH erased AS (
     UPDATE payout_lines l SET payee_key = ($3::text[])[array_position($2::text[], l.payee_key)],
-                              payee_email = NULL
+                              payee_email = NULL, payee_iban = NULL,
+                              payee_account_holder = NULL, payee_bic = NULL
     WHERE l.merchant_id = $1 AND l.payee_key = ANY($2::text[])
     RETURNING 1
 )
@@ -220,14 +229,16 @@ RETURNING {BATCH_COLUMNS}
 """
 
 LINES = """
-SELECT id, payee_key, payee_email, gross, netted, amount, reward_count, status, failure_reason,
+SELECT id, payee_key, payee_email, payee_method, payee_iban,
+       payee_account_holder, payee_bic, gross, netted, amount, reward_count, status, failure_reason,
        reference
 FROM payout_lines WHERE merchant_id = $1 AND batch_id = $2 ORDER BY payee_key
 """
 
 # A page of a batch's lines in the CSV's order (payee), after the line `$3`; `$4` a status.
 LINES_PAGE = """
-SELECT id, payee_key, payee_email, gross, netted, amount, reward_count, status, failure_reason,
+SELECT id, payee_key, payee_email, payee_method, payee_iban,
+       payee_account_holder, payee_bic, gross, netted, amount, reward_count, status, failure_reason,
        reference
 FROM payout_lines l
 WHERE l.merchant_id = $1 AND l.batch_id = $2
@@ -319,7 +330,8 @@ SELECT $3::text AS batch_id, csv_safe(l.payee_key) AS payee_customer_id,
        csv_safe(l.payee_email) AS payee_email,
        minor_to_decimal(l.amount, $4::int) AS amount, l.amount AS amount_minor,
        b.currency, l.reward_count, utc_iso(l.first_reward_at) AS first_reward_at,
-       utc_iso(l.last_reward_at) AS last_reward_at, l.reference
+       utc_iso(l.last_reward_at) AS last_reward_at, l.reference, l.payee_method AS payout_method,
+       l.payee_iban AS iban, l.payee_bic AS bic, csv_safe(l.payee_account_holder) AS account_holder
 FROM payout_lines l JOIN payout_batches b ON b.merchant_id = l.merchant_id AND b.id = l.batch_id
 WHERE l.merchant_id = $1 AND l.batch_id = $2
 ORDER BY l.payee_key
@@ -329,24 +341,42 @@ ORDER BY l.payee_key
 # Why PayPal cannot pay a line: its email (`payout_email_problem`, the strict rule of
 # referral.lib.emails), or an amount PayPal would round (HUF, JPY and TWD go in whole units;
 # the divisor is 100 for HUF and TWD, 1 otherwise). NULL: PayPal can pay it.
+# A payee who asked for a bank transfer is paid by the bank file, not PayPal's.
 def _paypal_problem(divisor: str) -> str:
-    return f"""coalesce(payout_email_problem(l.payee_email),
+    return f"""coalesce(
+         CASE WHEN l.payee_method = 'bank_transfer' THEN 'paid_by_bank_transfer' END,
+         payout_email_problem(l.payee_email),
          CASE WHEN l.amount % {divisor}::bigint <> 0 THEN 'amount_not_whole_units' END)"""
 
 
-# $1 merchant, $2 batch, $3 divisor.
-PAYPAL_PAYABLE = f"""
+# Why a bank transfer cannot pay a line: the payee asked for email, or the IBAN frozen on the
+# line fails its check (`payout_iban_problem`, sql/0025), or there is no account holder.
+_BANK_PROBLEM = """coalesce(
+         CASE WHEN l.payee_method <> 'bank_transfer' THEN 'paid_by_email' END,
+         payout_iban_problem(l.payee_iban),
+         CASE WHEN coalesce(btrim(l.payee_account_holder), '') = '' THEN 'no_account_holder'
+         END)"""
+
+
+# What a file pays ($1 merchant, $2 batch), and the lines it leaves out with their reason.
+_PAYABLE = """
 SELECT count(*)::int AS lines, coalesce(sum(l.amount), 0)::bigint AS total
 FROM payout_lines l
-WHERE l.merchant_id = $1 AND l.batch_id = $2 AND {_paypal_problem("$3")} IS NULL
+WHERE l.merchant_id = $1 AND l.batch_id = $2 AND {problem} IS NULL
 """
 
-PAYPAL_UNPAYABLE = f"""
-SELECT l.id, l.payee_key, l.payee_email, l.amount, l.reference, {_paypal_problem("$3")} AS reason
+_UNPAYABLE = """
+SELECT l.id, l.payee_key, l.payee_email, l.amount, l.reference, {problem} AS reason
 FROM payout_lines l
-WHERE l.merchant_id = $1 AND l.batch_id = $2 AND {_paypal_problem("$3")} IS NOT NULL
+WHERE l.merchant_id = $1 AND l.batch_id = $2 AND {problem} IS NOT NULL
 ORDER BY l.payee_key
 """
+
+# $3 divisor.
+PAYPAL_PAYABLE = _PAYABLE.format(problem=_paypal_problem("$3"))
+PAYPAL_UNPAYABLE = _UNPAYABLE.format(problem=_paypal_problem("$3"))
+BANK_PAYABLE = _PAYABLE.format(problem=_BANK_PROBLEM)
+BANK_UNPAYABLE = _UNPAYABLE.format(problem=_BANK_PROBLEM)
 
 # PayPal Payouts web upload: no header, one currency, at most 5,000 rows per file, the lines
 # PayPal can pay only (the others are listed beside the file). The email is validated, so it
@@ -361,6 +391,20 @@ FROM payout_lines l JOIN payout_batches b ON b.merchant_id = l.merchant_id AND b
 WHERE l.merchant_id = $1 AND l.batch_id = $2 AND {_paypal_problem("$5")} IS NULL
 ORDER BY l.payee_key
 OFFSET $6 LIMIT 5000
+"""
+
+# A bank-transfer file: one row per line a bank transfer can pay (the others are listed
+# beside it). The IBAN is validated (on input, and by `payout_iban_problem` here) and the BIC
+# on input, so both are written as they are; the account holder's name is free text, escaped.
+# $3 batch public id, $4 decimals.
+PAYOUTS_BANK = f"""
+SELECT l.reference, csv_safe(l.payee_account_holder) AS account_holder, l.payee_iban AS iban,
+       l.payee_bic AS bic, minor_to_decimal(l.amount, $4::int) AS amount,
+       l.amount AS amount_minor, b.currency, csv_safe(l.payee_key) AS payee_customer_id,
+       csv_safe($3::text || ' referral rewards ' || l.reference) AS note
+FROM payout_lines l JOIN payout_batches b ON b.merchant_id = l.merchant_id AND b.id = l.batch_id
+WHERE l.merchant_id = $1 AND l.batch_id = $2 AND {_BANK_PROBLEM} IS NULL
+ORDER BY l.payee_key
 """
 
 REWARDS_CSV = """
@@ -407,6 +451,10 @@ class LineRow(msgspec.Struct, frozen=True):
     id: int
     payee_key: str
     payee_email: str | None
+    payee_method: str
+    payee_iban: str | None
+    payee_account_holder: str | None
+    payee_bic: str | None
     gross: int
     netted: int
     amount: int
@@ -632,6 +680,16 @@ async def paypal_unpayable(
     return [UnpayableRow(**r) for r in rows]
 
 
+async def bank_payable(conn: asyncpg.Connection, merchant_id: int, batch_id: int) -> Payable:
+    return Payable(**await conn.fetchrow(BANK_PAYABLE, merchant_id, batch_id))
+
+
+async def bank_unpayable(
+    conn: asyncpg.Connection, merchant_id: int, batch_id: int
+) -> list[UnpayableRow]:
+    return many(UnpayableRow, await conn.fetch(BANK_UNPAYABLE, merchant_id, batch_id))
+
+
 async def copy_csv(
     conn: asyncpg.Connection,
     sql: str,
@@ -660,6 +718,10 @@ class CustomerLineRow(msgspec.Struct, frozen=True):
     id: int
     batch_id: int
     payee_email: str | None
+    payee_method: str
+    payee_iban: str | None
+    payee_account_holder: str | None
+    payee_bic: str | None
     amount: int
     currency: str
     status: str

@@ -28,9 +28,16 @@ class MarkPaid(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class PayoutLine(msgspec.Struct):
+    """One payee's line, with where its money goes as frozen when the batch was made (the
+    finance API shows it in full: it is what the files pay)."""
+
     id: str
     payee: str
     payee_email: str | None
+    payee_method: Literal["email", "bank_transfer"]
+    payee_iban: str | None
+    payee_account_holder: str | None
+    payee_bic: str | None
     gross: int
     netted: int
     amount: int
@@ -89,14 +96,25 @@ class LinePage(msgspec.Struct, kw_only=True):
 class UnpayableLine(msgspec.Struct):
     """A line an export leaves out, and why: `no_email` (the payee has none on file),
     `invalid_email` (not an address money can be sent to: see the advocate's `email`),
-    `amount_not_whole_units` (PayPal takes HUF, JPY and TWD in whole units only)."""
+    `amount_not_whole_units` (PayPal takes HUF, JPY and TWD in whole units only),
+    `paid_by_bank_transfer` / `paid_by_email` (the payee's method is the other file's),
+    `no_iban`, `invalid_iban`, `no_account_holder` (a bank transfer cannot be made)."""
 
     line_id: str
     payee: str
     payee_email: str | None
     amount: int
     reference: str
-    reason: Literal["no_email", "invalid_email", "amount_not_whole_units"]
+    reason: Literal[
+        "no_email",
+        "invalid_email",
+        "amount_not_whole_units",
+        "paid_by_bank_transfer",
+        "paid_by_email",
+        "no_iban",
+        "invalid_iban",
+        "no_account_holder",
+    ]
 
 
 class PaypalExport(msgspec.Struct):
@@ -112,3 +130,17 @@ class PaypalExport(msgspec.Struct):
     unpayable_total: int
     unpayable: list[UnpayableLine]
     object: str = "paypal_export"
+
+
+class BankExport(msgspec.Struct):
+    """What the batch's bank-transfer file pays, and the lines it cannot (paid by PayPal, or
+    another way, or failed). The batch itself is not changed by either."""
+
+    batch_id: str
+    currency: str
+    payable_lines: int
+    payable_total: int
+    unpayable_lines: int
+    unpayable_total: int
+    unpayable: list[UnpayableLine]
+    object: str = "bank_transfer_export"

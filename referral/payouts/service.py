@@ -25,6 +25,7 @@ from referral.lib.pagination import Cursor, Page
 from referral.merchants.service import Caller
 from referral.payouts import export, repo
 from referral.payouts.schemas import (
+    BankExport,
     BatchCreate,
     BatchPreview,
     LinePage,
@@ -69,6 +70,8 @@ def _to_batch(runtime: Context, row: repo.BatchRow) -> PayoutBatch:
             "paypal": f"{path}/payouts.csv?format=paypal",
             "rewards": f"{path}/rewards.csv",
             "paypal_unpayable": f"{path}/paypal",
+            "bank": f"{path}/payouts.csv?format=bank",
+            "bank_unpayable": f"{path}/bank-transfers",
         },
     )
 
@@ -207,6 +210,10 @@ def _to_line(ids: PublicIds, r: repo.LineRow) -> PayoutLine:
         id=ids.encode("payout_line", r.id),
         payee=r.payee_key,
         payee_email=r.payee_email,
+        payee_method=r.payee_method,  # type: ignore[arg-type]
+        payee_iban=r.payee_iban,
+        payee_account_holder=r.payee_account_holder,
+        payee_bic=r.payee_bic,
         gross=r.gross,
         netted=r.netted,
         amount=r.amount,
@@ -263,7 +270,11 @@ async def export_query(
     batch = await _batch(conn, runtime.ids, caller, batch_id)
     if rewards:
         return export.rewards_query(batch, batch_id)
-    payable = await export.paypal_payable(conn, batch=batch) if format == "paypal" else None
+    payable = None
+    if format == "paypal":
+        payable = await export.paypal_payable(conn, batch=batch)
+    elif format == "bank":
+        payable = await export.bank_payable(conn, batch=batch)
     return export.payouts_query(batch, batch_id, format, part, payable)
 
 
@@ -283,18 +294,41 @@ async def paypal_export(
         payable_total=payable.total,
         unpayable_lines=len(unpayable),
         unpayable_total=sum(r.amount for r in unpayable),
-        unpayable=[
-            UnpayableLine(
-                line_id=runtime.ids.encode("payout_line", r.id),
-                payee=r.payee_key,
-                payee_email=r.payee_email,
-                amount=r.amount,
-                reference=r.reference,
-                reason=r.reason,
-            )
-            for r in unpayable
-        ],
+        unpayable=_unpayable(runtime.ids, unpayable),
     )
+
+
+async def bank_export(
+    conn: asyncpg.Connection, *, runtime: Context, caller: Caller, batch_id: str
+) -> BankExport:
+    """What the batch's bank-transfer file pays, and the lines it leaves out with the
+    reason (paid by PayPal instead, or no valid IBAN or account holder)."""
+    batch = await _batch(conn, runtime.ids, caller, batch_id)
+    payable = await export.bank_payable(conn, batch=batch)
+    unpayable = await export.bank_unpayable(conn, batch=batch)
+    return BankExport(
+        batch_id=batch_id,
+        currency=batch.currency.strip(),
+        payable_lines=payable.lines,
+        payable_total=payable.total,
+        unpayable_lines=len(unpayable),
+        unpayable_total=sum(r.amount for r in unpayable),
+        unpayable=_unpayable(runtime.ids, unpayable),
+    )
+
+
+def _unpayable(ids: PublicIds, rows: list[repo.UnpayableRow]) -> list[UnpayableLine]:
+    return [
+        UnpayableLine(
+            line_id=ids.encode("payout_line", r.id),
+            payee=r.payee_key,
+            payee_email=r.payee_email,
+            amount=r.amount,
+            reference=r.reference,
+            reason=r.reason,  # type: ignore[arg-type]
+        )
+        for r in rows
+    ]
 
 
 async def mark_exported(
@@ -517,6 +551,10 @@ async def export_customer(
             batch_id=ids.encode("payout", r.batch_id),
             line_id=ids.encode("payout_line", r.id),
             payee_email=r.payee_email,
+            payee_method=r.payee_method,  # type: ignore[arg-type]
+            payee_iban=r.payee_iban,
+            payee_account_holder=r.payee_account_holder,
+            payee_bic=r.payee_bic,
             amount=r.amount,
             currency=r.currency.strip(),
             status=r.status,

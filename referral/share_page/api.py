@@ -22,7 +22,12 @@ from referral.links.visitors import is_bot
 from referral.share_page import service
 from referral.web import render
 
-NOTICES = {"contact": "saved", "story": "story_sent", "published": "story_published"}
+NOTICES = {
+    "contact": "saved",
+    "story": "story_sent",
+    "published": "story_published",
+    "payee": "payee_saved",
+}
 
 # Why the page refused, as (status, error page).
 REFUSALS = {
@@ -139,6 +144,43 @@ async def tell_story(
     return _back(token, "published" if story.status == "published" else "story")
 
 
+@post(
+    "/share/{token:str}/payee",
+    include_in_schema=False,
+    operation_id="sharePagePayee",
+    guards=[rate_limited("share_page")],
+)
+async def set_payee(
+    request: Request, token: FromPath[str], conn: Conn, runtime: RuntimeDep
+) -> Response:
+    """The advocate's payout details. Refused details show the page again (422) with the
+    reason in their words and what they typed, so they can correct it."""
+    try:
+        advocate = await service.open_page(conn, runtime=runtime, token=token)
+        form = await request.form()
+        try:
+            await service.set_payee(
+                conn, runtime=runtime, advocate=advocate, form={k: form.get(k) for k in form}
+            )
+        except service.PayeeInput as refused:
+            context = await service.page_context(
+                conn, runtime=runtime, advocate=advocate, token=token
+            )
+            context["payee_form"] = refused.form
+            context["payee_error"] = service.payee_error(advocate, refused.problem)
+            return render.page(
+                "share_page.html",
+                advocate.locale,
+                status=422,
+                headers=render.PRIVATE_PAGE,
+                notice=None,
+                **context,
+            )
+    except service.Refused as refused:
+        return _refused(refused)
+    return Redirect(f"/share/{quote(token)}?done=payee#payee", status_code=303)
+
+
 share_page_router = Router(
-    path="/", route_handlers=[share_page, share_link, set_contact, tell_story]
+    path="/", route_handlers=[share_page, share_link, set_contact, tell_story, set_payee]
 )

@@ -12,7 +12,7 @@ import msgspec
 from referral.lib.db import many, one
 
 ADVOCATE = """
-SELECT a.id, a.merchant_id, a.program_id, a.name, a.contact_preference,
+SELECT a.id, a.merchant_id, a.program_id, a.customer_id, a.name, a.contact_preference,
        p.rewards AS program_rewards, p.brand_colour, p.locale, p.stories_auto_publish,
        m.name AS shop, m.time_zone, p.status AS program_status, p.starts_at, p.ends_at
 FROM advocates a
@@ -65,6 +65,7 @@ class AdvocateRow(msgspec.Struct, frozen=True):
     id: int
     merchant_id: int
     program_id: int
+    customer_id: str
     name: str | None
     contact_preference: str
     program_rewards: dict[str, Any]

@@ -18,8 +18,10 @@ import asyncpg
 from referral.advocates import service as advocates
 from referral.advocates.schemas import ShareUrl
 from referral.analytics import service as analytics
-from referral.lib.errors import AppError, NotFound
+from referral.lib.errors import AppError, InvalidInput, NotFound
 from referral.merchants.service import Caller
+from referral.payees import service as payees
+from referral.payees.schemas import PayeeSet
 from referral.programs import rules as lifecycle
 from referral.programs.rules import ProgramState
 from referral.runtime import Runtime
@@ -79,6 +81,7 @@ class PageAdvocate:
     public_id: str
     merchant_id: int
     program_id: int
+    customer_id: str
     code: str
     link: str
     name: str | None
@@ -139,6 +142,7 @@ async def _load_advocate(
         public_id=claims.advocate_id,
         merchant_id=row.merchant_id,
         program_id=row.program_id,
+        customer_id=row.customer_id,
         code=code,
         link=link,
         name=row.name,
@@ -275,8 +279,15 @@ async def page_context(
         {"text": s.body, "status": s.status, "url": stories.story_url(base, s.slug)}
         for s in await repo.stories(conn, advocate.merchant_id, advocate.id)
     ]
+    payee = await payees.find_payee(
+        conn, ids=runtime.ids, merchant_id=advocate.merchant_id, customer_id=advocate.customer_id
+    )
     return {
         "advocate": advocate,
+        "payee": payee,
+        "payee_form": {f: "" for f in PAYEE_FIELDS}
+        | {"method": payee.method if payee else "email"},
+        "payee_error": None,
         "first_name": i18n.first_name(advocate.name),
         "token": token,
         # Twice the 200 pixels the page shows it at, so it is sharp on dense screens.
@@ -374,3 +385,53 @@ async def tell_story(
     except AppError:
         raise Refused("story_input", advocate) from None
     return story
+
+
+PAYEE_FIELDS = ("method", "email", "iban", "account_holder", "bic")
+
+
+class PayeeInput(Exception):
+    """The payout details the advocate typed cannot be paid to: `problem` says why (the
+    page shows it in their words, with what they typed)."""
+
+    def __init__(self, problem: str, form: dict[str, str]) -> None:
+        super().__init__(problem)
+        self.problem, self.form = problem, form
+
+
+async def set_payee(
+    conn: asyncpg.Connection, *, runtime: Runtime, advocate: PageAdvocate, form: dict[str, str]
+) -> None:
+    """The advocate's own payout details, from the page's form: validated and audited as
+    the payees room does for a key, with the advocate as who changed them."""
+    typed = {f: str(form.get(f) or "").strip()[:200] for f in PAYEE_FIELDS}
+    method = typed["method"] if typed["method"] in ("email", "bank_transfer") else "email"
+    data = PayeeSet(
+        method=method,  # type: ignore[arg-type]
+        email=typed["email"] or None,
+        iban=typed["iban"] or None,
+        account_holder=typed["account_holder"] or None,
+        bic=typed["bic"] or None,
+    )
+    if method == "email":  # the other method's fields, left typed in, are not asked for
+        data = PayeeSet(method="email", email=data.email)
+    caller = Caller(
+        merchant_id=advocate.merchant_id,
+        mode="",
+        kind="share_page",
+        actor=advocate.public_id,
+    )
+    try:
+        await payees.set_payee(
+            conn, ids=runtime.ids, caller=caller, customer_id=advocate.customer_id, data=data
+        )
+    except InvalidInput as invalid:
+        raise PayeeInput(invalid.code, typed) from None
+
+
+def payee_error(advocate: PageAdvocate, problem: str) -> str:
+    """The refusal as the advocate reads it."""
+    key = f"payee_error_{problem}"
+    if key not in i18n.STRINGS["en"]:
+        key = "payee_error_invalid_payout_method"
+    return i18n.t(advocate.locale, key)

@@ -78,3 +78,5 @@ SELECT create_distributed_table('analytics_click_horizon', 'merchant_id', coloca
 SELECT create_distributed_table('coupon_pools', 'merchant_id', colocate_with => 'programs');
 SELECT create_distributed_table('coupon_pool_codes', 'merchant_id', colocate_with => 'programs');
 SELECT create_distributed_table('coupon_waits', 'merchant_id', colocate_with => 'programs');
+-- Where each customer's payouts go (0025).
+SELECT create_distributed_table('payees', 'merchant_id', colocate_with => 'programs');

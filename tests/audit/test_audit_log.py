@@ -185,6 +185,11 @@ async def test_every_change_route_writes_one_audit_row(client, tenant, db, trail
     await t.call("addCouponCodes", "POST", codes, {"codes": ["AUDIT-0001"]})
     await t.call("addCouponCodesCsv", "POST", f"{codes}.csv", csv=b"AUDIT-0002\n")
 
+    # payees: the IBAN is audited masked, never as it is
+    iban = "SE3550000000054910000003"
+    body = {"method": "bank_transfer", "iban": iban, "account_holder": "Anna Svensson"}
+    await t.call("putPayee", "PUT", "/v1/payees/cus_audit", body)
+
     # webhooks
     endpoint = await t.call(
         "createWebhookEndpoint",
@@ -231,6 +236,8 @@ async def test_every_change_route_writes_one_audit_row(client, tenant, db, trail
     assert by_action["payout_batch.paid"]["before"]["status"] == "exported"
     assert by_action["api_key.rolled"]["after"]["replaced_by"].startswith("key_")
     assert made["secret"] not in str(log), "a key's secret is never logged"
+    assert by_action["payee.updated"]["after"]["iban"] == "SE35 **** **** **** **** 0003"
+    assert iban not in str(log) and "Svensson" not in str(log)
 
 
 def _covered_elsewhere() -> set[str]:

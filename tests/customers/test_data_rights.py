@@ -26,8 +26,17 @@ MIA_NAME = "Mia Larsson-Oberg"
 MIA_CODE = "MIALARS"
 MIA_VISITOR = "mia-visitor-7d2a"
 MIA_STORY = "The trail shoes were worth every krona"
+MIA_IBAN = "SE3550000000054910000003"
 # What must be nowhere after the erasure (compared lower-cased with every row as text).
-TRACES = (MIA.lower(), "mia.larsson", "larsson-oberg", MIA_CODE.lower(), MIA_VISITOR, "every krona")
+TRACES = (
+    MIA.lower(),
+    "mia.larsson",
+    "larsson-oberg",
+    MIA_CODE.lower(),
+    MIA_VISITOR,
+    "every krona",
+    MIA_IBAN.lower(),
+)
 
 
 async def _order(client, tenant, order_id: str, **fields) -> dict:
@@ -102,6 +111,10 @@ async def _shop(client, tenant) -> dict:
     )
     (bo_reward,) = [r for r in bo_friend["rewards"] if r["side"] == "advocate"]
     await post(client, tenant, f"/v1/rewards/{bo_reward['id']}/approve", {"actor": "test"})
+    # Mia is paid by bank transfer: the batch freezes her IBAN and name on her line.
+    payee = {"method": "bank_transfer", "iban": MIA_IBAN, "account_holder": MIA_NAME}
+    put = await client.put(f"/v1/payees/{MIA}", json=payee, headers=tenant.auth)
+    assert put.status_code == 200, put.text
     batch = await post(client, tenant, "/v1/payout-batches", {"currency": "EUR"}, 201)
     story = await post(
         client,
@@ -177,7 +190,7 @@ async def _figures(client, tenant, pool, ids, batch_id: str, as_of: str) -> dict
     return downloaded
 
 
-PAYEE_COLUMNS = ("payee_customer_id", "payee_email")
+PAYEE_COLUMNS = ("payee_customer_id", "payee_email", "iban", "bic", "account_holder")
 
 
 async def _payee_files(client, tenant, batch_id: str) -> list[list[dict[str, str]]]:
@@ -223,6 +236,9 @@ async def test_the_export_holds_everything_about_the_person(client, tenant):
     assert friend_reward.coupon is not None
     (payout,) = exported.payouts
     assert payout.batch_id == shop["batch"]["id"] and payout.amount == mine.amount
+    assert (payout.payee_method, payout.payee_iban) == ("bank_transfer", MIA_IBAN)
+    (payee,) = exported.payees  # in full: it is hers
+    assert (payee.method, payee.iban, payee.account_holder) == ("bank_transfer", MIA_IBAN, MIA_NAME)
     (story,) = exported.stories
     assert story.body == MIA_STORY and story.status == "published"
     assert exported.fraud_signals.signals, "her IP, card and address as hashes"
@@ -249,6 +265,7 @@ async def test_erasure_leaves_no_trace_and_every_figure_as_it_was(client, tenant
     erasure = msgspec.json.decode(response.content, type=CustomerErasure)
     assert erasure.advocate_ids == [shop["mia"]["id"]]
     assert erasure.erased.orders == 2 and erasure.erased.payout_lines == 1
+    assert erasure.erased.payees == 1
 
     assert await _traces(db) == {}
     assert await _figures(client, tenant, pool, ids, shop["batch"]["id"], as_of) == before
@@ -260,7 +277,10 @@ async def test_erasure_leaves_no_trace_and_every_figure_as_it_was(client, tenant
         for old, new in zip(rows_before, rows_after, strict=True):
             if old["payee_customer_id"] == MIA:
                 assert new["payee_customer_id"] == f"erased:{erasure.id}"
-                assert not new.get("payee_email")
+                assert not new.get("payee_email") and not new.get("iban")
+                assert not new.get("account_holder")
+                if "iban" in old:  # payouts.csv: the method stays, the account is gone
+                    assert old["iban"] == MIA_IBAN and new["payout_method"] == "bank_transfer"
                 old = {k: v for k, v in old.items() if k not in PAYEE_COLUMNS}
                 new = {k: v for k, v in new.items() if k not in PAYEE_COLUMNS}
             assert new == old
