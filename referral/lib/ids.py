@@ -25,6 +25,7 @@ PREFIXES = {
     "audit_entry": "aud",
     "customer_erasure": "era",
     "coupon_pool": "cpl",
+    "import": "imp",
 }
 
 _ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"
