@@ -185,6 +185,11 @@ async def test_every_change_route_writes_one_audit_row(client, tenant, db, trail
     await t.call("addCouponCodes", "POST", codes, {"codes": ["AUDIT-0001"]})
     await t.call("addCouponCodesCsv", "POST", f"{codes}.csv", csv=b"AUDIT-0002\n")
 
+    # switching in: an import (its lines, worked later by the worker, are not staff changes)
+    await t.call(
+        "createImport", "POST", "/v1/imports?kind=customers", csv=b"customer_id\nc-1\n", status=202
+    )
+
     # webhooks
     endpoint = await t.call(
         "createWebhookEndpoint",
