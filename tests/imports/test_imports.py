@@ -411,3 +411,30 @@ class TestWorkers:
             assert job["counts"] == {"read": 25_000, "created": 25_000, "unchanged": 0, "failed": 0}
         assert await db.fetchval("SELECT count(*) FROM imported_customers") == 75_000
         assert len(taken) == 9  # three batches of 10,000 lines each, each worked once
+
+
+class TestDataRights:
+    async def test_an_imported_customer_is_exported_and_erased(
+        self, client, tenant, pool, settings, ids, db
+    ):
+        await imported(
+            client,
+            tenant,
+            pool,
+            settings,
+            ids,
+            "customers",
+            "customer_id,email\nmia-1,mia@example.com\nsomeone,\n",
+        )
+        export = await client.get("/v1/customers/mia-1/export", headers=tenant.auth)
+        assert export.status_code == 200, export.text
+        (row,) = export.json()["imported_as_customer"]
+        assert row["customer_id"] == "mia-1" and row["email"] == "mia@example.com"
+        erased = await client.post("/v1/customers/mia-1/erase", headers=tenant.auth)
+        assert erased.status_code in (200, 201), erased.text
+        assert erased.json()["erased"]["imported_customers"] == 1
+        left = await db.fetch("SELECT customer_id, email_normalised FROM imported_customers")
+        assert [tuple(r) for r in left] == [("someone", None)]
+        gone = await client.get("/v1/customers/mia-1/export", headers=tenant.auth)
+        assert gone.status_code == 200  # erased before: the export says so, with nothing left
+        assert gone.json()["imported_as_customer"] == []
