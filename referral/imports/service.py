@@ -14,6 +14,7 @@ CONFLICT DO NOTHING: the same file imported again creates nothing and says so.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import hashlib
 from collections.abc import AsyncIterable, AsyncIterator
@@ -44,6 +45,7 @@ log = structlog.get_logger("referral.imports")
 
 STAGE_LINES = 5_000  # lines a COPY writes
 READ_CHUNK = 1 << 20  # bytes the command line reads at a time
+HELD_RETRY_SECONDS = 0.05  # the command line's wait while another worker holds its batch
 
 
 class PayloadTooLarge(AppError):
@@ -450,7 +452,8 @@ async def import_file(
             assert current is not None
             if current.status in ("succeeded", "failed"):
                 return _to_import(ids, caller, current)
-            job = current  # held by another worker this moment: look again
+            job = current  # a server's worker holds its batch this moment: look again soon
+            await asyncio.sleep(HELD_RETRY_SECONDS)
         if progress is not None:
             progress(_to_import(ids, caller, job))
         if job.status in ("succeeded", "failed"):
