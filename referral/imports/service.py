@@ -36,7 +36,7 @@ from referral.imports.schemas import (
     ImportErrorPage,
     ImportLineError,
 )
-from referral.lib.errors import AppError, InvalidInput, NotFound
+from referral.lib.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
 from referral.lib.ids import PublicIds
 from referral.merchants.service import Caller
 from referral.orders import service as orders
@@ -46,18 +46,6 @@ log = structlog.get_logger("referral.imports")
 STAGE_LINES = 5_000  # lines a COPY writes
 READ_CHUNK = 1 << 20  # bytes the command line reads at a time
 HELD_RETRY_SECONDS = 0.05  # the command line's wait while another worker holds its batch
-
-
-class PayloadTooLarge(AppError):
-    status = 413
-    code = "payload_too_large"
-    title = "Payload too large"
-
-
-class UnsupportedMediaType(AppError):
-    status = 415
-    code = "unsupported_media_type"
-    title = "Unsupported media type"
 
 
 MEDIA_TYPES = {
@@ -73,10 +61,7 @@ def format_of(content_type: str | None) -> str:
     """The file's format from its Content-Type (parameters such as charset ignored)."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media not in MEDIA_TYPES:
-        raise UnsupportedMediaType(
-            "send the file as text/csv or application/x-ndjson (JSON lines)",
-            code="unsupported_media_type",
-        )
+        raise UnsupportedMediaType("send the file as text/csv or application/x-ndjson (JSON lines)")
     return MEDIA_TYPES[media]
 
 

@@ -52,16 +52,18 @@ async def upload(
     return response.json()
 
 
-async def work(pool, settings, ids) -> None:
-    """The imports worker, to the end of every queued import."""
-    await imports.run_due(pool, codec=CodeCodec(settings.hashids_salt), ids=ids)
+@pytest.fixture
+def imported(client, tenant, pool, settings, ids):
+    """`await imported(kind, body, …)`: the file uploaded as merchant `tenant`, worked to its
+    end by the imports worker, and the import as the API then shows it."""
 
+    async def run(kind: str, body: str | bytes, **kw) -> dict:
+        job = await upload(client, tenant, kind, body, **kw)
+        assert job["status"] == "queued"
+        await imports.run_due(pool, codec=CodeCodec(settings.hashids_salt), ids=ids)
+        return await get(client, tenant, f"/v1/imports/{job['id']}")
 
-async def imported(client, tenant, pool, settings, ids, kind, body, **kw) -> dict:
-    job = await upload(client, tenant, kind, body, **kw)
-    assert job["status"] == "queued"
-    await work(pool, settings, ids)
-    return await get(client, tenant, f"/v1/imports/{job['id']}")
+    return run
 
 
 async def errors_of(client, tenant, job: dict) -> list[tuple[int, str]]:
@@ -78,31 +80,24 @@ c-4,Four.Person@Example.com
 
 
 class TestCustomers:
-    async def test_a_file_imports_and_again_changes_nothing(
-        self, client, tenant, pool, settings, ids, db
-    ):
-        first = await imported(client, tenant, pool, settings, ids, "customers", CUSTOMERS)
+    async def test_a_file_imports_and_again_changes_nothing(self, client, tenant, imported, db):
+        first = await imported("customers", CUSTOMERS)
         assert first["status"] == "succeeded", first
         assert first["lines"] == 4
         assert first["counts"] == {"read": 4, "created": 4, "unchanged": 0, "failed": 0}
         assert first["finished_at"] is not None
-        again = await imported(client, tenant, pool, settings, ids, "customers", CUSTOMERS)
+        again = await imported("customers", CUSTOMERS)
         assert again["counts"] == {"read": 4, "created": 0, "unchanged": 4, "failed": 0}
         assert await db.fetchval("SELECT count(*) FROM imported_customers") == 4
         # Staged lines are gone once the import is done: the file is not kept.
         assert await db.fetchval("SELECT count(*) FROM import_lines") == 0
 
-    async def test_json_lines_are_the_same_import(self, client, tenant, pool, settings, ids):
+    async def test_json_lines_are_the_same_import(self, client, tenant, imported):
         body = "\n".join(
             json.dumps(line)
             for line in ({"customer_id": "c-1"}, {"email": "two@example.com"}, {"customer_id": 7})
         )
         job = await imported(
-            client,
-            tenant,
-            pool,
-            settings,
-            ids,
             "customers",
             body,
             content_type="application/x-ndjson",
@@ -112,13 +107,11 @@ class TestCustomers:
         assert await errors_of(client, tenant, job) == [(3, "invalid_field")]
 
     async def test_an_imported_customer_is_not_new_to_the_new_customers_rule(
-        self, client, tenant, pool, settings, ids, db
+        self, client, tenant, imported, db
     ):
         program = await create_program(client, tenant, rewards=FIXED)
         code = (await create_advocate(client, tenant, program["id"], "adv-1"))["code"]
-        await imported(
-            client, tenant, pool, settings, ids, "customers", "email\nOld-Friend@Example.org\n"
-        )
+        await imported("customers", "email\nOld-Friend@Example.org\n")
         quote = await post(
             client,
             tenant,
@@ -142,7 +135,7 @@ class TestCustomers:
 
 class TestErrorReport:
     async def test_bad_lines_are_reported_by_number_and_the_rest_imported(
-        self, client, tenant, pool, settings, ids, db
+        self, client, tenant, imported, db
     ):
         body = (
             "order_id,customer_id,email,subtotal,total,currency,occurred_at\n"
@@ -157,7 +150,7 @@ class TestErrorReport:
             "o-8,c-8,,100,100,EUR\n"
             "o-9,c-9,,100,100,EUR,2024-03-02T10:00:00+01:00\n"
         )
-        job = await imported(client, tenant, pool, settings, ids, "orders", body)
+        job = await imported("orders", body)
         assert job["status"] == "succeeded"
         assert job["counts"] == {"read": 9, "created": 2, "unchanged": 0, "failed": 7}
         assert await errors_of(client, tenant, job) == [
@@ -184,10 +177,8 @@ class TestErrorReport:
             "3,invalid_email,email is not a valid address",
         ]
 
-    async def test_a_bad_header_fails_the_import(self, client, tenant, pool, settings, ids):
-        job = await imported(
-            client, tenant, pool, settings, ids, "customers", "customer,mail\nc-1,a@example.com\n"
-        )
+    async def test_a_bad_header_fails_the_import(self, client, tenant, imported):
+        job = await imported("customers", "customer,mail\nc-1,a@example.com\n")
         assert job["status"] == "failed"
         assert "unknown column" in job["failure"]
         assert await errors_of(client, tenant, job) == [(1, "bad_header")]
@@ -195,7 +186,7 @@ class TestErrorReport:
 
 class TestOrders:
     async def test_past_orders_never_earn_and_make_their_buyers_known(
-        self, client, tenant, pool, settings, ids, db
+        self, client, tenant, imported, db
     ):
         program = await create_program(client, tenant, rewards=FIXED)
         code = (await create_advocate(client, tenant, program["id"], "adv-1"))["code"]
@@ -205,7 +196,7 @@ class TestOrders:
             f"old-1,buyer-1,5000,5000,EUR,{day}\n"
             f"old-2,buyer-2,7000,7500,EUR,{day}\n"
         )
-        job = await imported(client, tenant, pool, settings, ids, "orders", body)
+        job = await imported("orders", body)
         assert job["counts"]["created"] == 2
         rows = await db.fetch("SELECT is_import, referral_id FROM orders ORDER BY order_id")
         assert [(r["is_import"], r["referral_id"]) for r in rows] == [(True, None)] * 2
@@ -230,15 +221,15 @@ class TestOrders:
         later = await order(client, tenant, "buyer-2", code)
         assert later["referral"]["rejection_reason"] == "not_new_customer"
         # The same file again changes nothing; the same id with other amounts is a conflict.
-        again = await imported(client, tenant, pool, settings, ids, "orders", body)
+        again = await imported("orders", body)
         assert again["counts"] == {"read": 2, "created": 0, "unchanged": 2, "failed": 0}
         changed = body.replace("7000,7500", "7000,9999")
-        third = await imported(client, tenant, pool, settings, ids, "orders", changed)
+        third = await imported("orders", changed)
         assert third["counts"] == {"read": 2, "created": 0, "unchanged": 1, "failed": 1}
         assert await errors_of(client, tenant, third) == [(3, "order_conflict")]
 
     async def test_imported_orders_count_in_analytics_as_history(
-        self, client, tenant, pool, settings, ids
+        self, client, tenant, imported, pool, ids
     ):
         from referral.analytics.service import catch_up
 
@@ -256,9 +247,7 @@ class TestOrders:
             )
             for n in range(50)
         )
-        await imported(
-            client, tenant, pool, settings, ids, "orders", body, content_type="application/jsonl"
-        )
+        await imported("orders", body, content_type="application/jsonl")
         await catch_up(pool, ids=ids)
         start = (day - timedelta(days=1)).date().isoformat()
         until = (day + timedelta(days=2)).date().isoformat()
@@ -274,7 +263,7 @@ class TestOrders:
 
 class TestAdvocates:
     async def test_advocates_keep_their_codes_and_clashes_are_reported(
-        self, client, tenant, pool, settings, ids, db
+        self, client, tenant, imported, db
     ):
         program = await create_program(client, tenant, rewards=FIXED)
         taken = await create_advocate(client, tenant, program["id"], "already-here")
@@ -292,9 +281,7 @@ class TestAdvocates:
             "adv-6,,,summer-24\n"  # adv-1's code, as typed differently
             "adv-7,not-an-address,,\n"
         )
-        job = await imported(
-            client, tenant, pool, settings, ids, "advocates", body, program_id=program["id"]
-        )
+        job = await imported("advocates", body, program_id=program["id"])
         assert job["program_id"] == program["id"]
         assert job["counts"] == {"read": 7, "created": 2, "unchanged": 0, "failed": 5}
         assert await errors_of(client, tenant, job) == [
@@ -315,9 +302,7 @@ class TestAdvocates:
         # Her link works with the kept code, and a friend's order through it earns.
         result = await order(client, tenant, "friend-1", "SUMMER24")
         assert result["referred"] and len(result["rewards"]) == 2
-        again = await imported(
-            client, tenant, pool, settings, ids, "advocates", body, program_id=program["id"]
-        )
+        again = await imported("advocates", body, program_id=program["id"])
         assert again["counts"] == {"read": 7, "created": 0, "unchanged": 2, "failed": 5}
         assert await db.fetchval("SELECT count(*) FROM advocates") == 3
 
@@ -414,15 +399,8 @@ class TestWorkers:
 
 
 class TestDataRights:
-    async def test_an_imported_customer_is_exported_and_erased(
-        self, client, tenant, pool, settings, ids, db
-    ):
+    async def test_an_imported_customer_is_exported_and_erased(self, client, tenant, imported, db):
         await imported(
-            client,
-            tenant,
-            pool,
-            settings,
-            ids,
             "customers",
             "customer_id,email\nmia-1,mia@example.com\nsomeone,\n",
         )
