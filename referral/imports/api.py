@@ -16,6 +16,7 @@ from referral.imports import service
 from referral.imports.schemas import Import, ImportErrorPage
 from referral.lib import problem_docs
 from referral.lib.pagination import Limit
+from referral.openapi import FileBody
 
 KindParam = Annotated[
     Literal["advocates", "customers", "orders"],
@@ -49,6 +50,7 @@ class ImportController(Controller):
         operation_id="createImport",
         status_code=202,
         request_max_body_size=None,  # streamed, and limited by IMPORT_MAX_BYTES (413)
+        operation_class=FileBody,
         responses=problem_docs.responses(
             "createImport",
             {
