@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # out of tests takes some from another's queue (worksteal): the long ones don't make a tail.
 TEST_WORKERS ?= 4
 
-.PHONY: run cli test reset lint openapi lock bench-redirect clean
+.PHONY: run cli test reset lint openapi lock bench-redirect bench-imports clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "referral needs Python 3.11 or newer on PATH (python3.11, python3.12 or python3.13); install one, e.g. 'apt-get install python3.11 python3.11-venv'"; exit 1; }
@@ -80,6 +80,10 @@ bench-fraud: $(VENV)/.dev
 	$(BIN)/python bench/fraud.py
 
 # Webhook deliveries/s and commit -> receiver delay, beside the checkout's order load.
+# A 1,000,000-line customer file through `referral import`, twice (BENCH_LINES as there).
+bench-imports: $(VENV)/.dev
+	$(BIN)/python bench/imports.py
+
 bench-webhooks: $(VENV)/.dev
 	$(BIN)/python bench/webhooks.py
 

@@ -34,6 +34,8 @@ from referral.fraud.api import FraudPolicyController
 from referral.http import access
 from referral.http.body import JsonRequest
 from referral.http.deps import DEPENDENCIES, guard_keyed_routes
+from referral.imports import service as imports
+from referral.imports.api import ImportController
 from referral.lib import metrics
 from referral.lib.db import create_pool, migrate, ping
 from referral.lib.errors import EXCEPTION_HANDLERS, RETRY_AFTER_SECONDS, problem_guard
@@ -140,6 +142,19 @@ async def _keep_rollups(runtime: Runtime) -> None:
         await asyncio.sleep(interval)
 
 
+async def _run_imports(runtime: Runtime) -> None:
+    """Work queued imports a batch at a time. Several instances may run this at once (each
+    batch holds its import FOR UPDATE SKIP LOCKED)."""
+    while True:
+        try:
+            job = await imports.process_batch(runtime.pool, codec=runtime.codec, ids=runtime.ids)
+        except Exception as exc:  # the batch rolled back; the next turn takes it again
+            log.warning("import_batch_failed", error=type(exc).__name__)
+            job = None
+        if job is None:
+            await asyncio.sleep(runtime.settings.import_interval_seconds)
+
+
 async def _apply_retention(runtime: Runtime) -> None:
     """Drop what is kept no longer (customers/service.py): a minute after start (so each
     deploy runs it), then every interval. Any number of instances: one runs, the rest skip."""
@@ -189,6 +204,8 @@ def create_app(settings: Settings) -> Litestar:
             background.append(asyncio.create_task(_deliver_webhooks(runtime)))
         if settings.retention_interval_seconds > 0:
             background.append(asyncio.create_task(_apply_retention(runtime)))
+        if settings.import_interval_seconds > 0:
+            background.append(asyncio.create_task(_run_imports(runtime)))
         # What startup made (modules, routes, the app) lives as long as the process: out of
         # the collector's walks, a full collection after a large answer (an analytics year
         # by day) takes a few milliseconds, not twenty.
@@ -227,6 +244,7 @@ def create_app(settings: Settings) -> Litestar:
         KeyController,
         list_audit_log,
         CustomerController,
+        ImportController,
         list_events,
         StoryController,
         AnalyticsController,

@@ -389,6 +389,32 @@ def cmd_customers(args: argparse.Namespace) -> None:
             raise CliError(f"{exc.detail} ({exc.code})") from None
 
 
+def cmd_import(args: argparse.Namespace) -> None:
+    from referral.imports import cli as imports
+    from referral.lib.errors import AppError
+
+    with _database() as (settings, _):
+        try:
+            code = asyncio.run(
+                imports.run(
+                    settings,
+                    args.merchant,
+                    args.key,
+                    args.kind,
+                    args.file,
+                    args.format,
+                    args.program,
+                    args.errors,
+                )
+            )
+        except AppError as exc:
+            raise CliError(f"{exc.detail} ({exc.code})") from None
+        except OSError as exc:
+            raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
+    if code:
+        sys.exit(code)
+
+
 def cmd_ledger(args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -606,6 +632,22 @@ def build_parser() -> argparse.ArgumentParser:
     customers.add_parser(
         "retention", help="drop raw clicks and fraud signals past their age, now"
     ).set_defaults(func=cmd_customers)
+
+    imports = sub.add_parser(
+        "import",
+        help="import advocates, customers or past orders from another service (CSV or JSON lines)",
+    )
+    imports.add_argument("kind", choices=["advocates", "customers", "orders"])
+    imports.add_argument("file", help="the file (- for standard input)")
+    imports.add_argument(
+        "--format",
+        choices=["csv", "jsonl"],
+        help="default: jsonl for .jsonl/.ndjson/.json files, else csv",
+    )
+    imports.add_argument("--program", help="advocates only: the program (prg_…) they refer for")
+    imports.add_argument("--errors", help="write the error report to this CSV file")
+    _merchant_option(imports)
+    imports.set_defaults(func=cmd_import)
 
     dev = sub.add_parser("dev", help="local development").add_subparsers(
         dest="action", required=True

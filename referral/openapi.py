@@ -20,7 +20,14 @@ from typing import Any
 
 import msgspec
 from litestar._openapi.schema_generation.plugins import StructSchemaPlugin as _LitestarStructs
-from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Operation, RequestBody, Schema
+from litestar.openapi.spec import (
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+)
 
 _SNAKE = re.compile(r"(?<!^)(?=[A-Z])")
 _AS_IS = {"properties", "$ref", "$defs"}  # a struct inside: Litestar's own schema handles it
@@ -113,6 +120,23 @@ class OptionalBody(Operation):
     def __post_init__(self) -> None:
         if isinstance(self.request_body, RequestBody):
             self.request_body.required = False
+
+
+@dataclass
+class FileBody(Operation):
+    """An operation whose body is a file it streams (an import: CSV or JSON lines), which
+    Litestar cannot see in a handler without `data`: `@post(..., operation_class=FileBody)`."""
+
+    def __post_init__(self) -> None:
+        text = Schema(type=OpenAPIType.STRING)
+        self.request_body = RequestBody(
+            content={
+                "text/csv": OpenAPIMediaType(schema=text),
+                "application/x-ndjson": OpenAPIMediaType(schema=text),
+            },
+            required=True,
+            description="The file: CSV with a header line, or JSON lines (one object a line)",
+        )
 
 
 def document() -> str:

@@ -63,6 +63,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # environment's default is 0.1 s (`from_env`); a Settings built in code (tests, the
     # OpenAPI document) runs no sender unless it asks for one.
     webhook_interval_seconds: float = 0.0
+    # Imports (referral/imports/service.py): how often an idle worker looks for a queued
+    # import (0: no worker in this process; tests call `process_batch`; the environment's
+    # default is 1 s), and the largest file `POST /v1/imports` takes (the command line
+    # reads any size).
+    import_interval_seconds: float = 0.0
+    import_max_bytes: int = 512 * 1024 * 1024
     webhook_timeout_seconds: float = 15.0
     webhook_concurrency: int = 64
     webhook_endpoint_concurrency: int = 16
@@ -141,6 +147,8 @@ def from_env(
             release_interval_seconds=float(env.get("RELEASE_INTERVAL_SECONDS", "30")),
             analytics_interval_seconds=float(env.get("ANALYTICS_INTERVAL_SECONDS", "1")),
             webhook_interval_seconds=float(env.get("WEBHOOK_INTERVAL_SECONDS", "0.1")),
+            import_interval_seconds=float(env.get("IMPORT_INTERVAL_SECONDS", "1")),
+            import_max_bytes=int(env.get("IMPORT_MAX_BYTES", str(512 * 1024 * 1024))),
             webhook_timeout_seconds=float(env.get("WEBHOOK_TIMEOUT_SECONDS", "15")),
             webhook_concurrency=int(env.get("WEBHOOK_CONCURRENCY", "64")),
             webhook_endpoint_concurrency=int(env.get("WEBHOOK_ENDPOINT_CONCURRENCY", "16")),

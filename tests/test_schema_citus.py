@@ -42,6 +42,7 @@ ACROSS_MERCHANTS = {
     ("payouts", "MERCHANT_OF_BATCH"): "`referral payouts` knows a batch by its id only",
     ("rewards", "OLDEST_DUE"): "/metrics: the release worker's lag, deployment-wide",
     ("webhooks", "OLDEST_UNDELIVERED"): "/metrics: the outbox's lag, deployment-wide",
+    ("imports", "NEXT_WAITING"): "the imports worker takes queued imports of every merchant",
 }
 
 

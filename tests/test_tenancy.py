@@ -57,6 +57,7 @@ class Side:
     coupon_pool: dict[str, Any] = field(default_factory=dict)
     payee: dict[str, Any] = field(default_factory=dict)  # the advocate's, by bank transfer
     iban: str = ""
+    import_job: dict[str, Any] = field(default_factory=dict)  # customers, one refused line
     event_ids: list[str] = field(default_factory=list)
     keys: dict[str, str] = field(default_factory=dict)  # kind -> id of the test-mode keys
     webhook: dict[str, Any] = field(default_factory=dict)  # an endpoint, with its secret
@@ -109,6 +110,8 @@ class Side:
             self.payee["account_holder"],
             self.payee["iban"],  # masked
             self.iban,
+            self.import_job["id"],
+            f"imported-{self.tag}",
             self.webhook["url"],
             self.webhook["secret"],
             *coupons,
@@ -205,6 +208,13 @@ async def _make_side(client, tenant: Tenant, tag: str) -> Side:
         },
     )
     await ok("POST", f"/v1/rewards/{side.rewards['fr2']}/reverse", action)
+    imported = await client.post(
+        "/v1/imports?kind=customers",
+        content=f"customer_id,email\nimported-{tag},\n,not-an-address\n".encode(),
+        headers={**auth, "content-type": "text/csv"},
+    )
+    assert imported.status_code == 202, imported.text
+    side.import_job = imported.json()
     side.event_ids = [e["id"] for e in (await ok("GET", "/v1/events?limit=100"))["data"]]
     assert side.event_ids
     side.keys = {k["kind"]: k["id"] for k in (await ok("GET", "/v1/keys?limit=100"))["data"]}
@@ -495,6 +505,25 @@ CASES: dict[str, Case] = {
     "POST /v1/coupon-pools/{pool_id}/codes.csv": Case(
         True,
         lambda w: ("POST", f"/v1/coupon-pools/{w.a.coupon_pool['id']}/codes.csv", "INTRUDER-2"),
+        "not_found",
+    ),
+    # imports: a foreign key imports into its own merchant only (the JSON body is a file of
+    # one JSON line), and finds no other merchant's import
+    "POST /v1/imports": Case(
+        True,
+        lambda w: ("POST", "/v1/imports?kind=customers", {"customer_id": "intruder-3"}),
+        "own_data",
+        ok=202,
+    ),
+    "GET /v1/imports/{import_id}": Case(
+        True, lambda w: ("GET", f"/v1/imports/{w.a.import_job['id']}", None), "not_found"
+    ),
+    "GET /v1/imports/{import_id}/errors": Case(
+        True, lambda w: ("GET", f"/v1/imports/{w.a.import_job['id']}/errors", None), "not_found"
+    ),
+    "GET /v1/imports/{import_id}/errors.csv": Case(
+        True,
+        lambda w: ("GET", f"/v1/imports/{w.a.import_job['id']}/errors.csv", None),
         "not_found",
     ),
     # a customer's data rights: another merchant's customer is nobody here
@@ -788,6 +817,7 @@ _SNAPSHOT_URLS: list[Callable[[World], str]] = [
     lambda w: f"/v1/stories/{w.a.story['id']}",
     lambda w: "/v1/merchant",
     lambda w: f"/v1/webhook-endpoints/{w.a.webhook['id']}",
+    lambda w: f"/v1/imports/{w.a.import_job['id']}",
     lambda w: f"/v1/webhook-endpoints/{w.a.webhook['id']}/attempts?limit=100",
     *(
         (lambda w, kind=kind: f"/v1/{kind}?limit=100")

@@ -27,6 +27,35 @@ RETURNING lookup_key
 
 CODE_OWNER = "SELECT merchant_id, advocate_id FROM codes WHERE lookup_key = $1"
 
+# Advocates from the service the shop switched from (referral/imports/), a batch at a time:
+# an advocate already here is kept as it is.
+IMPORT_ADVOCATES = """
+INSERT INTO advocates (merchant_id, program_id, customer_id, email, name)
+SELECT $1, $2, a.customer_id, a.email, a.name
+FROM unnest($3::text[], $4::text[], $5::text[]) AS a(customer_id, email, name)
+ON CONFLICT (merchant_id, program_id, customer_id) DO NOTHING
+RETURNING id, customer_id
+"""
+
+ADVOCATES_OF = """
+SELECT id, customer_id FROM advocates
+WHERE merchant_id = $1 AND program_id = $2 AND customer_id = ANY($3::text[])
+"""
+
+# Codes are one namespace across merchants: a key held anywhere is taken.
+CODE_OWNERS = """
+SELECT lookup_key, code, merchant_id, advocate_id FROM codes WHERE lookup_key = ANY($1::text[])
+"""
+
+INSERT_CODES = """
+INSERT INTO codes (lookup_key, code, merchant_id, program_id, advocate_id, kind)
+SELECT c.lookup_key, c.code, $1, $2, c.advocate_id, c.kind
+FROM unnest($3::text[], $4::text[], $5::bigint[], $6::text[])
+     AS c(lookup_key, code, advocate_id, kind)
+ON CONFLICT (lookup_key) DO NOTHING
+RETURNING lookup_key
+"""
+
 COLUMNS = """t.id, t.program_id, t.customer_id, t.email, t.name, t.created_at, t.contact_preference,
   t.suspended_at,
   (SELECT coalesce(array_agg(c.code ORDER BY c.created_at, c.code), '{}') FROM codes c
@@ -305,3 +334,48 @@ async def erase_codes(
     tombstones: list[str],
 ) -> int:
     return await conn.fetchval(ERASE_CODES, merchant_id, advocate_ids, vanity_codes, tombstones)
+
+
+class CodeOwnerRow(msgspec.Struct, frozen=True):
+    lookup_key: str
+    code: str
+    merchant_id: int
+    advocate_id: int
+
+
+async def import_advocates(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    program_id: int,
+    customer_ids: list[str],
+    emails: list[str | None],
+    names: list[str | None],
+) -> dict[str, int]:
+    """The advocates inserted now: their id by customer id."""
+    rows = await conn.fetch(IMPORT_ADVOCATES, merchant_id, program_id, customer_ids, emails, names)
+    return {r["customer_id"]: r["id"] for r in rows}
+
+
+async def advocates_of(
+    conn: asyncpg.Connection, merchant_id: int, program_id: int, customer_ids: list[str]
+) -> dict[str, int]:
+    rows = await conn.fetch(ADVOCATES_OF, merchant_id, program_id, customer_ids)
+    return {r["customer_id"]: r["id"] for r in rows}
+
+
+async def code_owners(conn: asyncpg.Connection, keys: list[str]) -> dict[str, CodeOwnerRow]:
+    return {r["lookup_key"]: CodeOwnerRow(**r) for r in await conn.fetch(CODE_OWNERS, keys)}
+
+
+async def insert_codes(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    program_id: int,
+    codes: list[tuple[str, str, int, str]],
+) -> set[str]:
+    """(lookup key, code, advocate id, kind) each; the keys inserted now."""
+    if not codes:
+        return set()
+    keys, texts, advocate_ids, kinds = (list(c) for c in zip(*codes, strict=True))
+    rows = await conn.fetch(INSERT_CODES, merchant_id, program_id, keys, texts, advocate_ids, kinds)
+    return {r["lookup_key"] for r in rows}

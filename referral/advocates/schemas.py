@@ -134,3 +134,23 @@ class CodeInfo(msgspec.Struct):
         Meta(description="Its program's state: only `running` makes new referrals"),
     ]
     object: str = "code"
+
+
+class ImportedAdvocate(msgspec.Struct, frozen=True):
+    """An advocate from the service the shop switched from (`referral/imports/`), with the
+    code they shared there, checked as a vanity code (`code` canonical, `code_key` its
+    lookup key)."""
+
+    customer_id: str
+    email: str | None
+    name: str | None
+    code: str | None
+    code_key: str | None
+
+
+class AdvocateImported(msgspec.Struct, frozen=True):
+    """What importing one advocate did: created (the advocate or its code), or why its
+    line is refused (`error`: a code and a message naming no value)."""
+
+    created: bool = False
+    error: tuple[str, str] | None = None

@@ -13,9 +13,16 @@ import asyncpg
 import structlog
 
 from referral.advocates import repo
-from referral.advocates.schemas import Advocate, AdvocateUpsert, CodeInfo, QrLinks
+from referral.advocates.schemas import (
+    Advocate,
+    AdvocateImported,
+    AdvocateUpsert,
+    CodeInfo,
+    ImportedAdvocate,
+    QrLinks,
+)
 from referral.audit import service as audit
-from referral.codes.codec import VanityCodeError, lookup_key
+from referral.codes.codec import CodeCodec, VanityCodeError, lookup_key
 from referral.customers.schemas import ExportedAdvocate, ExportedCode, Subject, Tombstones
 from referral.events import service as events
 from referral.fraud import service as fraud
@@ -76,13 +83,9 @@ async def upsert(
             field="email",
         )
     program_id = runtime.ids.decode("program", data.program_id)
-    status = await repo.program_status(conn, caller.merchant_id, program_id)
-    if status is None:
-        raise NotFound(f"no program with id {data.program_id}", code="program_not_found")
-    if status == "archived":
-        raise Conflict(
-            "this program is archived and takes no new advocates", code="program_archived"
-        )
+    await check_program(
+        conn, merchant_id=caller.merchant_id, program_id=program_id, public_id=data.program_id
+    )
     row = await repo.upsert(
         conn,
         caller.merchant_id,
@@ -113,6 +116,98 @@ async def upsert(
     )
     advocate = await repo.get(conn, caller.merchant_id, advocate_id)
     return _to_advocate(runtime, caller, advocate), row.created
+
+
+async def check_program(
+    conn: asyncpg.Connection, *, merchant_id: int, program_id: int, public_id: str
+) -> None:
+    """The program takes new advocates: it exists and is not archived."""
+    status = await repo.program_status(conn, merchant_id, program_id)
+    if status is None:
+        raise NotFound(f"no program with id {public_id}", code="program_not_found")
+    if status == "archived":
+        raise Conflict(
+            "this program is archived and takes no new advocates", code="program_archived"
+        )
+
+
+async def import_advocates(
+    conn: asyncpg.Connection,
+    *,
+    codec: CodeCodec,
+    merchant_id: int,
+    program_id: int,
+    advocates: list[ImportedAdvocate],
+) -> list[AdvocateImported]:
+    """Advocates from the service the shop switched from, a batch in a few statements, each
+    with its generated code and the code it shared there kept as a vanity code. An advocate
+    already here is kept as it is (an import again changes nothing); a code another
+    advocate holds, as it is or as one reads like it (the lookup key folds O/0 and I/L/1),
+    refuses its line. Per advocate given, in order: what it did."""
+    owners = await repo.code_owners(conn, [a.code_key for a in advocates if a.code_key])
+    before = await repo.advocates_of(
+        conn, merchant_id, program_id, sorted({a.customer_id for a in advocates})
+    )
+    outcomes: list[AdvocateImported | None] = []
+    claimed: dict[str, tuple[str, str]] = {}  # code key -> (customer id, code) in this batch
+    for a in advocates:
+        clash = None
+        if a.code_key:
+            owner = owners.get(a.code_key)
+            if owner is not None and (owner.merchant_id, owner.advocate_id) != (
+                merchant_id,
+                before.get(a.customer_id),
+            ):
+                clash = owner.code
+            elif a.code_key in claimed and claimed[a.code_key][0] != a.customer_id:
+                clash = claimed[a.code_key][1]
+            claimed.setdefault(a.code_key, (a.customer_id, a.code or ""))
+        outcomes.append(None if clash is None else _code_clash(a.code or "", clash))
+    accepted = [a for a, o in zip(advocates, outcomes, strict=True) if o is None]
+    made = await repo.import_advocates(
+        conn,
+        merchant_id,
+        program_id,
+        [a.customer_id for a in accepted],
+        [a.email for a in accepted],
+        [a.name for a in accepted],
+    )
+    ids = {**before, **made}
+    codes = [(i, codec.generate(i)) for i in made.values()]
+    generated = [(code, code, i, "generated") for i, code in codes]
+    vanity = [
+        (a.code_key, a.code, ids[a.customer_id], "vanity")
+        for a in accepted
+        if a.code_key and a.code and owners.get(a.code_key) is None
+    ]
+    inserted = await repo.insert_codes(conn, merchant_id, program_id, generated + vanity)
+    granted = inserted | {k for k, o in owners.items() if o.merchant_id == merchant_id}
+    answer = []
+    for a, outcome in zip(advocates, outcomes, strict=True):
+        if outcome is not None:
+            answer.append(outcome)
+        elif a.code_key and a.code_key not in granted:
+            # Taken between the look-up and the insert (another import, another call).
+            answer.append(_code_clash(a.code or "", ""))
+        else:
+            new = a.customer_id in made or a.code_key in inserted
+            made.pop(a.customer_id, None)  # a second line of one customer creates nothing
+            inserted.discard(a.code_key or "")
+            answer.append(AdvocateImported(created=new))
+    if made_count := len(generated):
+        log.info("advocates_imported", merchant_id=merchant_id, created=made_count)
+    return answer
+
+
+def _code_clash(code: str, taken: str) -> AdvocateImported:
+    if code != taken and lookup_key(code) == lookup_key(taken):
+        return AdvocateImported(
+            error=(
+                "code_confusable",
+                "code reads like another advocate's code (O and 0, I, L and 1 are one)",
+            )
+        )
+    return AdvocateImported(error=("code_taken", "code belongs to another advocate"))
 
 
 async def get(

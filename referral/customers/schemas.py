@@ -34,6 +34,7 @@ class Subject(msgspec.Struct, kw_only=True):
     order_ids: list[int] = []
     signup_ids: list[int] = []
     signals: int = 0  # fraud signals kept under their customer id
+    imported_customer_ids: list[int] = []  # imports that named them an existing customer
     visitor_ids: list[str] = []  # the link's visitor cookie of their clicks as a friend
     story_ids: list[int] = []
     payees: int = 0  # payout details kept under their customer id
@@ -47,6 +48,7 @@ class Subject(msgspec.Struct, kw_only=True):
             or self.signup_ids
             or self.signals
             or self.payees
+            or self.imported_customer_ids
         )
 
     @property
@@ -185,6 +187,15 @@ class ExportedOrder(msgspec.Struct):
     referral_id: str | None
 
 
+class ExportedImportedCustomer(msgspec.Struct):
+    """That an import (switching in from another service) named them an existing customer."""
+
+    customer_id: str | None
+    email: str | None
+    import_id: str
+    imported_at: datetime
+
+
 class ExportedLedgerEntry(msgspec.Struct):
     account: str
     amount: int
@@ -292,6 +303,7 @@ class CustomerExport(msgspec.Struct):
     payees: list[ExportedPayee]
     payouts: list[ExportedPayout]
     fraud_signals: ExportedSignals
+    imported_as_customer: list[ExportedImportedCustomer]
     erasures: Annotated[
         list[ExportedErasure],
         Meta(description="Earlier erasures of this customer id: what they erased is gone"),
@@ -321,6 +333,7 @@ class ErasedCounts(msgspec.Struct, kw_only=True):
     events: int = 0
     webhook_attempts: int = 0
     idempotency_keys: int = 0
+    imported_customers: int = 0
 
 
 class CustomerErasure(msgspec.Struct):

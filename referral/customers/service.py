@@ -34,6 +34,7 @@ from referral.customers.schemas import (
 )
 from referral.events import service as events
 from referral.fraud import service as fraud
+from referral.imports import service as imports
 from referral.lib.errors import NotFound
 from referral.lib.keyed_hash import HmacSha256
 from referral.links import service as links
@@ -74,6 +75,7 @@ async def _find(conn: asyncpg.Connection, merchant_id: int, customer_id: str) ->
     orders are found, whose addresses find the guest referrals and signups."""
     subject = Subject(merchant_id=merchant_id, customer_id=customer_id)
     await advocates.find_customer(conn, subject=subject)
+    await imports.find_customer(conn, subject=subject)
     await orders.find_customer(conn, subject=subject)
     await referrals.find_customer(conn, subject=subject)
     await fraud.find_customer(conn, subject=subject)
@@ -167,6 +169,10 @@ async def export(runtime: Runtime, *, caller: Caller, customer_id: str) -> Async
                     retention_days=runtime.settings.signal_retention_days,
                 ),
             )
+            + _member(
+                "imported_as_customer",
+                await imports.export_customer(conn, ids=ids, subject=subject),
+            )
             + _member("erasures", earlier)
             + b"}"
         )
@@ -222,6 +228,9 @@ async def erase(
     counts.payees = await payees.erase_customer(conn, subject=subject)
     counts.stories = await stories.erase_customer(conn, runtime=runtime, subject=subject)
     counts.fraud_signals = await fraud.erase_customer(conn, subject=subject)
+    counts.imported_customers = await imports.erase_customer(
+        conn, subject=subject, tombstones=tombstones
+    )
     await analytics.erase_customer(conn, subject=subject, tombstones=tombstones)
     # Free text last: what the steps above announced names nobody, what came before may.
     exact = [customer_id, *subject.vanity_codes, *subject.visitor_ids]

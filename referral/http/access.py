@@ -34,7 +34,7 @@ SCOPE_TEXT = {
     "the books (balances, ledger exports)",
     "read": "every GET",
     "admin": "programs, fraud policies, reviews, manual reward actions, the merchant's "
-    "settings, keys, webhooks, customers' data rights and the audit log",
+    "settings, keys, webhooks, imports, customers' data rights and the audit log",
 }
 
 
@@ -138,6 +138,11 @@ OPERATIONS: dict[str, Access] = {
     "listStories": read(),
     "getStory": read(),
     "updateStory": change("admin", "story.updated"),
+    # imports: switching in from another service
+    "createImport": change("admin", "import.created"),
+    "getImport": read(),
+    "listImportErrors": read(),
+    "getImportErrorsCsv": read(),
     # coupon pools: the shop's own codes for friends
     "createCouponPool": change("admin", "coupon_pool.created"),
     "listCouponPools": read(),

@@ -73,10 +73,17 @@ class Once:
         self._request, self._conn, self._caller = request, conn, caller
 
     async def __call__(
-        self, call: Call, *, status: int = 200, replayed: Callable[[Any], Any] | None = None
+        self,
+        call: Call,
+        *,
+        status: int = 200,
+        replayed: Callable[[Any], Any] | None = None,
+        body_digest: bytes | None = None,
     ) -> Response:
         """`replayed` shapes what a replay answers, when the first answer held something the
-        service must not keep (a new API key's secret, of which only the hash is stored)."""
+        service must not keep (a new API key's secret, of which only the hash is stored).
+        `body_digest` stands for a body the handler streamed (a file upload, never held in
+        memory): the request is then its path, its query string and that digest."""
         request, conn, caller = self._request, self._conn, self._caller
         key = request.headers.get(HEADER)
         if key is None:
@@ -84,7 +91,11 @@ class Once:
             return Response(body, status_code=code)
         _check_key(key)
         route = f"{request.method} {min(request.route_handler.paths)}"
-        request_hash = _canonical_hash(request.url.path, await request.body())
+        if body_digest is None:
+            request_hash = _canonical_hash(request.url.path, await request.body())
+        else:
+            target = f"{request.url.path}?{request.url.query}".encode()
+            request_hash = hashlib.sha256(target + b"\0" + body_digest).digest()
         if not await repo.try_lock(conn, caller.merchant_id, f"{route}|{key}"):
             raise Conflict(
                 "a request with this Idempotency-Key is still being processed; retry shortly",

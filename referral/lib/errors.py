@@ -73,6 +73,20 @@ class Conflict(AppError):
     title = "Conflict"
 
 
+class PayloadTooLarge(AppError):
+    """A body a handler streams (an import file) beyond its own limit."""
+
+    status = 413
+    code = "payload_too_large"
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(AppError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
 def problem(
     status: int,
     code: str,

@@ -26,6 +26,7 @@ PREFIXES = {
     "customer_erasure": "era",
     "coupon_pool": "cpl",
     "payee": "pye",
+    "import": "imp",
 }
 
 _ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"

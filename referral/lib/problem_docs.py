@@ -29,7 +29,8 @@ _TEXT = {
     404: "Not found, or owned by another merchant",
     409: "Conflicts with the current state",
     410: "Expired: ask for a new one",
-    413: "The body is larger than the service takes (1 MB)",
+    413: "The body is larger than the service takes (1 MB; an import file, `IMPORT_MAX_BYTES`)",
+    415: "The body's Content-Type is not one the operation takes",
     422: "Well-formed, but a rule refuses it",
     429: "Too many requests from this address: retry after `Retry-After` seconds",
     503: "The database cannot be reached: retry after `Retry-After` seconds (safe with the "

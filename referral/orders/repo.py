@@ -43,6 +43,28 @@ REFUND_BY_ID = """
 SELECT amount, currency FROM refunds WHERE merchant_id = $1 AND order_pk = $2 AND refund_id = $3
 """
 
+# Past orders from the service the shop switched from (referral/imports/), a batch at a
+# time: history (is_import), never attributed; the answer a retry of one of them gets says so.
+IMPORT_ORDERS = """
+INSERT INTO orders (merchant_id, order_id, customer_id, email_normalised, subtotal, total,
+                    currency, occurred_at, is_import, fingerprint, result)
+SELECT $1, o.order_id, o.customer_id, o.email, o.subtotal, o.total, o.currency,
+       o.occurred_at, true, o.fingerprint,
+       jsonb_build_object('order_id', o.order_id, 'referred', false, 'referral', NULL,
+                          'rewards', '[]'::jsonb, 'coupons_redeemed', '[]'::jsonb,
+                          'notes', '["imported_order"]'::jsonb, 'coupons', '[]'::jsonb,
+                          'object', 'order')
+FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
+            $8::timestamptz[], $9::bytea[])
+     AS o(order_id, customer_id, email, subtotal, total, currency, occurred_at, fingerprint)
+ON CONFLICT (merchant_id, order_id) DO NOTHING
+RETURNING order_id
+"""
+
+FINGERPRINTS = """
+SELECT order_id, fingerprint FROM orders WHERE merchant_id = $1 AND order_id = ANY($2::text[])
+"""
+
 # --- a customer's data rights (referral/customers/) ---------------------------------------
 # Their orders: by customer id, or by email where the shop sent none (a guest order).
 CUSTOMER_ORDER_KEYS = """
@@ -177,3 +199,19 @@ async def erase_orders(
     return await conn.fetchval(
         ERASE_ORDERS, merchant_id, order_ids, tombstone, emails_from, emails_to, fingerprints
     )
+
+
+async def import_orders(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    columns: tuple[list[Any], ...],
+) -> set[str]:
+    """The order ids inserted now, of the columns of IMPORT_ORDERS ($2-$9)."""
+    return {r["order_id"] for r in await conn.fetch(IMPORT_ORDERS, merchant_id, *columns)}
+
+
+async def fingerprints(
+    conn: asyncpg.Connection, merchant_id: int, order_ids: list[str]
+) -> dict[str, bytes]:
+    rows = await conn.fetch(FINGERPRINTS, merchant_id, order_ids)
+    return {r["order_id"]: r["fingerprint"] for r in rows}

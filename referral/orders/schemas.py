@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -71,3 +71,23 @@ class OrderState(msgspec.Struct):
     currency: str
     rewards: list[RewardSummary]
     object: str = "order_state"
+
+
+class ImportedOrder(msgspec.Struct, frozen=True):
+    """A past order from the service the shop switched from (`referral/imports/`): recorded
+    as history, never attributed and never earning."""
+
+    order_id: str
+    customer_id: str | None
+    email: str | None  # normalised
+    subtotal: int
+    total: int
+    currency: str
+    occurred_at: datetime
+
+
+class OrdersImported(msgspec.Struct, frozen=True):
+    """Per order given, in order: `created`, `unchanged` (recorded before, the same), or
+    `conflict` (the id was recorded before with other amounts or another buyer)."""
+
+    outcomes: list[Literal["created", "unchanged", "conflict"]]

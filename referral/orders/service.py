@@ -25,7 +25,14 @@ from referral.lib.timestamps import reported_at
 from referral.merchants.service import Caller
 from referral.orders import repo
 from referral.orders.repo import OrderRow
-from referral.orders.schemas import OrderRequest, OrderResult, OrderState, RefundRequest
+from referral.orders.schemas import (
+    ImportedOrder,
+    OrderRequest,
+    OrderResult,
+    OrdersImported,
+    OrderState,
+    RefundRequest,
+)
 from referral.referrals import attribution
 from referral.referrals import service as referrals
 from referral.rewards import grant
@@ -123,6 +130,41 @@ async def record_order(
         conn, caller.merchant_id, order_pk, settled.referral_pk, msgspec.to_builtins(result)
     )
     return result, True
+
+
+async def import_orders(
+    conn: asyncpg.Connection, *, merchant_id: int, orders: list[ImportedOrder]
+) -> OrdersImported:
+    """Record past orders as history, in one statement: never attributed, never earning
+    (the eligibility check `imported_order` refuses them, and they make no referral), but
+    they tell the "new customers only" rule who bought before, and analytics count them on
+    their day. Idempotent by order id, as a live order is; an id recorded before with other
+    amounts or another buyer is `conflicting` (and unchanged)."""
+    if not orders:
+        return OrdersImported(outcomes=[])
+    prints = [
+        _fingerprint_of(o.customer_id, o.email, o.subtotal, o.total, o.currency) for o in orders
+    ]
+    columns = (
+        [o.order_id for o in orders],
+        [o.customer_id for o in orders],
+        [o.email for o in orders],
+        [o.subtotal for o in orders],
+        [o.total for o in orders],
+        [o.currency for o in orders],
+        [o.occurred_at for o in orders],
+        prints,
+    )
+    created = await repo.import_orders(conn, merchant_id, columns)
+    stored = await repo.fingerprints(conn, merchant_id, columns[0])
+    outcomes: list = []
+    for order_id, fingerprint in zip(columns[0], prints, strict=True):
+        if order_id in created:
+            created.discard(order_id)  # a second line with this id is not a second order
+            outcomes.append("created" if stored.get(order_id) == fingerprint else "conflict")
+        else:
+            outcomes.append("unchanged" if stored.get(order_id) == fingerprint else "conflict")
+    return OrdersImported(outcomes=outcomes)
 
 
 async def _state(

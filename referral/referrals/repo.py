@@ -94,21 +94,29 @@ ADVOCATE = "SELECT id, customer_id, email FROM advocates WHERE merchant_id = $1 
 
 # The friend is known by customer id and/or email: one indexed probe per key, never an OR
 # that a generic plan could answer by scanning every order of the merchant.
-BOUGHT_BEFORE = """
+# A customer bought before: an earlier order of theirs, or they were imported as a customer
+# of the shop from before it switched (referral/imports/, `imported_customers`).
+KNOWN_CUSTOMER = """
+    OR EXISTS (SELECT 1 FROM imported_customers
+               WHERE merchant_id = $1 AND customer_id = {customer_id})
+    OR EXISTS (SELECT 1 FROM imported_customers
+               WHERE merchant_id = $1 AND email_normalised = {email})"""
+
+_BOUGHT_EARLIER = """
 SELECT EXISTS (SELECT 1 FROM orders
                WHERE merchant_id = $1 AND customer_id = $3 AND id <> $2
                  AND (occurred_at, id) < ($5, $2) AND status <> 'cancelled')
     OR EXISTS (SELECT 1 FROM orders
                WHERE merchant_id = $1 AND email_normalised = $4 AND id <> $2
-                 AND (occurred_at, id) < ($5, $2) AND status <> 'cancelled')
-"""
+                 AND (occurred_at, id) < ($5, $2) AND status <> 'cancelled')"""
+BOUGHT_BEFORE = _BOUGHT_EARLIER + KNOWN_CUSTOMER.format(customer_id="$3", email="$4")
 
-HAS_ORDERS = """
+_ORDERED = """
 SELECT EXISTS (SELECT 1 FROM orders
                WHERE merchant_id = $1 AND customer_id = $2 AND status <> 'cancelled')
     OR EXISTS (SELECT 1 FROM orders
-               WHERE merchant_id = $1 AND email_normalised = $3 AND status <> 'cancelled')
-"""
+               WHERE merchant_id = $1 AND email_normalised = $3 AND status <> 'cancelled')"""
+HAS_ORDERS = _ORDERED + KNOWN_CUSTOMER.format(customer_id="$2", email="$3")
 
 ORDER_IDS_OF = "SELECT id, order_id FROM orders WHERE merchant_id = $1 AND id = ANY($2::bigint[])"
 

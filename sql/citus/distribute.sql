@@ -80,3 +80,8 @@ SELECT create_distributed_table('coupon_pool_codes', 'merchant_id', colocate_wit
 SELECT create_distributed_table('coupon_waits', 'merchant_id', colocate_with => 'programs');
 -- Where each customer's payouts go (0025).
 SELECT create_distributed_table('payees', 'merchant_id', colocate_with => 'programs');
+-- Imports, their staged lines and error reports, and the customers they brought (0026).
+SELECT create_distributed_table('imports', 'merchant_id', colocate_with => 'programs');
+SELECT create_distributed_table('import_lines', 'merchant_id', colocate_with => 'programs');
+SELECT create_distributed_table('import_errors', 'merchant_id', colocate_with => 'programs');
+SELECT create_distributed_table('imported_customers', 'merchant_id', colocate_with => 'programs');

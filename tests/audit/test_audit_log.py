@@ -189,6 +189,10 @@ async def test_every_change_route_writes_one_audit_row(client, tenant, db, trail
     iban = "SE3550000000054910000003"
     body = {"method": "bank_transfer", "iban": iban, "account_holder": "Anna Svensson"}
     await t.call("putPayee", "PUT", "/v1/payees/cus_audit", body)
+    # switching in: an import (its lines, worked later by the worker, are not staff changes)
+    await t.call(
+        "createImport", "POST", "/v1/imports?kind=customers", csv=b"customer_id\nc-1\n", status=202
+    )
 
     # webhooks
     endpoint = await t.call(

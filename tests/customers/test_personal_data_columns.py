@@ -58,6 +58,8 @@ ERASED = {
     ("webhook_attempts", "response"): "a receiver's answer to a scrubbed event emptied",
     ("analytics_entity_facts", "key"): "a customer's key renamed to the tombstone's",
     ("analytics_dirty", "key"): "a customer's key renamed to the tombstone's",
+    ("imported_customers", "customer_id"): "their rows deleted",
+    ("imported_customers", "email_normalised"): "their rows deleted",
 }
 NOT_PERSONAL = {
     ("analytics_sketches", "sketch"): "distinct-count sketches of hashes: no member is listed",
@@ -86,6 +88,7 @@ NOT_PERSONAL = {
     ("referral_reviews", "actor"): "a staff member",
     ("reward_transitions", "actor"): "a staff member or the system",
     ("webhook_endpoints", "description"): "the shop's own label",
+    ("import_errors", "code"): "a stable error code (`invalid_email`), never a line's value",
 }
 # Names a personal-data column would have.
 LOOKS_PERSONAL = re.compile(
