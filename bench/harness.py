@@ -140,27 +140,17 @@ def granian_command(port: int, app: str = APP, extra_args: Sequence[str] = ()) -
 
 
 @contextlib.contextmanager
-def app_server(
-    env: dict[str, str],
-    port: int,
-    log_path: Path,
-    app: str = APP,
-    extra_args: Sequence[str] = (),
+def background(
+    command: Sequence[str], env: dict[str, str], log_path: Path
 ) -> Iterator[subprocess.Popen]:
-    """granian serving `app` (output into `log_path`), once ready; SIGTERM (then SIGKILL
-    after 30 s) on the way out if it still runs."""
+    """`command` in its own session (a Ctrl-C reaches only the benchmark, which stops it),
+    output into `log_path`; SIGTERM (then SIGKILL after 30 s) on the way out."""
     with open(log_path, "wb") as log:
-        # Its own session: a Ctrl-C reaches only the benchmark, which stops the server itself.
         proc = subprocess.Popen(
-            granian_command(port, app, extra_args),
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
-        )
+        )  # fmt: skip
     try:
-        wait_until_ready(proc, port, log_path)
         yield proc
     finally:
         if proc.poll() is None:
@@ -170,6 +160,20 @@ def app_server(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@contextlib.contextmanager
+def app_server(
+    env: dict[str, str],
+    port: int,
+    log_path: Path,
+    app: str = APP,
+    extra_args: Sequence[str] = (),
+) -> Iterator[subprocess.Popen]:
+    """granian serving `app` (output into `log_path`), once ready; stopped on the way out."""
+    with background(granian_command(port, app, extra_args), env, log_path) as proc:
+        wait_until_ready(proc, port, log_path)
+        yield proc
 
 
 def wait_until_ready(proc: subprocess.Popen, port: int, log_path: Path) -> None:

@@ -26,12 +26,15 @@ made must have arrived (by webhook-id), every request must verify with the
 `standardwebhooks` library, and every attempt row must be a success. Exit status: 0 when
 those checks pass, 1 when one fails, 2 when the benchmark cannot run. Targets: >= 1,000
 deliveries/s, p99 delay < 1 s. Environment: BENCH_RATE, BENCH_DURATION, BENCH_EVENTS,
-BENCH_ADVOCATES (200), BENCH_DATABASE_URL, and the app's WEBHOOK_* settings (passed on).
+BENCH_ADVOCATES (200), BENCH_DATABASE_URL, BENCH_SENDER (`app`: the web worker sends, as
+a single instance does; `process`: the web worker runs no sender and `referral webhooks
+send` does, in a process of its own), and the app's WEBHOOK_* settings (passed on).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
@@ -44,6 +47,8 @@ from harness import (
     ROOT,
     app_env,
     app_server,
+    background,
+    execute_sql,
     free_port,
     fresh_database,
     logged_errors,
@@ -150,6 +155,20 @@ def _burst(url, merchant_id, after_id, ids, receiver) -> tuple[float, list[float
     return (len(delays) / span if span > 0 else 0.0), delays
 
 
+SENDER = os.environ.get("BENCH_SENDER", "app")
+
+
+@contextlib.contextmanager
+def _sender_process(env: dict[str, str], log_path: Path):
+    """`referral webhooks send` beside the server (BENCH_SENDER=process), else nothing."""
+    if SENDER != "process":
+        yield None
+        return
+    command = [sys.executable, "-m", "referral", "webhooks", "send", "--interval", "0.05"]
+    with background(command, env, log_path) as proc:
+        yield proc
+
+
 def main() -> int:
     import httpx
     from standardwebhooks import Webhook
@@ -168,19 +187,36 @@ def main() -> int:
         tempfile.TemporaryDirectory(prefix="bench-webhooks-", dir=ROOT / ".referral") as tmp,
         Receiver() as receiver,
     ):
+        if SENDER not in ("app", "process"):
+            print(f"BENCH_SENDER is app or process, not {SENDER!r}", file=sys.stderr)
+            return 2
+        interval = "0.05" if SENDER == "app" else "0"  # 0: no sender in the web worker
         env = app_env(
-            db.url, base, "warning", WEBHOOK_INTERVAL_SECONDS="0.05", RELEASE_INTERVAL_SECONDS="0"
+            db.url, base, "warning", WEBHOOK_INTERVAL_SECONDS=interval, RELEASE_INTERVAL_SECONDS="0"
         )
         ids = PublicIds(env["REFERRAL_HASHIDS_SALT"])
         key, codes = asyncio.run(checkout.seed(db.url, env, ADVOCATES))
         merchant_id = asyncio.run(_merchant_of(db.url))
         log_path = Path(tmp) / "server.log"
         gen = checkout.LoadGen(base, key, codes)
-        with app_server(env, port, log_path) as proc:
+        with (
+            app_server(env, port, log_path) as proc,
+            _sender_process(env, Path(tmp) / "sender.log") as sender,
+        ):
             cpu = checkout.CpuMeter(proc.pid, db.postmaster_pid)
-            print(f"granian (1 worker, uvloop) on {base}; receiver on {receiver.url()}")
+            sending = checkout.CpuMeter((sender or proc).pid, db.postmaster_pid)
+            where = "the web worker" if sender is None else "`referral webhooks send`"
+            print(
+                f"granian (1 worker, uvloop) on {base}; receiver on {receiver.url()}; "
+                f"webhooks sent by {where}"
+            )
+            # A shop's database has history, and PostgreSQL statistics about it (as in
+            # bench-checkout: on a fresh database the order path's reads walk whole indexes).
+            history = gen.run("history", "order", 250, checkout.HISTORY / 250, 0, "hist", None)
+            asyncio.run(execute_sql(db.url, "ANALYZE"))
+            print(f"history: {len(history.created):,} orders through the API, then ANALYZE")
             print(f"\n-- 1. orders at {RATE:g}/s for {DURATION:g} s, no webhook endpoint")
-            alone = gen.run("POST /v1/orders", "order", RATE, DURATION, 2, "alone", None)
+            alone = gen.run("POST /v1/orders", "order", RATE, DURATION, 2, "alone", cpu)
             print(checkout.describe(alone), flush=True)
 
             with httpx.Client(base_url=base, timeout=10) as http:
@@ -196,21 +232,21 @@ def main() -> int:
             last_before = asyncio.run(_scalar(db.url, "SELECT coalesce(max(id), 0) FROM events"))
 
             print(f"\n-- 2a. {EVENTS:,} events committed in batches of 1,000, no other load")
-            app0, db0, _ = cpu.sample()
+            app0, db0, _ = sending.sample()
             quiet_rate, quiet_delays = _burst(db.url, merchant_id, last_before, ids, receiver)
-            app1, db1, _ = cpu.sample()
+            app1, db1, _ = sending.sample()
             per = 1000 / max(1, len(quiet_delays))
             app_ms, db_ms = cpu.delta(app0, app1) * per, cpu.delta(db0, db1) * per
             print(
                 f"   {quiet_rate:,.0f} deliveries/s; delay commit -> receiver p50 "
                 f"{pct(quiet_delays, 50) * 1000:.0f} ms  p99 {pct(quiet_delays, 99) * 1000:.0f} ms"
-                f"\n   CPU per delivery: app {app_ms:.2f} ms, PostgreSQL {db_ms:.2f} ms "
+                f"\n   CPU per delivery: sender {app_ms:.2f} ms, PostgreSQL {db_ms:.2f} ms "
                 f"(with the 1,000-event commits; not slowed by other work on the machine)"
             )
             last_live = asyncio.run(_scalar(db.url, "SELECT coalesce(max(id), 0) FROM events"))
 
             print("\n-- 2b. the same orders, their events delivered as they come")
-            beside = gen.run("POST /v1/orders", "order", RATE, DURATION, 2, "beside", None)
+            beside = gen.run("POST /v1/orders", "order", RATE, DURATION, 2, "beside", cpu)
             print(checkout.describe(beside), flush=True)
             time.sleep(2)
             live_events = asyncio.run(_events_since(db.url, merchant_id, last_live))
@@ -301,7 +337,7 @@ def main() -> int:
             f"summary: checkout p99 {alone.latency['p99']:.1f} ms alone, "
             f"{beside.latency['p99']:.1f} ms beside live delivery, "
             f"{run.latency['p99']:.1f} ms beside the {EVENTS:,}-event burst; "  # type: ignore[attr-defined]
-            f"deliveries {quiet_rate:,.0f}/s alone ({app_ms:.2f} ms app CPU each), "
+            f"deliveries {quiet_rate:,.0f}/s alone ({app_ms:.2f} ms sender CPU each), "
             f"{rate:,.0f}/s beside orders; "
             f"delay p99 {pct(live_delays, 99) * 1000:.0f} ms live, "
             f"{pct(bulk_delays, 99) * 1000:.0f} ms in the burst"

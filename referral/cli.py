@@ -318,6 +318,38 @@ def cmd_rewards_release_due(args: argparse.Namespace) -> None:
         print(f"released {asyncio.run(_release_due(settings))} reward(s)")
 
 
+async def _send_webhooks(settings: Settings, interval: float) -> None:
+    import signal
+
+    import msgspec
+
+    from referral.webhooks.delivery import Deliverer
+
+    settings = msgspec.structs.replace(settings, webhook_interval_seconds=interval)
+    pool = await create_pool(settings.database_url, min_size=1, max_size=4)
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        async with Deliverer(pool, settings) as deliverer:
+            await deliverer.run()
+    except asyncio.CancelledError:
+        pass  # SIGTERM: what is in flight stays leased and is sent again after its lease
+    finally:
+        await pool.close()
+
+
+def cmd_webhooks_send(args: argparse.Namespace) -> None:
+    """The webhook sender in a process of its own, beside web workers started with
+    WEBHOOK_INTERVAL_SECONDS=0: deliveries then never wait behind checkout requests for the
+    CPU. Any number of these (and of web workers with a sender) share the work."""
+    with _database() as (settings, _embedded):
+        interval = args.interval or settings.webhook_interval_seconds or 0.1
+        print(f"sending webhooks (looking every {interval:g} s when idle)", file=sys.stderr)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_send_webhooks(settings, interval))
+
+
 def cmd_analytics_rebuild(args: argparse.Namespace) -> None:
     """Exit 1 when a kept rollup differs from the recomputation (and --apply was not given)."""
     from referral.analytics import cli as analytics
@@ -555,6 +587,20 @@ def build_parser() -> argparse.ArgumentParser:
     rewards.add_parser(
         "release-due", help="approve rewards whose hold has passed (cron)"
     ).set_defaults(func=cmd_rewards_release_due)
+
+    webhooks = sub.add_parser("webhooks", help="webhook delivery").add_subparsers(
+        dest="action", required=True
+    )
+    send = webhooks.add_parser(
+        "send", help="run the webhook sender in this process until stopped (SIGTERM, Ctrl-C)"
+    )
+    send.add_argument(
+        "--interval",
+        type=float,
+        default=0.0,
+        help="seconds between looks when idle (default: WEBHOOK_INTERVAL_SECONDS, else 0.1)",
+    )
+    send.set_defaults(func=cmd_webhooks_send)
 
     analytics = sub.add_parser("analytics", help="the analytics rollups").add_subparsers(
         dest="action", required=True

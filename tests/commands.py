@@ -11,8 +11,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def referral(settings, *args: str, expect: int = 0) -> str:
-    """stdout of a successful run, stderr of a refused one."""
+def cli_env(settings, **extra: str) -> dict[str, str]:
+    """The environment a `referral` command needs to work on the test's database, with the
+    test's secrets (so ids and signatures match the app's)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("REFERRAL_")}
     env.update(
         DATABASE_URL=settings.database_url,
@@ -20,7 +21,14 @@ async def referral(settings, *args: str, expect: int = 0) -> str:
         REFERRAL_CLICK_TOKEN_KEY=settings.click_token_key,
         REFERRAL_IP_HASH_KEY=settings.ip_hash_key,
         LOG_FORMAT="json",
+        **extra,
     )
+    return env
+
+
+async def referral(settings, *args: str, expect: int = 0) -> str:
+    """stdout of a successful run, stderr of a refused one."""
+    env = cli_env(settings)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
