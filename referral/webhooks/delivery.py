@@ -200,6 +200,8 @@ class Deliverer:
     def __post_init__(self) -> None:
         self.ids = PublicIds(self.settings.hashids_salt)
         self.wids = rules.WebhookIds(self.settings.hashids_salt)
+        # In flight in all: taken-ahead work waits here, not inside an attempt's time limit.
+        self._in_flight = asyncio.Semaphore(self.settings.webhook_concurrency)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -262,7 +264,7 @@ class Deliverer:
         if gate is None:
             gate = self._gates[item.endpoint_id] = asyncio.Semaphore(s.webhook_endpoint_concurrency)
         try:
-            async with gate:  # at most webhook_endpoint_concurrency in flight per endpoint
+            async with gate, self._in_flight:  # per endpoint, then in all
                 await self._send_now(item, secrets, deadline)
         finally:
             left = self._per_endpoint.get(item.endpoint_id, 1) - 1

@@ -5,6 +5,7 @@ address refusal, filtering and two workers sharing the work."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -399,3 +400,35 @@ async def test_a_slow_endpoint_never_delays_another(client, tenant, db, pool, se
             await deliverer.close()
         assert took < 2, f"the fast endpoint waited {took:.1f} s behind the slow one"
         assert len(slow.received()) <= 6, "the slow one got at most its share meanwhile"
+
+
+def _most_at_once(arrivals: list[float], within: float) -> int:
+    """The most requests that arrived within `within` seconds of each other: with every
+    answer taking longer than that, the most that were in flight at once."""
+    arrivals = sorted(arrivals)
+    return max((sum(1 for b in arrivals[i:] if b - a < within) for i, a in enumerate(arrivals)),
+               default=0)  # fmt: skip
+
+
+async def test_requests_in_flight_are_bounded_per_endpoint_and_in_all(
+    client, tenant, pool, settings
+):
+    answer_after = 0.3
+    with contextlib.ExitStack() as stack:
+        receivers = [stack.enter_context(Receiver(lambda _: Answer(200, delay=answer_after)))
+                     for _ in range(3)]  # fmt: skip
+        for r in receivers:
+            await add_endpoint(client, tenant, r.url())
+        for n in range(12):
+            await emit(pool, tenant, order_id=f"o-{n}")
+        bounded = msgspec.structs.replace(
+            settings, webhook_endpoint_concurrency=3, webhook_concurrency=4
+        )
+        async with Deliverer(pool, bounded) as deliverer:
+            assert await deliverer.drain() == 36
+    per_endpoint = [[g.at for g in r.received()] for r in receivers]
+    window = answer_after * 0.9
+    assert all(len(a) == 12 for a in per_endpoint)
+    assert max(_most_at_once(a, window) for a in per_endpoint) <= 3, "per endpoint"
+    overall = _most_at_once([t for a in per_endpoint for t in a], window)
+    assert 2 <= overall <= 4, f"{overall} in flight in all"
