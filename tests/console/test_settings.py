@@ -182,12 +182,12 @@ class TestPrograms:
         url = f"/console/settings/{program['id']}"
         lifecycle = f"{url}/lifecycle"
 
-        async def press(action: str) -> str:
+        async def press(action: str, **ticked: str) -> str:
             page = (await console.get(url)).text
             assert f'value="{action}"' in page, f"no {action} button"
             answer = await console.post(
                 lifecycle,
-                data={**form_of(page, lifecycle), "action": action},
+                data={**form_of(page, lifecycle), "action": action, **ticked},
                 follow_redirects=False,
             )
             assert answer.status_code == 303, answer.text
@@ -198,7 +198,9 @@ class TestPrograms:
         assert await db.fetchval(status, tenant.merchant_id) == "paused"
         assert 'value="pause"' not in (await console.get(url)).text
         assert "Resumed by Maja Risk." in await press("resume")
-        shown = await press("end")
+        assert "Tick the box first" in await press("end"), "ending for good is asked twice"
+        assert await db.fetchval(status, tenant.merchant_id) == "active"
+        shown = await press("end", confirm="end")
         assert "Ended by Maja Risk, for good." in shown
         assert 'action="' + lifecycle not in shown  # nothing left to press
         assert await db.fetchval(status, tenant.merchant_id) == "ended"

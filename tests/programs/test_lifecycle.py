@@ -386,10 +386,12 @@ class TestPublicFaces:
             f"/v1/advocates/{anna['id']}/share-url", json={}, headers=tenant.auth
         )
         page = url.json()["url"].removeprefix("http://testserver.local")
-        assert 'id="program-notice"' not in (await client.get(page)).text
+        running = (await client.get(page)).text
+        assert 'id="program-notice"' not in running and "You get a reward when" in running
         await _act(client, tenant, program, "pause")
         text = (await client.get(page)).text
         assert 'id="program-notice"' in text and "is paused" in text
+        assert "You get a reward when" not in text, "no reward promised while paused"
         offer = (await client.get("/widget/v1/offer", params={"ref": anna["code"]})).json()
         assert (offer["active"], offer["offer"], offer["program_state"]) == (False, None, "paused")
 

@@ -85,6 +85,8 @@ WORDS = {
         "pause": "Pause",
         "resume": "Resume",
         "end_program": "End for good",
+        "end_confirm": "I understand that an ended program never runs again.",
+        "lifecycle_confirm_end": "Tick the box first: ending a program cannot be undone.",
         "lifecycle_help": "Paused or ended, its links lead to the fallback address (else the "
         "landing page without the offer) and it makes no new referrals; referrals already made "
         "keep their rewards. An ended program never resumes.",
@@ -268,6 +270,8 @@ WORDS = {
         "pause": "Pausa",
         "resume": "Återuppta",
         "end_program": "Avsluta för gott",
+        "end_confirm": "Jag förstår att ett avslutat program aldrig körs igen.",
+        "lifecycle_confirm_end": "Kryssa i rutan först: ett avslutat program går inte att ångra.",
         "lifecycle_help": "Pausat eller avslutat leder länkarna till reservadressen (annars "
         "landningssidan utan erbjudandet) och inga nya tips registreras; tips som redan gjorts "
         "behåller sina belöningar. Ett avslutat program kan inte återupptas.",
@@ -1089,7 +1093,12 @@ async def program_page(
 
 
 LIFECYCLE_ACTIONS = ("pause", "resume", "end")
-LIFECYCLE_NOTICES = (*LIFECYCLE_ACTIONS, "program_ended", "invalid_program_transition")
+LIFECYCLE_NOTICES = (
+    *LIFECYCLE_ACTIONS,
+    "program_ended",
+    "invalid_program_transition",
+    "confirm_end",
+)
 
 
 @post("/settings/{program_id:str}/lifecycle", include_in_schema=False, status_code=303)
@@ -1101,6 +1110,8 @@ async def change_lifecycle(
     url = f"/console/settings/{program_id}"
     if action not in LIFECYCLE_ACTIONS:
         return back_to(url)
+    if action == "end" and form.get("confirm") != "end":  # for good: asked twice
+        return back_to(url, lifecycle="confirm_end")
     try:
         await programs.change_state(
             conn,
