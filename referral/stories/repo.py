@@ -76,7 +76,8 @@ WHERE t.merchant_id = $1 AND t.id = $2
 # A story with its program's look and offer: what its page and image show.
 PAGE_SELECT = f"""
 SELECT {COLUMNS}, a.name AS advocate_name, p.rewards AS program_rewards, p.brand_colour,
-       p.locale, p.status AS program_status, m.name AS shop
+       p.locale, p.status AS program_status, p.starts_at AS program_starts_at,
+       p.ends_at AS program_ends_at, m.name AS shop
 FROM stories t
 JOIN advocates a ON a.merchant_id = t.merchant_id AND a.id = t.advocate_id
 JOIN programs p ON p.merchant_id = t.merchant_id AND p.id = t.program_id
@@ -207,6 +208,8 @@ class PageRow(StoryRow, frozen=True):
     brand_colour: str
     locale: str
     program_status: str
+    program_starts_at: datetime
+    program_ends_at: datetime | None
     shop: str
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
@@ -26,6 +27,7 @@ from referral.events import service as events
 from referral.lib.errors import Conflict, InvalidInput, NotFound
 from referral.lib.pagination import ListQuery
 from referral.merchants.service import Caller
+from referral.programs import rules as lifecycle
 from referral.runtime import Runtime
 from referral.stories import image, repo
 from referral.stories.repo import PageRow, StoryRow
@@ -393,7 +395,12 @@ def _published_story(runtime: Runtime, row: PageRow) -> PublishedStory:
     url = story_url(base, row.slug)
     name = row.display_name
     code = runtime.codec.generate(row.advocate_id)
-    offer = i18n.offer_text(row.program_rewards.get("friend"), locale)
+    # A friend arriving while the program is paused, ended or not begun gets no offer (the
+    # link still leads to the shop): the page must not promise one.
+    running = lifecycle.is_running(
+        row.program_status, row.program_starts_at, row.program_ends_at, datetime.now(UTC)
+    )
+    offer = i18n.offer_text(row.program_rewards.get("friend"), locale) if running else None
     return PublishedStory(
         id=row.id,
         merchant_id=row.merchant_id,

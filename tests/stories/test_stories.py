@@ -364,3 +364,20 @@ class TestSocialProof:
             response = await client.get(path)
             assert response.status_code == 404
             assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_a_paused_programs_story_page_promises_no_offer(client, tenant):
+    advocate, story = await _published_story(client, tenant)
+    page = f"/s/{_slug(story)}"
+    running = unescape((await client.get(page, headers=BROWSER)).text)
+    assert "10 EUR off" in running, "a running program's story offers the friend's reward"
+    paused = await client.post(
+        f"/v1/programs/{story['program_id']}/pause",
+        json={},
+        headers={**tenant.auth, "Idempotency-Key": "pause-story"},
+    )
+    assert paused.status_code == 200, paused.text
+    shown = unescape((await client.get(page, headers=BROWSER)).text)
+    assert "10 EUR off" not in shown, "the link no longer brings the friend an offer"
+    assert "for telling friends about it" in shown, "the story itself stays up"
+    assert "Visit Shop" in shown, "its call to action leads to the shop"
