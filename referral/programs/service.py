@@ -230,6 +230,15 @@ async def update(
             data={"program_id": program_id, "changed": changed, "actor": actor},
         )
     program = to_program(runtime.ids, caller, row)
+    if "status" in changed and {before["status"], row.status} == {"active", "paused"}:
+        # Paused or resumed by its status: told as /pause and /resume tell it, so a shop
+        # listening for program.paused hears of it whichever way it was done.
+        await events.emit(
+            conn,
+            merchant_id=caller.merchant_id,
+            type="program.paused" if row.status == "paused" else "program.resumed",
+            data={"program_id": program_id, "state": program.state, "actor": actor},
+        )
     was, now = audit.changed_fields(program_before, program)
     await audit.record(
         conn,

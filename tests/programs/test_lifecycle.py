@@ -119,6 +119,17 @@ class TestTransitions:
             ["program.created", "program.paused", "program.resumed", "program.ended"]
         )
 
+    async def test_pausing_by_status_is_told_as_a_pause(self, client, tenant):
+        program = await create_program(client, tenant)
+        url = f"/v1/programs/{program['id']}"
+        for status in ("paused", "active"):
+            patched = await client.patch(url, json={"status": status}, headers=tenant.auth)
+            assert patched.status_code == 200, patched.text
+        (p,) = await _events(client, tenant, "program.paused")
+        (r,) = await _events(client, tenant, "program.resumed")
+        assert (p["data"]["state"], r["data"]["state"]) == ("paused", "running")
+        assert p["data"]["actor"] == r["data"]["actor"] == "api"
+
     async def test_an_ended_program_never_resumes(self, client, tenant):
         program = await create_program(client, tenant)
         await _act(client, tenant, program, "end")
