@@ -86,6 +86,7 @@ class Side:
             "keys": set(self.keys.values()),
             "webhook-endpoints": {self.webhook["id"]},
             "audit-log": self.audit_ids,
+            "imports": {self.import_job["id"]},
         }
 
     @property
@@ -328,6 +329,7 @@ CASES: dict[str, Case] = {
         201,
     ),
     "GET /v1/programs": Case(True, lambda w: ("GET", "/v1/programs", None), "own_rows"),
+    "GET /v1/imports": Case(True, lambda w: ("GET", "/v1/imports", None), "own_rows"),
     "GET /v1/programs/{program_id}": Case(
         True, lambda w: ("GET", f"/v1/programs/{w.a.program['id']}", None), "not_found"
     ),
@@ -832,6 +834,7 @@ _SNAPSHOT_URLS: list[Callable[[World], str]] = [
             "keys",
             "webhook-endpoints",
             "audit-log",
+            "imports",
         )
     ),
 ]

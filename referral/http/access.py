@@ -141,6 +141,7 @@ OPERATIONS: dict[str, Access] = {
     # imports: switching in from another service
     "createImport": change("admin", "import.created"),
     "getImport": read(),
+    "listImports": read(),
     "listImportErrors": read(),
     "getImportErrorsCsv": read(),
     # coupon pools: the shop's own codes for friends

@@ -11,11 +11,11 @@ from typing import Annotated, Literal
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, Parameter
 
-from referral.http.deps import CallerDep, Conn, OnceDep, RuntimeDep
+from referral.http.deps import CallerDep, Conn, Listing, OnceDep, RuntimeDep
 from referral.imports import service
-from referral.imports.schemas import Import, ImportErrorPage
+from referral.imports.schemas import Import, ImportErrorPage, Kind, Status
 from referral.lib import problem_docs
-from referral.lib.pagination import Limit
+from referral.lib.pagination import Limit, Page
 from referral.openapi import FileBody
 
 KindParam = Annotated[
@@ -99,6 +99,35 @@ class ImportController(Controller):
         if response.headers.get("idempotent-replayed"):
             await service.discard(conn, caller=caller, staged=staged)
         return response
+
+    @get(
+        "/",
+        operation_id="listImports",
+        responses=problem_docs.responses("listImports", {404: ("import_not_found",)}),
+        summary="List imports, oldest first",
+        description="Every import of the merchant with its status and counts, filtered by "
+        "`kind` and `status` if given.",
+    )
+    async def list(
+        self,
+        conn: Conn,
+        caller: CallerDep,
+        runtime: RuntimeDep,
+        kind: Annotated[Kind | None, Parameter(description="Only imports of this kind")] = None,
+        status: Annotated[
+            Status | None, Parameter(description="Only imports in this status")
+        ] = None,
+        *,
+        listing: Listing,  # after the filters: the documented parameter order stays
+    ) -> Page[Import]:
+        return await service.list_imports(
+            conn,
+            ids=runtime.ids,
+            caller=caller,
+            kind=kind,
+            status=status,
+            cursor=listing.cursor(runtime.ids, "import"),
+        )
 
     @get(
         "/{import_id:str}",

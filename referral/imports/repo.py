@@ -11,6 +11,7 @@ import asyncpg
 import msgspec
 
 from referral.lib.db import many, one
+from referral.lib.pagination import CURSOR_CLAUSE, Cursor
 
 JOB_COLUMNS = """merchant_id, id, kind, format, program_id, status, columns, lines, bytes,
   next_line, lines_read, created, unchanged, failed, failure, created_at, started_at,
@@ -34,6 +35,16 @@ DISCARD_LINES = "DELETE FROM import_lines WHERE merchant_id = $1 AND import_id =
 DISCARD_IMPORT = "DELETE FROM imports WHERE merchant_id = $1 AND id = $2 AND status = 'receiving'"
 
 GET = f"SELECT {JOB_COLUMNS} FROM imports WHERE merchant_id = $1 AND id = $2"
+
+# $2 kind, $6 status (either NULL: any), $3-$5 and $7 the cursor's.
+LIST = f"""
+SELECT {JOB_COLUMNS} FROM imports t
+WHERE t.merchant_id = $1 AND ($2::text IS NULL OR t.kind = $2)
+  AND ($6::text IS NULL OR t.status = $6)
+{CURSOR_CLAUSE.format(table="imports")}
+ORDER BY t.created_at, t.id
+LIMIT $7
+"""
 
 # The worker's queue: the oldest unfinished import no other worker holds, of any merchant.
 # Held (FOR UPDATE) for one batch's transaction; the next batch may be another worker's.
@@ -187,6 +198,21 @@ async def discard(conn: asyncpg.Connection, merchant_id: int, import_id: int) ->
 
 async def get(conn: asyncpg.Connection, merchant_id: int, import_id: int) -> JobRow | None:
     return one(JobRow, await conn.fetchrow(GET, merchant_id, import_id))
+
+
+async def list_page(
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    *,
+    kind: str | None,
+    status: str | None,
+    cursor: Cursor,
+) -> list[JobRow]:
+    after, created_from, created_before, fetch = cursor.params
+    rows = await conn.fetch(
+        LIST, merchant_id, kind, after, created_from, created_before, status, fetch
+    )
+    return many(JobRow, rows)
 
 
 async def next_waiting(conn: asyncpg.Connection) -> JobRow | None:

@@ -38,6 +38,7 @@ from referral.imports.schemas import (
 )
 from referral.lib.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
 from referral.lib.ids import PublicIds
+from referral.lib.pagination import Cursor, Page
 from referral.merchants.service import Caller
 from referral.orders import service as orders
 
@@ -212,6 +213,20 @@ async def get(
     conn: asyncpg.Connection, *, ids: PublicIds, caller: Caller, import_id: str
 ) -> Import:
     return _to_import(ids, caller, await _job(conn, ids, caller, import_id))
+
+
+async def list_imports(
+    conn: asyncpg.Connection,
+    *,
+    ids: PublicIds,
+    caller: Caller,
+    kind: str | None,
+    status: str | None,
+    cursor: Cursor,
+) -> Page[Import]:
+    rows = await repo.list_page(conn, caller.merchant_id, kind=kind, status=status, cursor=cursor)
+    rows, more = cursor.split(rows)
+    return Page(data=[_to_import(ids, caller, r) for r in rows], has_more=more)
 
 
 async def errors(

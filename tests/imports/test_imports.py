@@ -133,6 +133,23 @@ class TestCustomers:
         assert len(fresh["rewards"]) == 2
 
 
+class TestListing:
+    async def test_imports_are_listed_oldest_first_and_filtered(self, client, tenant, imported):
+        first = await imported("customers", CUSTOMERS)
+        second = await imported("orders", "order_id\n")  # a header without its columns: fails
+        waiting = await upload(client, tenant, "customers", "customer_id\nc-9\n")
+
+        listed = await get(client, tenant, "/v1/imports")
+        assert [j["id"] for j in listed["data"]] == [first["id"], second["id"], waiting["id"]]
+        assert [j["status"] for j in listed["data"]] == ["succeeded", "failed", "queued"]
+        kinds = await get(client, tenant, "/v1/imports?kind=customers")
+        assert [j["id"] for j in kinds["data"]] == [first["id"], waiting["id"]]
+        queued = await get(client, tenant, "/v1/imports?status=queued")
+        assert [j["id"] for j in queued["data"]] == [waiting["id"]]
+        page = await get(client, tenant, f"/v1/imports?limit=1&starting_after={first['id']}")
+        assert ([j["id"] for j in page["data"]], page["has_more"]) == ([second["id"]], True)
+
+
 class TestErrorReport:
     async def test_bad_lines_are_reported_by_number_and_the_rest_imported(
         self, client, tenant, imported, db
