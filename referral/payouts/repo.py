@@ -291,16 +291,18 @@ WHERE merchant_id = $1 AND created_at <= $2
 
 # Rewards (not receivables) of the batch, or of one line, with what the line pays for each.
 REWARDS_OF_LINES = """
-SELECT i.reward_id, i.amount FROM payout_items i
-JOIN payout_lines l ON l.merchant_id = i.merchant_id AND l.id = i.line_id
-WHERE i.merchant_id = $1 AND i.batch_id = $2 AND i.active AND i.ledger_entry_id IS NULL
-  AND ($3::bigint IS NULL OR i.line_id = $3)
+SELECT i.reward_id, i.amount FROM payout_lines l
+JOIN payout_items i ON i.merchant_id = l.merchant_id AND i.line_id = l.id
+WHERE l.merchant_id = $1 AND l.batch_id = $2 AND i.active AND i.ledger_entry_id IS NULL
+  AND ($3::bigint IS NULL OR l.id = $3)
 ORDER BY i.reward_id
 """
 
 DEACTIVATE_ITEMS = """
 UPDATE payout_items SET active = false
-WHERE merchant_id = $1 AND batch_id = $2 AND ($3::bigint IS NULL OR line_id = $3) AND active
+WHERE merchant_id = $1 AND active
+  AND line_id IN (SELECT l.id FROM payout_lines l
+                  WHERE l.merchant_id = $1 AND l.batch_id = $2 AND ($3::bigint IS NULL OR l.id = $3))
 """
 
 LIST = f"""
@@ -415,10 +417,10 @@ SELECT $3::text AS batch_id, csv_safe(l.payee_key) AS payee_customer_id,
        i.gross AS gross_minor, i.reversed AS reversed_minor, i.amount AS net_minor,
        minor_to_decimal(i.amount, $4::int) AS net, b.currency, utc_iso(i.earned_at) AS earned_at,
        l.reference
-FROM payout_items i
-JOIN payout_lines l ON l.merchant_id = i.merchant_id AND l.id = i.line_id
-JOIN payout_batches b ON b.merchant_id = i.merchant_id AND b.id = i.batch_id
-WHERE i.merchant_id = $1 AND i.batch_id = $2
+FROM payout_lines l
+JOIN payout_items i ON i.merchant_id = l.merchant_id AND i.line_id = l.id
+JOIN payout_batches b ON b.merchant_id = l.merchant_id AND b.id = l.batch_id
+WHERE l.merchant_id = $1 AND l.batch_id = $2
 ORDER BY l.payee_key, i.id
 """
 
