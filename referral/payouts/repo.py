@@ -302,7 +302,8 @@ DEACTIVATE_ITEMS = """
 UPDATE payout_items SET active = false
 WHERE merchant_id = $1 AND active
   AND line_id IN (SELECT l.id FROM payout_lines l
-                  WHERE l.merchant_id = $1 AND l.batch_id = $2 AND ($3::bigint IS NULL OR l.id = $3))
+                  WHERE l.merchant_id = $1 AND l.batch_id = $2
+                    AND ($3::bigint IS NULL OR l.id = $3))
 """
 
 LIST = f"""
