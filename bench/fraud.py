@@ -277,7 +277,12 @@ def loadgen_main() -> None:
     import uvloop  # granian's event loop here: installed with the app
 
     plan = json.loads(sys.stdin.read())
-    sys.stdout.write(json.dumps(uvloop.run(loadgen(plan))))
+    result = uvloop.run(loadgen(plan))
+    # As checkout.py's: the loop may leave stdout non-blocking, and a result larger than
+    # the pipe was cut short at 128 KiB while the busy parent read (the bench then failed).
+    os.set_blocking(sys.stdout.fileno(), True)
+    sys.stdout.write(json.dumps(result))
+    sys.stdout.flush()
 
 
 @dataclass

@@ -217,6 +217,7 @@ def create_app(settings: Settings) -> Litestar:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await runtime.clicks.stop()
+            runtime.backtests.close()
             await pool.close()
 
     handlers: list = [

@@ -13,6 +13,7 @@ import asyncpg
 
 from referral.codes.codec import CodeCodec
 from referral.fraud.signals import SignalHasher
+from referral.lib.apart import ProcessLane
 from referral.lib.ids import PublicIds
 from referral.lib.rate_limit import TokenBuckets
 from referral.links.clicks import ClickWriter
@@ -72,6 +73,8 @@ class Runtime:
     signals: SignalHasher
     qr: QrCache
     keys: KeyCache
+    # Fraud backtests' process (`fraud/backtest.py`), started on the first backtest.
+    backtests: ProcessLane
     # Per-IP token buckets, one per limit in `settings.rate_limits` (`http/rate_limits.py`).
     limits: dict[str, TokenBuckets] = field(default_factory=dict)
 
@@ -89,6 +92,7 @@ class Runtime:
             signals=SignalHasher(settings.ip_hash_key),
             qr=QrCache(),
             keys=KeyCache(ttl=KEY_CACHE_SECONDS if settings.code_cache_seconds > 0 else 0.0),
+            backtests=ProcessLane(settings.backtest_processes),
             limits={
                 name: TokenBuckets(getattr(settings.rate_limits, name))
                 for name in settings.rate_limits.__struct_fields__

@@ -83,6 +83,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     signal_retention_days: int = 365
     webhook_retention_days: int = 90
     retention_interval_seconds: float = 86400.0
+    # Fraud backtests replay in a child process of their own (at a lower priority), so the
+    # serving process's checkout calls never wait behind one; 0: on a thread of this process.
+    backtest_processes: int = 1
     rate_limits: RateLimits = RateLimits()
 
     @property
@@ -157,6 +160,7 @@ def from_env(
             signal_retention_days=_at_least_one(env, "SIGNAL_RETENTION_DAYS", "365"),
             webhook_retention_days=_at_least_one(env, "WEBHOOK_RETENTION_DAYS", "90"),
             retention_interval_seconds=float(env.get("RETENTION_INTERVAL_SECONDS", "86400")),
+            backtest_processes=int(env.get("BACKTEST_PROCESSES", "1")),
             share_token_key=share_token_key,
             console_key=console_key,
             rate_limits=RateLimits(

@@ -94,10 +94,8 @@ async def on_app_loop(client, send, *, peer: tuple[str, int] = ("203.0.113.10", 
     return await asyncio.to_thread(client.blocking_portal.call, run)
 
 
-async def referred_order(
-    client, tenant: Tenant, code: str, n: int = 1, **overrides: Any
-) -> dict[str, Any]:
-    """A friend's first order with the advocate's code (or `ref_token` in `overrides`)."""
+def friend_order(code: str, n: int = 1, **overrides: Any) -> dict[str, Any]:
+    """The body of friend `n`'s first order with the advocate's code."""
     from datetime import UTC, datetime
 
     body: dict[str, Any] = {
@@ -111,6 +109,14 @@ async def referred_order(
         "occurred_at": datetime.now(UTC).isoformat(),
     }
     body.update(overrides)
+    return body
+
+
+async def referred_order(
+    client, tenant: Tenant, code: str, n: int = 1, **overrides: Any
+) -> dict[str, Any]:
+    """A friend's first order with the advocate's code (or `ref_token` in `overrides`)."""
+    body = friend_order(code, n, **overrides)
     response = await client.post("/v1/orders", json=body, headers=tenant.auth)
     assert response.status_code == 201, response.text
     return response.json()

@@ -79,7 +79,7 @@ class FraudPolicyController(Controller):
     ) -> Backtest:
         return await service.backtest(
             conn,
-            ids=runtime.ids,
+            runtime=runtime,
             merchant_id=caller.merchant_id,
             program_id=program_id,
             request=data,

@@ -2,7 +2,9 @@
 
 Each decided referral carries the features its rules saw; the candidate's rules run over
 them and the outcome is compared with the decision as made. The replay itself is pure
-(`Tally`); `run()` streams the rows from a read-only transaction.
+(`Tally`); `replay()` streams the rows from a read-only transaction. `run()` hands the
+replay to a process of its own (`lib/apart.py`): a million referrals take seconds of CPU,
+which must not be the serving process's, where checkout calls would wait behind them.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from referral.fraud import repo
 from referral.fraud.policy import RULE_NAMES, FraudPolicy
 from referral.fraud.rules import Compiled, Decision, Identity, evaluate
 from referral.fraud.schemas import Backtest, BacktestRequest, Change, RuleCount
+from referral.lib.apart import ProcessLane
 from referral.lib.emails import normalise_email
 from referral.lib.errors import InvalidInput
 from referral.lib.ids import PublicIds
 
 _decision = msgspec.json.Decoder(Decision)
-# Rows replayed between yields to the event loop: a long replay must not stall the orders
-# and redirects this worker serves meanwhile (a prefetched batch is otherwise one long run).
+# Rows replayed between yields to the event loop, for a replay in a serving process
+# (BACKTEST_PROCESSES=0): it must not stall the orders and redirects served meanwhile.
 YIELD_EVERY = 50
 # Rejections a fraud policy made (or a person): the only ones a policy change could undo.
 OVERRIDABLE = ("fraud_blocked", "review_rejected")
@@ -81,7 +84,83 @@ class Tally:
                 self.sample_ids[direction].append(referral_id)
 
 
+def _check(request: BacktestRequest) -> None:
+    if request.created_from >= request.created_before:
+        raise InvalidInput("created_from must be before created_before", code="invalid_time_range")
+
+
 async def run(
+    lane: ProcessLane,
+    *,
+    database_url: str,
+    hashids_salt: str,
+    merchant_id: int,
+    program_id: int,
+    current: FraudPolicy,
+    request: BacktestRequest,
+) -> Backtest:
+    """The replay in `lane`'s process, on a connection of its own (a repeatable-read,
+    read-only transaction: one snapshot, nothing written)."""
+    _check(request)
+    answer = await lane.run(
+        replay_apart,
+        database_url,
+        hashids_salt,
+        merchant_id,
+        program_id,
+        msgspec.json.encode(current),
+        msgspec.json.encode(request),
+    )
+    return msgspec.json.decode(answer, type=Backtest)
+
+
+def replay_apart(
+    database_url: str,
+    hashids_salt: str,
+    merchant_id: int,
+    program_id: int,
+    current: bytes,
+    request: bytes,
+) -> bytes:
+    """The lane's entry point: arguments and answer as JSON, which crosses processes as is."""
+    return asyncio.run(
+        _replay_apart(
+            database_url,
+            PublicIds(hashids_salt),
+            merchant_id,
+            program_id,
+            msgspec.json.decode(current, type=FraudPolicy),
+            msgspec.json.decode(request, type=BacktestRequest),
+        )
+    )
+
+
+async def _replay_apart(
+    database_url: str,
+    ids: PublicIds,
+    merchant_id: int,
+    program_id: int,
+    current: FraudPolicy,
+    request: BacktestRequest,
+) -> bytes:
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            done = await replay(
+                conn,
+                ids=ids,
+                merchant_id=merchant_id,
+                program_id=program_id,
+                current=current,
+                request=request,
+                yield_every=0,
+            )
+        return msgspec.json.encode(done)
+    finally:
+        await conn.close()
+
+
+async def replay(
     conn: asyncpg.Connection,
     *,
     ids: PublicIds,
@@ -89,9 +168,10 @@ async def run(
     program_id: int,
     current: FraudPolicy,
     request: BacktestRequest,
+    yield_every: int = YIELD_EVERY,
 ) -> Backtest:
-    if request.created_from >= request.created_before:
-        raise InvalidInput("created_from must be before created_before", code="invalid_time_range")
+    """`yield_every`: rows between yields to the event loop (0: never, in a process alone)."""
+    _check(request)
     started = time.perf_counter()
     tally = Tally(Compiled(request.policy), request.samples)
     # The request's transaction: made read-only, so a replay can never write.
@@ -101,7 +181,7 @@ async def run(
         conn, merchant_id, program_id, request.created_from, request.created_before
     ):
         rows += 1
-        if rows % YIELD_EVERY == 0:
+        if yield_every and rows % yield_every == 0:
             await asyncio.sleep(0)
         made = _decision.decode(row.decision) if row.decision else None
         who = Identity(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import asyncpg
 import structlog
@@ -32,8 +32,10 @@ from referral.fraud.rules import (
     evaluate,
 )
 from referral.fraud.schemas import Backtest, BacktestRequest, PolicyDocument
+from referral.lib.apart import ProcessLane
 from referral.lib.errors import Conflict, NotFound
 from referral.lib.ids import PublicIds
+from referral.settings import Settings
 
 if TYPE_CHECKING:
     from referral.merchants.service import Caller
@@ -241,19 +243,30 @@ def _document(program_id: str, row: repo.PolicyRow) -> PolicyDocument:
     )
 
 
+class BacktestContext(Protocol):
+    """What a backtest needs of the app's `Runtime`: its process lane and settings."""
+
+    ids: PublicIds
+    settings: Settings
+    backtests: ProcessLane
+
+
 async def backtest(
     conn: asyncpg.Connection,
     *,
-    ids: PublicIds,
+    runtime: BacktestContext,
     merchant_id: int,
     program_id: str,
     request: BacktestRequest,
 ) -> Backtest:
-    """Replay the program's past decisions under a candidate policy (writes nothing)."""
+    """Replay the program's past decisions under a candidate policy (writes nothing), in the
+    backtest process (`runtime.backtests`), not on the serving process's loop."""
+    ids = runtime.ids
     current = await get_policy(conn, ids=ids, merchant_id=merchant_id, program_id=program_id)
     return await backtests.run(
-        conn,
-        ids=ids,
+        runtime.backtests,
+        database_url=runtime.settings.database_url,
+        hashids_salt=runtime.settings.hashids_salt,
         merchant_id=merchant_id,
         program_id=ids.decode("program", program_id),
         current=current.policy,

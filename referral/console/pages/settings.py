@@ -1281,7 +1281,7 @@ async def preview_policy(
     now = datetime.now(UTC)
     result = await fraud.backtest(
         conn,
-        ids=runtime.ids,
+        runtime=runtime,
         merchant_id=session.caller.merchant_id,
         program_id=program_id,
         request=BacktestRequest(
