@@ -18,17 +18,28 @@ import msgspec
 
 from referral.fraud import repo
 from referral.fraud.policy import RULE_NAMES, FraudPolicy
-from referral.fraud.rules import Compiled, Decision, Identity, evaluate
+from referral.fraud.rules import Compiled, Features, Identity, evaluate
 from referral.fraud.schemas import Backtest, BacktestRequest, Change, RuleCount
 from referral.lib.apart import ProcessLane
 from referral.lib.emails import normalise_email
 from referral.lib.errors import InvalidInput
 from referral.lib.ids import PublicIds
 
-_decision = msgspec.json.Decoder(Decision)
-# Rows replayed between yields to the event loop, for a replay in a serving process
-# (BACKTEST_PROCESSES=0): it must not stall the orders and redirects served meanwhile.
-YIELD_EVERY = 50
+
+class _Fired(msgspec.Struct):
+    rule: str
+
+
+class Made(msgspec.Struct):
+    """A stored decision as much as a replay reads of it: decoding skips each reason's
+    detail and evidence (most of the stored text) without building them."""
+
+    action: str
+    reasons: list[_Fired]
+    features: Features | None = None
+
+
+_decision = msgspec.json.Decoder(Made)
 # Rejections a fraud policy made (or a person): the only ones a policy change could undo.
 OVERRIDABLE = ("fraud_blocked", "review_rejected")
 
@@ -61,9 +72,7 @@ class Tally:
         self.fired: Counter[str] = Counter()
         self.would_fire: Counter[str] = Counter()
 
-    def add(
-        self, referral_id: int, made: Decision | None, who: Identity, *, eligible: bool
-    ) -> None:
+    def add(self, referral_id: int, made: Made | None, who: Identity, *, eligible: bool) -> None:
         """`eligible`: False when eligibility rejected the referral, which no fraud policy
         can change."""
         self.referrals += 1
@@ -75,8 +84,10 @@ class Tally:
             return
         self.replayed += 1
         candidate = evaluate(made.features, who, self.compiled)
-        self.fired.update(r.rule for r in made.reasons)
-        self.would_fire.update(r.rule for r in candidate.reasons)
+        for reason in made.reasons:
+            self.fired[reason.rule] += 1
+        for reason in candidate.reasons:
+            self.would_fire[reason.rule] += 1
         if candidate.action != made.action:
             direction = (made.action, candidate.action)
             self.changes[direction] += 1
@@ -153,7 +164,6 @@ async def _replay_apart(
                 program_id=program_id,
                 current=current,
                 request=request,
-                yield_every=0,
             )
         return msgspec.json.encode(done)
     finally:
@@ -168,30 +178,31 @@ async def replay(
     program_id: int,
     current: FraudPolicy,
     request: BacktestRequest,
-    yield_every: int = YIELD_EVERY,
 ) -> Backtest:
-    """`yield_every`: rows between yields to the event loop (0: never, in a process alone)."""
+    """The replay itself, on `conn` (its caller's transaction, made read-only here)."""
     _check(request)
     started = time.perf_counter()
     tally = Tally(Compiled(request.policy), request.samples)
     # The request's transaction: made read-only, so a replay can never write.
     await repo.read_only(conn)
-    rows = 0
-    async for row in repo.replay(
+    normalised: dict[str, str | None] = {}  # advocates' emails, each normalised once
+    async for chunk in repo.replay(
         conn, merchant_id, program_id, request.created_from, request.created_before
     ):
-        rows += 1
-        if yield_every and rows % yield_every == 0:
-            await asyncio.sleep(0)
-        made = _decision.decode(row.decision) if row.decision else None
-        who = Identity(
-            friend_customer_id=row.friend_customer_id,
-            friend_email=row.friend_email_normalised,
-            advocate_customer_id=row.advocate_customer_id,
-            advocate_email=normalise_email(row.advocate_email),
-        )
-        eligible = row.status != "rejected" or row.rejection_reason in OVERRIDABLE
-        tally.add(row.id, made, who, eligible=eligible)
+        for row in chunk:
+            made = _decision.decode(row.decision) if row.decision else None
+            advocate_email = normalised.get(row.advocate_email)
+            if advocate_email is None and row.advocate_email is not None:
+                advocate_email = normalise_email(row.advocate_email)
+                normalised[row.advocate_email] = advocate_email
+            who = Identity(
+                friend_customer_id=row.friend_customer_id,
+                friend_email=row.friend_email_normalised,
+                advocate_customer_id=row.advocate_customer_id,
+                advocate_email=advocate_email,
+            )
+            eligible = row.status != "rejected" or row.rejection_reason in OVERRIDABLE
+            tally.add(row.id, made, who, eligible=eligible)
     changes = [
         Change(
             was=was,

@@ -72,6 +72,10 @@ class Hit(NamedTuple):
     evidence: dict[str, Any] = {}
 
 
+# A rule: (features, identity, the policy compiled) -> Hit or None.
+Rule = Callable[["Features", "Identity", "Compiled"], "Hit | None"]
+
+
 class Matcher:
     """Exact entries in a set, `*` wildcards as regexes; domains match their subdomains.
     Case never matters: entries and values are compared lower-cased."""
@@ -88,15 +92,16 @@ class Matcher:
 
     def find(self, value: str | None) -> str | None:
         """The entry `value` matches, if any."""
-        if not value:
+        if not value or not (self.exact or self.wild):  # most lists are empty
             return None
         value = value.lower()
         if self.domains:
-            labels = value.split(".")
-            for i in range(len(labels) - 1):
-                suffix = ".".join(labels[i:])
+            # The value, then each parent domain with at least two labels.
+            suffix = value
+            while "." in suffix:
                 if suffix in self.exact:
                     return suffix
+                suffix = suffix.partition(".")[2]
             return None
         if value in self.exact:
             return value
@@ -118,6 +123,24 @@ class Compiled:
         d = policy.disposable_email
         self.disposable_extra = Matcher(d.extra_domains, domains=True)
         self.disposable_allowed = Matcher(d.allowed_domains, domains=True)
+        self._enabled: list[tuple[str, Rule, Any]] | None = None
+        # Only the lists with entries are probed (most policies block nothing by list).
+        self.blocklist_probes = [
+            (list_name, whose, matcher, value_of)
+            for list_name, whose, attribute, value_of in _BLOCKLIST_PROBES
+            if (matcher := getattr(self, attribute)).exact or matcher.wild
+        ]
+
+    def enabled(self) -> list[tuple[str, Rule, Any]]:
+        """(name, check, settings) of each enabled rule in `RULES` order: found once per
+        policy, not on every decision (a backtest makes a million)."""
+        if self._enabled is None:
+            self._enabled = [
+                (name, check, settings)
+                for name, check in RULES.items()
+                if (settings := getattr(self.policy, name)).enabled
+            ]
+        return self._enabled
 
 
 @lru_cache(maxsize=128)
@@ -242,20 +265,24 @@ def existing_customer(f: Features, who: Identity, c: Compiled) -> Hit | None:
     return None
 
 
+# The blocklist's probes in the order they are tried: (list, whose, the matcher's attribute
+# on `Compiled`, the value probed).
+_BLOCKLIST_PROBES: tuple[tuple[str, str, str, Callable[[Features, Identity], str | None]], ...] = (
+    ("emails", "friend", "emails", lambda f, who: who.friend_email),
+    ("email_domains", "friend", "email_domains", lambda f, who: domain_of(who.friend_email)),
+    ("customer_ids", "friend", "customer_ids", lambda f, who: who.friend_customer_id),
+    ("customer_ids", "advocate", "customer_ids", lambda f, who: who.advocate_customer_id),
+    ("email_domains", "advocate", "email_domains", lambda f, who: domain_of(who.advocate_email)),
+    ("emails", "advocate", "emails", lambda f, who: who.advocate_email),
+    ("referring_domains", "link", "referring_domains", lambda f, who: f.referer_host),
+)
+
+
 def blocklist(f: Features, who: Identity, c: Compiled) -> Hit | None:
     if f.ip_blocklisted:
         return Hit("the IP address is blocklisted", {"list": "ips", "entry": f.ip_blocklisted})
-    probes = (
-        ("emails", "friend", c.emails, who.friend_email),
-        ("email_domains", "friend", c.email_domains, domain_of(who.friend_email)),
-        ("customer_ids", "friend", c.customer_ids, who.friend_customer_id),
-        ("customer_ids", "advocate", c.customer_ids, who.advocate_customer_id),
-        ("email_domains", "advocate", c.email_domains, domain_of(who.advocate_email)),
-        ("emails", "advocate", c.emails, who.advocate_email),
-        ("referring_domains", "link", c.referring_domains, f.referer_host),
-    )
-    for list_name, whose, matcher, value in probes:
-        entry = matcher.find(value)
+    for list_name, whose, matcher, value_of in c.blocklist_probes:
+        entry = matcher.find(value_of(f, who))
         if entry is not None:
             return Hit(
                 f"the {whose}'s {list_name.rstrip('s').replace('_', ' ')} is blocklisted",
@@ -304,7 +331,7 @@ def rejected_referrals(f: Features, who: Identity, c: Compiled) -> Hit | None:
     return None
 
 
-RULES: dict[str, Callable[[Features, Identity, Compiled], Hit | None]] = {
+RULES: dict[str, Rule] = {
     "same_customer": same_customer,
     "same_email": same_email,
     "similar_email": similar_email,
@@ -332,11 +359,9 @@ def evaluate(f: Features, who: Identity, c: Compiled, *, version: int = 0) -> De
     """Every enabled rule, in a fixed order. Flags only add their weight to the score."""
     policy = c.policy
     reasons: list[Reason] = []
-    for name, check in RULES.items():
-        rule = getattr(policy, name)
-        if not rule.enabled:
-            continue
-        hit = _FORCED if name in f.forced else check(f, who, c)
+    forced = f.forced
+    for name, check, rule in c.enabled():
+        hit = _FORCED if forced and name in forced else check(f, who, c)
         if hit is not None:
             reasons.append(Reason(name, rule.action, hit.detail, rule.weight, hit.evidence))
     score = sum(r.weight for r in reasons)
