@@ -6,9 +6,11 @@
 --   * one unique index per reward serves both "one active batch per reward" (every active
 --     reward item maps to 0, the others to their own id, so only the active one can clash)
 --     and the ledger export's lookup of a reward's items, active or not;
---   * no foreign key to `payout_lines`: items are only ever written by the statement that
---     writes their lines (`payouts/repo.py`, FILL_BATCH), and never move to another line.
+--   * no foreign key to `payout_lines`, nor from the lines to `payout_batches`: items are
+--     only ever written by the statement that writes their lines (`payouts/repo.py`,
+--     FILL_BATCH), with the batch its transaction has just inserted, and never move.
 ALTER TABLE payout_items DROP CONSTRAINT payout_items_merchant_id_line_id_fkey;
+ALTER TABLE payout_lines DROP CONSTRAINT payout_lines_merchant_id_batch_id_fkey;
 ALTER TABLE payout_items DROP CONSTRAINT payout_items_pkey,
     ADD PRIMARY KEY (merchant_id, line_id, id);
 DROP INDEX payout_items_line;
