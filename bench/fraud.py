@@ -370,8 +370,10 @@ class Api:
     def __init__(self, base: str, key: str) -> None:
         import httpx
 
+        # A backtest of a million referrals on a machine other jobs keep busy can take
+        # minutes: its process runs at a lower priority than theirs (lib/apart.py).
         self.client = httpx.Client(
-            base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=120.0
+            base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=900.0
         )
 
     def call(self, method: str, path: str, body: object = None, expect: int = 200) -> dict:

@@ -125,7 +125,12 @@ SELECT id, subtotal, currency, occurred_at, is_import FROM orders
 WHERE merchant_id = $1 AND id = $2
 """
 
-LOCK_FRIEND = "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))"
+# Every key of one friend, in one round trip, in the order of the sorted array $1 (the
+# subquery hands the keys over in that order), so two calls never deadlock.
+LOCK_FRIEND = """
+SELECT count(pg_advisory_xact_lock(hashtextextended(k, $2)))
+FROM (SELECT k FROM unnest($1::text[]) WITH ORDINALITY AS t (k, n) ORDER BY n) s
+"""
 
 SET_REVIEWED = """
 UPDATE referrals SET status = $3, rejection_reason = $4,
@@ -454,8 +459,7 @@ async def order_ids_of(
 async def lock_friend(conn: asyncpg.Connection, merchant_id: int, keys: list[str]) -> None:
     """Serialise everything about one friend: concurrent orders of one friend attribute once.
     Keys are locked in sorted order so two calls never deadlock."""
-    for key in sorted(keys):
-        await conn.execute(LOCK_FRIEND, f"friend|{key}", merchant_id)
+    await conn.fetchval(LOCK_FRIEND, [f"friend|{key}" for key in sorted(keys)], merchant_id)
 
 
 async def set_reviewed(
