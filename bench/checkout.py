@@ -42,7 +42,8 @@ limits, which must be in review with it among their reasons.
 Environment: BENCH_RATE, BENCH_DURATION, BENCH_WARMUP (2), BENCH_STEPS
 ("200,300,400,600,800,1000,1200,1600,2000"), BENCH_STEP_DURATION (10), BENCH_MAX_P99_MS,
 BENCH_ADVOCATES (500), BENCH_HISTORY, BENCH_ANALYZE, BENCH_MAX_CONNECTIONS (256),
-BENCH_DATABASE_URL, BENCH_VELOCITY (off), BENCH_PROFILE=1 (afterwards, one more order run
+BENCH_DATABASE_URL, BENCH_VELOCITY (off), BENCH_WORKERS (1: granian's --workers),
+BENCH_PROFILE=1 (afterwards, one more order run
 at BENCH_RATE under py-spy, if installed, into bench/results/BENCH_PROFILE_FILE, default
 checkout-orders.svg; a .txt name gives collapsed stacks). Exit status: 0 when the
 correctness checks pass, 1 when one fails, 2 when the benchmark cannot run.
@@ -87,6 +88,9 @@ from harness import (
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")  # platformdirs, as root
 
 RATE = float(os.environ.get("BENCH_RATE", "200"))
+# Server worker processes (granian --workers): more than one shares the listening socket,
+# as `WORKERS=2 referral serve` runs it.
+WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
 DURATION = float(os.environ.get("BENCH_DURATION", "20"))
 WARMUP = float(os.environ.get("BENCH_WARMUP", "2"))
 STEPS = [
@@ -812,10 +816,11 @@ def main() -> int:
         )
         log_path = Path(tmp) / "server.log"
         gen = LoadGen(base, key, codes)
-        with app_server(env, port, log_path) as proc:
+        with app_server(env, port, log_path, workers=WORKERS) as proc:
             cpu = CpuMeter(proc.pid, db.postmaster_pid)
             print(
-                f"granian (1 worker, uvloop) on {base}; open-loop load generator in its own "
+                f"granian ({WORKERS} worker{'s' if WORKERS > 1 else ''}, uvloop) on {base}; "
+                f"open-loop load generator in its own "
                 f"process, latency from each request's due time (ms), {WARMUP:g} s warm-up "
                 f"before each run"
             )

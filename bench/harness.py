@@ -128,12 +128,15 @@ def app_env(database_url: str, base_url: str, log_level: str, **extra: str) -> d
     return env
 
 
-def granian_command(port: int, app: str = APP, extra_args: Sequence[str] = ()) -> list[str]:
-    """granian as `referral serve` runs it (1 worker, uvloop), on 127.0.0.1:`port`."""
+def granian_command(
+    port: int, app: str = APP, extra_args: Sequence[str] = (), workers: int = 1
+) -> list[str]:
+    """granian as `referral serve` runs it (1 worker unless told, uvloop), on
+    127.0.0.1:`port`."""
     exe = Path(sys.executable).parent / "granian"
     base = [str(exe)] if exe.exists() else [sys.executable, "-m", "granian"]
     return base + [
-        "--interface", "asgi", "--factory", "--workers", "1", "--loop", "uvloop",
+        "--interface", "asgi", "--factory", "--workers", str(workers), "--loop", "uvloop",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
         "--no-access-log", *extra_args, app,
     ]  # fmt: skip
@@ -169,9 +172,10 @@ def app_server(
     log_path: Path,
     app: str = APP,
     extra_args: Sequence[str] = (),
+    workers: int = 1,
 ) -> Iterator[subprocess.Popen]:
     """granian serving `app` (output into `log_path`), once ready; stopped on the way out."""
-    with background(granian_command(port, app, extra_args), env, log_path) as proc:
+    with background(granian_command(port, app, extra_args, workers), env, log_path) as proc:
         wait_until_ready(proc, port, log_path)
         yield proc
 
