@@ -179,9 +179,12 @@ def create_app(settings: Settings) -> Litestar:
         # Read at each start, not when built: a built app can be started again against
         # another database (the tests build one app and start it on each test's database).
         settings: Settings = app.state.settings
-        await migrate(settings.database_url)
+        await migrate(settings.direct_database_url)
         pool = await create_pool(
-            settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+            settings.database_url,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            pooling=settings.database_pooling,
         )
         runtime = Runtime.build(settings, pool)
         app.state.runtime = runtime
@@ -193,7 +196,7 @@ def create_app(settings: Settings) -> Litestar:
         ]
         # The code cache's change listener (links/service.py, CodeResolver): serve once it
         # listens and holds the codes, or has given up trying for now.
-        background.append(asyncio.create_task(runtime.codes.listen(settings.database_url)))
+        background.append(asyncio.create_task(runtime.codes.listen(settings.direct_database_url)))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(runtime.codes.warm.wait(), CODE_WARM_UP_SECONDS)
         if settings.release_interval_seconds > 0:

@@ -90,8 +90,10 @@ async def _seed(settings: Settings):
     from referral.demo.seed import seed_demo
     from referral.runtime import Runtime
 
-    await migrate(settings.database_url)
-    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    await migrate(settings.direct_database_url)
+    pool = await create_pool(
+        settings.database_url, pooling=settings.database_pooling, min_size=1, max_size=2
+    )
     try:
         return await seed_demo(
             pool, runtime=Runtime.build(settings, pool), keys=devstate.demo_keys()
@@ -141,7 +143,7 @@ def _serve(args: argparse.Namespace) -> None:
             print(banner(demo, settings.public_base_url), flush=True)
             devstate.remember_base_url(settings.public_base_url)
         else:
-            asyncio.run(migrate(settings.database_url))
+            asyncio.run(migrate(settings.direct_database_url))
         _export(settings)
         Granian(
             "referral.app:asgi",
@@ -161,7 +163,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 def cmd_migrate(args: argparse.Namespace) -> None:
     with _database(migrated=False) as (settings, embedded):
-        applied = asyncio.run(migrate(settings.database_url))
+        applied = asyncio.run(migrate(settings.direct_database_url))
         print(
             f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else "")
         )
@@ -211,8 +213,8 @@ async def _merchants_create(settings: Settings, name: str) -> None:
     from referral.lib.ids import PublicIds
     from referral.merchants import service
 
-    await migrate(settings.database_url)
-    conn = await asyncpg.connect(settings.database_url)
+    await migrate(settings.direct_database_url)
+    conn = await asyncpg.connect(settings.direct_database_url)
     try:
         created = await service.create_merchant(conn, name=name)
     finally:
@@ -305,7 +307,9 @@ async def _release_due(settings: Settings) -> int:
     from referral.lib.ids import PublicIds
     from referral.rewards.service import release_due
 
-    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    pool = await create_pool(
+        settings.database_url, pooling=settings.database_pooling, min_size=1, max_size=2
+    )
     try:
         return await release_due(pool, ids=PublicIds(settings.hashids_salt))
     finally:
@@ -326,7 +330,9 @@ async def _send_webhooks(settings: Settings, interval: float) -> None:
     from referral.webhooks.delivery import Deliverer
 
     settings = msgspec.structs.replace(settings, webhook_interval_seconds=interval)
-    pool = await create_pool(settings.database_url, min_size=1, max_size=4)
+    pool = await create_pool(
+        settings.database_url, pooling=settings.database_pooling, min_size=1, max_size=4
+    )
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)

@@ -34,6 +34,12 @@ class RateLimits(msgspec.Struct, frozen=True, kw_only=True):
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str
+    # How `database_url` pools server connections: "session" (PostgreSQL itself, or a
+    # pooler in session mode) or "transaction" (pgbouncer's transaction pooling: no
+    # prepared-statement cache, and what needs a session of its own — migrations, the code
+    # cache's LISTEN, the retention job's lock, backtests — uses `database_direct_url`).
+    database_pooling: str = "session"
+    database_direct_url: str = ""
     public_base_url: str = "http://127.0.0.1:8000"
     # Secrets. Each one has its own job so that rotating one does not break the others.
     hashids_salt: str
@@ -89,6 +95,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limits: RateLimits = RateLimits()
 
     @property
+    def direct_database_url(self) -> str:
+        """A connection string that reaches PostgreSQL with a session of its own."""
+        return self.database_direct_url or self.database_url
+
+    @property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return tuple(ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies)
 
@@ -125,6 +136,16 @@ def from_env(
         if len(value) < 16:
             raise SettingsError(f"{var} must be at least 16 characters")
         secrets[field] = value
+    pooling = env.get("DATABASE_POOLING", "session")
+    if pooling not in ("session", "transaction"):
+        raise SettingsError("DATABASE_POOLING must be session or transaction")
+    direct_url = env.get("DATABASE_DIRECT_URL", "")
+    if pooling == "transaction" and not direct_url:
+        raise SettingsError(
+            "DATABASE_POOLING=transaction needs DATABASE_DIRECT_URL, a connection string that "
+            "reaches PostgreSQL itself (not the pooler): migrations, the code cache's change "
+            "listener, the retention job and backtests need a session of their own"
+        )
     share_token_key = env.get("REFERRAL_SHARE_TOKEN_KEY", "")
     console_key = env.get("REFERRAL_CONSOLE_KEY", "")
     for var, value in (
@@ -136,6 +157,8 @@ def from_env(
     try:
         return Settings(
             database_url=database_url,
+            database_pooling=pooling,
+            database_direct_url=direct_url,
             public_base_url=env.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
             env=env.get("REFERRAL_ENV", "dev"),
             log_format=env.get("LOG_FORMAT", "auto"),

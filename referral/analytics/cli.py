@@ -14,9 +14,11 @@ async def rebuild(
     settings: Settings, merchant: str | None, key: str | None, *, apply: bool
 ) -> bool:
     """Prints one line per merchant and rollup; True when every rollup agreed."""
-    await migrate(settings.database_url)
+    await migrate(settings.direct_database_url)
     ids = PublicIds(settings.hashids_salt)
-    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    pool = await create_pool(
+        settings.database_url, pooling=settings.database_pooling, min_size=1, max_size=2
+    )
     try:
         merchant_id = None
         if merchant or key:

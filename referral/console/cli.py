@@ -11,8 +11,10 @@ from referral.settings import Settings
 
 async def sign_in_link(settings: Settings, merchant: str | None, key: str | None) -> str:
     ids = PublicIds(settings.hashids_salt)
-    await migrate(settings.database_url)
-    pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+    await migrate(settings.direct_database_url)
+    pool = await create_pool(
+        settings.database_url, pooling=settings.database_pooling, min_size=1, max_size=1
+    )
     try:
         async with pool.acquire() as conn, conn.transaction():
             caller = await merchants.resolve(conn, ids=ids, merchant=merchant, key=key)

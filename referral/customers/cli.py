@@ -17,7 +17,12 @@ from referral.settings import Settings
 
 
 async def _runtime(settings: Settings) -> Runtime:
-    return Runtime.build(settings, await create_pool(settings.database_url, min_size=1, max_size=2))
+    return Runtime.build(
+        settings,
+        await create_pool(
+            settings.database_url, pooling=settings.database_pooling, min_size=1, max_size=2
+        ),
+    )
 
 
 async def export(

@@ -12,6 +12,7 @@ rollup is the same after as before, so balances, reports and exported batches re
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,6 +36,7 @@ from referral.customers.schemas import (
 from referral.events import service as events
 from referral.fraud import service as fraud
 from referral.imports import service as imports
+from referral.lib.db import connect
 from referral.lib.errors import NotFound
 from referral.lib.keyed_hash import HmacSha256
 from referral.links import service as links
@@ -281,6 +283,23 @@ def months_before(at: datetime, months: int) -> datetime:
     return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
 
 
+@contextlib.asynccontextmanager
+async def _own_session(runtime: Runtime) -> AsyncIterator[asyncpg.Connection]:
+    """A connection whose session is the job's alone, for its session lock: the pool's when
+    it reaches PostgreSQL itself; behind a transaction pooler, which would hand the locked
+    session to other clients between transactions, one on the direct URL."""
+    settings = runtime.settings
+    if settings.database_pooling != "transaction":
+        async with runtime.pool.acquire() as conn:
+            yield conn
+        return
+    conn = await connect(settings.direct_database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
 async def apply_retention(runtime: Runtime, *, now: datetime | None = None) -> RetentionRun:
     """Drop the raw clicks of months older than the retention age (whole partitions, once
     every merchant's rollups hold their clicks), fraud signals not seen within their window,
@@ -292,7 +311,7 @@ async def apply_retention(runtime: Runtime, *, now: datetime | None = None) -> R
     kept_from = months_before(now, settings.click_retention_months)
     seen_before = now - timedelta(days=settings.signal_retention_days)
     sent_before = now - timedelta(days=settings.webhook_retention_days)
-    async with runtime.pool.acquire() as conn:
+    async with _own_session(runtime) as conn:
         if not await repo.try_retention_lock(conn):
             return RetentionRun(ran=False, clicks_kept_from=kept_from)
         try:

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from referral.lib.db import one
+from referral.lib.db import one, stream
 
 # Rejections that say something about the advocate (not "the friend bought before").
 FRAUD_REJECTIONS = ["self_referral", "fraud_blocked", "review_rejected"]
@@ -205,8 +205,9 @@ async def replay(
 ) -> AsyncIterator[list[ReplayRow]]:
     """Past decided referrals, streamed in chunks (the caller holds a transaction): a
     million rows one `async for` step each would cost more than replaying them."""
-    cursor = await conn.cursor(REPLAY, merchant_id, program_id, created_from, created_before)
-    while rows := await cursor.fetch(chunk):
+    async for rows in stream(
+        conn, REPLAY, merchant_id, program_id, created_from, created_before, chunk=chunk
+    ):
         yield [ReplayRow(*row) for row in rows]  # by position: REPLAY's columns, in order
 
 

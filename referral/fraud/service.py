@@ -265,7 +265,7 @@ async def backtest(
     current = await get_policy(conn, ids=ids, merchant_id=merchant_id, program_id=program_id)
     return await backtests.run(
         runtime.backtests,
-        database_url=runtime.settings.database_url,
+        database_url=runtime.settings.direct_database_url,
         hashids_salt=runtime.settings.hashids_salt,
         merchant_id=merchant_id,
         program_id=ids.decode("program", program_id),

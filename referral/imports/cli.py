@@ -75,7 +75,9 @@ async def run(
 ) -> int:
     """Import the file; 0 when every line was imported, 1 when some were refused (or the
     file failed)."""
-    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    pool = await create_pool(
+        settings.database_url, pooling=settings.database_pooling, min_size=1, max_size=2
+    )
     runtime = Runtime.build(settings, pool)
     progress = Progress(sys.stderr)
     try:

@@ -9,7 +9,7 @@ instances starting at once apply them exactly once.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -63,17 +63,56 @@ def _json_decode(data: bytes) -> object:
     return msgspec.json.decode(data[1:])
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+_SERVER_SETTINGS = {"application_name": "referral", "timezone": "UTC"}
+
+
+def _statement_cache(pooling: str) -> int:
+    """asyncpg's prepared-statement cache, per connection: a transaction pooler hands each
+    transaction another server connection, where a statement prepared on the last one does
+    not exist (pgbouncer before 1.21). Without the cache every query is parsed anew in the
+    same round trip as it runs (an unnamed statement, flushed, never synced apart)."""
+    return 0 if pooling == "transaction" else 100
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 10, pooling: str = "session"
+) -> asyncpg.Pool:
+    """`pooling`: "transaction" behind pgbouncer's transaction pooling (settings.py)."""
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
         reset=_noop_reset,
-        server_settings={"application_name": "referral", "timezone": "UTC"},
+        server_settings=_SERVER_SETTINGS,
+        statement_cache_size=_statement_cache(pooling),
     )
     assert pool is not None
     return pool
+
+
+async def connect(dsn: str, *, pooling: str = "session") -> asyncpg.Connection:
+    """One connection, set up as the pool's are."""
+    conn = await asyncpg.connect(
+        dsn, server_settings=_SERVER_SETTINGS, statement_cache_size=_statement_cache(pooling)
+    )
+    await _init_connection(conn)
+    return conn
+
+
+async def stream(
+    conn: asyncpg.Connection, query: str, *args: Any, chunk: int = 1000
+) -> AsyncIterator[list[asyncpg.Record]]:
+    """The rows of `query` in chunks, through a cursor of the caller's transaction: never all
+    in memory. An SQL cursor (DECLARE, FETCH), not asyncpg's, which would prepare a named
+    statement that outlives the transaction on its server connection behind a pooler. The
+    cursor is named after the query, so its statements are the same text each time (one
+    entry in the statement cache); one stream of a query at a time per transaction."""
+    name = "stream_" + hashlib.sha256(query.encode()).hexdigest()[:16]
+    await conn.execute(f"DECLARE {name} NO SCROLL CURSOR FOR {query}", *args)
+    while rows := await conn.fetch(f"FETCH {chunk} FROM {name}"):
+        yield rows
+    await conn.execute(f"CLOSE {name}")
 
 
 async def ping(pool: asyncpg.Pool, *, within_seconds: float = 2) -> None:

@@ -12,7 +12,7 @@ from datetime import date, datetime
 import asyncpg
 import msgspec
 
-from referral.lib.db import many
+from referral.lib.db import many, stream
 
 # A program's link settings. `live_from` and `live_until`: its start and end (`ends_at`,
 # infinity for none) as Unix seconds, compared with the clock on each redirect (a cached code
@@ -294,8 +294,9 @@ async def customer_clicks(
 ) -> AsyncIterator[CustomerClickRow]:
     """Read with a cursor (inside the caller's transaction): a popular advocate's clicks are
     never all in memory at once."""
-    async for row in conn.cursor(CUSTOMER_CLICKS, merchant_id, advocate_ids, visitor_ids):
-        yield CustomerClickRow(**row)
+    async for rows in stream(conn, CUSTOMER_CLICKS, merchant_id, advocate_ids, visitor_ids):
+        for row in rows:
+            yield CustomerClickRow(**row)
 
 
 async def erase_visitor_clicks(

@@ -29,8 +29,10 @@ T = TypeVar("T")
 async def _in_transaction(
     settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]
 ) -> T:
-    await migrate(settings.database_url)
-    pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+    await migrate(settings.direct_database_url)
+    pool = await create_pool(
+        settings.database_url, pooling=settings.database_pooling, min_size=1, max_size=1
+    )
     try:
         async with pool.acquire() as conn, conn.transaction():
             return await work(conn)

@@ -45,7 +45,9 @@ async def create(
     cutoff: datetime | None,
 ) -> None:
     runtime = _runtime(settings)
-    pool = await create_pool(settings.database_url, min_size=1, max_size=1)  # jsonb codec
+    pool = await create_pool(
+        settings.database_url, pooling=settings.database_pooling, min_size=1, max_size=1
+    )  # jsonb codec
     try:
         async with pool.acquire() as conn, conn.transaction():
             batch = await service.create(
@@ -68,7 +70,9 @@ async def export_csv(
     settings: Settings, batch: str, output: Path, fmt: str, part: int, rewards: bool, bom: bool
 ) -> None:
     runtime = _runtime(settings)
-    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    pool = await create_pool(
+        settings.database_url, pooling=settings.database_pooling, min_size=1, max_size=2
+    )
     try:
         async with pool.acquire() as conn:
             merchant_id = await service.merchant_of_batch(conn, runtime=runtime, batch_id=batch)
@@ -133,7 +137,9 @@ def _print_left_out(paypal: PaypalExport) -> None:
 
 async def mark_paid(settings: Settings, batch: str, actor: str) -> None:
     runtime = _runtime(settings)
-    pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+    pool = await create_pool(
+        settings.database_url, pooling=settings.database_pooling, min_size=1, max_size=1
+    )
     try:
         async with pool.acquire() as conn, conn.transaction():
             merchant_id = await service.merchant_of_batch(conn, runtime=runtime, batch_id=batch)

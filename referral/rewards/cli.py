@@ -36,7 +36,9 @@ async def balances(
     as_csv: bool,
 ) -> None:
     runtime = _Runtime(ids=PublicIds(settings.hashids_salt))
-    pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+    pool = await create_pool(
+        settings.database_url, pooling=settings.database_pooling, min_size=1, max_size=1
+    )
     try:
         async with pool.acquire() as conn, conn.transaction(readonly=True):
             caller = await merchants.resolve(conn, ids=runtime.ids, merchant=merchant, key=key)
@@ -69,7 +71,9 @@ async def entries(
     bom: bool,
 ) -> None:
     runtime = _Runtime(ids=PublicIds(settings.hashids_salt))
-    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    pool = await create_pool(
+        settings.database_url, pooling=settings.database_pooling, min_size=1, max_size=2
+    )
     try:
         async with pool.acquire() as conn:
             caller = await merchants.resolve(conn, ids=runtime.ids, merchant=merchant, key=key)

@@ -11,15 +11,13 @@ reports a blocked script, style or image there, naming the "Content Security Pol
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.harness import app_env, app_server, free_port
+from tests import debian
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -31,7 +29,6 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-INSTALL = ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]
 
 # Runs in every document before its own scripts; the page's policy does not apply to it.
 _REPORT_VIOLATIONS = """
@@ -42,32 +39,10 @@ document.addEventListener("securitypolicyviolation", (e) => {
 """
 
 
-def _apt(args: list[str]) -> bool:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        done = subprocess.run(
-            args, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=900
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
-
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """/usr/bin/chromium, installed with apt-get (as root, without prompting) if missing."""
-    if CHROMIUM.exists():
-        return str(CHROMIUM)
-    if shutil.which("apt-get") is None:
-        pytest.skip("Chromium is not installed and this system has no apt-get to install it")
-    if os.geteuid() != 0:
-        pytest.skip("Chromium is not installed and installing it needs root: " + " ".join(INSTALL))
-    if not _apt(INSTALL):
-        _apt(["apt-get", "update"])
-        _apt(INSTALL)
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium could not be installed with apt-get (no package source reachable?)")
-    return str(CHROMIUM)
+    return debian.ensure(CHROMIUM, "chromium", "chromium-driver")
 
 
 @pytest.fixture
