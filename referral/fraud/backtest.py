@@ -122,7 +122,18 @@ async def run(
         msgspec.json.encode(current),
         msgspec.json.encode(request),
     )
+    if answer.startswith(_OUT_OF_RANGE):
+        raise InvalidInput(
+            "a number or time in the request is out of the range that can be stored",
+            code="value_out_of_range",
+        )
     return msgspec.json.decode(answer, type=Backtest)
+
+
+# What the child answers when the database could not take the request's values (a time
+# beyond PostgreSQL's range): an exception's cause does not survive the trip between
+# processes, so the parent could no longer tell it from any other data error.
+_OUT_OF_RANGE = b"out of range"
 
 
 def replay_apart(
@@ -134,16 +145,19 @@ def replay_apart(
     request: bytes,
 ) -> bytes:
     """The lane's entry point: arguments and answer as JSON, which crosses processes as is."""
-    return asyncio.run(
-        _replay_apart(
-            database_url,
-            PublicIds(hashids_salt),
-            merchant_id,
-            program_id,
-            msgspec.json.decode(current, type=FraudPolicy),
-            msgspec.json.decode(request, type=BacktestRequest),
+    try:
+        return asyncio.run(
+            _replay_apart(
+                database_url,
+                PublicIds(hashids_salt),
+                merchant_id,
+                program_id,
+                msgspec.json.decode(current, type=FraudPolicy),
+                msgspec.json.decode(request, type=BacktestRequest),
+            )
         )
-    )
+    except asyncpg.DataError:
+        return _OUT_OF_RANGE
 
 
 async def _replay_apart(
