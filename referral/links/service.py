@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import gc
+import math
 import os
 import time
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ import structlog
 
 from referral.codes.codec import lookup_key
 from referral.customers.schemas import ExportedClick, Subject, Tombstones
+from referral.experiments.rules import Assigner
 from referral.lib.errors import InvalidInput, NotFound
 from referral.links import repo
 from referral.links.clicks import ClickWriter
@@ -89,17 +91,24 @@ class ProgramLink:
         "qr_foreground",
         "qr_background",
         "redirect_parts",
+        "experiment",
         "stale",
     )
 
-    def __init__(self, row: repo.ProgramLinkRow) -> None:
+    def __init__(self, row: repo.ProgramLinkRow, ids: PublicIds | None = None) -> None:
         self.merchant_id = row.merchant_id
         self.program_id = row.program_id
         self.stale = False
-        self.update(row)
+        self.update(row, ids)
 
-    def update(self, row: repo.ProgramLinkRow) -> None:
+    def update(self, row: repo.ProgramLinkRow, ids: PublicIds | None = None) -> None:
         self.live, self.live_from, self.live_until = row.live, row.live_from, row.live_until
+        # Its running experiment, ready to assign (None without one, or without the ids to
+        # name it in the token: then the order assigns it from the advocate instead).
+        x = row.experiment
+        self.experiment = (
+            LinkExperiment(x, ids.encode("experiment", x["id"])) if x and ids else None
+        )
         self.landing_url, self.fallback_url = row.landing_url, row.fallback_url
         # Where a link goes while the program is not running (paused, ended, not started):
         # the fallback URL, else the landing page without the offer (no `ref`, no token).
@@ -115,6 +124,26 @@ class ProgramLink:
         prepared = full.count(_CODE_SLOT) == 1 and full.count(_TOKEN_SLOT) == 1
         self.redirect_parts = (head, middle, tail) if prepared else None
         self.stale = False
+
+
+class LinkExperiment:
+    """A program's running experiment as the redirect needs it: when it runs, and each
+    advocate's variant from the keyed hash (experiments/rules.py), with no lookup."""
+
+    __slots__ = ("public_id", "live_from", "live_until", "keys", "assigner")
+
+    def __init__(self, row: dict, public_id: str) -> None:
+        self.public_id = public_id
+        self.live_from = row["from"]
+        self.live_until = math.inf if row["until"] is None else row["until"]
+        variants = row["variants"]
+        self.keys = tuple(v["key"] for v in variants)
+        self.assigner = Assigner(bytes.fromhex(row["key"]), [v["weight"] for v in variants])
+
+    def variant(self, advocate_id: int, now: float) -> str | None:
+        if self.live_from <= now < self.live_until:
+            return self.keys[self.assigner.assign(advocate_id)]
+        return None
 
 
 class CodeTarget:
@@ -175,9 +204,15 @@ class CodeResolver:
     """
 
     def __init__(
-        self, pool: asyncpg.Pool, ttl_seconds: float, *, capacity: int = MAX_CACHED_CODES
+        self,
+        pool: asyncpg.Pool,
+        ttl_seconds: float,
+        *,
+        capacity: int = MAX_CACHED_CODES,
+        ids: PublicIds | None = None,
     ) -> None:
         self._pool = pool
+        self._ids = ids
         self._ttl = ttl_seconds
         self._capacity = capacity
         self._entries: dict[str, CodeTarget] = {}  # trusted while listening
@@ -242,11 +277,11 @@ class CodeResolver:
     def _program(self, row: repo.ProgramLinkRow, fresh: bool) -> ProgramLink:
         known = self._programs.get(row.program_id)
         if not fresh:  # what was read answers this request only
-            return ProgramLink(row)
+            return ProgramLink(row, self._ids)
         if known is None:
-            known = self._programs[row.program_id] = ProgramLink(row)
+            known = self._programs[row.program_id] = ProgramLink(row, self._ids)
         else:  # what was just read is the newest: a change no notification told of too
-            known.update(row)  # (its codes' short lifetime, while not listening)
+            known.update(row, self._ids)  # (its codes' short lifetime, while not listening)
         return known
 
     @staticmethod
@@ -371,7 +406,7 @@ class CodeResolver:
                 if generation != self._generation or not self._listening:
                     continue
                 for program in programs:
-                    self._programs.setdefault(program.program_id, ProgramLink(program))
+                    self._programs.setdefault(program.program_id, ProgramLink(program, self._ids))
                 room = self._capacity - len(self._entries)
                 for row in rows[:room]:
                     known = self._programs.get(row.program_id)
@@ -509,6 +544,8 @@ def record_click(
     """Buffer the click and return the signed token for the landing URL."""
     click_id = new_click_id()
     now = datetime.now(UTC)
+    experiment = target.program.experiment
+    variant = experiment.variant(target.advocate_id, now.timestamp()) if experiment else None
     writer.record(
         (
             click_id,
@@ -536,6 +573,8 @@ def record_click(
             issued_at=int(now.timestamp()),
             story_id=story[0] if story else None,
             referer_host=referer_host,
+            experiment_id=experiment.public_id if variant else None,  # type: ignore[union-attr]
+            variant=variant,
         )
     )
 
