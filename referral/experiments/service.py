@@ -411,8 +411,9 @@ def _summary(name: str, unit: str, verdict: str, figures: list[VariantFigure], n
         )
     if verdict == "winner":
         return (
-            f"{name}: variant {best.variant} is best with probability {_percent(best.p_best)} "
-            f"(choosing it gives up {best.expected_loss:.4g} on average if it is not)."
+            f"{name}: variant {best.variant} is best with probability {_percent(best.p_best)}; "
+            f"the expected loss of choosing it is {best.expected_loss:.4g} (in the metric's "
+            "unit)."
         )
     return (
         f"{name}: no clear winner; the likeliest, {best.variant}, is best with probability "

@@ -180,12 +180,15 @@ async def test_a_friends_offer_never_changes_mid_way(client, tenant, db, ids):
         client,
         tenant,
         "/v1/checkout/quote",
-        {"customer_id": "early-friend", "ref_token": early_token, "subtotal": 5000, "currency": "EUR"},
+        {
+            "customer_id": "early-friend",
+            "ref_token": early_token,
+            "subtotal": 5000,
+            "currency": "EUR",
+        },
     )
     assert early_quote["friend_offer"]["amount"] == 1000  # the program's, as when clicked
 
-    half_way = await order(client, tenant, "dana", ref_token=token, subtotal=0, total=0)
-    assert half_way["referral"] is not None  # she signed up by the link, nothing earned yet
     ended = await post(
         client,
         tenant,
@@ -273,5 +276,7 @@ async def test_a_scheduled_experiment_assigns_nothing_until_it_starts(client, te
     experiment = await start(client, tenant, program["id"], starts_at=later.isoformat())
     assert experiment["state"] == "scheduled"
     anna = await create_advocate(client, tenant, program["id"], "anna")
-    token = ClickTokenSigner(settings.click_token_key).verify(await click(client, anna["code"], "v"))
+    token = ClickTokenSigner(settings.click_token_key).verify(
+        await click(client, anna["code"], "v")
+    )
     assert token.variant is None and token.experiment_id is None
