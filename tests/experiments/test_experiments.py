@@ -127,7 +127,10 @@ async def test_advocate_and_friend_see_one_variant_and_the_referral_records_it(
     anna = await advocates_in(db, ids, client, tenant, program["id"], experiment, "fifteen")
     # Her exposure was recorded when the shop asked for her code, once.
     await create_advocate(client, tenant, program["id"], anna["customer_id"])
-    exposures = await db.fetch("SELECT variant, via FROM experiment_exposures")
+    exposures = await db.fetch(
+        "SELECT variant, via FROM experiment_exposures WHERE advocate_id = $1",
+        ids.decode("advocate", anna["id"]),
+    )
     assert [(r["variant"], r["via"]) for r in exposures] == [("fifteen", "advocate")]
 
     # Her link's token carries her variant; the friend's quote and order get its offer.
