@@ -140,20 +140,37 @@ class LinkExperiment:
         self.keys = tuple(v["key"] for v in variants)
         self.assigner = Assigner(bytes.fromhex(row["key"]), [v["weight"] for v in variants])
 
-    def variant(self, advocate_id: int, now: float) -> str | None:
-        if self.live_from <= now < self.live_until:
-            return self.keys[self.assigner.assign(advocate_id)]
-        return None
+    def variant(self, target: CodeTarget, now: float) -> str | None:
+        """The code's advocate's variant while the experiment runs, kept on the cached
+        code after the first time (it never changes for this experiment)."""
+        if not self.live_from <= now < self.live_until:
+            return None
+        kept = target.assigned
+        if kept is not None and kept[0] is self:
+            return kept[1]
+        variant = self.keys[self.assigner.assign(target.advocate_id)]
+        target.assigned = (self, variant)
+        return variant
 
 
 class CodeTarget:
     """A resolved code: its own fields and its program's link settings."""
 
-    __slots__ = ("code", "advocate_id", "code_active", "program", "merchant_id", "program_id")
+    __slots__ = (
+        "code",
+        "advocate_id",
+        "code_active",
+        "program",
+        "merchant_id",
+        "program_id",
+        "assigned",
+    )
 
     def __init__(self, code: str, advocate_id: int, code_active: bool, program: ProgramLink):
         self.code, self.advocate_id, self.code_active = code, advocate_id, code_active
         self.program = program
+        # (the program's experiment, this advocate's variant in it), once a redirect asked.
+        self.assigned: tuple[LinkExperiment, str] | None = None
         # A code never moves: its program's ids, copied for the redirect's click row.
         self.merchant_id, self.program_id = program.merchant_id, program.program_id
 
@@ -545,7 +562,7 @@ def record_click(
     click_id = new_click_id()
     now = datetime.now(UTC)
     experiment = target.program.experiment
-    variant = experiment.variant(target.advocate_id, now.timestamp()) if experiment else None
+    variant = experiment.variant(target, now.timestamp()) if experiment else None
     writer.record(
         (
             click_id,

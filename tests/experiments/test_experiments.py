@@ -283,3 +283,52 @@ async def test_a_scheduled_experiment_assigns_nothing_until_it_starts(client, te
         await click(client, anna["code"], "v")
     )
     assert token.variant is None and token.experiment_id is None
+
+
+async def test_another_instance_assigns_the_same_variants(client, tenant, db, ids, settings):
+    """A second app on the same database (another instance, or this one restarted) signs
+    the same variant into every advocate's link: nothing about it lives in one process."""
+    from litestar.testing import AsyncTestClient
+
+    from referral.app import create_app
+
+    program = await create_program(client, tenant)
+    experiment = await start(client, tenant, program["id"])
+    advocates = [
+        await create_advocate(client, tenant, program["id"], f"cus-{n}") for n in range(12)
+    ]
+    signer = ClickTokenSigner(settings.click_token_key)
+    here = [signer.verify(await click(client, a["code"], "v")).variant for a in advocates]
+    async with AsyncTestClient(create_app(settings), base_url="http://testserver.local") as other:
+        there = [signer.verify(await click(other, a["code"], "v")).variant for a in advocates]
+    assert here == there
+    assert here == [await variant_of(db, ids, experiment, a) for a in advocates]
+    assert set(here) == {"ten", "fifteen"}
+
+
+async def test_concurrent_first_exposures_record_one(client, tenant, db, ids):
+    """The shop asking for an advocate's share URL many times at once records one exposure,
+    and every answer is a share URL."""
+    import asyncio
+
+    from tests.factories import on_app_loop
+
+    program = await create_program(client, tenant)
+    await start(client, tenant, program["id"])
+    anna = await create_advocate(client, tenant, program["id"], "anna")
+    await db.execute("DELETE FROM experiment_exposures")  # her record's exposure, forgotten
+
+    async def many(http):
+        return await asyncio.gather(
+            *(
+                http.post(f"/v1/advocates/{anna['id']}/share-url", json={}, headers=tenant.auth)
+                for _ in range(10)
+            )
+        )
+
+    answers = await on_app_loop(client, many)
+    assert [a.status_code for a in answers] == [201] * 10
+    rows = await db.fetch("SELECT advocate_id, via FROM experiment_exposures")
+    assert [(r["advocate_id"], r["via"]) for r in rows] == [
+        (ids.decode("advocate", anna["id"]), "share_url")
+    ]
