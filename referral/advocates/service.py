@@ -25,7 +25,6 @@ from referral.audit import service as audit
 from referral.codes.codec import CodeCodec, VanityCodeError, lookup_key
 from referral.customers.schemas import ExportedAdvocate, ExportedCode, Subject, Tombstones
 from referral.events import service as events
-from referral.experiments import holdout
 from referral.experiments import service as experiments
 from referral.fraud import service as fraud
 from referral.fraud.signals import parse_ip
@@ -88,15 +87,6 @@ async def upsert(
     await check_program(
         conn, merchant_id=caller.merchant_id, program_id=program_id, public_id=data.program_id
     )
-    # A customer the program holds out is told so (counted), and gets no code.
-    await holdout.refuse_held_out(
-        conn,
-        runtime=runtime,
-        merchant_id=caller.merchant_id,
-        program_id=program_id,
-        customer_id=data.customer_id,
-        via="advocate",
-    )
     row = await repo.upsert(
         conn,
         caller.merchant_id,
@@ -125,13 +115,15 @@ async def upsert(
         signals=seen,
         at=datetime.now(UTC),
     )
-    # Their link is served: their exposure to the program's running experiment, if any.
-    await experiments.assign(
+    # Their code is served: a customer the program holds out is told so instead (409,
+    # counted; nothing of this call is kept), anyone else is exposed to its experiment.
+    await experiments.invited(
         conn,
         runtime=runtime,
         merchant_id=caller.merchant_id,
         program_id=program_id,
         advocate_id=advocate_id,
+        customer_id=data.customer_id,
         via="advocate",
     )
     advocate = await repo.get(conn, caller.merchant_id, advocate_id)

@@ -26,7 +26,7 @@ import msgspec
 import structlog
 
 from referral.audit import service as audit
-from referral.experiments import repo, rules
+from referral.experiments import holdout, repo, rules
 from referral.experiments.schemas import (
     Experiment,
     ExperimentCreate,
@@ -276,6 +276,37 @@ async def assign(
     return assignment
 
 
+async def invited(
+    conn: asyncpg.Connection,
+    *,
+    runtime: Runtime,
+    merchant_id: int,
+    program_id: int,
+    advocate_id: int,
+    customer_id: str,
+    via: str,
+) -> Assignment | None:
+    """The shop serves an advocate's code or share URL (`via`: advocate, share_url): 409
+    `customer_held_out` (counted) for a customer the program holds out, else their
+    exposure to the running experiment recorded and their variant."""
+    await holdout.refuse_held_out(
+        conn,
+        runtime=runtime,
+        merchant_id=merchant_id,
+        program_id=program_id,
+        customer_id=customer_id,
+        via=via,
+    )
+    return await assign(
+        conn,
+        runtime=runtime,
+        merchant_id=merchant_id,
+        program_id=program_id,
+        advocate_id=advocate_id,
+        via=via,
+    )
+
+
 async def adopted_copy(
     conn: asyncpg.Connection, *, merchant_id: int, program_id: int
 ) -> VariantSettings | None:
@@ -421,6 +452,39 @@ def _summary(name: str, unit: str, verdict: str, figures: list[VariantFigure], n
     )
 
 
+def _readout(
+    metric: str,
+    description: str,
+    unit: str,
+    arms: list[_Arm],
+    estimates: list[rules.Estimate],
+    trials: list[int],
+    required: int | None,
+    *,
+    method: str,
+    currency: str | None,
+    effect: float,
+    higher_is_better: bool,
+) -> MetricReadout:
+    """One metric's answer from its estimates: the sample still needed and the verdict."""
+    needed = rules.still_needed(required, trials)
+    figures = _figures(arms, estimates, trials)
+    verdict = rules.verdict(estimates, trials, needed)
+    name = metric + (f" ({currency})" if currency else "")
+    return MetricReadout(
+        metric=metric,
+        description=description,
+        currency=currency,
+        higher_is_better=higher_is_better,
+        method=method,  # type: ignore[arg-type]
+        variants=figures,
+        required_per_variant=required,
+        still_needed=needed,
+        verdict=verdict,  # type: ignore[arg-type]
+        summary=_summary(name, unit, verdict, figures, needed, effect),
+    )
+
+
 def _readout_of_rates(
     metric: str,
     description: str,
@@ -437,20 +501,18 @@ def _readout_of_rates(
     total = sum(trials)
     baseline = sum(min(s, n) for s, n in counts) / total if total else 0.0
     required = rules.rate_sample_size(baseline, effect)
-    needed = rules.still_needed(required, trials)
-    figures = _figures(arms, estimates, trials)
-    verdict = rules.verdict(estimates, trials, needed)
-    return MetricReadout(
-        metric=metric,
-        description=description,
-        currency=None,
-        higher_is_better=higher_is_better,
+    return _readout(
+        metric,
+        description,
+        unit,
+        arms,
+        estimates,
+        trials,
+        required,
         method="beta_binomial",
-        variants=figures,
-        required_per_variant=required,
-        still_needed=needed,
-        verdict=verdict,  # type: ignore[arg-type]
-        summary=_summary(metric, unit, verdict, figures, needed, effect),
+        currency=None,
+        effect=effect,
+        higher_is_better=higher_is_better,
     )
 
 
@@ -471,27 +533,18 @@ def _readout_of_means(
     total = sum(trials)
     mean = sum(pooled) / total if total else 0.0
     required = rules.mean_sample_size(mean, rules.spread(pooled, total), effect)
-    needed = rules.still_needed(required, trials)
-    figures = _figures(arms, estimates, trials)
-    verdict = rules.verdict(estimates, trials, needed)
-    return MetricReadout(
-        metric=metric,
-        description=description,
+    return _readout(
+        metric,
+        description,
+        "exposed advocates",
+        arms,
+        estimates,
+        trials,
+        required,
+        method=method,
         currency=currency,
+        effect=effect,
         higher_is_better=higher_is_better,
-        method=method,  # type: ignore[arg-type]
-        variants=figures,
-        required_per_variant=required,
-        still_needed=needed,
-        verdict=verdict,  # type: ignore[arg-type]
-        summary=_summary(
-            metric + (f" ({currency})" if currency else ""),
-            "exposed advocates",
-            verdict,
-            figures,
-            needed,
-            effect,
-        ),
     )
 
 

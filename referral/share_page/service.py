@@ -68,21 +68,13 @@ async def share_url(
 ) -> ShareUrl:
     # The merchant's own advocate, or NotFound.
     advocate = await advocates.get(conn, runtime=runtime, caller=caller, advocate_id=advocate_id)
-    program_id = runtime.ids.decode("program", advocate.program_id)
-    await holdout.refuse_held_out(
+    await experiments.invited(
         conn,
         runtime=runtime,
         merchant_id=caller.merchant_id,
-        program_id=program_id,
-        customer_id=advocate.customer_id,
-        via="share_url",
-    )
-    await experiments.assign(
-        conn,
-        runtime=runtime,
-        merchant_id=caller.merchant_id,
-        program_id=program_id,
+        program_id=runtime.ids.decode("program", advocate.program_id),
         advocate_id=runtime.ids.decode("advocate", advocate_id),
+        customer_id=advocate.customer_id,
         via="share_url",
     )
     expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(days=expires_in_days)
