@@ -48,11 +48,14 @@ class VariantCreate(msgspec.Struct, forbid_unknown_fields=True):
 class ExperimentCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: Annotated[str, Meta(min_length=1, max_length=200)]
     variants: Annotated[list[VariantCreate], Meta(min_length=2, max_length=4)]
-    starts_at: Annotated[datetime, Meta(description="Default: now")] | None = None
+    starts_at: Annotated[datetime, Meta(tz=True, description="Default: now")] | None = None
     ends_at: (
         Annotated[
             datetime,
-            Meta(description="When it stops assigning by itself (null: when ended by hand)"),
+            Meta(
+                tz=True,
+                description="When it stops assigning by itself (null: when ended by hand)",
+            ),
         ]
         | None
     ) = None

@@ -81,11 +81,11 @@ def to_experiment(runtime: Runtime, caller: Caller, row: repo.ExperimentRow) -> 
     )
 
 
-def _check(data: ExperimentCreate) -> None:
+def _check(data: ExperimentCreate, now: datetime) -> None:
     keys = [v.key for v in data.variants]
     if len(set(keys)) != len(keys):
         raise InvalidInput("each variant key may appear once", code="invalid_experiment")
-    starts_at = data.starts_at or datetime.now(UTC)
+    starts_at = data.starts_at or now
     if data.ends_at is not None and data.ends_at <= starts_at:
         raise InvalidInput(
             "ends_at must be after starts_at", code="invalid_schedule", field="ends_at"
@@ -112,7 +112,8 @@ async def create(
     """One running (or scheduled) experiment per program: another is refused with 409
     `experiment_running` until it ends."""
     await _program(conn, runtime, caller, program_id)
-    _check(data)
+    now = datetime.now(UTC)
+    _check(data, now)
     internal = runtime.ids.decode("program", program_id)
     await repo.end_past(conn, caller.merchant_id, internal)
     row = await repo.insert(
@@ -122,7 +123,8 @@ async def create(
         name=data.name,
         variants=[msgspec.to_builtins(v) for v in data.variants],
         hash_key=secrets.token_bytes(HASH_KEY_BYTES),
-        starts_at=data.starts_at,
+        # The start the schedule was checked against (not the database's later now()).
+        starts_at=data.starts_at or now,
         ends_at=data.ends_at,
     )
     if row is None:
