@@ -36,7 +36,7 @@ WHERE merchant_id = $1 AND program_id = $2 AND status = 'running'
 """
 
 END = f"""
-UPDATE experiments SET status = 'ended', ended_at = now(), winner = $3, rules_version = $4
+UPDATE experiments SET status = 'ended', ended_at = now(), winner = $3, rules_version = $4::int
 WHERE merchant_id = $1 AND id = $2
 RETURNING {COLUMNS}
 """
@@ -234,7 +234,7 @@ HOLDOUT_COLUMNS = "program_id, share_bps, hash_key, started_at, updated_at"
 # out when the share grows).
 SET_HOLDOUT = f"""
 INSERT INTO program_holdouts (merchant_id, program_id, share_bps, hash_key)
-VALUES ($1, $2, $3, $4)
+VALUES ($1, $2, $3::int, $4)
 ON CONFLICT (merchant_id, program_id)
 DO UPDATE SET share_bps = excluded.share_bps, updated_at = now()
 RETURNING {HOLDOUT_COLUMNS}
