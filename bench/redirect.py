@@ -32,7 +32,8 @@ cache holds every code up to links.service.MAX_CACHED_CODES).
 Environment: BENCH_DURATION (measured seconds per variant, default 12), BENCH_ROUNDS
 (default 3), BENCH_CONNECTIONS (default 50), BENCH_ADVOCATES (sizes, default
 "1000,1000000"),
-BENCH_DATABASE_URL, BENCH_GRANIAN_ARGS (extra granian options), BENCH_PROFILE=1 (py-spy
+BENCH_DATABASE_URL, BENCH_GRANIAN_ARGS (extra granian options), BENCH_EXPERIMENT=1 (the
+program runs an experiment of two variants: every redirect assigns one), BENCH_PROFILE=1 (py-spy
 record of the server during the measured rounds, into bench/results/; BENCH_PROFILE_FILE
 names it, `.txt` for raw collapsed stacks; BENCH_PYSPY_ARGS adds options).
 Exit status: 0 when the click-row checks pass, 1 when one fails, 2 when it cannot run.
@@ -78,6 +79,7 @@ SIZES = [int(n) for n in os.environ.get("BENCH_ADVOCATES", "1000,1000000").split
 WRK_THREADS = 2
 APP = "bench.redirect_app:asgi"
 GRANIAN_ARGS = os.environ.get("BENCH_GRANIAN_ARGS", "").split()
+EXPERIMENT = os.environ.get("BENCH_EXPERIMENT") == "1"
 QUANTILES = 2000  # latency quantiles wrk reports per run, merged across rounds
 RECORDED = ("/r/", "")  # /r/{code}
 BARE = ("/r/", "/bare")  # /r/{code}/bare, see bench/redirect_app.py
@@ -343,6 +345,23 @@ async def seed(url: str, env: dict[str, str], advocates: int) -> list[str]:
                 ),
             )
             program_pk = runtime.ids.decode("program", program.id)
+            if EXPERIMENT:  # every redirect then assigns a variant and signs it in
+                from referral.experiments import service as experiment_service
+                from referral.experiments.schemas import ExperimentCreate, VariantCreate
+
+                await experiment_service.create(
+                    conn,
+                    runtime=runtime,
+                    caller=caller,
+                    program_id=program.id,
+                    data=ExperimentCreate(
+                        name="Bench: two offers",
+                        variants=[
+                            VariantCreate(key="a", name="A"),
+                            VariantCreate(key="b", name="B", weight=2),
+                        ],
+                    ),
+                )
             ids = [
                 r[0]
                 for r in await conn.fetch(

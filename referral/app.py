@@ -30,6 +30,7 @@ from referral.customers import service as customers
 from referral.customers.api import CustomerController
 from referral.demo.api import demo_router
 from referral.events.api import list_events
+from referral.experiments.api import ExperimentController
 from referral.fraud.api import FraudPolicyController
 from referral.http import access
 from referral.http.body import JsonRequest
@@ -229,6 +230,7 @@ def create_app(settings: Settings) -> Litestar:
         metrics_page,
         links_router,
         ProgramController,
+        ExperimentController,
         AdvocateController,
         CodeController,
         CheckoutController,

@@ -80,12 +80,13 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, pool: asyncpg.Pool) -> Runtime:
+        ids = PublicIds(settings.hashids_salt)
         return cls(
             settings=settings,
             pool=pool,
-            ids=PublicIds(settings.hashids_salt),
+            ids=ids,
             codec=CodeCodec(settings.hashids_salt),
-            codes=CodeResolver(pool, settings.code_cache_seconds),
+            codes=CodeResolver(pool, settings.code_cache_seconds, ids=ids),
             clicks=ClickWriter(pool, interval=settings.click_flush_interval_ms / 1000),
             signer=ClickTokenSigner(settings.click_token_key),
             ip_hasher=IpHasher(settings.ip_hash_key),

@@ -13,6 +13,7 @@ PLUMBING = {"lib", "http", "web"}
 # Pure decisions: no database, settings, runtime, web framework or logging.
 RULE_MODULES = [
     "codes/codec.py",
+    "experiments/rules.py",
     "fraud/rules.py",
     "fraud/policy.py",
     "fraud/signals.py",

@@ -21,6 +21,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from referral.app import create_app
+from referral.experiments import rules
 from tests.conftest import PREFIX, _with_database, make_settings
 from tests.factories import Tenant, make_tenant, program_body
 
@@ -63,6 +64,7 @@ class Side:
     webhook: dict[str, Any] = field(default_factory=dict)  # an endpoint, with its secret
     live_key_ids: set[str] = field(default_factory=set)  # the live twin's own keys
     audit_ids: set[str] = field(default_factory=set)  # the changes its key made
+    experiment: dict[str, Any] = field(default_factory=dict)  # running, on its program
 
     @property
     def coupon(self) -> str:
@@ -107,6 +109,8 @@ class Side:
             self.story["url"],
             self.coupon_pool["id"],
             self.coupon_pool["name"],
+            self.experiment["id"],
+            self.experiment["name"],
             self.payee["id"],
             self.payee["account_holder"],
             self.payee["iban"],  # masked
@@ -216,6 +220,15 @@ async def _make_side(client, tenant: Tenant, tag: str) -> Side:
     )
     assert imported.status_code == 202, imported.text
     side.import_job = imported.json()
+    side.experiment = await ok(
+        "POST",
+        f"/v1/programs/{side.program['id']}/experiments",
+        {
+            "name": f"Experiment {tag}",
+            "variants": [{"key": "a", "name": "A"}, {"key": "b", "name": "B", "weight": 2}],
+        },
+    )
+    await ok("PUT", f"/v1/programs/{side.program['id']}/holdout", {"share_percent": 10})
     side.event_ids = [e["id"] for e in (await ok("GET", "/v1/events?limit=100"))["data"]]
     assert side.event_ids
     side.keys = {k["kind"]: k["id"] for k in (await ok("GET", "/v1/keys?limit=100"))["data"]}
@@ -239,6 +252,12 @@ async def build_world(client, db) -> World:
     )
     assert response.status_code == 201, response.text
     world.a.advocate = response.json()
+    # The holdouts' keys are random: fixed here to one that holds out none of the
+    # customers the cases ask a code or share page for (10 % would, now and then).
+    await db.execute("UPDATE program_holdouts SET hash_key = $1", HOLDOUT_KEY)
+    assert not any(
+        rules.held_out(HOLDOUT_KEY, 1000, c) for c in ("intruder", "cus-alpha7q", "cus-bravo4k")
+    )
     for side in (world.a, world.b):
         log = await client.get("/v1/audit-log?limit=100", headers=side.tenant.auth)
         side.audit_ids = {e["id"] for e in log.json()["data"]}
@@ -318,6 +337,7 @@ def _order(w: World, order_id: str, customer: str) -> dict[str, Any]:
     }
 
 
+HOLDOUT_KEY = bytes(range(16))
 IBANS = {"alpha7q": "SE3550000000054910000003", "bravo4k": "DE89370400440532013000"}
 _ACTION = {"actor": "tenancy-test"}
 CASES: dict[str, Case] = {
@@ -485,6 +505,42 @@ CASES: dict[str, Case] = {
         ),
         "not_found",
         201,
+    ),
+    "POST /v1/programs/{program_id}/experiments": Case(
+        True,
+        lambda w: (
+            "POST",
+            f"/v1/programs/{w.a.program['id']}/experiments",
+            {"name": "Foreign", "variants": [{"key": "a", "name": "A"}, {"key": "b", "name": "B"}]},
+        ),
+        "not_found",
+        409,  # A's own key: its program already runs the world's experiment
+    ),
+    "GET /v1/programs/{program_id}/experiments/{experiment_id}": Case(
+        True,
+        lambda w: (
+            "GET",
+            f"/v1/programs/{w.a.program['id']}/experiments/{w.a.experiment['id']}",
+            None,
+        ),
+        "not_found",
+    ),
+    "POST /v1/programs/{program_id}/experiments/{experiment_id}/end": Case(
+        True,
+        lambda w: (
+            "POST",
+            f"/v1/programs/{w.a.program['id']}/experiments/{w.a.experiment['id']}/end",
+            {"winner": "a"},
+        ),
+        "not_found",
+    ),
+    "PUT /v1/programs/{program_id}/holdout": Case(
+        True,
+        lambda w: ("PUT", f"/v1/programs/{w.a.program['id']}/holdout", {"share_percent": 20}),
+        "not_found",
+    ),
+    "GET /v1/programs/{program_id}/holdout": Case(
+        True, lambda w: ("GET", f"/v1/programs/{w.a.program['id']}/holdout", None), "not_found"
     ),
     "GET /v1/programs/{program_id}/coupon-pools": Case(
         True,

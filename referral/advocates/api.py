@@ -33,7 +33,7 @@ class AdvocateController(Controller):
             "upsertAdvocate",
             {
                 404: ("program_not_found",),
-                409: ("program_archived",),
+                409: ("program_archived", "customer_held_out"),
                 422: ("invalid_email", "invalid_ip"),
             },
             once=True,
@@ -128,7 +128,10 @@ class AdvocateController(Controller):
         "/{advocate_id:str}/share-url",
         operation_id="createShareUrl",
         responses=problem_docs.responses(
-            "createShareUrl", {404: ("advocate_not_found",)}, once=True, replay=ShareUrl
+            "createShareUrl",
+            {404: ("advocate_not_found",), 409: ("customer_held_out",)},
+            once=True,
+            replay=ShareUrl,
         ),
         summary="A signed link to the advocate's share page",
         description="For the shop to hand to its customer: their link, QR code, share "

@@ -25,6 +25,7 @@ from referral.audit import service as audit
 from referral.codes.codec import CodeCodec, VanityCodeError, lookup_key
 from referral.customers.schemas import ExportedAdvocate, ExportedCode, Subject, Tombstones
 from referral.events import service as events
+from referral.experiments import service as experiments
 from referral.fraud import service as fraud
 from referral.fraud.signals import parse_ip
 from referral.lib.emails import normalise_email, payout_email_problem
@@ -113,6 +114,17 @@ async def upsert(
         customer_id=data.customer_id,
         signals=seen,
         at=datetime.now(UTC),
+    )
+    # Their code is served: a customer the program holds out is told so instead (409,
+    # counted; nothing of this call is kept), anyone else is exposed to its experiment.
+    await experiments.invited(
+        conn,
+        runtime=runtime,
+        merchant_id=caller.merchant_id,
+        program_id=program_id,
+        advocate_id=advocate_id,
+        customer_id=data.customer_id,
+        via="advocate",
     )
     advocate = await repo.get(conn, caller.merchant_id, advocate_id)
     return _to_advocate(runtime, caller, advocate), row.created

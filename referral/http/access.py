@@ -108,6 +108,12 @@ OPERATIONS: dict[str, Access] = {
     "getFraudPolicy": read(),
     "putFraudPolicy": change("admin", "fraud_policy.replaced"),
     "backtestFraudPolicy": fact("admin", "a what-if over history: it changes nothing"),
+    # experiments and holdouts
+    "createExperiment": change("admin", "experiment.created"),
+    "getExperiment": read(),
+    "endExperiment": change("admin", "experiment.ended"),
+    "setHoldout": change("admin", "holdout.set"),
+    "getHoldoutReport": read(),
     # the storefront and checkout
     "upsertAdvocate": fact("checkout", "the shop's customer, as its backend reports them"),
     "getAdvocate": read(),

@@ -27,6 +27,7 @@ PREFIXES = {
     "coupon_pool": "cpl",
     "payee": "pye",
     "import": "imp",
+    "experiment": "exp",
 }
 
 _ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"

@@ -18,12 +18,21 @@ from referral.lib.db import many, stream
 # infinity for none) as Unix seconds, compared with the clock on each redirect (a cached code
 # of a program that starts or ends later follows it without a change to hear of);
 # `plain`: a paused, ended or not yet started program, whose links still redirect, without
-# the offer (a draft or archived one: as an inactive code).
+# the offer (a draft or archived one: as an inactive code); `experiment`: its running
+# experiment (migration 0029), whose variant the redirect assigns and signs into the token.
 PROGRAM_LINK_COLUMNS = """p.status = 'active' AS live,
        extract(epoch FROM p.starts_at)::float8 AS live_from,
        p.landing_url, p.fallback_url, p.qr_foreground, p.qr_background,
        COALESCE(extract(epoch FROM p.ends_at)::float8, 'Infinity') AS live_until,
-       p.status IN ('active', 'paused', 'ended') AS plain"""
+       p.status IN ('active', 'paused', 'ended') AS plain,
+       (SELECT jsonb_build_object(
+                   'id', x.id, 'key', encode(x.hash_key, 'hex'),
+                   'from', extract(epoch FROM x.starts_at)::float8,
+                   'until', extract(epoch FROM x.ends_at)::float8,
+                   'variants', x.variants)
+        FROM experiments x
+        WHERE x.merchant_id = p.merchant_id AND x.program_id = p.id AND x.status = 'running')
+           AS experiment"""
 
 # A code with its program's link settings (the program in the code's merchant: one shard).
 RESOLVE_CODE = f"""
@@ -208,6 +217,7 @@ class ProgramLinkRow(msgspec.Struct, frozen=True):
     qr_background: str
     live_until: float = math.inf
     plain: bool = False  # while not running, its links still lead on (without the offer)
+    experiment: dict | None = None
 
 
 async def resolve_code(

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import gc
+import math
 import os
 import time
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ import structlog
 
 from referral.codes.codec import lookup_key
 from referral.customers.schemas import ExportedClick, Subject, Tombstones
+from referral.experiments.rules import Assigner
 from referral.lib.errors import InvalidInput, NotFound
 from referral.links import repo
 from referral.links.clicks import ClickWriter
@@ -89,17 +91,24 @@ class ProgramLink:
         "qr_foreground",
         "qr_background",
         "redirect_parts",
+        "experiment",
         "stale",
     )
 
-    def __init__(self, row: repo.ProgramLinkRow) -> None:
+    def __init__(self, row: repo.ProgramLinkRow, ids: PublicIds | None = None) -> None:
         self.merchant_id = row.merchant_id
         self.program_id = row.program_id
         self.stale = False
-        self.update(row)
+        self.update(row, ids)
 
-    def update(self, row: repo.ProgramLinkRow) -> None:
+    def update(self, row: repo.ProgramLinkRow, ids: PublicIds | None = None) -> None:
         self.live, self.live_from, self.live_until = row.live, row.live_from, row.live_until
+        # Its running experiment, ready to assign (None without one, or without the ids to
+        # name it in the token: then the order assigns it from the advocate instead).
+        x = row.experiment
+        self.experiment = (
+            LinkExperiment(x, ids.encode("experiment", x["id"])) if x and ids else None
+        )
         self.landing_url, self.fallback_url = row.landing_url, row.fallback_url
         # Where a link goes while the program is not running (paused, ended, not started):
         # the fallback URL, else the landing page without the offer (no `ref`, no token).
@@ -117,14 +126,51 @@ class ProgramLink:
         self.stale = False
 
 
+class LinkExperiment:
+    """A program's running experiment as the redirect needs it: when it runs, and each
+    advocate's variant from the keyed hash (experiments/rules.py), with no lookup."""
+
+    __slots__ = ("public_id", "live_from", "live_until", "keys", "assigner")
+
+    def __init__(self, row: dict, public_id: str) -> None:
+        self.public_id = public_id
+        self.live_from = row["from"]
+        self.live_until = math.inf if row["until"] is None else row["until"]
+        variants = row["variants"]
+        self.keys = tuple(v["key"] for v in variants)
+        self.assigner = Assigner(bytes.fromhex(row["key"]), [v["weight"] for v in variants])
+
+    def variant(self, target: CodeTarget, now: float) -> str | None:
+        """The code's advocate's variant while the experiment runs, kept on the cached
+        code after the first time (it never changes for this experiment)."""
+        if not self.live_from <= now < self.live_until:
+            return None
+        kept = target.assigned
+        if kept is not None and kept[0] is self:
+            return kept[1]
+        variant = self.keys[self.assigner.assign(target.advocate_id)]
+        target.assigned = (self, variant)
+        return variant
+
+
 class CodeTarget:
     """A resolved code: its own fields and its program's link settings."""
 
-    __slots__ = ("code", "advocate_id", "code_active", "program", "merchant_id", "program_id")
+    __slots__ = (
+        "code",
+        "advocate_id",
+        "code_active",
+        "program",
+        "merchant_id",
+        "program_id",
+        "assigned",
+    )
 
     def __init__(self, code: str, advocate_id: int, code_active: bool, program: ProgramLink):
         self.code, self.advocate_id, self.code_active = code, advocate_id, code_active
         self.program = program
+        # (the program's experiment, this advocate's variant in it), once a redirect asked.
+        self.assigned: tuple[LinkExperiment, str] | None = None
         # A code never moves: its program's ids, copied for the redirect's click row.
         self.merchant_id, self.program_id = program.merchant_id, program.program_id
 
@@ -175,9 +221,15 @@ class CodeResolver:
     """
 
     def __init__(
-        self, pool: asyncpg.Pool, ttl_seconds: float, *, capacity: int = MAX_CACHED_CODES
+        self,
+        pool: asyncpg.Pool,
+        ttl_seconds: float,
+        *,
+        capacity: int = MAX_CACHED_CODES,
+        ids: PublicIds | None = None,
     ) -> None:
         self._pool = pool
+        self._ids = ids
         self._ttl = ttl_seconds
         self._capacity = capacity
         self._entries: dict[str, CodeTarget] = {}  # trusted while listening
@@ -242,11 +294,11 @@ class CodeResolver:
     def _program(self, row: repo.ProgramLinkRow, fresh: bool) -> ProgramLink:
         known = self._programs.get(row.program_id)
         if not fresh:  # what was read answers this request only
-            return ProgramLink(row)
+            return ProgramLink(row, self._ids)
         if known is None:
-            known = self._programs[row.program_id] = ProgramLink(row)
+            known = self._programs[row.program_id] = ProgramLink(row, self._ids)
         else:  # what was just read is the newest: a change no notification told of too
-            known.update(row)  # (its codes' short lifetime, while not listening)
+            known.update(row, self._ids)  # (its codes' short lifetime, while not listening)
         return known
 
     @staticmethod
@@ -371,7 +423,7 @@ class CodeResolver:
                 if generation != self._generation or not self._listening:
                     continue
                 for program in programs:
-                    self._programs.setdefault(program.program_id, ProgramLink(program))
+                    self._programs.setdefault(program.program_id, ProgramLink(program, self._ids))
                 room = self._capacity - len(self._entries)
                 for row in rows[:room]:
                     known = self._programs.get(row.program_id)
@@ -509,6 +561,8 @@ def record_click(
     """Buffer the click and return the signed token for the landing URL."""
     click_id = new_click_id()
     now = datetime.now(UTC)
+    experiment = target.program.experiment
+    variant = experiment.variant(target, now.timestamp()) if experiment else None
     writer.record(
         (
             click_id,
@@ -536,6 +590,8 @@ def record_click(
             issued_at=int(now.timestamp()),
             story_id=story[0] if story else None,
             referer_host=referer_host,
+            experiment_id=experiment.public_id if variant else None,  # type: ignore[union-attr]
+            variant=variant,
         )
     )
 

@@ -24,6 +24,10 @@ class ClickToken(msgspec.Struct, array_like=True, frozen=True):
     issued_at: int  # unix seconds
     story_id: str | None = None  # public story id
     referer_host: str | None = None  # where the link was clicked (fraud: deal-site referrers)
+    # The advocate's variant of the program's running experiment (its public id and the
+    # variant's key), so the friend gets the offer the advocate was shown.
+    experiment_id: str | None = None
+    variant: str | None = None
 
 
 _encoder = msgspec.msgpack.Encoder()

@@ -17,6 +17,7 @@ import msgspec
 
 from referral.codes.codec import lookup_key
 from referral.coupons import service as coupons
+from referral.experiments import service as experiments
 from referral.fraud.signals import normalise_address
 from referral.lib.emails import normalise_email
 from referral.lib.errors import InvalidInput
@@ -170,9 +171,26 @@ async def resolve(
                 visitor_id=token.visitor_id,
                 clicked_at=clicked_at,
                 referer_host=token.referer_host,
+                experiment_id=token.experiment_id,
+                variant=token.variant,
             ),
             refusal=lifecycle.refusal(program_state(program, at)),
         )
+    candidate = resolved.candidate
+    if candidate is not None and candidate.attribution.path == "code":
+        # A typed code: the advocate's variant now (a link's is in its token: none when it
+        # was clicked before the experiment, so the friend keeps the offer they saw).
+        assigned = await experiments.variant_at(
+            conn,
+            runtime=runtime,
+            merchant_id=merchant_id,
+            program_id=candidate.program_id,
+            advocate_id=candidate.advocate_id,
+            at=at,
+        )
+        if assigned is not None:
+            candidate.attribution.experiment_id = assigned.experiment_id
+            candidate.attribution.variant = assigned.variant
     return resolved
 
 

@@ -89,6 +89,10 @@ class Attribution(msgspec.Struct, omit_defaults=True):
     visitor_id: str | None = None
     clicked_at: datetime | None = None
     referer_host: str | None = None
+    # The variant of the advocate's experiment the friend came by (the link's token, or
+    # the advocate's at the time a typed code was used): its rewards follow it.
+    experiment_id: str | None = None
+    variant: str | None = None
 
 
 class ReviewAction(msgspec.Struct, forbid_unknown_fields=True):

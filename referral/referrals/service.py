@@ -27,6 +27,7 @@ from referral.customers.schemas import (
     Tombstones,
 )
 from referral.events import service as events
+from referral.experiments import service as experiments
 from referral.fraud import service as fraud
 from referral.fraud.rules import Identity
 from referral.fraud.signals import parse_ip
@@ -72,6 +73,24 @@ class Purchase:
 
 def _settings(program: ProgramTerms) -> RewardSettings:
     return msgspec.convert(program.rewards, RewardSettings)
+
+
+async def _settings_for(
+    conn: asyncpg.Connection,
+    runtime: Runtime,
+    merchant_id: int,
+    program: ProgramTerms,
+    attribution: dict[str, Any],
+) -> RewardSettings:
+    """The program's rules, with the rewards of the experiment variant the referral (or
+    the quote's link or code) recorded: the friend keeps the offer they were shown."""
+    return await experiments.settings_for(
+        conn,
+        runtime=runtime,
+        merchant_id=merchant_id,
+        attribution=attribution,
+        settings=_settings(program),
+    )
 
 
 def _subject(
@@ -147,7 +166,7 @@ async def _settle(
 ) -> tuple[ReferralRow, list[RewardRow], list[str]]:
     """Decide a pending referral: eligibility, fraud, then both parties' rewards."""
     program = await programs.get(referral.program_id)
-    settings = _settings(program)
+    settings = await _settings_for(conn, runtime, merchant_id, program, referral.attribution)
     advocate = await repo.advocate(conn, merchant_id, referral.advocate_id, lock=True)
     if purchase is not None:
         # The shop may know better (orders from before this service): it can only say "not new".
@@ -274,7 +293,7 @@ async def reward_overridden_block(
     have earned (tiers and caps as they stand now). Returns the referral's new status:
     `pending` when the program rewards the first order and there is none yet."""
     program = await repo.program(conn, merchant_id, referral.program_id)
-    settings = _settings(program)
+    settings = await _settings_for(conn, runtime, merchant_id, program, referral.attribution)
     advocate = await repo.advocate(conn, merchant_id, referral.advocate_id, lock=True)
     purchase = None
     if referral.first_order_pk is not None:
@@ -384,14 +403,15 @@ async def quote(
     program_id = existing.program_id if existing else candidate.program_id
     advocate_id = existing.advocate_id if existing else candidate.advocate_id
     program = await programs.get(program_id)
-    settings = _settings(program)
+    attribution_data = (
+        existing.attribution if existing else msgspec.to_builtins(candidate.attribution)
+    )
+    settings = await _settings_for(conn, runtime, caller.merchant_id, program, attribution_data)
     advocate = await repo.advocate(conn, caller.merchant_id, advocate_id)
     subject = _subject(
         friend_customer_id=friend.customer_id,
         friend_email=friend.email,
-        attribution_data=(
-            existing.attribution if existing else msgspec.to_builtins(candidate.attribution)
-        ),
+        attribution_data=attribution_data,
         source=existing.source if existing else candidate.attribution.path,
         program=program,
         advocate=advocate,

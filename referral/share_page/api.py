@@ -37,6 +37,7 @@ REFUSALS = {
     "unknown_channel": (404, "invalid"),
     "bad_contact": (422, "invalid"),
     "story_input": (422, "story_input"),
+    "held_out": (403, "held_out"),
 }
 
 

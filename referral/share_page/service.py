@@ -14,10 +14,13 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
+import msgspec
 
 from referral.advocates import service as advocates
 from referral.advocates.schemas import ShareUrl
 from referral.analytics import service as analytics
+from referral.experiments import holdout
+from referral.experiments import service as experiments
 from referral.lib.errors import AppError, InvalidInput, NotFound
 from referral.merchants.service import Caller
 from referral.payees import service as payees
@@ -36,7 +39,13 @@ from referral.web.intents import NETWORK_CHANNELS, SHARE_CHANNELS, intent_url
 CONTACT_PREFERENCES = ("email", "sms", "none")
 
 Reason = Literal[
-    "invalid", "expired", "unknown_advocate", "unknown_channel", "bad_contact", "story_input"
+    "invalid",
+    "expired",
+    "unknown_advocate",
+    "unknown_channel",
+    "bad_contact",
+    "story_input",
+    "held_out",
 ]
 
 
@@ -58,7 +67,16 @@ async def share_url(
     expires_in_days: int,
 ) -> ShareUrl:
     # The merchant's own advocate, or NotFound.
-    await advocates.get(conn, runtime=runtime, caller=caller, advocate_id=advocate_id)
+    advocate = await advocates.get(conn, runtime=runtime, caller=caller, advocate_id=advocate_id)
+    await experiments.invited(
+        conn,
+        runtime=runtime,
+        merchant_id=caller.merchant_id,
+        program_id=runtime.ids.decode("program", advocate.program_id),
+        advocate_id=runtime.ids.decode("advocate", advocate_id),
+        customer_id=advocate.customer_id,
+        via="share_url",
+    )
     expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(days=expires_in_days)
     return share_url_until(runtime.settings, advocate_id=advocate_id, expires_at=expires_at)
 
@@ -94,6 +112,11 @@ class PageAdvocate:
     auto_publish: bool
     time_zone: str = "UTC"
     program_state: ProgramState = "running"  # anything else offers nothing
+    # The copy of the advocate's experiment variant (or of the last experiment's winner)
+    # in place of the page's own words; None: the page's own.
+    headline: str | None = None
+    intro: str | None = None
+    story_prompt: str | None = None
 
 
 class Refused(Exception):
@@ -137,7 +160,28 @@ async def _load_advocate(
     friend_rule = row.program_rewards.get("friend") if state == "running" else None
     code = runtime.codec.generate(row.id)
     link, _, _ = advocates.links_for(runtime.settings.public_base_url, code)
-    return PageAdvocate(
+    copy = None
+    if state == "running":
+        # The advocate's variant of a running experiment (their exposure recorded), else
+        # the words the last experiment's winner left the program with.
+        assigned = await experiments.assign(
+            conn,
+            runtime=runtime,
+            merchant_id=row.merchant_id,
+            program_id=row.program_id,
+            advocate_id=row.id,
+            via="share_page",
+        )
+        if assigned is not None and assigned.settings.friend is not None:
+            friend_rule = msgspec.to_builtins(assigned.settings.friend)
+        copy = (
+            assigned.settings
+            if assigned is not None
+            else await experiments.adopted_copy(
+                conn, merchant_id=row.merchant_id, program_id=row.program_id
+            )
+        )
+    page = PageAdvocate(
         id=row.id,
         public_id=claims.advocate_id,
         merchant_id=row.merchant_id,
@@ -155,7 +199,20 @@ async def _load_advocate(
         auto_publish=row.stories_auto_publish,
         time_zone=row.time_zone,
         program_state=state,
+        headline=copy.share_headline if copy else None,
+        intro=copy.share_text if copy else None,
+        story_prompt=copy.story_prompt if copy else None,
     )
+    if await holdout.held_out(
+        conn,
+        runtime=runtime,
+        merchant_id=row.merchant_id,
+        program_id=row.program_id,
+        customer_id=row.customer_id,
+        via="share_page",
+    ):
+        raise Refused("held_out", page)
+    return page
 
 
 def _caller(advocate: PageAdvocate) -> Caller:
@@ -233,7 +290,8 @@ def _reward_row(
         "notes": notes,
         "milestone": r.milestone,
         "can_tell": r.story_id is None and r.status in ("approved", "paid"),
-        "default_story": i18n.t(
+        "default_story": advocate.story_prompt
+        or i18n.t(
             locale,
             "story_default",
             reward=i18n.reward_text(r.kind, r.amount, r.currency, locale),

@@ -141,6 +141,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "one of your approved rewards. Go back and try again.",
         "error_story_title": "This story is not available",
         "error_story_text": "It may have been removed, or the link is mistyped.",
+        "error_held_out_title": "No invitation to share right now",
+        "error_held_out_text": "The shop's refer-a-friend programme is not open to you at "
+        "the moment. Everything else in the shop works as usual.",
     },
     "sv": {
         "share_title": "Tipsa dina vänner om {shop}",
@@ -267,6 +270,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "en av dina godkända belöningar. Gå tillbaka och försök igen.",
         "error_story_title": "Berättelsen finns inte",
         "error_story_text": "Den kan ha tagits bort, eller så är länken felskriven.",
+        "error_held_out_title": "Ingen inbjudan att dela just nu",
+        "error_held_out_text": "Butikens tipsa-en-vän-program är inte öppet för dig just nu. "
+        "Allt annat i butiken fungerar som vanligt.",
     },
 }
 

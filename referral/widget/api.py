@@ -106,6 +106,7 @@ async def widget_manifest(runtime: RuntimeDep) -> Response[WidgetManifest]:
         {
             403: ("share_token_invalid",),
             404: ("advocate_not_found",),
+            409: ("customer_held_out",),
             410: ("share_token_expired",),
         },
         keyed=False,

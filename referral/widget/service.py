@@ -18,7 +18,8 @@ from urllib.parse import quote
 
 import asyncpg
 
-from referral.lib.errors import AppError, Forbidden, NotFound
+from referral.experiments import service as experiments
+from referral.lib.errors import AppError, Conflict, Forbidden, NotFound
 from referral.programs import rules as lifecycle
 from referral.runtime import Runtime
 from referral.settings import Settings
@@ -65,6 +66,11 @@ def _refusal(refused: share_page.Refused) -> AppError:
         return Expired("ask the shop for a new share token")
     if refused.reason == "unknown_advocate":
         return NotFound("the share token names no advocate", code="advocate_not_found")
+    if refused.reason == "held_out":
+        return Conflict(
+            "this customer is in the program's holdout: show them no invitation to refer",
+            code="customer_held_out",
+        )
     return Forbidden("not a share token of this deployment", code="share_token_invalid")
 
 
@@ -96,7 +102,7 @@ async def share_box(
     locale = advocate.locale
     tracked = f"{runtime.settings.public_base_url}/share/{quote(token, safe='')}/to/"
     labels = _labels(locale)
-    intro = (
+    intro = advocate.intro or (
         i18n.t(locale, "share_intro", offer=advocate.offer)
         if advocate.offer
         else i18n.t(locale, "share_intro_no_offer")
@@ -123,7 +129,7 @@ async def share_box(
             for r in context["rewards"]
         ],
         words=WidgetShareWords(
-            title=i18n.t(locale, "share_title", shop=advocate.shop),
+            title=advocate.headline or i18n.t(locale, "share_title", shop=advocate.shop),
             intro=intro,
             your_link=i18n.t(locale, "your_link"),
             copy=i18n.t(locale, "copy"),
@@ -160,7 +166,18 @@ async def offer(
     locale = i18n.locale_of(lang if lang in i18n.LOCALES else row.locale)
     state = lifecycle.state(row.status, row.starts_at, row.ends_at, datetime.now(UTC))
     active = target.code_active and state == "running"
-    text = i18n.offer_text(row.friend_rule, locale) if active else None
+    # The friend rule of the advocate's experiment variant: the token's, else the one a
+    # typed code carries now.
+    friend_rule = await experiments.friend_rule(
+        conn,
+        runtime=runtime,
+        merchant_id=target.merchant_id,
+        program_id=target.program_id,
+        advocate_id=target.advocate_id,
+        token=token,
+        rule=row.friend_rule,
+    )
+    text = i18n.offer_text(friend_rule, locale) if active else None
     return WidgetOffer(
         program_id=runtime.ids.encode("program", target.program_id),
         code=target.code,

@@ -85,3 +85,8 @@ SELECT create_distributed_table('imports', 'merchant_id', colocate_with => 'prog
 SELECT create_distributed_table('import_lines', 'merchant_id', colocate_with => 'programs');
 SELECT create_distributed_table('import_errors', 'merchant_id', colocate_with => 'programs');
 SELECT create_distributed_table('imported_customers', 'merchant_id', colocate_with => 'programs');
+-- Experiments, their advocates' exposures (0029), holdouts and their answers (0030).
+SELECT create_distributed_table('experiments', 'merchant_id', colocate_with => 'programs');
+SELECT create_distributed_table('experiment_exposures', 'merchant_id', colocate_with => 'programs');
+SELECT create_distributed_table('program_holdouts', 'merchant_id', colocate_with => 'programs');
+SELECT create_distributed_table('holdout_answers', 'merchant_id', colocate_with => 'programs');

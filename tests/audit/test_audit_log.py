@@ -219,6 +219,20 @@ async def test_every_change_route_writes_one_audit_row(client, tenant, db, trail
     for action in ("pause", "resume", "end"):
         await t.call(f"{action}Program", "POST", f"/v1/programs/{ending['id']}/{action}", {})
 
+    # experiments and holdouts (ended without a winner: a winner also changes the program,
+    # audited as the program's own update)
+    experiment = await t.call(
+        "createExperiment",
+        "POST",
+        f"/v1/programs/{pid}/experiments",
+        {"name": "Offers", "variants": [{"key": "a", "name": "A"}, {"key": "b", "name": "B"}]},
+        201,
+    )
+    await t.call(
+        "endExperiment", "POST", f"/v1/programs/{pid}/experiments/{experiment['id']}/end", {}
+    )
+    await t.call("setHoldout", "PUT", f"/v1/programs/{pid}/holdout", {"share_percent": 5})
+
     # keys
     made = await t.call("createKey", "POST", "/v1/keys", {"scopes": ["read"]}, 201)
     await t.call("rollKey", "POST", f"/v1/keys/{made['id']}/roll", {"grace_period_seconds": 60})
