@@ -48,6 +48,9 @@ from referral.openapi import StructSchemaPlugin, webhooks_section
 from referral.operations.api import metrics_page
 from referral.orders.api import OrderController
 from referral.payees.api import PayeeController, payee_year_totals
+from referral.points import service as points
+from referral.points.api import CustomerPointsController, PointsRulesController
+from referral.preferences.api import PreferencesController
 from referral.payouts.api import PayoutController
 from referral.programs.api import ProgramController
 from referral.referrals.api import CheckoutController, ReferralController, ReviewController
@@ -124,8 +127,14 @@ async def _release_rewards(runtime: Runtime) -> None:
         try:
             released = await rewards.release_due(runtime.pool, ids=runtime.ids)
             expired = await rewards.expire_coupons(runtime.pool, ids=runtime.ids)
-            if released or expired:
-                log.info("rewards_released", released=released, coupons_expired=expired)
+            lots = await points.expire_due(runtime.pool, ids=runtime.ids)
+            if released or expired or lots:
+                log.info(
+                    "rewards_released",
+                    released=released,
+                    coupons_expired=expired,
+                    points_lots_expired=lots,
+                )
         except Exception as exc:  # the next turn tries again
             log.warning("reward_release_failed", error=type(exc).__name__)
         await asyncio.sleep(interval)
@@ -244,6 +253,9 @@ def create_app(settings: Settings) -> Litestar:
         KeyController,
         list_audit_log,
         CustomerController,
+        PointsRulesController,
+        CustomerPointsController,
+        PreferencesController,
         ImportController,
         list_events,
         StoryController,

@@ -27,6 +27,8 @@ PREFIXES = {
     "coupon_pool": "cpl",
     "payee": "pye",
     "import": "imp",
+    "points_lot": "plt",
+    "points_redemption": "prd",
 }
 
 _ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"
