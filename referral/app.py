@@ -128,6 +128,7 @@ async def _release_rewards(runtime: Runtime) -> None:
             released = await rewards.release_due(runtime.pool, ids=runtime.ids)
             expired = await rewards.expire_coupons(runtime.pool, ids=runtime.ids)
             lots = await points.expire_due(runtime.pool, ids=runtime.ids)
+            await points.earn_birthdays(runtime.pool, ids=runtime.ids)
             if released or expired or lots:
                 log.info(
                     "rewards_released",

@@ -33,3 +33,7 @@ END
 $$;
 CREATE TRIGGER preference_consents_append_only BEFORE UPDATE OR DELETE ON preference_consents
     FOR EACH ROW EXECUTE FUNCTION preference_consents_append_only();
+-- The birthday job's look-up: today's month and day, across merchants.
+CREATE INDEX customer_preferences_birthday
+    ON customer_preferences ((extract(month FROM birthday)), (extract(day FROM birthday)))
+    WHERE birthday IS NOT NULL;

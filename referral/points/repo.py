@@ -88,6 +88,50 @@ WITH r AS (
     + _EARN_TAIL
 )
 
+# A signup's points in every running program with a signup rule: the same write.
+EARN_SIGNUP = (
+    """
+WITH r AS (
+    SELECT DISTINCT ON (pr.program_id) pr.program_id, pr.version, pr.rules
+    FROM points_rules pr
+    JOIN programs p ON p.merchant_id = pr.merchant_id AND p.id = pr.program_id
+    WHERE pr.merchant_id = $1 AND p.status = 'active' AND p.starts_at <= $5
+      AND (p.ends_at IS NULL OR p.ends_at > $5)
+    ORDER BY pr.program_id, pr.version DESC
+), e AS (
+    SELECT r.program_id, r.version,
+           coalesce((r.rules #>> '{expiry,months}')::int, 12) AS months,
+           coalesce(r.rules #>> '{expiry,since}', 'earned') AS since,
+           r.rules ? 'levels' AS has_levels,
+           coalesce((r.rules #>> '{earning,signup,points}')::bigint, 1)
+             * coalesce(l.multiplier_bp, 10000) / 10000 AS points
+    FROM r LEFT JOIN customer_levels l
+         ON l.merchant_id = $1 AND l.program_id = r.program_id AND l.customer_id = $2
+    WHERE r.rules #> '{earning,signup}' IS NOT NULL
+      AND coalesce((r.rules #>> '{earning,signup,enabled}')::boolean, true)
+      AND $6::bigint IS NULL
+)"""
+    + _EARN_TAIL
+)
+
+# Birthdays on this day of the year, set at least 30 days before it, of the merchants'
+# customers, in programs with a birthday rule: (merchant, program, customer).
+BIRTHDAYS_DUE = """
+SELECT cp.merchant_id, pr.program_id, cp.customer_id
+FROM customer_preferences cp
+JOIN LATERAL (
+    SELECT DISTINCT ON (x.program_id) x.program_id, x.rules FROM points_rules x
+    WHERE x.merchant_id = cp.merchant_id ORDER BY x.program_id, x.version DESC
+) pr ON pr.rules #> '{earning,birthday}' IS NOT NULL
+     AND coalesce((pr.rules #>> '{earning,birthday,enabled}')::boolean, true)
+WHERE extract(month FROM cp.birthday) = $1 AND extract(day FROM cp.birthday) = $2
+  AND cp.birthday_set_at <= $3 - interval '30 days'
+  AND NOT EXISTS (SELECT 1 FROM points_lots l WHERE l.merchant_id = cp.merchant_id
+                  AND l.program_id = pr.program_id AND l.customer_id = cp.customer_id
+                  AND l.source = 'birthday' AND l.source_key = $4)
+LIMIT $5
+"""
+
 # Fixed points for one thing done (a referral, a share, a story, a birthday, a signup).
 # $7 program, $8 rules version, $9 points, $10 expiry months, $11 expiry since.
 EARN_FIXED = (
@@ -310,6 +354,19 @@ async def earn_order(
     return [(r["program_id"], r["has_levels"]) for r in rows]
 
 
+async def earn_signup(
+    conn: asyncpg.Connection, merchant_id: int, customer_id: str, at: datetime
+) -> list[tuple[int, bool]]:
+    rows = await conn.fetch(EARN_SIGNUP, merchant_id, customer_id, "signup", "signup", at, None)
+    return [(r["program_id"], r["has_levels"]) for r in rows]
+
+
+async def birthdays_due(
+    conn: asyncpg.Connection, month: int, day: int, now: datetime, year: str, limit: int
+) -> list[DueAccount]:
+    return many(DueAccount, await conn.fetch(BIRTHDAYS_DUE, month, day, now, year, limit))
+
+
 async def earn_fixed(
     conn: asyncpg.Connection,
     merchant_id: int,
@@ -465,3 +522,17 @@ async def shares_since(
     conn: asyncpg.Connection, merchant_id: int, program_id: int, customer_id: str, since: datetime
 ) -> int:
     return await conn.fetchval(SHARES_TODAY, merchant_id, program_id, customer_id, since)
+
+
+ADVOCATE = """
+SELECT a.customer_id, m.time_zone FROM advocates a JOIN merchants m ON m.id = a.merchant_id
+WHERE a.merchant_id = $1 AND a.id = $2
+"""
+
+
+async def advocate(
+    conn: asyncpg.Connection, merchant_id: int, advocate_id: int
+) -> tuple[str, str] | None:
+    """The advocate's customer id and their merchant's time zone."""
+    row = await conn.fetchrow(ADVOCATE, merchant_id, advocate_id)
+    return (row["customer_id"], row["time_zone"]) if row else None

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from zoneinfo import ZoneInfo
+
 import asyncpg
 import msgspec
 import structlog
@@ -152,6 +154,39 @@ async def earn_order(
             await _recompute(conn, ids, merchant_id, program_id, customer_id)
 
 
+async def earn_signup(
+    conn: asyncpg.Connection, *, ids: PublicIds, merchant_id: int, customer_id: str, at: datetime
+) -> None:
+    """A signup's points in every running program with a signup rule: one statement."""
+    for program_id, has_levels in await repo.earn_signup(conn, merchant_id, customer_id, at):
+        if has_levels:
+            await _recompute(conn, ids, merchant_id, program_id, customer_id)
+
+
+async def earn_birthdays(pool: asyncpg.Pool, *, ids: PublicIds, now: datetime | None = None) -> int:
+    """Birthday points for today's birthdays (UTC day), once a year, unless the birthday was
+    set within 30 days before it. Any number of instances: the lot's key is the year."""
+    now = now or datetime.now(UTC)
+    earned = 0
+    async with pool.acquire() as conn:
+        due = await repo.birthdays_due(conn, now.month, now.day, now, str(now.year), 500)
+    for one in due:
+        async with pool.acquire() as conn, conn.transaction():
+            earned += bool(
+                await earn(
+                    conn,
+                    ids=ids,
+                    merchant_id=one.merchant_id,
+                    program_id=one.program_id,
+                    customer_id=one.customer_id,
+                    source="birthday",
+                    key=str(now.year),
+                    at=now,
+                )
+            )
+    return earned
+
+
 async def earn(
     conn: asyncpg.Connection,
     *,
@@ -260,6 +295,105 @@ async def rebalance_order(
             ref,
         )
         await _recompute(conn, ids, merchant_id, lot.program_id, lot.customer_id)
+
+
+async def earn_share(
+    conn: asyncpg.Connection,
+    *,
+    ids: PublicIds,
+    merchant_id: int,
+    program_id: int,
+    advocate_id: int,
+    channel: str,
+    at: datetime,
+) -> int:
+    """A counted share (a person, not a bot): once per channel and day (the merchant's),
+    at most the rule's `per_day` shares a day."""
+    found = await repo.advocate(conn, merchant_id, advocate_id)
+    if found is None:
+        return 0
+    customer_id, zone = found
+    start = day_start(at, zone)
+    return await earn(
+        conn,
+        ids=ids,
+        merchant_id=merchant_id,
+        program_id=program_id,
+        customer_id=customer_id,
+        source="share",
+        key=f"{start.date().isoformat()}:{channel}",
+        at=at,
+        day_start=start,
+    )
+
+
+async def earn_as_advocate(
+    conn: asyncpg.Connection,
+    *,
+    ids: PublicIds,
+    merchant_id: int,
+    program_id: int,
+    advocate_id: int,
+    source: str,
+    key: str,
+    at: datetime,
+) -> int:
+    """Points for the advocate behind `advocate_id` (a published story, a friend's order)."""
+    found = await repo.advocate(conn, merchant_id, advocate_id)
+    if found is None:
+        return 0
+    return await earn(
+        conn,
+        ids=ids,
+        merchant_id=merchant_id,
+        program_id=program_id,
+        customer_id=found[0],
+        source=source,
+        key=key,
+        at=at,
+    )
+
+
+async def earn_for_referral(
+    conn: asyncpg.Connection,
+    *,
+    ids: PublicIds,
+    merchant_id: int,
+    program_id: int,
+    advocate_id: int,
+    friend_customer_id: str | None,
+    referral_id: int,
+    at: datetime,
+) -> None:
+    """A referred friend's first order: points for the advocate and for the friend (once per
+    referral), and the advocate's level counts the friend."""
+    found = await repo.advocate(conn, merchant_id, advocate_id)
+    rules_now = await current(conn, merchant_id=merchant_id, program_id=program_id)
+    if found is None or rules_now is None:
+        return
+    common = dict(ids=ids, merchant_id=merchant_id, program_id=program_id, key=str(referral_id), at=at)
+    earned = await earn(conn, customer_id=found[0], source="advocate_referral", **common)
+    if not earned:
+        await _recompute(conn, ids, merchant_id, program_id, found[0], rules_now)
+    if friend_customer_id is not None:
+        await earn(conn, customer_id=friend_customer_id, source="friend_order", **common)
+
+
+async def advocate_rule(
+    conn: asyncpg.Connection, *, merchant_id: int, program_id: int, customer_id: str
+) -> RewardRule | None:
+    """The referral reward the advocate's level gives instead of the program's (None: the
+    program's own)."""
+    found = await current(conn, merchant_id=merchant_id, program_id=program_id)
+    if found is None or found[1].levels is None:
+        return None
+    return await levels.advocate_rule(
+        conn,
+        merchant_id=merchant_id,
+        program_id=program_id,
+        customer_id=customer_id,
+        levels=found[1].levels,
+    )
 
 
 def _spendable(lots: list[repo.LotRow], now: datetime) -> list[rules.OpenLot]:
@@ -628,8 +762,6 @@ async def _expire_account(
 
 
 def day_start(at: datetime, zone: str) -> datetime:
-    from zoneinfo import ZoneInfo
-
     local = at.astimezone(ZoneInfo(zone))
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
 

@@ -92,7 +92,9 @@ async def share_link(
     try:
         advocate = await service.open_page(conn, runtime=runtime, token=token)
         counted = not is_bot(request.headers.get("user-agent", ""), request.method)
-        target = await service.share(conn, advocate=advocate, channel=channel, counted=counted)
+        target = await service.share(
+            conn, runtime=runtime, advocate=advocate, channel=channel, counted=counted
+        )
     except service.Refused as refused:
         return _refused(refused)
     if target is None:  # copy / share sheet: recorded from the page's script

@@ -330,7 +330,12 @@ def _link_intent(advocate: PageAdvocate, channel: str) -> str | None:
 
 
 async def share(
-    conn: asyncpg.Connection, *, advocate: PageAdvocate, channel: str, counted: bool
+    conn: asyncpg.Connection,
+    *,
+    runtime: Runtime,
+    advocate: PageAdvocate,
+    channel: str,
+    counted: bool,
 ) -> str | None:
     """A share button followed: its intent URL (None for copy and the share sheet, which
     happen in the browser), the share recorded when `counted` (a person, not a bot)."""
@@ -345,6 +350,7 @@ async def share(
             program_id=advocate.program_id,
             advocate_id=advocate.id,
             channel=channel,
+            ids=runtime.ids,
         )
     return target
 
