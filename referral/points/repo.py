@@ -3,7 +3,7 @@ statement names its merchant_id (the expiry job's first look finds the merchants
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -34,8 +34,9 @@ _EARN_TAIL = """
 , a AS (
     INSERT INTO points_accounts AS acc (merchant_id, program_id, customer_id, last_activity_at,
                                         expires_at)
-    SELECT $1, e.program_id, $2, $5,
-           CASE WHEN e.since = 'activity' THEN $5 + make_interval(months => e.months) END
+    SELECT $1, e.program_id, $2, $5::timestamptz,
+           CASE WHEN e.since = 'activity' THEN $5::timestamptz + make_interval(months => e.months)
+           END
     FROM e WHERE e.points > 0
     ON CONFLICT (merchant_id, program_id, customer_id) DO UPDATE
     SET last_activity_at = greatest(acc.last_activity_at, excluded.last_activity_at),
@@ -47,15 +48,17 @@ _EARN_TAIL = """
 ), lot AS (
     INSERT INTO points_lots (merchant_id, program_id, customer_id, source, source_key, points,
                              remaining, earned_at, expires_at, rules_version, order_pk)
-    SELECT $1, e.program_id, $2, $3, $4, e.points, e.points, $5,
-           CASE WHEN e.since = 'earned' THEN $5 + make_interval(months => e.months) END,
+    SELECT $1, e.program_id, $2, $3::text, $4::text, e.points, e.points, $5::timestamptz,
+           CASE WHEN e.since = 'earned' THEN $5::timestamptz + make_interval(months => e.months)
+           END,
            e.version, $6::bigint
     FROM e WHERE e.points > 0
     ON CONFLICT DO NOTHING
     RETURNING id, program_id, points
 ), entry AS (
     INSERT INTO points_entries (merchant_id, program_id, customer_id, lot_id, kind, delta, ref)
-    SELECT $1, lot.program_id, $2, lot.id, 'earn', lot.points, $3 || ':' || $4 FROM lot
+    SELECT $1, lot.program_id, $2, lot.id, 'earn', lot.points, $3::text || ':' || $4::text
+    FROM lot
 )
 SELECT lot.program_id, lot.points, e.has_levels FROM lot JOIN e USING (program_id)
 """
@@ -219,11 +222,11 @@ ORDER BY id DESC LIMIT $4
 DUE_ACCOUNTS = """
 SELECT DISTINCT merchant_id, program_id, customer_id FROM (
     SELECT merchant_id, program_id, customer_id FROM points_lots
-    WHERE remaining > 0 AND expires_at <= $1 + $2::interval
+    WHERE remaining > 0 AND expires_at <= $1::timestamptz + $2::interval
       AND (expires_at <= $1 OR expiring_told_at IS NULL)
     UNION ALL
     SELECT a.merchant_id, a.program_id, a.customer_id FROM points_accounts a
-    WHERE a.expires_at <= $1 + $2::interval AND (a.expires_at <= $1 OR a.expiring_told_at IS NULL)
+    WHERE a.expires_at <= $1::timestamptz + $2::interval AND (a.expires_at <= $1 OR a.expiring_told_at IS NULL)
       AND EXISTS (SELECT 1 FROM points_lots l WHERE l.merchant_id = a.merchant_id
                   AND l.program_id = a.program_id AND l.customer_id = a.customer_id
                   AND l.remaining > 0)
@@ -493,7 +496,7 @@ async def redemptions(
 async def due_accounts(
     conn: asyncpg.Connection, now: datetime, notice_days: int, limit: int
 ) -> list[DueAccount]:
-    rows = await conn.fetch(DUE_ACCOUNTS, now, f"{notice_days} days", limit)
+    rows = await conn.fetch(DUE_ACCOUNTS, now, timedelta(days=notice_days), limit)
     return many(DueAccount, rows)
 
 
