@@ -48,10 +48,10 @@ from referral.openapi import StructSchemaPlugin, webhooks_section
 from referral.operations.api import metrics_page
 from referral.orders.api import OrderController
 from referral.payees.api import PayeeController, payee_year_totals
+from referral.payouts.api import PayoutController
 from referral.points import service as points
 from referral.points.api import CustomerPointsController, PointsRulesController
 from referral.preferences.api import PreferencesController
-from referral.payouts.api import PayoutController
 from referral.programs.api import ProgramController
 from referral.referrals.api import CheckoutController, ReferralController, ReviewController
 from referral.rewards import service as rewards

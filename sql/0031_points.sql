@@ -52,7 +52,7 @@ CREATE TABLE points_lots (
     PRIMARY KEY (merchant_id, id),
     UNIQUE (merchant_id, program_id, customer_id, source, source_key),
     FOREIGN KEY (merchant_id, program_id, customer_id)
-        REFERENCES points_accounts (merchant_id, program_id, customer_id)
+        REFERENCES points_accounts (merchant_id, program_id, customer_id) ON UPDATE CASCADE
 );
 CREATE INDEX points_lots_open ON points_lots (merchant_id, program_id, customer_id, earned_at, id)
     WHERE remaining > 0;
@@ -76,7 +76,7 @@ CREATE TABLE points_redemptions (
     cancelled_at timestamptz,
     PRIMARY KEY (merchant_id, id),
     FOREIGN KEY (merchant_id, program_id, customer_id)
-        REFERENCES points_accounts (merchant_id, program_id, customer_id),
+        REFERENCES points_accounts (merchant_id, program_id, customer_id) ON UPDATE CASCADE,
     FOREIGN KEY (merchant_id, reward_id) REFERENCES rewards (merchant_id, id)
 );
 CREATE INDEX points_redemptions_customer
@@ -101,8 +101,13 @@ CREATE TABLE points_entries (
 CREATE INDEX points_entries_customer ON points_entries (merchant_id, program_id, customer_id, id);
 CREATE INDEX points_entries_lot ON points_entries (merchant_id, lot_id);
 
+-- Append-only, but for an erasure (referral/customers/): the customer id becomes its
+-- tombstone, and nothing else may change.
 CREATE FUNCTION points_entries_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF TG_OP = 'UPDATE' AND (to_jsonb(NEW) - 'customer_id') = (to_jsonb(OLD) - 'customer_id') THEN
+        RETURN NEW;
+    END IF;
     RAISE EXCEPTION 'points_entries is append-only';
 END
 $$;

@@ -28,6 +28,6 @@ CREATE TABLE level_changes (
     created_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, id),
     FOREIGN KEY (merchant_id, program_id, customer_id)
-        REFERENCES customer_levels (merchant_id, program_id, customer_id)
+        REFERENCES customer_levels (merchant_id, program_id, customer_id) ON UPDATE CASCADE
 );
 CREATE INDEX level_changes_customer ON level_changes (merchant_id, program_id, customer_id, id);

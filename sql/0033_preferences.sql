@@ -23,11 +23,17 @@ CREATE TABLE preference_consents (
     at          timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, id),
     FOREIGN KEY (merchant_id, customer_id) REFERENCES customer_preferences (merchant_id, customer_id)
+        ON UPDATE CASCADE
 );
 CREATE INDEX preference_consents_customer ON preference_consents (merchant_id, customer_id, id);
 
+-- Append-only, but for an erasure: the customer id becomes its tombstone (the record of
+-- consents is kept, naming no one).
 CREATE FUNCTION preference_consents_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF TG_OP = 'UPDATE' AND (to_jsonb(NEW) - 'customer_id') = (to_jsonb(OLD) - 'customer_id') THEN
+        RETURN NEW;
+    END IF;
     RAISE EXCEPTION 'preference_consents is append-only';
 END
 $$;

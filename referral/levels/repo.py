@@ -90,7 +90,11 @@ class ChangeRow(msgspec.Struct, frozen=True):
 
 
 async def level(
-    conn: asyncpg.Connection, merchant_id: int, program_id: int, customer_id: str, lock: bool = False
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    program_id: int,
+    customer_id: str,
+    lock: bool = False,
 ) -> LevelRow | None:
     sql = LOCK_LEVEL if lock else LEVEL
     return one(LevelRow, await conn.fetchrow(sql, merchant_id, program_id, customer_id))
@@ -168,3 +172,14 @@ async def qualifying(
     if qualifier == "referrals":
         return await conn.fetchval(REFERRALS_SINCE, merchant_id, program_id, customer_id, since)
     return await conn.fetchval(SPEND_SINCE, merchant_id, program_id, customer_id, since, currency)
+
+
+ERASE = """
+UPDATE customer_levels SET customer_id = $3 WHERE merchant_id = $1 AND customer_id = $2
+"""
+
+
+async def erase(
+    conn: asyncpg.Connection, merchant_id: int, customer_id: str, tombstone: str
+) -> None:
+    await conn.execute(ERASE, merchant_id, customer_id, tombstone)

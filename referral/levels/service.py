@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from referral.customers.schemas import Subject, Tombstones
 from referral.events import service as events
 from referral.levels import repo
 from referral.points import rules
@@ -172,3 +173,13 @@ async def history(
     conn: asyncpg.Connection, *, merchant_id: int, program_id: int, customer_id: str
 ) -> list[repo.ChangeRow]:
     return await repo.changes(conn, merchant_id, program_id, customer_id, 20)
+
+
+# --- a customer's data rights (referral/customers/) ---------------------------------------
+
+
+async def erase_customer(
+    conn: asyncpg.Connection, *, subject: Subject, tombstones: Tombstones
+) -> None:
+    """Their rows name the erasure's tombstone from now on; every number stays."""
+    await repo.erase(conn, subject.merchant_id, subject.customer_id, tombstones.customer_id)

@@ -25,7 +25,6 @@ from referral.lib.timestamps import reported_at
 from referral.merchants.service import Caller
 from referral.orders import repo
 from referral.orders.repo import OrderRow
-from referral.points import service as points
 from referral.orders.schemas import (
     ImportedOrder,
     OrderRequest,
@@ -34,6 +33,7 @@ from referral.orders.schemas import (
     OrderState,
     RefundRequest,
 )
+from referral.points import service as points
 from referral.referrals import attribution
 from referral.referrals import service as referrals
 from referral.rewards import grant

@@ -226,7 +226,8 @@ SELECT DISTINCT merchant_id, program_id, customer_id FROM (
       AND (expires_at <= $1 OR expiring_told_at IS NULL)
     UNION ALL
     SELECT a.merchant_id, a.program_id, a.customer_id FROM points_accounts a
-    WHERE a.expires_at <= $1::timestamptz + $2::interval AND (a.expires_at <= $1 OR a.expiring_told_at IS NULL)
+    WHERE a.expires_at <= $1::timestamptz + $2::interval
+      AND (a.expires_at <= $1 OR a.expiring_told_at IS NULL)
       AND EXISTS (SELECT 1 FROM points_lots l WHERE l.merchant_id = a.merchant_id
                   AND l.program_id = a.program_id AND l.customer_id = a.customer_id
                   AND l.remaining > 0)
@@ -273,6 +274,7 @@ SELECT count(*) FROM points_lots
 WHERE merchant_id = $1 AND program_id = $2 AND customer_id = $3 AND source = 'share'
   AND earned_at >= $4
 """
+
 
 class RulesRow(msgspec.Struct, frozen=True):
     program_id: int
@@ -351,7 +353,14 @@ async def earn_order(
 ) -> list[tuple[int, bool]]:
     """(program, whether it has levels) for each program the order earned points in."""
     rows = await conn.fetch(
-        EARN_ORDER, merchant_id, customer_id, "order", str(order_pk), at, order_pk, subtotal,
+        EARN_ORDER,
+        merchant_id,
+        customer_id,
+        "order",
+        str(order_pk),
+        at,
+        order_pk,
+        subtotal,
         currency,
     )
     return [(r["program_id"], r["has_levels"]) for r in rows]
@@ -385,8 +394,18 @@ async def earn_fixed(
 ) -> int:
     """The points the lot holds (0: earned before under this key)."""
     row = await conn.fetchrow(
-        EARN_FIXED, merchant_id, customer_id, source, source_key, at, None, program_id, version,
-        points, months, since,
+        EARN_FIXED,
+        merchant_id,
+        customer_id,
+        source,
+        source_key,
+        at,
+        None,
+        program_id,
+        version,
+        points,
+        months,
+        since,
     )
     return row["points"] if row else 0
 
@@ -439,7 +458,12 @@ async def move(
 
 
 async def entries_of(
-    conn: asyncpg.Connection, merchant_id: int, program_id: int, customer_id: str, kind: str, ref: str
+    conn: asyncpg.Connection,
+    merchant_id: int,
+    program_id: int,
+    customer_id: str,
+    kind: str,
+    ref: str,
 ) -> list[tuple[int, int]]:
     rows = await conn.fetch(ENTRIES_OF, merchant_id, program_id, customer_id, kind, ref)
     return [(r["lot_id"], r["delta"]) for r in rows]
@@ -539,3 +563,23 @@ async def advocate(
     """The advocate's customer id and their merchant's time zone."""
     row = await conn.fetchrow(ADVOCATE, merchant_id, advocate_id)
     return (row["customer_id"], row["time_zone"]) if row else None
+
+
+# An erasure: the customer id becomes the tombstone (lots and redemptions follow their
+# account by ON UPDATE CASCADE; the journal is changed in this one column only).
+ERASE = """
+WITH a AS (
+    UPDATE points_accounts SET customer_id = $3 WHERE merchant_id = $1 AND customer_id = $2
+    RETURNING 1
+), e AS (
+    UPDATE points_entries SET customer_id = $3 WHERE merchant_id = $1 AND customer_id = $2
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM e)
+"""
+
+
+async def erase(
+    conn: asyncpg.Connection, merchant_id: int, customer_id: str, tombstone: str
+) -> int:
+    return await conn.fetchval(ERASE, merchant_id, customer_id, tombstone)

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from referral.programs.schemas import CurrencyAmounts, RewardRule
+from referral.programs.schemas import RewardRule
 
 Points = Annotated[int, Meta(ge=1, le=10**9)]
 Cap = Annotated[int, Meta(ge=1, le=10**6)]

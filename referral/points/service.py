@@ -11,7 +11,6 @@ below zero, whatever runs at once.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -22,6 +21,7 @@ from referral.advocates import service as advocates
 from referral.advocates.schemas import AdvocateUpsert
 from referral.audit import service as audit
 from referral.coupons import service as coupons
+from referral.customers.schemas import Subject, Tombstones
 from referral.events import service as events
 from referral.levels import service as levels
 from referral.lib.errors import Conflict, InvalidInput, NotFound
@@ -261,7 +261,13 @@ async def _recompute(
 
 
 async def rebalance_order(
-    conn: asyncpg.Connection, *, ids: PublicIds, merchant_id: int, order_pk: int, total: int, refunded: int
+    conn: asyncpg.Connection,
+    *,
+    ids: PublicIds,
+    merchant_id: int,
+    order_pk: int,
+    total: int,
+    refunded: int,
 ) -> None:
     """A refund or cancel (the order row locked by the caller): each lot the order earned is
     brought down to its share of what is left of the order, taken from that lot first, then
@@ -271,7 +277,8 @@ async def rebalance_order(
     for lot in await repo.order_lots(conn, merchant_id, order_pk):
         await repo.lock_account(conn, merchant_id, lot.program_id, lot.customer_id)
         taken = -sum(
-            d for _, d in await repo.entries_of(
+            d
+            for _, d in await repo.entries_of(
                 conn, merchant_id, lot.program_id, lot.customer_id, "refund", ref
             )
         )
@@ -371,7 +378,9 @@ async def earn_for_referral(
     rules_now = await current(conn, merchant_id=merchant_id, program_id=program_id)
     if found is None or rules_now is None:
         return
-    common = dict(ids=ids, merchant_id=merchant_id, program_id=program_id, key=str(referral_id), at=at)
+    common = dict(
+        ids=ids, merchant_id=merchant_id, program_id=program_id, key=str(referral_id), at=at
+    )
     earned = await earn(conn, customer_id=found[0], source="advocate_referral", **common)
     if not earned:
         await _recompute(conn, ids, merchant_id, program_id, found[0], rules_now)
@@ -468,7 +477,9 @@ async def redeem(
     now = datetime.now(UTC)
     lots = []
     if account is not None:
-        lots = _live(await repo.open_lots(conn, caller.merchant_id, program_id, customer_id), account, now)
+        lots = _live(
+            await repo.open_lots(conn, caller.merchant_id, program_id, customer_id), account, now
+        )
     balance = sum(lot.remaining for lot in lots)
     if balance < item.points:
         raise Conflict(
@@ -578,7 +589,9 @@ async def cancel(
             "the store credit is paid out: it can no longer be cancelled", code="redemption_used"
         ) from None
     ref = f"redemption:{row.id}"
-    spent = await repo.entries_of(conn, caller.merchant_id, row.program_id, customer_id, "redeem", ref)
+    spent = await repo.entries_of(
+        conn, caller.merchant_id, row.program_id, customer_id, "redeem", ref
+    )
     await repo.move(
         conn,
         caller.merchant_id,
@@ -683,7 +696,12 @@ async def list_redemptions(
 
 
 async def expire_due(
-    pool: asyncpg.Pool, *, ids: PublicIds, batch: int = 200, now: datetime | None = None, rounds: int = 50
+    pool: asyncpg.Pool,
+    *,
+    ids: PublicIds,
+    batch: int = 200,
+    now: datetime | None = None,
+    rounds: int = 50,
 ) -> int:
     """Expire lots past their time (oldest first: a lot's expiry is its earning plus the
     period, or the account's last activity plus the period for all of them) and tell the
@@ -753,7 +771,12 @@ async def _expire_account(
             },
         )
         await repo.mark_told(
-            conn, merchant_id, program_id, customer_id, now, [lot.id for lot in soon],
+            conn,
+            merchant_id,
+            program_id,
+            customer_id,
+            now,
+            [lot.id for lot in soon],
             bool(account_soon),
         )
     if gone:
@@ -765,3 +788,12 @@ def day_start(at: datetime, zone: str) -> datetime:
     local = at.astimezone(ZoneInfo(zone))
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
+
+# --- a customer's data rights (referral/customers/) ---------------------------------------
+
+
+async def erase_customer(
+    conn: asyncpg.Connection, *, subject: Subject, tombstones: Tombstones
+) -> int:
+    """Their rows name the erasure's tombstone from now on; every number stays."""
+    return await repo.erase(conn, subject.merchant_id, subject.customer_id, tombstones.customer_id)

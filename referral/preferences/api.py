@@ -43,9 +43,7 @@ class PreferencesController(Controller):
         once: OnceDep,
     ) -> Response[Preferences]:
         return await once(
-            lambda: service.set_preferences(
-                conn, caller=caller, customer_id=customer_id, data=data
-            )
+            lambda: service.set_preferences(conn, caller=caller, customer_id=customer_id, data=data)
         )
 
     @get(

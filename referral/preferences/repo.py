@@ -99,7 +99,9 @@ async def insert_consents(
         )
 
 
-async def consents(conn: asyncpg.Connection, merchant_id: int, customer_id: str) -> list[ConsentRow]:
+async def consents(
+    conn: asyncpg.Connection, merchant_id: int, customer_id: str
+) -> list[ConsentRow]:
     return many(ConsentRow, await conn.fetch(CONSENTS, merchant_id, customer_id))
 
 
@@ -108,6 +110,22 @@ async def birthdays(
 ) -> list[PreferencesRow]:
     rows = await conn.fetch(BIRTHDAYS, merchant_id, month, day)
     return [
-        PreferencesRow(r["customer_id"], [], [], r["birthday"], r["birthday_set_at"], r["birthday_set_at"])
+        PreferencesRow(
+            r["customer_id"], [], [], r["birthday"], r["birthday_set_at"], r["birthday_set_at"]
+        )
         for r in rows
     ]
+
+
+# An erasure: the tombstone, and nothing about them left but the record of consents.
+ERASE = """
+UPDATE customer_preferences
+SET customer_id = $3, birthday = NULL, birthday_set_at = NULL, channels = '{}', topics = '{}'
+WHERE merchant_id = $1 AND customer_id = $2
+"""
+
+
+async def erase(
+    conn: asyncpg.Connection, merchant_id: int, customer_id: str, tombstone: str
+) -> None:
+    await conn.execute(ERASE, merchant_id, customer_id, tombstone)

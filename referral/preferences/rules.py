@@ -9,4 +9,6 @@ def consents(channels: list[str], topics: list[str]) -> set[str]:
 
 def changes(before: set[str], after: set[str]) -> list[tuple[str, bool]]:
     """(consent, given) for each consent given or withdrawn, in a stable order."""
-    return [(c, True) for c in sorted(after - before)] + [(c, False) for c in sorted(before - after)]
+    return [(c, True) for c in sorted(after - before)] + [
+        (c, False) for c in sorted(before - after)
+    ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from referral.customers.schemas import Subject, Tombstones
 from referral.merchants.service import Caller
 from referral.preferences import repo, rules
 from referral.preferences.schemas import Consent, Preferences, PreferencesSet
@@ -63,3 +64,12 @@ async def birthdays(
 ) -> list[repo.PreferencesRow]:
     return await repo.birthdays(conn, merchant_id, month, day)
 
+
+# --- a customer's data rights (referral/customers/) ---------------------------------------
+
+
+async def erase_customer(
+    conn: asyncpg.Connection, *, subject: Subject, tombstones: Tombstones
+) -> None:
+    """Their rows name the erasure's tombstone from now on; every number stays."""
+    await repo.erase(conn, subject.merchant_id, subject.customer_id, tombstones.customer_id)

@@ -25,8 +25,8 @@ from referral.customers.schemas import (
 )
 from referral.events import service as events
 from referral.lib.errors import Conflict, InvalidInput, NotFound
-from referral.lib.pagination import ListQuery
 from referral.lib.ids import PublicIds
+from referral.lib.pagination import ListQuery
 from referral.merchants.service import Caller
 from referral.points import service as points
 from referral.programs import rules as lifecycle

@@ -20,7 +20,9 @@ async def test_fifty_redemptions_at_once_spend_only_what_there_is(client, tenant
 
     assert peak > 1 and _pool_size(client) > 1  # the requests really overlapped
     statuses = sorted(r.status_code for r in responses)
-    assert statuses == [201] * 5 + [409] * (N - 5), [r.text for r in responses if r.status_code >= 500]
+    assert statuses == [201] * 5 + [409] * (N - 5), [
+        r.text for r in responses if r.status_code >= 500
+    ]
     assert {r.json()["code"] for r in responses if r.status_code == 409} == {"insufficient_points"}
     assert len({r.json()["id"] for r in responses if r.status_code == 201}) == 5
     shown = await balance(client, tenant, program, "cus_race")

@@ -41,7 +41,10 @@ class TestEarningOnOrders:
     async def test_a_new_rules_version_changes_what_new_orders_earn_only(self, client, tenant):
         program = await points_program(client, tenant)
         await order(client, tenant, "cus_cy", 1_000)
-        doubled = {**RULES, "earning": {**RULES["earning"], "order": {"points": 2, "per": {"EUR": 100}}}}
+        doubled = {
+            **RULES,
+            "earning": {**RULES["earning"], "order": {"points": 2, "per": {"EUR": 100}}},
+        }
         response = await client.put(
             f"/v1/programs/{program['id']}/points", json=doubled, headers=tenant.auth
         )

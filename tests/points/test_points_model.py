@@ -14,15 +14,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-import pytest
-
 from referral.points import service as points_service
-from referral.settings import Limit, RateLimits
 from referral.points.rules import add_months
 from referral.rewards.service import release_due
+from referral.settings import Limit, RateLimits
 from tests.conftest import make_settings
 from tests.factories import NO_VELOCITY, create_advocate, make_tenant, referred_order
 
@@ -324,9 +323,7 @@ class Example:
         elif kind == "share":
             bot = op[2]
             agent = "Slackbot-LinkExpanding 1.0" if bot else "Mozilla/5.0 (X11; Linux) Firefox/120"
-            r = await self.http.get(
-                f"{self.share_path}/to/{op[1]}", headers={"user-agent": agent}
-            )
+            r = await self.http.get(f"{self.share_path}/to/{op[1]}", headers={"user-agent": agent})
             assert r.status_code in (204, 302), r.text
             if not bot:
                 m.share(datetime.now(UTC).date().isoformat(), op[1])
