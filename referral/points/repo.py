@@ -583,3 +583,10 @@ async def erase(
     conn: asyncpg.Connection, merchant_id: int, customer_id: str, tombstone: str
 ) -> int:
     return await conn.fetchval(ERASE, merchant_id, customer_id, tombstone)
+
+
+PROGRAM_EXISTS = "SELECT EXISTS (SELECT 1 FROM programs WHERE merchant_id = $1 AND id = $2)"
+
+
+async def program_exists(conn: asyncpg.Connection, merchant_id: int, program_id: int) -> bool:
+    return await conn.fetchval(PROGRAM_EXISTS, merchant_id, program_id)

@@ -636,6 +636,8 @@ async def balance(
     pk = ids.decode("program", program_id)
     now = now or datetime.now(UTC)
     found = await current(conn, merchant_id=merchant_id, program_id=pk)
+    if found is None and not await repo.program_exists(conn, merchant_id, pk):
+        raise NotFound(f"no program with id {program_id}", code="program_not_found")
     lots = await repo.open_lots(conn, merchant_id, pk, customer_id)
     account = await repo.account(conn, merchant_id, pk, customer_id)
     live = _live(lots, account, now)

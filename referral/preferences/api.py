@@ -49,10 +49,12 @@ class PreferencesController(Controller):
     @get(
         "/{customer_id:str}/preferences",
         operation_id="getPreferences",
-        responses=problem_docs.responses("getPreferences"),
+        responses=problem_docs.responses("getPreferences", {404: ("preferences_not_found",)}),
         summary="A customer's preferences and the consents on record",
     )
     async def get_preferences(
         self, customer_id: CustomerIdPath, conn: Conn, caller: CallerDep
     ) -> Preferences:
-        return await service.get(conn, merchant_id=caller.merchant_id, customer_id=customer_id)
+        return await service.get_set(
+            conn, merchant_id=caller.merchant_id, customer_id=customer_id
+        )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncpg
 
 from referral.customers.schemas import Subject, Tombstones
+from referral.lib.errors import NotFound
 from referral.merchants.service import Caller
 from referral.preferences import repo, rules
 from referral.preferences.schemas import Consent, Preferences, PreferencesSet
@@ -29,6 +30,13 @@ async def get(conn: asyncpg.Connection, *, merchant_id: int, customer_id: str) -
         updated_at=row.updated_at if row else None,
         consents=[Consent(consent=c.consent, given=c.given, by=c.by, at=c.at) for c in consents],
     )
+
+
+async def get_set(conn: asyncpg.Connection, *, merchant_id: int, customer_id: str) -> Preferences:
+    """Their preferences as set (404 when neither the shop nor they ever set any)."""
+    if await repo.get(conn, merchant_id, customer_id) is None:
+        raise NotFound("no preferences were set for this customer", code="preferences_not_found")
+    return await get(conn, merchant_id=merchant_id, customer_id=customer_id)
 
 
 async def set_preferences(
