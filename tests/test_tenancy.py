@@ -347,9 +347,7 @@ def _order(w: World, order_id: str, customer: str) -> dict[str, Any]:
 
 TENANCY_POINTS = {
     "earning": {"order": {"points": 1, "per": {"EUR": 100}}},
-    "catalogue": [
-        {"id": "tiny", "points": 10, "kind": "coupon", "amount": 100, "currency": "EUR"}
-    ],
+    "catalogue": [{"id": "tiny", "points": 10, "kind": "coupon", "amount": 100, "currency": "EUR"}],
 }
 IBANS = {"alpha7q": "SE3550000000054910000003", "bravo4k": "DE89370400440532013000"}
 _ACTION = {"actor": "tenancy-test"}

@@ -15,7 +15,7 @@ from referral.customers.schemas import Subject, Tombstones
 from referral.events import service as events
 from referral.levels import repo
 from referral.points import rules
-from referral.points.schemas import Level, Levels, LevelView
+from referral.points.schemas import Level, LevelChange, LevelExplained, Levels, LevelView
 from referral.programs.schemas import RewardRule
 
 YEAR_MONTHS = 12
@@ -169,10 +169,38 @@ async def view(
     )
 
 
-async def history(
-    conn: asyncpg.Connection, *, merchant_id: int, program_id: int, customer_id: str
-) -> list[repo.ChangeRow]:
-    return await repo.changes(conn, merchant_id, program_id, customer_id, 20)
+async def explained(
+    conn: asyncpg.Connection,
+    *,
+    merchant_id: int,
+    program_id: int,
+    customer_id: str,
+    levels: Levels | None,
+) -> LevelExplained | None:
+    """The level as the explain view shows it: now, what it changes, and its history."""
+    shown = await view(
+        conn, merchant_id=merchant_id, program_id=program_id, customer_id=customer_id, levels=levels
+    )
+    if shown is None or levels is None:
+        return None
+    index = rules.level_index(levels, shown.name) or 0
+    level = levels.levels[index]
+    changes = await repo.changes(conn, merchant_id, program_id, customer_id, 20)
+    return LevelExplained(
+        level=shown,
+        advocate_reward=level.advocate,
+        multiplier_bp=level.multiplier_bp,
+        changes=[
+            LevelChange(
+                from_level=c.from_level,
+                to_level=c.to_level,
+                qualifying=c.qualifying,
+                rules_version=c.rules_version,
+                at=c.created_at,
+            )
+            for c in changes
+        ],
+    )
 
 
 # --- a customer's data rights (referral/customers/) ---------------------------------------

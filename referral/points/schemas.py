@@ -144,6 +144,25 @@ class LevelView(msgspec.Struct, kw_only=True):
     qualifier: str
 
 
+class LevelChange(msgspec.Struct, kw_only=True):
+    from_level: str | None
+    to_level: str
+    qualifying: int
+    rules_version: int
+    at: datetime
+
+
+class LevelExplained(msgspec.Struct, kw_only=True):
+    """The advocate's level now and how they got there (newest change first): a level may
+    pay another advocate reward than the program's (its `advocate` rule) and multiply
+    points."""
+
+    level: LevelView
+    advocate_reward: RewardRule | None
+    multiplier_bp: int
+    changes: list[LevelChange]
+
+
 class Balance(msgspec.Struct, kw_only=True):
     object: Literal["points_balance"] = "points_balance"
     customer_id: str

@@ -33,6 +33,7 @@ from referral.points.schemas import (
     Balance,
     CatalogueItem,
     Entry,
+    LevelExplained,
     Lot,
     NextExpiry,
     PointsRules,
@@ -401,6 +402,23 @@ async def advocate_rule(
         merchant_id=merchant_id,
         program_id=program_id,
         customer_id=customer_id,
+        levels=found[1].levels,
+    )
+
+
+async def level_explained(
+    conn: asyncpg.Connection, *, merchant_id: int, program_id: int, advocate_id: int
+) -> LevelExplained | None:
+    """The advocate's level for the explain view (None: the program has no levels)."""
+    found = await current(conn, merchant_id=merchant_id, program_id=program_id)
+    advocate = await repo.advocate(conn, merchant_id, advocate_id)
+    if found is None or found[1].levels is None or advocate is None:
+        return None
+    return await levels.explained(
+        conn,
+        merchant_id=merchant_id,
+        program_id=program_id,
+        customer_id=advocate[0],
         levels=found[1].levels,
     )
 

@@ -55,6 +55,4 @@ class PreferencesController(Controller):
     async def get_preferences(
         self, customer_id: CustomerIdPath, conn: Conn, caller: CallerDep
     ) -> Preferences:
-        return await service.get_set(
-            conn, merchant_id=caller.merchant_id, customer_id=customer_id
-        )
+        return await service.get_set(conn, merchant_id=caller.merchant_id, customer_id=customer_id)
