@@ -128,7 +128,7 @@ JOIN LATERAL (
 ) pr ON pr.rules #> '{earning,birthday}' IS NOT NULL
      AND coalesce((pr.rules #>> '{earning,birthday,enabled}')::boolean, true)
 WHERE extract(month FROM cp.birthday) = $1 AND extract(day FROM cp.birthday) = $2
-  AND cp.birthday_set_at <= $3 - interval '30 days'
+  AND cp.birthday_set_at <= $3::timestamptz - interval '30 days'
   AND NOT EXISTS (SELECT 1 FROM points_lots l WHERE l.merchant_id = cp.merchant_id
                   AND l.program_id = pr.program_id AND l.customer_id = cp.customer_id
                   AND l.source = 'birthday' AND l.source_key = $4)

@@ -4,7 +4,7 @@ customer's balance and redemptions, through the API as a shop calls it."""
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.factories import NO_VELOCITY, create_program
@@ -29,6 +29,8 @@ RULES: dict[str, Any] = {
 
 
 async def points_program(client, tenant, rules: dict | None = None, **overrides) -> dict:
+    # Started a year ago: orders dated before a program starts never earn.
+    overrides.setdefault("starts_at", (datetime.now(UTC) - timedelta(days=365)).isoformat())
     program = await create_program(
         client, tenant, hold_days=0, fraud_policy=NO_VELOCITY, **overrides
     )
