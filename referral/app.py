@@ -59,6 +59,7 @@ from referral.rewards.api import LedgerController, RewardController
 from referral.runtime import Runtime
 from referral.settings import Settings
 from referral.share_page.api import share_page_router
+from referral.share_page.pages import engagement_router
 from referral.stories.api import StoryController, social_proof
 from referral.stories.pages import story_pages_router
 from referral.web.docs import SwaggerDocs
@@ -266,6 +267,7 @@ def create_app(settings: Settings) -> Litestar:
         social_proof,
         story_pages_router,
         share_page_router,
+        engagement_router,
         console_router,
         widget_router,
     ]

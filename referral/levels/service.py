@@ -155,6 +155,7 @@ async def view(
             next_level=name,
             to_next=more,
             qualifier=levels.qualifier,
+            currency=levels.currency,
         )
     index = rules.level_index(levels, current.level) or 0
     name, more = rules.to_next(levels, index, current.qualifying)
@@ -166,6 +167,7 @@ async def view(
         next_level=name,
         to_next=more,
         qualifier=levels.qualifier,
+        currency=levels.currency,
     )
 
 

@@ -142,6 +142,7 @@ class LevelView(msgspec.Struct, kw_only=True):
     next_level: str | None
     to_next: int | None  # how much more qualifying activity reaches the next level
     qualifier: str
+    currency: str | None = None  # levels by spend: its currency (amounts in minor units)
 
 
 class LevelChange(msgspec.Struct, kw_only=True):

@@ -27,6 +27,12 @@ NOTICES = {
     "story": "story_sent",
     "published": "story_published",
     "payee": "payee_saved",
+    # points and the preference centre (share_page/pages.py)
+    "redeemed": "redeemed",
+    "points_short": "points_short",
+    "redemption_cancelled": "redemption_cancelled",
+    "redemption_used": "redemption_used",
+    "preferences": "preferences_saved",
 }
 
 # Why the page refused, as (status, error page).

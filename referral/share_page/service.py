@@ -253,6 +253,8 @@ async def page_context(
     """What share_page.html shows: only this advocate's own data, friends masked. The view
     is counted when `counted` (a person opening the page, not a bot, a HEAD or the page
     shown again after one of its forms)."""
+    from referral.share_page import engagement  # it reads this module's page advocate
+
     if counted:
         await analytics.record_share_page_view(
             conn,
@@ -298,6 +300,8 @@ async def page_context(
         "stories": stories_told,
         "share_text": _share_text(advocate),
         "program_notice": program_notice(advocate),
+        # points, level, catalogue and the preference centre (share_page/engagement.py)
+        **await engagement.context(conn, runtime=runtime, advocate=advocate),
     }
 
 
