@@ -16,12 +16,16 @@ from referral.points import service as points
 from referral.preferences import service as preferences
 from referral.preferences.schemas import PreferencesSet
 from referral.runtime import Runtime
-from referral.share_page.service import PageAdvocate, Refused, _caller, _date
+from referral.share_page.service import PageAdvocate, Refused, _caller, _date, set_contact
 from referral.web import i18n
 
 THANKS_DAYS = 14  # an order's points are thanked for on the page this long
 CHANNELS = ("email", "sms")
 TOPICS = ("rewards", "offers")
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _points(n: int, locale: str) -> str:
@@ -57,9 +61,14 @@ async def context(
     prefs = await preferences.get(
         conn, merchant_id=advocate.merchant_id, customer_id=advocate.customer_id
     )
+    never_set = prefs.updated_at is None
+    # Before the advocate chose here, the page shows what they get today: reward news on the
+    # channel of their contact preference.
     shown_prefs = {
-        "channels": prefs.channels,
-        "topics": prefs.topics,
+        "channels": [advocate.contact_preference]
+        if never_set and advocate.contact_preference in CHANNELS
+        else prefs.channels,
+        "topics": ["rewards"] if never_set else prefs.topics,
         "birthday": prefs.birthday.isoformat() if prefs.birthday else "",
         "all_channels": CHANNELS,
         "all_topics": TOPICS,
@@ -89,7 +98,7 @@ async def context(
         {
             "id": item.id,
             "cost": _points(item.points, locale),
-            "what": i18n.reward_text(item.kind, item.amount, item.currency, locale),
+            "what": _capital(i18n.reward_text(item.kind, item.amount, item.currency, locale)),
             "affordable": balance.balance >= item.points,
             "missing": _points(item.points - balance.balance, locale),
         }
@@ -98,7 +107,7 @@ async def context(
     redemptions = [
         {
             "id": r.id,
-            "what": i18n.reward_text(r.kind, r.amount, r.currency, locale),
+            "what": _capital(i18n.reward_text(r.kind, r.amount, r.currency, locale)),
             "cost": _points(r.points, locale),
             "code": r.coupon_code,
             "status": r.status,
@@ -178,9 +187,15 @@ async def cancel(
 
 
 async def set_preferences(
-    conn: asyncpg.Connection, *, advocate: PageAdvocate, form: dict[str, list[str]]
+    conn: asyncpg.Connection,
+    *,
+    runtime: Runtime,
+    advocate: PageAdvocate,
+    form: dict[str, list[str]],
 ) -> None:
-    """The page's preference form: ticked channels and topics, and a birthday (or none)."""
+    """The page's preference form: ticked channels and topics, and a birthday (or none).
+    The channels also set the contact preference reward events carry (email first, then
+    SMS, else none)."""
     raw = (form.get("birthday") or [""])[0].strip()
     try:
         birthday = date.fromisoformat(raw) if raw else None
@@ -193,4 +208,7 @@ async def set_preferences(
     )
     await preferences.set_preferences(
         conn, caller=_caller(advocate), customer_id=advocate.customer_id, data=data
+    )
+    await set_contact(
+        conn, runtime=runtime, advocate=advocate, choice=(data.channels or ["none"])[0]
     )

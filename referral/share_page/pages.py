@@ -70,7 +70,10 @@ async def set_preferences(
         advocate = await service.open_page(conn, runtime=runtime, token=token)
         form = await request.form()
         await engagement.set_preferences(
-            conn, advocate=advocate, form={key: form.getall(key) for key in form}
+            conn,
+            runtime=runtime,
+            advocate=advocate,
+            form={key: form.getall(key) for key in form},
         )
     except service.Refused as refused:
         return _refused(refused)

@@ -39,7 +39,7 @@ async def test_points_level_and_redemption_on_the_share_page(client, tenant):
     assert redeemed.headers["location"].endswith("?done=redeemed#points")
     page = unescape((await client.get(redeemed.headers["location"])).text)
     assert "Done! Your reward is under" in page
-    assert "100 points" in page and "a 5 EUR coupon" in page
+    assert "100 points" in page and "A 5 EUR coupon" in page
     shown = await balance(client, tenant, program, "cus_anna")
     assert shown["balance"] == 100
     # 200 points of credit cannot be had for 100: the button is off, and a forced post refused
