@@ -91,3 +91,22 @@ async def test_the_page_speaks_swedish(client, tenant):
     assert "2 vänner till för att nå Gold" in page
     assert "Tack för din beställning!" in page and "Lös in" in page
     assert "Hur vi håller kontakten" in page
+
+
+async def test_the_widgets_box_carries_the_points(client, tenant):
+    program = await points_program(client, tenant, rules=BY_REFERRALS)
+    await order(client, tenant, "cus_wid", 60_000)
+    path = await _page(client, tenant, program, "cus_wid")
+    token = path.removeprefix("/share/")
+    box = (await client.get(f"/widget/v1/share/{token}?lang=sv")).json()
+    points = box["points"]
+    assert (points["balance"], points["level"]) == ("600 poäng", "Member")
+    assert points["to_next"] == "2 vänner till för att nå Gold"
+    coupon = next(i for i in points["catalogue"] if i["item"] == "5-eur")
+    assert coupon["affordable"] and coupon["redeem_url"].endswith(f"{path}/points/redeem")
+    redeemed = await client.post(
+        coupon["redeem_url"].removeprefix("http://testserver.local"),
+        data={"item": "5-eur"},
+        follow_redirects=False,
+    )
+    assert redeemed.headers["location"].endswith("?done=redeemed#points")
