@@ -63,11 +63,9 @@ _EARN_TAIL = """
 SELECT lot.program_id, lot.points, e.has_levels FROM lot JOIN e USING (program_id)
 """
 
-# An order's points, in the order's transaction, one statement: each running program with
-# an order rule for the currency earns `points` per `per` minor units of the subtotal,
-# times the customer's level multiplier, rounded down. $7 subtotal, $8 currency.
-EARN_ORDER = (
-    """
+# The current rules of each program of merchant $1 running at $5 (active, started, not
+# ended): what an order or a signup earns by.
+_RUNNING_RULES = """
 WITH r AS (
     SELECT DISTINCT ON (pr.program_id) pr.program_id, pr.version, pr.rules
     FROM points_rules pr
@@ -75,7 +73,14 @@ WITH r AS (
     WHERE pr.merchant_id = $1 AND p.status = 'active' AND p.starts_at <= $5
       AND (p.ends_at IS NULL OR p.ends_at > $5)
     ORDER BY pr.program_id, pr.version DESC
-), e AS (
+)"""
+
+# An order's points, in the order's transaction, one statement: each running program with
+# an order rule for the currency earns `points` per `per` minor units of the subtotal,
+# times the customer's level multiplier, rounded down. $7 subtotal, $8 currency.
+EARN_ORDER = (
+    _RUNNING_RULES
+    + """, e AS (
     SELECT r.program_id, r.version,
            coalesce((r.rules #>> '{expiry,months}')::int, 12) AS months,
            coalesce(r.rules #>> '{expiry,since}', 'earned') AS since,
@@ -93,15 +98,8 @@ WITH r AS (
 
 # A signup's points in every running program with a signup rule: the same write.
 EARN_SIGNUP = (
-    """
-WITH r AS (
-    SELECT DISTINCT ON (pr.program_id) pr.program_id, pr.version, pr.rules
-    FROM points_rules pr
-    JOIN programs p ON p.merchant_id = pr.merchant_id AND p.id = pr.program_id
-    WHERE pr.merchant_id = $1 AND p.status = 'active' AND p.starts_at <= $5
-      AND (p.ends_at IS NULL OR p.ends_at > $5)
-    ORDER BY pr.program_id, pr.version DESC
-), e AS (
+    _RUNNING_RULES
+    + """, e AS (
     SELECT r.program_id, r.version,
            coalesce((r.rules #>> '{expiry,months}')::int, 12) AS months,
            coalesce(r.rules #>> '{expiry,since}', 'earned') AS since,

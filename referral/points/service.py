@@ -491,6 +491,14 @@ async def redeem(
         )
     version, points_rules = found
     item = _item(points_rules, data.item)
+    # The advocate first, then the account: an order earning this advocate referral points
+    # holds their advocate row before it reaches the account, so both take them in one order.
+    advocate, _ = await advocates.upsert(
+        conn,
+        runtime=runtime,
+        caller=caller,
+        data=AdvocateUpsert(program_id=data.program_id, customer_id=customer_id),
+    )
     account = await repo.lock_account(conn, caller.merchant_id, program_id, customer_id)
     now = datetime.now(UTC)
     lots = []
@@ -504,12 +512,6 @@ async def redeem(
             f"{item.id} costs {item.points} points; the balance is {balance}",
             code="insufficient_points",
         )
-    advocate, _ = await advocates.upsert(
-        conn,
-        runtime=runtime,
-        caller=caller,
-        data=AdvocateUpsert(program_id=data.program_id, customer_id=customer_id),
-    )
     reward = await rewards.create(
         conn,
         ids=ids,

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from referral.points.schemas import Redemption
+
 # --------------------------------------------------------------------------- payloads
 
 # msgspec's JSON Schema of a datetime leaves out its format; the catalogue states it.
@@ -202,25 +204,12 @@ class WebhookTest(msgspec.Struct):
     message: str
 
 
-class PointsRedemptionChanged(msgspec.Struct):
+class PointsRedemptionChanged(Redemption, kw_only=True):
     """Points turned into a coupon or store credit, or that redemption cancelled (its
-    points back on the customer's balance)."""
+    points back on the customer's balance): the redemption as the API shows it, with the
+    customer's preference centre."""
 
-    id: str
-    customer_id: str
-    program_id: str
-    item: str
-    points: int
-    kind: str
-    amount: int
-    currency: str
-    coupon_code: str | None
-    reward_id: str
-    status: str
-    created_at: Timestamp
-    cancelled_at: Timestamp | None
     preferences: ContactPreferences
-    object: str = "points_redemption"
 
 
 class PointsExpiring(msgspec.Struct):

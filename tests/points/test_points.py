@@ -4,6 +4,7 @@ them back while the coupon is unused; the rules are versioned."""
 
 from __future__ import annotations
 
+from tests.factories import create_advocate, referred_order
 from tests.points.helpers import (
     RULES,
     balance,
@@ -100,3 +101,43 @@ class TestRedemption:
         assert redemption["kind"] == "store_credit" and redemption["coupon_code"] is None
         reward = await client.get(f"/v1/rewards/{redemption['reward_id']}", headers=tenant.auth)
         assert reward.status_code == 200 and reward.json()["status"] == "approved"
+
+
+class TestOtherEarnings:
+    async def test_a_signup_earns_once_and_a_referred_friend_earns_both_parties(
+        self, client, tenant
+    ):
+        program = await points_program(client, tenant)
+        for _ in range(2):  # a repeated signup answers what the first did: no second lot
+            response = await client.post(
+                "/v1/signups", json={"customer_id": "cus_hal"}, headers=tenant.auth
+            )
+            assert response.status_code in (200, 201), response.text
+        assert (await balance(client, tenant, program, "cus_hal"))["balance"] == 10
+        anna = await create_advocate(client, tenant, program["id"], "cus_anna")
+        await referred_order(client, tenant, anna["code"], 1, subtotal=3000, total=3000)
+        advocate = await balance(client, tenant, program, "cus_anna")
+        assert [lot["source"] for lot in advocate["lots"]] == ["advocate_referral"]
+        assert advocate["balance"] == 200
+        friend = await balance(client, tenant, program, "friend-1")
+        assert sorted(lot["source"] for lot in friend["lots"]) == ["friend_order", "order"]
+        assert friend["balance"] == 50 + 30
+
+    async def test_levels_by_spend_count_what_refunds_leave(self, client, tenant):
+        rules = {
+            **RULES,
+            "levels": {
+                "qualifier": "spend",
+                "currency": "EUR",
+                "levels": [
+                    {"name": "Member", "threshold": 0},
+                    {"name": "VIP", "threshold": 100_000},
+                ],
+            },
+        }
+        program = await points_program(client, tenant, rules=rules)
+        await order(client, tenant, "cus_ivy", 60_000)
+        shown = (await balance(client, tenant, program, "cus_ivy"))["level"]
+        assert (shown["name"], shown["to_next"], shown["currency"]) == ("Member", 40_000, "EUR")
+        await order(client, tenant, "cus_ivy", 40_000)
+        assert (await balance(client, tenant, program, "cus_ivy"))["level"]["name"] == "VIP"
