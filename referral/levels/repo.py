@@ -20,7 +20,7 @@ LOCK_LEVEL = LEVEL + "FOR UPDATE"
 UPSERT_LEVEL = """
 INSERT INTO customer_levels (merchant_id, program_id, customer_id, level, qualifying,
                              multiplier_bp, reached_at, held_until)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+VALUES ($1, $2, $3, $4, $5, $6::int, $7, $8)
 ON CONFLICT (merchant_id, program_id, customer_id) DO UPDATE
 SET level = excluded.level, qualifying = excluded.qualifying,
     multiplier_bp = excluded.multiplier_bp, reached_at = excluded.reached_at,
@@ -35,7 +35,7 @@ WHERE merchant_id = $1 AND program_id = $2 AND customer_id = $3
 INSERT_CHANGE = """
 INSERT INTO level_changes (merchant_id, program_id, customer_id, from_level, to_level,
                            qualifying, rules_version)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+VALUES ($1, $2, $3, $4, $5, $6, $7::int)
 """
 
 CHANGES = """

@@ -66,7 +66,7 @@ SELECT lot.program_id, lot.points, e.has_levels FROM lot JOIN e USING (program_i
 # The current rules of each program of merchant $1 running at $5 (active, started, not
 # ended): what an order or a signup earns by.
 _RUNNING_RULES = """
-WITH r AS (
+r AS (
     SELECT DISTINCT ON (pr.program_id) pr.program_id, pr.version, pr.rules
     FROM points_rules pr
     JOIN programs p ON p.merchant_id = pr.merchant_id AND p.id = pr.program_id
@@ -79,7 +79,8 @@ WITH r AS (
 # an order rule for the currency earns `points` per `per` minor units of the subtotal,
 # times the customer's level multiplier, rounded down. $7 subtotal, $8 currency.
 EARN_ORDER = (
-    _RUNNING_RULES
+    "WITH"
+    + _RUNNING_RULES
     + """, e AS (
     SELECT r.program_id, r.version,
            coalesce((r.rules #>> '{expiry,months}')::int, 12) AS months,
@@ -98,7 +99,8 @@ EARN_ORDER = (
 
 # A signup's points in every running program with a signup rule: the same write.
 EARN_SIGNUP = (
-    _RUNNING_RULES
+    "WITH"
+    + _RUNNING_RULES
     + """, e AS (
     SELECT r.program_id, r.version,
            coalesce((r.rules #>> '{expiry,months}')::int, 12) AS months,
