@@ -199,11 +199,12 @@ async def earn(
     key: str,
     at: datetime,
     day_start: datetime | None = None,
+    found: tuple[int, PointsRules] | None = None,
 ) -> int:
     """Fixed points for one thing done (`source`, once per `key`), by the program's rule
     for it, times the customer's level multiplier. Shares count up to the rule's daily cap
     from `day_start`. The points earned (0: none)."""
-    found = await current(conn, merchant_id=merchant_id, program_id=program_id)
+    found = found or await current(conn, merchant_id=merchant_id, program_id=program_id)
     if found is None:
         return 0
     version, points_rules = found
@@ -214,9 +215,11 @@ async def earn(
         today = await repo.shares_since(conn, merchant_id, program_id, customer_id, day_start)
         if today >= rule.per_day:
             return 0
-    multiplier = await levels.multiplier(
-        conn, merchant_id=merchant_id, program_id=program_id, customer_id=customer_id
-    )
+    multiplier = rules.FULL  # only a level multiplies
+    if points_rules.levels is not None:
+        multiplier = await levels.multiplier(
+            conn, merchant_id=merchant_id, program_id=program_id, customer_id=customer_id
+        )
     points = rule.points * multiplier // rules.FULL
     earned = await repo.earn_fixed(
         conn,
@@ -380,7 +383,12 @@ async def earn_for_referral(
     if found is None or rules_now is None:
         return
     common = dict(
-        ids=ids, merchant_id=merchant_id, program_id=program_id, key=str(referral_id), at=at
+        ids=ids,
+        merchant_id=merchant_id,
+        program_id=program_id,
+        key=str(referral_id),
+        at=at,
+        found=rules_now,  # read once for both parties
     )
     earned = await earn(conn, customer_id=found[0], source="advocate_referral", **common)
     if not earned:
