@@ -43,6 +43,7 @@ Environment: BENCH_RATE, BENCH_DURATION, BENCH_WARMUP (2), BENCH_STEPS
 ("200,300,400,600,800,1000,1200,1600,2000"), BENCH_STEP_DURATION (10), BENCH_MAX_P99_MS,
 BENCH_ADVOCATES (500), BENCH_HISTORY, BENCH_ANALYZE, BENCH_MAX_CONNECTIONS (256),
 BENCH_DATABASE_URL, BENCH_VELOCITY (off), BENCH_WORKERS (1: granian's --workers),
+BENCH_POINTS (off; on: the program has points rules and every order earns points),
 BENCH_PROFILE=1 (afterwards, one more order run
 at BENCH_RATE under py-spy, if installed, into bench/results/BENCH_PROFILE_FILE, default
 checkout-orders.svg; a .txt name gives collapsed stacks). Exit status: 0 when the
@@ -107,6 +108,9 @@ MAX_CONNECTIONS = int(os.environ.get("BENCH_MAX_CONNECTIONS", "256"))
 # this load gives each advocate tens of referrals an hour (every run's orders share the
 # BENCH_ADVOCATES), which that rule rightly holds for review (5 an hour, 20 a day).
 VELOCITY = os.environ.get("BENCH_VELOCITY", "off")
+# BENCH_POINTS=on: the program has points rules, so every order earns points (one per
+# euro) in its own transaction, and a referred friend's first order earns both parties some.
+POINTS = os.environ.get("BENCH_POINTS", "off")
 REQUEST_TIMEOUT = 30.0
 DUPLICATES = 50
 REFERRED_SHARE = 0.5
@@ -599,6 +603,23 @@ async def seed(url: str, env: dict[str, str], advocates: int) -> tuple[str, list
                 program_id=program.id,
                 policy=FraudPolicy(advocate_velocity=AdvocateVelocity(enabled=VELOCITY == "on")),
             )
+            if POINTS == "on":
+                from referral.points import service as points_service
+                from referral.points.schemas import Earning, FixedRule, OrderRule, PointsRules
+
+                await points_service.set_rules(
+                    conn,
+                    runtime=runtime,
+                    caller=caller,
+                    program_id=program.id,
+                    data=PointsRules(
+                        earning=Earning(
+                            order=OrderRule(points=1, per={"EUR": 100}),
+                            advocate_referral=FixedRule(points=100),
+                            friend_first_order=FixedRule(points=50),
+                        )
+                    ),
+                )
             codes = []
             for i in range(advocates):
                 advocate, _ = await advocate_service.upsert(
@@ -670,6 +691,12 @@ CHECKS = {
           <> (SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e WHERE e.reward_id = w.id)
     """,
     "duplicate_orders": "SELECT count(*) FROM orders WHERE order_id LIKE 'ord-dup-%'",
+    # BENCH_POINTS=on: one order lot per order, each with its earning entry.
+    "order_lots": "SELECT count(*) FROM points_lots WHERE source = 'order'",
+    "order_lots_unexplained": """
+        SELECT count(*) FROM points_lots l WHERE l.source = 'order' AND l.remaining <>
+          (SELECT coalesce(sum(e.delta), 0) FROM points_entries e WHERE e.lot_id = l.id)
+    """,
     "duplicate_rewards": """
         SELECT count(*) FROM rewards w JOIN orders o ON o.id = w.order_pk
         WHERE o.order_id LIKE 'ord-dup-%'
@@ -927,6 +954,14 @@ def main() -> int:
         ),
         (not errors_logged, f"no errors in the server log ({len(errors_logged)} lines)"),
     ]
+    if POINTS == "on":
+        checks.append(
+            (
+                facts["order_lots"] == facts["orders"] and facts["order_lots_unexplained"] == 0,
+                f"points on: one order lot per order ({facts['order_lots']:,} lots), "
+                "each explained by its journal",
+            )
+        )
     print("correctness: " + ("PASS" if all(ok for ok, _ in checks) else "FAIL"))
     for ok, text in checks:
         print(f"  {'ok  ' if ok else 'FAIL'} {text}")

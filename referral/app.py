@@ -50,6 +50,9 @@ from referral.operations.api import metrics_page
 from referral.orders.api import OrderController
 from referral.payees.api import PayeeController, payee_year_totals
 from referral.payouts.api import PayoutController
+from referral.points import service as points
+from referral.points.api import CustomerPointsController, PointsRulesController
+from referral.preferences.api import PreferencesController
 from referral.programs.api import ProgramController
 from referral.referrals.api import CheckoutController, ReferralController, ReviewController
 from referral.rewards import service as rewards
@@ -57,6 +60,7 @@ from referral.rewards.api import LedgerController, RewardController
 from referral.runtime import Runtime
 from referral.settings import Settings
 from referral.share_page.api import share_page_router
+from referral.share_page.pages import engagement_router
 from referral.stories.api import StoryController, social_proof
 from referral.stories.pages import story_pages_router
 from referral.web.docs import SwaggerDocs
@@ -125,8 +129,15 @@ async def _release_rewards(runtime: Runtime) -> None:
         try:
             released = await rewards.release_due(runtime.pool, ids=runtime.ids)
             expired = await rewards.expire_coupons(runtime.pool, ids=runtime.ids)
-            if released or expired:
-                log.info("rewards_released", released=released, coupons_expired=expired)
+            lots = await points.expire_due(runtime.pool, ids=runtime.ids)
+            await points.earn_birthdays(runtime.pool, ids=runtime.ids)
+            if released or expired or lots:
+                log.info(
+                    "rewards_released",
+                    released=released,
+                    coupons_expired=expired,
+                    points_lots_expired=lots,
+                )
         except Exception as exc:  # the next turn tries again
             log.warning("reward_release_failed", error=type(exc).__name__)
         await asyncio.sleep(interval)
@@ -250,6 +261,9 @@ def create_app(settings: Settings) -> Litestar:
         KeyController,
         list_audit_log,
         CustomerController,
+        PointsRulesController,
+        CustomerPointsController,
+        PreferencesController,
         ImportController,
         list_events,
         StoryController,
@@ -259,6 +273,7 @@ def create_app(settings: Settings) -> Litestar:
         social_proof,
         story_pages_router,
         share_page_router,
+        engagement_router,
         console_router,
         widget_router,
     ]

@@ -26,6 +26,8 @@ RULE_MODULES = [
     "console/figures.py",
     "console/words.py",
     "widget/rules.py",
+    "points/rules.py",
+    "preferences/rules.py",
 ]
 IO_MODULES = ("asyncpg", "litestar", "httpx", "structlog", "jinja2", "granian")
 IO_REFERRAL = ("referral.lib.db", "referral.settings", "referral.runtime", "referral.http")

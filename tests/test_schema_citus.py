@@ -43,6 +43,8 @@ ACROSS_MERCHANTS = {
     ("rewards", "OLDEST_DUE"): "/metrics: the release worker's lag, deployment-wide",
     ("webhooks", "OLDEST_UNDELIVERED"): "/metrics: the outbox's lag, deployment-wide",
     ("imports", "NEXT_WAITING"): "the imports worker takes queued imports of every merchant",
+    ("points", "DUE_ACCOUNTS"): "the expiry job finds due lots and accounts of every merchant",
+    ("points", "BIRTHDAYS_DUE"): "the birthday job finds today's birthdays of every merchant",
 }
 
 

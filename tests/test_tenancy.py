@@ -59,6 +59,7 @@ class Side:
     payee: dict[str, Any] = field(default_factory=dict)  # the advocate's, by bank transfer
     iban: str = ""
     import_job: dict[str, Any] = field(default_factory=dict)  # customers, one refused line
+    redemption: dict[str, Any] = field(default_factory=dict)  # the advocate's, of points
     event_ids: list[str] = field(default_factory=list)
     keys: dict[str, str] = field(default_factory=dict)  # kind -> id of the test-mode keys
     webhook: dict[str, Any] = field(default_factory=dict)  # an endpoint, with its secret
@@ -81,7 +82,7 @@ class Side:
             "programs": {self.program["id"]},
             "advocates": {self.advocate["id"]},
             "referrals": {o["referral"]["id"] for o in self.orders},
-            "rewards": set(self.rewards.values()),
+            "rewards": set(self.rewards.values()) | {self.redemption["reward_id"]},
             "payout-batches": {self.batch["id"]},
             "events": set(self.event_ids),
             "stories": {self.story["id"]},
@@ -116,6 +117,8 @@ class Side:
             self.payee["iban"],  # masked
             self.iban,
             self.import_job["id"],
+            self.redemption["id"],
+            self.redemption["coupon_code"],
             f"imported-{self.tag}",
             self.webhook["url"],
             self.webhook["secret"],
@@ -213,6 +216,30 @@ async def _make_side(client, tenant: Tenant, tag: str) -> Side:
         },
     )
     await ok("POST", f"/v1/rewards/{side.rewards['fr2']}/reverse", action)
+    # Points: the advocate's own order earns 50, a 10-point coupon is redeemed (40 left).
+    await ok("PUT", f"/v1/programs/{side.program['id']}/points", TENANCY_POINTS)
+    await ok(
+        "POST",
+        "/v1/orders",
+        {
+            "order_id": f"own-{tag}",
+            "customer_id": side.advocate["customer_id"],
+            "subtotal": 5000,
+            "total": 5000,
+            "currency": "EUR",
+            "occurred_at": datetime.now(UTC).isoformat(),
+        },
+    )
+    side.redemption = await ok(
+        "POST",
+        f"/v1/customers/{side.advocate['customer_id']}/points/redemptions",
+        {"program_id": side.program["id"], "item": "tiny"},
+    )
+    await ok(
+        "PUT",
+        f"/v1/customers/{side.advocate['customer_id']}/preferences",
+        {"channels": ["email"], "topics": ["rewards"]},
+    )
     imported = await client.post(
         "/v1/imports?kind=customers",
         content=f"customer_id,email\nimported-{tag},\n,not-an-address\n".encode(),
@@ -338,6 +365,10 @@ def _order(w: World, order_id: str, customer: str) -> dict[str, Any]:
 
 
 HOLDOUT_KEY = bytes(range(16))
+TENANCY_POINTS = {
+    "earning": {"order": {"points": 1, "per": {"EUR": 100}}},
+    "catalogue": [{"id": "tiny", "points": 10, "kind": "coupon", "amount": 100, "currency": "EUR"}],
+}
 IBANS = {"alpha7q": "SE3550000000054910000003", "bravo4k": "DE89370400440532013000"}
 _ACTION = {"actor": "tenancy-test"}
 CASES: dict[str, Case] = {
@@ -616,6 +647,58 @@ CASES: dict[str, Case] = {
     ),
     "GET /v1/payee-totals": Case(
         True, lambda w: ("GET", f"/v1/payee-totals?year={datetime.now(UTC).year}", None), "own_data"
+    ),
+    # points and preferences: another merchant's program or redemption names nothing there
+    "PUT /v1/programs/{program_id}/points": Case(
+        True,
+        lambda w: ("PUT", f"/v1/programs/{w.a.program['id']}/points", TENANCY_POINTS),
+        "not_found",
+    ),
+    "GET /v1/programs/{program_id}/points": Case(
+        True, lambda w: ("GET", f"/v1/programs/{w.a.program['id']}/points", None), "not_found"
+    ),
+    "GET /v1/customers/{customer_id}/points": Case(
+        True,
+        lambda w: (
+            "GET",
+            f"/v1/customers/{w.a.advocate['customer_id']}/points?program_id={w.a.program['id']}",
+            None,
+        ),
+        "not_found",
+    ),
+    "POST /v1/customers/{customer_id}/points/redemptions": Case(
+        True,
+        lambda w: (
+            "POST",
+            f"/v1/customers/{w.a.advocate['customer_id']}/points/redemptions",
+            {"program_id": w.a.program["id"], "item": "tiny"},
+        ),
+        "not_found",
+        201,
+    ),
+    "POST /v1/customers/{customer_id}/points/redemptions/{redemption_id}/cancel": Case(
+        True,
+        lambda w: (
+            "POST",
+            f"/v1/customers/{w.a.advocate['customer_id']}/points/redemptions/"
+            f"{w.a.redemption['id']}/cancel",
+            None,
+        ),
+        "not_found",
+    ),
+    "PUT /v1/customers/{customer_id}/preferences": Case(
+        True,
+        lambda w: (
+            "PUT",
+            f"/v1/customers/{w.a.advocate['customer_id']}/preferences",
+            {"channels": ["sms"], "topics": []},
+        ),
+        "own_data",
+    ),
+    "GET /v1/customers/{customer_id}/preferences": Case(
+        True,
+        lambda w: ("GET", f"/v1/customers/{w.a.advocate['customer_id']}/preferences", None),
+        "not_found",
     ),
     # fraud policies
     "GET /v1/programs/{program_id}/fraud-policy": Case(

@@ -36,6 +36,7 @@ from referral.customers.schemas import (
 from referral.events import service as events
 from referral.fraud import service as fraud
 from referral.imports import service as imports
+from referral.levels import service as levels
 from referral.lib.db import connect
 from referral.lib.errors import NotFound
 from referral.lib.keyed_hash import HmacSha256
@@ -45,6 +46,8 @@ from referral.merchants.service import Caller
 from referral.orders import service as orders
 from referral.payees import service as payees
 from referral.payouts import service as payouts
+from referral.points import service as points
+from referral.preferences import service as preferences
 from referral.referrals import service as referrals
 from referral.rewards import service as rewards
 from referral.runtime import Runtime
@@ -233,6 +236,9 @@ async def erase(
     counts.imported_customers = await imports.erase_customer(
         conn, subject=subject, tombstones=tombstones
     )
+    await points.erase_customer(conn, subject=subject, tombstones=tombstones)
+    await levels.erase_customer(conn, subject=subject, tombstones=tombstones)
+    await preferences.erase_customer(conn, subject=subject, tombstones=tombstones)
     await analytics.erase_customer(conn, subject=subject, tombstones=tombstones)
     # Free text last: what the steps above announced names nobody, what came before may.
     exact = [customer_id, *subject.vanity_codes, *subject.visitor_ids]

@@ -12,11 +12,17 @@ import msgspec
 INSERT = "INSERT INTO events (merchant_id, type, data) VALUES ($1, $2, $3)"
 
 # An event about an advocate's own money carries their contact preference (email, sms,
-# none), so whoever tells the advocate knows how.
+# none) and their preference centre (channels, topics), so whoever tells the advocate
+# knows how and whether.
 INSERT_FOR_ADVOCATE = """
 INSERT INTO events (merchant_id, type, data)
-SELECT $1, $2, $3::jsonb || jsonb_build_object('contact_preference',
-    (SELECT a.contact_preference FROM advocates a WHERE a.merchant_id = $1 AND a.id = $4))
+SELECT $1, $2, $3::jsonb || jsonb_build_object(
+    'contact_preference', a.contact_preference,
+    'preferences', jsonb_build_object('channels', coalesce(to_jsonb(p.channels), '[]'),
+                                      'topics', coalesce(to_jsonb(p.topics), '[]')))
+FROM (SELECT 1) AS one
+LEFT JOIN advocates a ON a.merchant_id = $1 AND a.id = $4
+LEFT JOIN customer_preferences p ON p.merchant_id = $1 AND p.customer_id = a.customer_id
 """
 
 # Many events of one type at once (a payout batch paid): payloads as one jsonb array.

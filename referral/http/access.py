@@ -79,6 +79,9 @@ OPERATIONS: dict[str, Access] = {
     "shareContact": PUBLIC,
     "sharePagePublishStory": PUBLIC,
     "sharePagePayee": PUBLIC,
+    "sharePageRedeemPoints": PUBLIC,
+    "sharePageCancelRedemption": PUBLIC,
+    "sharePagePreferences": PUBLIC,
     "storyPage": PUBLIC,
     "storyImage": PUBLIC,
     "storyShare": PUBLIC,
@@ -174,6 +177,18 @@ OPERATIONS: dict[str, Access] = {
     # payees: where each customer's payouts go (finance's, so a leaked checkout key cannot
     # redirect them), and the totals paid for tax forms
     "putPayee": change("finance", "payee.updated"),
+    # points, levels and the preference centre (issue 19)
+    "putPointsRules": change("admin", "points_rules.updated"),
+    "getPointsRules": read(),
+    "getCustomerPoints": read("checkout"),
+    "createPointsRedemption": fact(
+        "checkout", "the customer's own spend: kept in the points journal, told as an event"
+    ),
+    "cancelPointsRedemption": fact(
+        "checkout", "the customer's own cancel: kept in the points journal, told as an event"
+    ),
+    "putPreferences": fact("checkout", "the consent record keeps each change, with who made it"),
+    "getPreferences": read("checkout"),
     "getPayee": read("finance"),
     "getPayeeTotals": read("finance"),
     "getPayeeYearTotals": read("finance"),

@@ -28,6 +28,8 @@ PREFIXES = {
     "payee": "pye",
     "import": "imp",
     "experiment": "exp",
+    "points_lot": "plt",
+    "points_redemption": "prd",
 }
 
 _ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"

@@ -33,6 +33,7 @@ from referral.orders.schemas import (
     OrderState,
     RefundRequest,
 )
+from referral.points import service as points
 from referral.referrals import attribution
 from referral.referrals import service as referrals
 from referral.rewards import grant
@@ -129,6 +130,17 @@ async def record_order(
     await repo.set_order_result(
         conn, caller.merchant_id, order_pk, settled.referral_pk, msgspec.to_builtins(result)
     )
+    if not data.is_import:
+        await points.earn_order(
+            conn,
+            ids=runtime.ids,
+            merchant_id=caller.merchant_id,
+            customer_id=data.customer_id,
+            order_pk=order_pk,
+            subtotal=data.subtotal,
+            currency=data.currency,
+            at=at,
+        )
     return result, True
 
 
@@ -247,6 +259,14 @@ async def record_refund(
         cancelled=False,
         reason="order_refunded" if status == "refunded" else "partial_refund",
     )
+    await points.rebalance_order(
+        conn,
+        ids=runtime.ids,
+        merchant_id=caller.merchant_id,
+        order_pk=order.id,
+        total=order.total,
+        refunded=refunded,
+    )
     await events.emit(
         conn,
         merchant_id=caller.merchant_id,
@@ -277,6 +297,14 @@ async def cancel_order(
         order=_amounts(order, order.refunded),
         cancelled=True,
         reason="order_cancelled",
+    )
+    await points.rebalance_order(
+        conn,
+        ids=runtime.ids,
+        merchant_id=caller.merchant_id,
+        order_pk=order.id,
+        total=order.total,
+        refunded=order.total,
     )
     await events.emit(
         conn, merchant_id=caller.merchant_id, type="order.cancelled", data={"order_id": order_id}

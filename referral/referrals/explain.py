@@ -14,6 +14,7 @@ from referral.fraud.rules import Decision
 from referral.lib.errors import NotFound
 from referral.lib.pagination import Cursor, Page
 from referral.merchants.service import Caller
+from referral.points import service as points
 from referral.referrals import repo, rules
 from referral.referrals.repo import ReferralRow
 from referral.referrals.schemas import Referral, Review
@@ -82,7 +83,11 @@ async def get_referral(
     row = await repo.referral(conn, caller.merchant_id, runtime.ids.decode("referral", referral_id))
     if row is None:
         raise NotFound(f"no referral with id {referral_id}", code="referral_not_found")
-    return (await _to_referrals(conn, runtime, [row]))[0]
+    (referral,) = await _to_referrals(conn, runtime, [row])
+    referral.advocate_level = await points.level_explained(
+        conn, merchant_id=caller.merchant_id, program_id=row.program_id, advocate_id=row.advocate_id
+    )
+    return referral
 
 
 async def list_referrals(

@@ -11,6 +11,7 @@ from msgspec import Meta
 
 from referral.coupons.schemas import CouponAnswer
 from referral.fraud.rules import Decision
+from referral.points.schemas import LevelExplained
 from referral.referrals.rules import Check
 from referral.rewards.schemas import Reward, RewardSummary
 
@@ -131,4 +132,11 @@ class Referral(msgspec.Struct):
         str,
         Meta(description="How rewards that are pending or in review are held, coupons included"),
     ] = ""
+    advocate_level: Annotated[
+        LevelExplained | None,
+        Meta(
+            description="The advocate's level in a program with levels (explain only, null "
+            "in lists): now, the reward and points multiplier it gives, and its changes"
+        ),
+    ] = None
     object: str = "referral"

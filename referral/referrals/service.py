@@ -36,6 +36,7 @@ from referral.lib.ids import PublicIds
 from referral.lib.money import require_currency
 from referral.lib.timestamps import reported_at
 from referral.merchants.service import Caller
+from referral.points import service as points
 from referral.programs.schemas import RewardSettings
 from referral.referrals import attribution, repo, rules
 from referral.referrals.attribution import Friend, Programs, Resolved, Seen
@@ -265,6 +266,17 @@ async def _settle(
         at,
         purchase.order_pk if purchase else None,
     )
+    if status == "converted" and purchase is not None:
+        await points.earn_for_referral(
+            conn,
+            ids=runtime.ids,
+            merchant_id=merchant_id,
+            program_id=referral.program_id,
+            advocate_id=referral.advocate_id,
+            friend_customer_id=referral.friend_customer_id,
+            referral_id=referral.id,
+            at=at,
+        )
     if status != "pending":
         await events.emit(
             conn,
@@ -513,6 +525,9 @@ async def record_signup(
         signup_pk,
         referral.id if referral else None,
         msgspec.to_builtins(result),
+    )
+    await points.earn_signup(
+        conn, ids=runtime.ids, merchant_id=caller.merchant_id, customer_id=data.customer_id, at=at
     )
     return result, True
 

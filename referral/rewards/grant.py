@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from referral.lib.ids import PublicIds
+from referral.points import service as points
 from referral.programs.schemas import RewardSettings
 from referral.rewards import repo, service
 from referral.rewards.repo import RewardRow
@@ -101,6 +102,16 @@ async def grant(
 
     nth = await repo.earning_referrals(conn, merchant_id, referred.advocate_id) + 1
     advocate_rule = rule_for_nth(settings, nth)
+    # The advocate's level (points rules) may pay more than the program's tiers.
+    advocate_rule = (
+        await points.advocate_rule(
+            conn,
+            merchant_id=merchant_id,
+            program_id=referred.program_id,
+            customer_id=referred.advocate_payee,
+        )
+        or advocate_rule
+    )
     if advocate_rule is not None and currency is not None:
         amount = rule_amount(advocate_rule, subtotal, currency)
         if amount is not None:

@@ -27,6 +27,12 @@ NOTICES = {
     "story": "story_sent",
     "published": "story_published",
     "payee": "payee_saved",
+    # points and the preference centre (share_page/pages.py)
+    "redeemed": "redeemed",
+    "points_short": "points_short",
+    "redemption_cancelled": "redemption_cancelled",
+    "redemption_used": "redemption_used",
+    "preferences": "preferences_saved",
 }
 
 # Why the page refused, as (status, error page).
@@ -93,7 +99,9 @@ async def share_link(
     try:
         advocate = await service.open_page(conn, runtime=runtime, token=token)
         counted = not is_bot(request.headers.get("user-agent", ""), request.method)
-        target = await service.share(conn, advocate=advocate, channel=channel, counted=counted)
+        target = await service.share(
+            conn, runtime=runtime, advocate=advocate, channel=channel, counted=counted
+        )
     except service.Refused as refused:
         return _refused(refused)
     if target is None:  # copy / share sheet: recorded from the page's script

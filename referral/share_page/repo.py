@@ -49,6 +49,7 @@ FROM rewards r
 LEFT JOIN stories s ON s.merchant_id = r.merchant_id AND s.reward_id = r.id
 LEFT JOIN friends f ON f.id = r.referral_id
 WHERE r.merchant_id = $1 AND r.advocate_id = $2 AND r.side = 'advocate'
+  AND (r.referral_id IS NOT NULL OR r.milestone IS NOT NULL)  -- points buys show with points
 ORDER BY r.created_at DESC, r.id DESC
 LIMIT 50
 """

@@ -311,6 +311,8 @@ async def page_context(
     """What share_page.html shows: only this advocate's own data, friends masked. The view
     is counted when `counted` (a person opening the page, not a bot, a HEAD or the page
     shown again after one of its forms)."""
+    from referral.share_page import engagement  # it reads this module's page advocate
+
     if counted:
         await analytics.record_share_page_view(
             conn,
@@ -356,6 +358,8 @@ async def page_context(
         "stories": stories_told,
         "share_text": _share_text(advocate),
         "program_notice": program_notice(advocate),
+        # points, level, catalogue and the preference centre (share_page/engagement.py)
+        **await engagement.context(conn, runtime=runtime, advocate=advocate),
     }
 
 
@@ -388,7 +392,12 @@ def _link_intent(advocate: PageAdvocate, channel: str) -> str | None:
 
 
 async def share(
-    conn: asyncpg.Connection, *, advocate: PageAdvocate, channel: str, counted: bool
+    conn: asyncpg.Connection,
+    *,
+    runtime: Runtime,
+    advocate: PageAdvocate,
+    channel: str,
+    counted: bool,
 ) -> str | None:
     """A share button followed: its intent URL (None for copy and the share sheet, which
     happen in the browser), the share recorded when `counted` (a person, not a bot)."""
@@ -403,6 +412,7 @@ async def share(
             program_id=advocate.program_id,
             advocate_id=advocate.id,
             channel=channel,
+            ids=runtime.ids,
         )
     return target
 

@@ -25,8 +25,10 @@ from referral.customers.schemas import (
 )
 from referral.events import service as events
 from referral.lib.errors import Conflict, InvalidInput, NotFound
+from referral.lib.ids import PublicIds
 from referral.lib.pagination import ListQuery
 from referral.merchants.service import Caller
+from referral.points import service as points
 from referral.programs import rules as lifecycle
 from referral.runtime import Runtime
 from referral.stories import image, repo
@@ -152,7 +154,23 @@ async def create(
     await events.emit(
         conn, merchant_id=caller.merchant_id, type=f"story.{status}", data=_event(runtime, row)
     )
+    if status == "published":
+        await _story_points(conn, runtime.ids, row)
     return _to_story(runtime, caller, row), True
+
+
+async def _story_points(conn: asyncpg.Connection, ids: PublicIds, row: StoryRow) -> None:
+    """A published story earns its advocate the program's story points, once per story."""
+    await points.earn_as_advocate(
+        conn,
+        ids=ids,
+        merchant_id=row.merchant_id,
+        program_id=row.program_id,
+        advocate_id=row.advocate_id,
+        source="story",
+        key=str(row.id),
+        at=datetime.now(UTC),
+    )
 
 
 async def _row(
@@ -220,6 +238,8 @@ async def update(
             type=f"story.{status}",
             data={**_event(runtime, updated), "actor": actor},
         )
+        if status == "published":
+            await _story_points(conn, runtime.ids, updated)
     # The advocate's words and name are theirs: the log keeps that they changed, not them.
     await audit.record(
         conn,
@@ -346,10 +366,21 @@ async def record_share(
     program_id: int,
     advocate_id: int,
     channel: str,
+    ids: PublicIds,
     story_id: int | None = None,
 ) -> None:
-    """A share button followed: from a story page, or (no story) the advocate's share page."""
+    """A share button followed: from a story page, or (no story) the advocate's share page.
+    It earns the advocate the program's share points (capped per day)."""
     await repo.record_share(conn, merchant_id, program_id, advocate_id, story_id, channel)
+    await points.earn_share(
+        conn,
+        ids=ids,
+        merchant_id=merchant_id,
+        program_id=program_id,
+        advocate_id=advocate_id,
+        channel=channel,
+        at=datetime.now(UTC),
+    )
     await analytics.record_share(
         conn,
         merchant_id=merchant_id,
@@ -475,6 +506,7 @@ async def share(
             program_id=story.program_id,
             advocate_id=story.advocate_id,
             channel=channel,
+            ids=runtime.ids,
             story_id=story.id,
         )
     return story

@@ -277,6 +277,84 @@ STRINGS: dict[str, dict[str, str]] = {
 }
 
 
+# Points, levels and the preference centre on the share page (issue 19): the advocate reads
+# them. Kept apart from the page's other words so each block can be read on its own.
+_ENGAGEMENT: dict[str, dict[str, str]] = {
+    "en": {
+        "points_title": "Your points",
+        "points_count": "{points} points",
+        "points_expiry": "{points} expire on {date}.",
+        "points_thanks": "Thanks for your order! It earned you {points}.",
+        "level_label": "Your level",
+        "level_next_friend": "{count} more friend to {level}",
+        "level_next_friends": "{count} more friends to {level}",
+        "level_next_points": "{points} more points to {level}",
+        "level_next_spend": "Spend {amount} more to reach {level}",
+        "level_top": "You have reached the top level.",
+        "catalogue_title": "Spend your points",
+        "redeem": "Redeem",
+        "points_missing": "you need {points} more",
+        "redemptions_title": "Your redeemed rewards",
+        "redemption_code": "Code",
+        "redemption_cancel": "Cancel and get the points back",
+        "redemption_status_active": "Ready to use",
+        "redemption_status_cancelled": "Cancelled",
+        "redeemed": "Done! Your reward is under “Your redeemed rewards”.",
+        "points_short": "You do not have enough points for that yet.",
+        "redemption_cancelled": "Cancelled: your points are back.",
+        "redemption_used": "That code has been used, so it can no longer be cancelled.",
+        "preferences_saved": "Your choices are saved.",
+        "prefs_title": "How we keep in touch",
+        "prefs_channels": "Contact me by",
+        "prefs_channel_email": "Email",
+        "prefs_channel_sms": "Text message (SMS)",
+        "prefs_topics": "Tell me about",
+        "prefs_topic_rewards": "My rewards and points",
+        "prefs_topic_offers": "New offers",
+        "prefs_birthday": "Your birthday (for a birthday gift of points)",
+        "prefs_hint": "Tick nothing and we will not contact you. You can change this any time.",
+        "prefs_save": "Save my choices",
+    },
+    "sv": {
+        "points_title": "Dina poäng",
+        "points_count": "{points} poäng",
+        "points_expiry": "{points} går ut den {date}.",
+        "points_thanks": "Tack för din beställning! Den gav dig {points}.",
+        "level_label": "Din nivå",
+        "level_next_friend": "{count} vän till för att nå {level}",
+        "level_next_friends": "{count} vänner till för att nå {level}",
+        "level_next_points": "{points} poäng till för att nå {level}",
+        "level_next_spend": "Handla för {amount} till för att nå {level}",
+        "level_top": "Du har nått högsta nivån.",
+        "catalogue_title": "Använd dina poäng",
+        "redeem": "Lös in",
+        "points_missing": "du behöver {points} till",
+        "redemptions_title": "Dina inlösta belöningar",
+        "redemption_code": "Kod",
+        "redemption_cancel": "Ångra och få tillbaka poängen",
+        "redemption_status_active": "Klar att använda",
+        "redemption_status_cancelled": "Ångrad",
+        "redeemed": "Klart! Din belöning finns under ”Dina inlösta belöningar”.",
+        "points_short": "Du har inte tillräckligt med poäng för det än.",
+        "redemption_cancelled": "Ångrat: dina poäng är tillbaka.",
+        "redemption_used": "Koden är redan använd och kan inte längre ångras.",
+        "preferences_saved": "Dina val är sparade.",
+        "prefs_title": "Hur vi håller kontakten",
+        "prefs_channels": "Kontakta mig via",
+        "prefs_channel_email": "E-post",
+        "prefs_channel_sms": "SMS",
+        "prefs_topics": "Berätta om",
+        "prefs_topic_rewards": "Mina belöningar och poäng",
+        "prefs_topic_offers": "Nya erbjudanden",
+        "prefs_birthday": "Din födelsedag (för en födelsedagsgåva i poäng)",
+        "prefs_hint": "Kryssa inget så kontaktar vi dig inte. Du kan ändra det när du vill.",
+        "prefs_save": "Spara mina val",
+    },
+}
+for _locale, _words in _ENGAGEMENT.items():
+    STRINGS[_locale].update(_words)
+
+
 def locale_of(raw: str | None) -> str:
     return raw if raw in LOCALES else "en"
 
@@ -298,6 +376,11 @@ def money(amount: int, currency: str, locale: str) -> str:
     if fraction and set(fraction) != {"0"}:
         whole += ("," if locale == "sv" else ".") + fraction
     return f"{sign}{whole} {currency}"
+
+
+def group(number: int, locale: str) -> str:
+    """1250 -> "1,250" (sv "1 250")."""
+    return _group(number, locale)
 
 
 def _group(number: int, locale: str) -> str:

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from referral.points.schemas import Redemption
+
 # --------------------------------------------------------------------------- payloads
 
 # msgspec's JSON Schema of a datetime leaves out its format; the catalogue states it.
@@ -35,9 +37,18 @@ class ReferralReviewed(msgspec.Struct):
     actor: str
 
 
+class ContactPreferences(msgspec.Struct):
+    """The customer's preference centre as it stands: the channels they may be contacted on
+    (email, sms; none: empty) and the topics (rewards, offers)."""
+
+    channels: list[str]
+    topics: list[str]
+
+
 class RewardChanged(msgspec.Struct):
     """A reward was created or changed state or amount. `contact_preference` (email, sms,
-    none) says how to tell the advocate about their own money; null for a friend's."""
+    none) says how to tell the advocate about their own money; null for a friend's.
+    `preferences`: the advocate's preference centre (advocate-side events)."""
 
     reward_id: str
     referral_id: str | None
@@ -49,6 +60,7 @@ class RewardChanged(msgspec.Struct):
     contact_preference: str | None
     advocate_id: str | UnsetType = UNSET
     reason: str | UnsetType = UNSET
+    preferences: ContactPreferences | None | UnsetType = UNSET
 
 
 class OrderRefunded(msgspec.Struct):
@@ -192,6 +204,39 @@ class WebhookTest(msgspec.Struct):
     message: str
 
 
+class PointsRedemptionChanged(Redemption, kw_only=True):
+    """Points turned into a coupon or store credit, or that redemption cancelled (its
+    points back on the customer's balance): the redemption as the API shows it, with the
+    customer's preference centre."""
+
+    preferences: ContactPreferences
+
+
+class PointsExpiring(msgspec.Struct):
+    """`points` of the customer's balance expire at `expires_at`, 30 days or less from now:
+    the moment for a last-chance message. Sent once per lot (or per last-activity expiry)."""
+
+    customer_id: str
+    program_id: str
+    points: int
+    expires_at: Timestamp
+    preferences: ContactPreferences
+
+
+class LevelChanged(msgspec.Struct):
+    """The customer's level in the program changed (`from` null: their first level above
+    the first). `qualifying`: their activity in the rolling 12 months by `qualifier`."""
+
+    customer_id: str
+    program_id: str
+    to: str
+    qualifier: str
+    qualifying: int
+    rules_version: int
+    preferences: ContactPreferences
+    from_: str | None = msgspec.field(name="from", default=None)
+
+
 # type -> (payload struct, what happened)
 CATALOGUE: dict[str, tuple[type[msgspec.Struct], str]] = {
     "referral.converted": (ReferralSettled, "A referred friend converted"),
@@ -225,6 +270,13 @@ CATALOGUE: dict[str, tuple[type[msgspec.Struct], str]] = {
     "payout_line.failed": (PayoutLineFailed, "A payout line could not be paid"),
     "coupon_pool.low": (CouponPoolLow, "A coupon pool runs low"),
     "customer.erased": (CustomerErased, "A customer's personal data was erased"),
+    "customer.level_changed": (LevelChanged, "A customer reached another level"),
+    "points.redeemed": (PointsRedemptionChanged, "Points were turned into a coupon or credit"),
+    "points.redemption_cancelled": (
+        PointsRedemptionChanged,
+        "A redemption was cancelled: its points are back",
+    ),
+    "points.expiring": (PointsExpiring, "Some of a customer's points expire within 30 days"),
     "webhook_endpoint.disabled": (EndpointDisabled, "A webhook endpoint was disabled"),
     "webhook.test": (WebhookTest, "A test delivery"),
 }

@@ -71,6 +71,32 @@ class WidgetShareWords(msgspec.Struct):
     no_rewards: str
 
 
+class WidgetPointsItem(msgspec.Struct):
+    """A catalogue item: what it is, what it costs, and whether the balance buys it now.
+    `redeem_url` takes a form POST with `item` (the share page's own form: it answers with
+    the share page, showing the code)."""
+
+    item: str
+    what: str
+    cost: str
+    affordable: bool
+    redeem_url: str
+
+
+class WidgetPoints(msgspec.Struct):
+    """The advocate's points, as their share page shows them, in the box's language."""
+
+    title: str
+    balance: str
+    expiry: str | None
+    level: str | None
+    to_next: str | None  # "2 more friends to Gold"
+    progress: list[int] | None  # [so far, needed] for a progress bar
+    thanks: str | None  # after a purchase
+    catalogue: list[WidgetPointsItem]
+    redeem: str  # the button's word
+
+
 class WidgetShare(msgspec.Struct):
     """What `<referral-share>` shows: the advocate's own link, QR image, share buttons and
     rewards. The copy and share-sheet URLs record those shares when fetched."""
@@ -85,6 +111,7 @@ class WidgetShare(msgspec.Struct):
     share_sheet_link: str
     rewards: list[WidgetReward]
     words: WidgetShareWords
+    points: WidgetPoints | None = None  # None: the program has no points
     object: str = "widget_share"
 
 

@@ -32,6 +32,8 @@ from referral.widget.schemas import (
     WidgetLook,
     WidgetManifest,
     WidgetOffer,
+    WidgetPoints,
+    WidgetPointsItem,
     WidgetReward,
     WidgetShare,
     WidgetShareWords,
@@ -107,7 +109,34 @@ async def share_box(
         if advocate.offer
         else i18n.t(locale, "share_intro_no_offer")
     )
+    found = context["points"]
+    page = f"{runtime.settings.public_base_url}/share/{quote(token, safe='')}"
+    points = (
+        WidgetPoints(
+            title=i18n.t(locale, "points_title"),
+            balance=found["balance"],
+            expiry=found["expiry"],
+            level=found["level"],
+            to_next=found["to_next"],
+            progress=list(found["progress"]) if found["progress"] else None,
+            thanks=found["thanks"],
+            catalogue=[
+                WidgetPointsItem(
+                    item=c["id"],
+                    what=c["what"],
+                    cost=c["cost"],
+                    affordable=c["affordable"],
+                    redeem_url=f"{page}/points/redeem",
+                )
+                for c in found["catalogue"]
+            ],
+            redeem=i18n.t(locale, "redeem"),
+        )
+        if found
+        else None
+    )
     return WidgetShare(
+        points=points,
         look=_look(locale, advocate.shop, advocate.colour),
         link=advocate.link,
         qr_url=context["qr_url"],

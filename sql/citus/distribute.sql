@@ -90,3 +90,15 @@ SELECT create_distributed_table('experiments', 'merchant_id', colocate_with => '
 SELECT create_distributed_table('experiment_exposures', 'merchant_id', colocate_with => 'programs');
 SELECT create_distributed_table('program_holdouts', 'merchant_id', colocate_with => 'programs');
 SELECT create_distributed_table('holdout_answers', 'merchant_id', colocate_with => 'programs');
+-- Points: rules versions, accounts, lots, redemptions and their journal (0031).
+SELECT create_distributed_table('points_rules', 'merchant_id', colocate_with => 'programs');
+SELECT create_distributed_table('points_accounts', 'merchant_id', colocate_with => 'programs');
+SELECT create_distributed_table('points_lots', 'merchant_id', colocate_with => 'programs');
+SELECT create_distributed_table('points_redemptions', 'merchant_id', colocate_with => 'programs');
+SELECT create_distributed_table('points_entries', 'merchant_id', colocate_with => 'programs');
+-- Levels and their changes (0032).
+SELECT create_distributed_table('customer_levels', 'merchant_id', colocate_with => 'programs');
+SELECT create_distributed_table('level_changes', 'merchant_id', colocate_with => 'programs');
+-- Preferences and the consents on record (0033).
+SELECT create_distributed_table('customer_preferences', 'merchant_id', colocate_with => 'programs');
+SELECT create_distributed_table('preference_consents', 'merchant_id', colocate_with => 'programs');

@@ -104,6 +104,12 @@ async def test_every_change_route_writes_one_audit_row(client, tenant, db, trail
         "putFraudPolicy", "PUT", f"/v1/programs/{pid}/fraud-policy", policy.json()["policy"]
     )
     await t.call("updateProgram", "PATCH", f"/v1/programs/{pid}", {"hold_days": 0})
+    await t.call(
+        "putPointsRules",
+        "PUT",
+        f"/v1/programs/{pid}/points",
+        {"earning": {"order": {"points": 1, "per": {"EUR": 100}}}},
+    )
 
     # advocates
     anna = await create_advocate(client, tenant, pid, "anna")

@@ -148,7 +148,9 @@ class TestContactPreference:
         assert saved.status_code == 303 and saved.headers["location"] == f"{path}?done=contact"
         page = await client.get(saved.headers["location"])
         assert "Saved." in page.text
-        assert 'value="none" checked' in page.text
+        # the page's preference centre shows it: no channel ticked
+        assert 'name="channels" value="email" checked' not in page.text
+        assert 'name="channels" value="sms" checked' not in page.text
         advocate = await client.get(f"/v1/advocates/{anna['id']}", headers=tenant.auth)
         assert advocate.json()["contact_preference"] == "none"
 
