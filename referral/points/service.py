@@ -378,9 +378,11 @@ async def earn_for_referral(
 ) -> None:
     """A referred friend's first order: points for the advocate and for the friend (once per
     referral), and the advocate's level counts the friend."""
-    found = await repo.advocate(conn, merchant_id, advocate_id)
     rules_now = await current(conn, merchant_id=merchant_id, program_id=program_id)
-    if found is None or rules_now is None:
+    if rules_now is None:  # most programs: no points, so no advocate to look up either
+        return
+    found = await repo.advocate(conn, merchant_id, advocate_id)
+    if found is None:
         return
     common = dict(
         ids=ids,
